@@ -1,0 +1,315 @@
+//! The shared backend: PostgreSQL, for several `gantry server` processes on one database.
+//!
+//! - The change stream is the `change_events` table. Appending takes a transaction-scoped
+//!   advisory lock held until commit, so events become visible in `seq` order and a reader
+//!   that resumes after `seq` N can never miss an N-1 committed later.
+//! - Each append sends `NOTIFY gantry_changes, '<seq>'` in its transaction; every server
+//!   LISTENs and wakes its stream readers, who then read the table. A lost notification
+//!   (a dropped listener connection) only delays readers until their next poll.
+//! - Schema migration runs under a session advisory lock, so servers starting together
+//!   migrate once.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use gantry_core::{Change, ChangeEvent, ChangePatch, ChangeQuery, NewService, Service, TokenInfo};
+use sqlx::postgres::{PgListener, PgPool, PgPoolOptions};
+use sqlx::Acquire;
+use tokio::sync::watch;
+use ulid::Ulid;
+
+use crate::queries::Dialect;
+use crate::schema::{self, SchemaStatus, SCHEMA_VERSION};
+use crate::{Backend, Result, Store, StoreError, StoreOptions, TagMatch, TokenRecord};
+
+mod q {
+    crate::queries::queries!(sqlx::Postgres);
+}
+
+/// Advisory lock keys are arbitrary constants: "GANTRY" in ASCII and a purpose byte
+/// (01 migration, 02 stream append, 03 first-token bootstrap).
+const MIGRATION_LOCK: i64 = 0x4741_4e54_5259_01;
+
+/// The channel stream wake-ups travel on.
+pub const CHANNEL: &str = "gantry_changes";
+
+const DIALECT: Dialect = Dialect {
+    event_lock: Some("SELECT pg_advisory_xact_lock(20056528024393986)"),
+    notify: Some("SELECT pg_notify($1, $2)"),
+    bootstrap_lock: Some("SELECT pg_advisory_xact_lock(20056528024393987)"),
+    for_update: " FOR UPDATE",
+};
+
+pub struct PostgresStore {
+    pool: PgPool,
+    options: StoreOptions,
+    schema: SchemaStatus,
+    events: watch::Sender<i64>,
+    listener: tokio::task::JoinHandle<()>,
+}
+
+impl PostgresStore {
+    pub async fn open(url: &str, options: StoreOptions) -> Result<PostgresStore> {
+        let pool = PgPoolOptions::new()
+            .max_connections(options.max_connections.max(2))
+            .acquire_timeout(Duration::from_secs(10))
+            .connect(url)
+            .await
+            .map_err(|e| {
+                StoreError::Config(format!(
+                    "cannot connect to PostgreSQL at {}: {e}",
+                    crate::redact_url(url)
+                ))
+            })?;
+        let schema = migrate(&pool).await?;
+        let last = q::last_event_seq(&pool).await?;
+        let (events, _) = watch::channel(last);
+        let listener = tokio::spawn(listen(pool.clone(), events.clone()));
+        Ok(PostgresStore {
+            pool,
+            options,
+            schema,
+            events,
+            listener,
+        })
+    }
+}
+
+/// Follows `NOTIFY` on [`CHANNEL`] for as long as the store lives, reconnecting on failure
+/// and re-reading the newest `seq` after each reconnect (notifications sent while it was
+/// away are lost; the table is not).
+async fn listen(pool: PgPool, events: watch::Sender<i64>) {
+    let bump = |seq: i64| {
+        events.send_if_modified(|newest| {
+            let newer = seq > *newest;
+            if newer {
+                *newest = seq;
+            }
+            newer
+        });
+    };
+    loop {
+        let mut listener = match PgListener::connect_with(&pool).await {
+            Ok(l) => l,
+            Err(e) => {
+                if pool.is_closed() {
+                    return;
+                }
+                tracing::warn!(error = %e, "change stream listener cannot connect; retrying");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+        };
+        if let Err(e) = listener.listen(CHANNEL).await {
+            tracing::warn!(error = %e, "change stream listener cannot LISTEN; retrying");
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            continue;
+        }
+        if let Ok(seq) = q::last_event_seq(&pool).await {
+            bump(seq);
+        }
+        loop {
+            match listener.try_recv().await {
+                Ok(Some(notification)) => {
+                    if let Ok(seq) = notification.payload().parse::<i64>() {
+                        bump(seq);
+                    }
+                }
+                Ok(None) => {
+                    // The connection dropped; sqlx reconnects on the next call. Catch up.
+                    if let Ok(seq) = q::last_event_seq(&pool).await {
+                        bump(seq);
+                    }
+                }
+                Err(e) => {
+                    if pool.is_closed() {
+                        return;
+                    }
+                    tracing::warn!(error = %e, "change stream listener failed; reconnecting");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    break;
+                }
+            }
+        }
+    }
+}
+
+async fn migrate(pool: &PgPool) -> Result<SchemaStatus> {
+    let mut conn = pool.acquire().await?;
+    sqlx::query("SELECT pg_advisory_lock($1)")
+        .bind(MIGRATION_LOCK)
+        .execute(&mut *conn)
+        .await?;
+    let result = async {
+        sqlx::raw_sql(
+            "CREATE TABLE IF NOT EXISTS gantry_schema (id INTEGER PRIMARY KEY CHECK (id = 1), version BIGINT NOT NULL, min_binary_version BIGINT NOT NULL, updated_at BIGINT NOT NULL)",
+        )
+        .execute(&mut *conn)
+        .await?;
+        let found: Option<(i64, i64)> =
+            sqlx::query_as("SELECT version, min_binary_version FROM gantry_schema WHERE id = 1")
+                .fetch_optional(&mut *conn)
+                .await?;
+        let (found, found_min) = found.unwrap_or((0, 0));
+        let plan = schema::plan(found, found_min, SCHEMA_VERSION)?;
+        for &version in &plan {
+            let migration = schema::migration(version);
+            tracing::info!(version, description = migration.description, "applying schema migration");
+            let mut tx = conn.begin().await?;
+            sqlx::raw_sql(migration.postgres).execute(&mut *tx).await?;
+            sqlx::query(
+                "INSERT INTO gantry_schema (id, version, min_binary_version, updated_at) VALUES (1, $1, $2, $3) \
+                 ON CONFLICT (id) DO UPDATE SET version = excluded.version, min_binary_version = excluded.min_binary_version, updated_at = excluded.updated_at",
+            )
+            .bind(migration.version)
+            .bind(migration.min_binary_version)
+            .bind(Utc::now().timestamp_micros())
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await?;
+        }
+        Ok::<_, StoreError>(SchemaStatus {
+            found,
+            current: plan.last().copied().unwrap_or(found),
+            applied: plan,
+        })
+    }
+    .await;
+    sqlx::query("SELECT pg_advisory_unlock($1)")
+        .bind(MIGRATION_LOCK)
+        .execute(&mut *conn)
+        .await?;
+    result
+}
+
+#[async_trait]
+impl Store for PostgresStore {
+    fn backend(&self) -> Backend {
+        Backend::Postgres
+    }
+
+    async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    fn schema_status(&self) -> &SchemaStatus {
+        &self.schema
+    }
+
+    async fn insert_change(&self, change: &Change) -> Result<i64> {
+        q::insert_change(
+            &self.pool,
+            &DIALECT,
+            CHANNEL,
+            change,
+            self.options.auto_create_services,
+        )
+        .await
+    }
+
+    async fn get_change(&self, id: Ulid) -> Result<Option<Change>> {
+        q::get_change(&self.pool, id).await
+    }
+
+    async fn list_changes(&self, query: &ChangeQuery) -> Result<Vec<Change>> {
+        q::list_changes(&self.pool, query).await
+    }
+
+    async fn changes_by_tags(
+        &self,
+        tags: &[String],
+        matching: TagMatch,
+        since: DateTime<Utc>,
+        until: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<Change>> {
+        q::changes_by_tags(&self.pool, tags, matching, since, until, limit).await
+    }
+
+    async fn update_change(
+        &self,
+        id: Ulid,
+        patch: &ChangePatch,
+        actor: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Change> {
+        q::update_change(&self.pool, &DIALECT, CHANNEL, id, patch, actor, now).await
+    }
+
+    async fn events_after(&self, after: i64, limit: u32) -> Result<Vec<ChangeEvent>> {
+        q::events_after(&self.pool, after, limit).await
+    }
+
+    async fn last_event_seq(&self) -> Result<i64> {
+        q::last_event_seq(&self.pool).await
+    }
+
+    fn subscribe(&self) -> watch::Receiver<i64> {
+        self.events.subscribe()
+    }
+
+    async fn prune_events(&self, before: DateTime<Utc>) -> Result<u64> {
+        q::prune_events(&self.pool, before).await
+    }
+
+    async fn create_service(&self, service: &NewService, now: DateTime<Utc>) -> Result<Service> {
+        q::create_service(&self.pool, service, now).await
+    }
+
+    async fn get_service(&self, name: &str) -> Result<Option<Service>> {
+        q::get_service(&self.pool, name).await
+    }
+
+    async fn list_services(&self) -> Result<Vec<Service>> {
+        q::list_services(&self.pool).await
+    }
+
+    async fn delete_service(&self, name: &str, force: bool) -> Result<()> {
+        q::delete_service(&self.pool, name, force).await
+    }
+
+    async fn list_environments(&self) -> Result<Vec<String>> {
+        q::list_environments(&self.pool).await
+    }
+
+    async fn create_token(&self, info: &TokenInfo, digest: &str) -> Result<()> {
+        q::create_token(&self.pool, info, digest).await
+    }
+
+    async fn token_by_digest(&self, digest: &str) -> Result<Option<TokenRecord>> {
+        q::token_by_digest(&self.pool, digest).await
+    }
+
+    async fn list_tokens(&self) -> Result<Vec<TokenInfo>> {
+        q::list_tokens(&self.pool).await
+    }
+
+    async fn revoke_token(&self, name: &str, now: DateTime<Utc>) -> Result<()> {
+        q::revoke_token(&self.pool, name, now).await
+    }
+
+    async fn bootstrap_admin_token(&self, info: &TokenInfo, digest: &str) -> Result<bool> {
+        q::bootstrap_admin_token(&self.pool, &DIALECT, info, digest).await
+    }
+
+    async fn try_acquire_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        ttl: Duration,
+        now: DateTime<Utc>,
+    ) -> Result<bool> {
+        q::try_acquire_lease(&self.pool, name, holder, ttl, now).await
+    }
+
+    async fn release_lease(&self, name: &str, holder: &str) -> Result<()> {
+        q::release_lease(&self.pool, name, holder).await
+    }
+
+    async fn close(&self) {
+        self.listener.abort();
+        self.pool.close().await;
+    }
+}

@@ -1,0 +1,281 @@
+//! The embedded backend: one SQLite file in WAL mode.
+//!
+//! One writer connection serialises every write (SQLite allows one writer at a time, and a
+//! single connection never waits on `SQLITE_BUSY`); a few read-only connections serve reads
+//! concurrently from WAL snapshots. `synchronous = NORMAL` means a committed transaction
+//! survives the process being killed (it is in the WAL, written through to the OS); only a
+//! power loss may take the last commits, which `synchronous_full` prevents at a cost.
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use gantry_core::{Change, ChangeEvent, ChangePatch, ChangeQuery, NewService, Service, TokenInfo};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+use sqlx::{ConnectOptions, Connection};
+use tokio::sync::watch;
+use ulid::Ulid;
+
+use crate::queries::Dialect;
+use crate::schema::{self, SchemaStatus, SCHEMA_VERSION};
+use crate::{Backend, Result, Store, StoreError, StoreOptions, TagMatch, TokenRecord};
+
+mod q {
+    crate::queries::queries!(sqlx::Sqlite);
+}
+
+const DIALECT: Dialect = Dialect {
+    event_lock: None,
+    notify: None,
+    bootstrap_lock: None,
+    for_update: "",
+};
+
+pub struct SqliteStore {
+    writer: SqlitePool,
+    reader: SqlitePool,
+    options: StoreOptions,
+    schema: SchemaStatus,
+    events: watch::Sender<i64>,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database file at `path` and brings its schema up to date.
+    pub async fn open(path: &Path, options: StoreOptions) -> Result<SqliteStore> {
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent).map_err(|e| {
+                StoreError::Config(format!("cannot create directory {}: {e}", parent.display()))
+            })?;
+        }
+        let connect = SqliteConnectOptions::from_str("sqlite://")?
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(10))
+            .pragma("cache_size", "-65536")
+            .pragma("temp_store", "memory");
+        let schema = migrate(&connect).await?;
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(Duration::from_secs(30))
+            .connect_with(connect.clone())
+            .await?;
+        let reader = SqlitePoolOptions::new()
+            .max_connections(4)
+            .acquire_timeout(Duration::from_secs(30))
+            .connect_with(connect.read_only(true))
+            .await?;
+        let last = q::last_event_seq(&reader).await?;
+        let (events, _) = watch::channel(last);
+        Ok(SqliteStore {
+            writer,
+            reader,
+            options,
+            schema,
+            events,
+        })
+    }
+
+    fn announce(&self, seq: i64) {
+        self.events.send_if_modified(|newest| {
+            let newer = seq > *newest;
+            if newer {
+                *newest = seq;
+            }
+            newer
+        });
+    }
+}
+
+/// Applies missing migrations inside one `BEGIN IMMEDIATE` transaction, which takes
+/// SQLite's write lock, so two processes opening one file cannot both migrate.
+async fn migrate(connect: &SqliteConnectOptions) -> Result<SchemaStatus> {
+    let mut conn = connect.connect().await?;
+    sqlx::raw_sql("BEGIN IMMEDIATE").execute(&mut conn).await?;
+    let result = async {
+        sqlx::raw_sql(
+            "CREATE TABLE IF NOT EXISTS gantry_schema (id INTEGER PRIMARY KEY CHECK (id = 1), version INTEGER NOT NULL, min_binary_version INTEGER NOT NULL, updated_at INTEGER NOT NULL)",
+        )
+        .execute(&mut conn)
+        .await?;
+        let found: Option<(i64, i64)> =
+            sqlx::query_as("SELECT version, min_binary_version FROM gantry_schema WHERE id = 1")
+                .fetch_optional(&mut conn)
+                .await?;
+        let (found, found_min) = found.unwrap_or((0, 0));
+        let plan = schema::plan(found, found_min, SCHEMA_VERSION)?;
+        for &version in &plan {
+            let migration = schema::migration(version);
+            tracing::info!(version, description = migration.description, "applying schema migration");
+            sqlx::raw_sql(migration.sqlite).execute(&mut conn).await?;
+            sqlx::query(
+                "INSERT INTO gantry_schema (id, version, min_binary_version, updated_at) VALUES (1, $1, $2, $3) \
+                 ON CONFLICT (id) DO UPDATE SET version = excluded.version, min_binary_version = excluded.min_binary_version, updated_at = excluded.updated_at",
+            )
+            .bind(migration.version)
+            .bind(migration.min_binary_version)
+            .bind(Utc::now().timestamp_micros())
+            .execute(&mut conn)
+            .await?;
+        }
+        Ok::<_, StoreError>(SchemaStatus {
+            found,
+            current: plan.last().copied().unwrap_or(found),
+            applied: plan,
+        })
+    }
+    .await;
+    match result {
+        Ok(status) => {
+            sqlx::raw_sql("COMMIT").execute(&mut conn).await?;
+            conn.close().await?;
+            Ok(status)
+        }
+        Err(e) => {
+            let _ = sqlx::raw_sql("ROLLBACK").execute(&mut conn).await;
+            Err(e)
+        }
+    }
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    fn backend(&self) -> Backend {
+        Backend::Sqlite
+    }
+
+    async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1").execute(&self.reader).await?;
+        Ok(())
+    }
+
+    fn schema_status(&self) -> &SchemaStatus {
+        &self.schema
+    }
+
+    async fn insert_change(&self, change: &Change) -> Result<i64> {
+        let seq = q::insert_change(
+            &self.writer,
+            &DIALECT,
+            "",
+            change,
+            self.options.auto_create_services,
+        )
+        .await?;
+        self.announce(seq);
+        Ok(seq)
+    }
+
+    async fn get_change(&self, id: Ulid) -> Result<Option<Change>> {
+        q::get_change(&self.reader, id).await
+    }
+
+    async fn list_changes(&self, query: &ChangeQuery) -> Result<Vec<Change>> {
+        q::list_changes(&self.reader, query).await
+    }
+
+    async fn changes_by_tags(
+        &self,
+        tags: &[String],
+        matching: TagMatch,
+        since: DateTime<Utc>,
+        until: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<Change>> {
+        q::changes_by_tags(&self.reader, tags, matching, since, until, limit).await
+    }
+
+    async fn update_change(
+        &self,
+        id: Ulid,
+        patch: &ChangePatch,
+        actor: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Change> {
+        let change = q::update_change(&self.writer, &DIALECT, "", id, patch, actor, now).await?;
+        let seq = q::last_event_seq(&self.writer).await?;
+        self.announce(seq);
+        Ok(change)
+    }
+
+    async fn events_after(&self, after: i64, limit: u32) -> Result<Vec<ChangeEvent>> {
+        q::events_after(&self.reader, after, limit).await
+    }
+
+    async fn last_event_seq(&self) -> Result<i64> {
+        q::last_event_seq(&self.reader).await
+    }
+
+    fn subscribe(&self) -> watch::Receiver<i64> {
+        self.events.subscribe()
+    }
+
+    async fn prune_events(&self, before: DateTime<Utc>) -> Result<u64> {
+        q::prune_events(&self.writer, before).await
+    }
+
+    async fn create_service(&self, service: &NewService, now: DateTime<Utc>) -> Result<Service> {
+        q::create_service(&self.writer, service, now).await
+    }
+
+    async fn get_service(&self, name: &str) -> Result<Option<Service>> {
+        q::get_service(&self.reader, name).await
+    }
+
+    async fn list_services(&self) -> Result<Vec<Service>> {
+        q::list_services(&self.reader).await
+    }
+
+    async fn delete_service(&self, name: &str, force: bool) -> Result<()> {
+        q::delete_service(&self.writer, name, force).await
+    }
+
+    async fn list_environments(&self) -> Result<Vec<String>> {
+        q::list_environments(&self.reader).await
+    }
+
+    async fn create_token(&self, info: &TokenInfo, digest: &str) -> Result<()> {
+        q::create_token(&self.writer, info, digest).await
+    }
+
+    async fn token_by_digest(&self, digest: &str) -> Result<Option<TokenRecord>> {
+        q::token_by_digest(&self.reader, digest).await
+    }
+
+    async fn list_tokens(&self) -> Result<Vec<TokenInfo>> {
+        q::list_tokens(&self.reader).await
+    }
+
+    async fn revoke_token(&self, name: &str, now: DateTime<Utc>) -> Result<()> {
+        q::revoke_token(&self.writer, name, now).await
+    }
+
+    async fn bootstrap_admin_token(&self, info: &TokenInfo, digest: &str) -> Result<bool> {
+        q::bootstrap_admin_token(&self.writer, &DIALECT, info, digest).await
+    }
+
+    async fn try_acquire_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        ttl: Duration,
+        now: DateTime<Utc>,
+    ) -> Result<bool> {
+        q::try_acquire_lease(&self.writer, name, holder, ttl, now).await
+    }
+
+    async fn release_lease(&self, name: &str, holder: &str) -> Result<()> {
+        q::release_lease(&self.writer, name, holder).await
+    }
+
+    async fn close(&self) {
+        self.writer.close().await;
+        self.reader.close().await;
+    }
+}

@@ -1,0 +1,43 @@
+//! Test support: each test gets its own PostgreSQL schema in the machine's database, so
+//! tests run in parallel without seeing each other's rows.
+//!
+//! The database is `GANTRY_TEST_POSTGRES_URL` (default
+//! `postgres://postgres@127.0.0.1:5432/test`). Tests that need it fail, naming the URL,
+//! when it cannot be reached: `scripts/test` starts or installs PostgreSQL first.
+
+use sqlx::Connection;
+
+/// The database tests use.
+pub fn postgres_base_url() -> String {
+    std::env::var("GANTRY_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_string())
+}
+
+/// A URL for a new, empty schema (named after `label`) in the test database; every
+/// connection made with it uses that schema.
+pub async fn fresh_postgres_url(label: &str) -> String {
+    let base = postgres_base_url();
+    let schema = format!(
+        "t_{}_{}",
+        label
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .take(30)
+            .collect::<String>()
+            .to_ascii_lowercase(),
+        ulid::Ulid::new().to_string().to_ascii_lowercase()
+    );
+    let mut conn = sqlx::PgConnection::connect(&base).await.unwrap_or_else(|e| {
+        panic!(
+            "cannot connect to the test PostgreSQL at {} ({e}); run scripts/test, which starts it, or set GANTRY_TEST_POSTGRES_URL",
+            crate::redact_url(&base)
+        )
+    });
+    sqlx::raw_sql(&format!("CREATE SCHEMA {schema}"))
+        .execute(&mut conn)
+        .await
+        .unwrap_or_else(|e| panic!("cannot create schema {schema}: {e}"));
+    let _ = conn.close().await;
+    let separator = if base.contains('?') { '&' } else { '?' };
+    format!("{base}{separator}options=-c%20search_path%3D{schema}")
+}
