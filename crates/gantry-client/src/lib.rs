@@ -1,1 +1,297 @@
-//! placeholder
+//! A typed client for Gantry's HTTP API, used by the CLI and (later) the host agent.
+//!
+//! Invariant: it speaks only the public API (the same JSON any other client sees); it shares
+//! wire types with the server through `gantry_core` and nothing else.
+
+use std::time::Duration;
+
+use futures::{Stream, StreamExt, TryStreamExt};
+use gantry_core::token::CreatedToken;
+use gantry_core::{
+    Change, ChangeEvent, ChangePage, ChangePatch, NewChange, NewService, NewToken, Service,
+    TokenInfo,
+};
+use reqwest::{Method, StatusCode};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+/// What went wrong talking to the server.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The server answered with an error; `message` is its explanation.
+    #[error("{message}")]
+    Api {
+        status: StatusCode,
+        code: String,
+        message: String,
+    },
+    /// The server could not be reached or the connection failed.
+    #[error("cannot reach the Gantry server at {url}: {reason} (is `gantry server` running? set --url or GANTRY_URL)")]
+    Unreachable { url: String, reason: String },
+    /// The server's answer was not what this client understands.
+    #[error("unexpected answer from the server: {0}")]
+    Protocol(String),
+    /// The client was set up wrongly.
+    #[error("{0}")]
+    Config(String),
+}
+
+pub type Result<T, E = ClientError> = std::result::Result<T, E>;
+
+/// Filters of a change listing; `None` leaves a filter out.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ChangeFilter {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub service: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub environment: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub since: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub until: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub limit: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cursor: Option<String>,
+}
+
+/// What the change stream delivers.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StreamItem {
+    /// Sent first: the stream starts after `seq`. Resume from here if the connection drops
+    /// before any change arrives.
+    Ready {
+        seq: i64,
+    },
+    Change(ChangeEvent),
+}
+
+/// The caller's identity as the server sees it.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct Whoami {
+    pub name: String,
+    pub scopes: Vec<String>,
+}
+
+#[derive(Deserialize)]
+struct ErrorBody {
+    code: String,
+    message: String,
+}
+
+#[derive(Clone)]
+pub struct Client {
+    http: reqwest::Client,
+    base: String,
+    token: Option<String>,
+}
+
+impl Client {
+    /// A client for the server at `base` (`http://127.0.0.1:7070`), authenticating with
+    /// `token` when given.
+    pub fn new(base: &str, token: Option<String>) -> Result<Client> {
+        let base = base.trim_end_matches('/').to_string();
+        if !(base.starts_with("http://") || base.starts_with("https://")) {
+            return Err(ClientError::Config(format!(
+                "server URL '{base}' must start with http:// or https://"
+            )));
+        }
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(10))
+            .user_agent(concat!("gantry/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| ClientError::Config(format!("cannot set up HTTP: {e}")))?;
+        Ok(Client { http, base, token })
+    }
+
+    pub fn base_url(&self) -> &str {
+        &self.base
+    }
+
+    fn request(&self, method: Method, path: &str) -> reqwest::RequestBuilder {
+        let mut request = self.http.request(method, format!("{}{path}", self.base));
+        if let Some(token) = &self.token {
+            request = request.bearer_auth(token);
+        }
+        request
+    }
+
+    fn unreachable(&self, e: reqwest::Error) -> ClientError {
+        let mut reason = e.to_string();
+        let mut source = std::error::Error::source(&e);
+        while let Some(inner) = source {
+            reason = inner.to_string();
+            source = inner.source();
+        }
+        ClientError::Unreachable {
+            url: self.base.clone(),
+            reason,
+        }
+    }
+
+    async fn send(&self, request: reqwest::RequestBuilder) -> Result<reqwest::Response> {
+        let response = request.send().await.map_err(|e| self.unreachable(e))?;
+        if response.status().is_success() {
+            return Ok(response);
+        }
+        let status = response.status();
+        let text = response.text().await.unwrap_or_default();
+        Err(match serde_json::from_str::<ErrorBody>(&text) {
+            Ok(body) => ClientError::Api {
+                status,
+                code: body.code,
+                message: body.message,
+            },
+            Err(_) => ClientError::Api {
+                status,
+                code: "http".into(),
+                message: format!("the server answered {status}"),
+            },
+        })
+    }
+
+    async fn json<T: DeserializeOwned>(&self, request: reqwest::RequestBuilder) -> Result<T> {
+        let response = self.send(request).await?;
+        let bytes = response.bytes().await.map_err(|e| self.unreachable(e))?;
+        serde_json::from_slice(&bytes).map_err(|e| ClientError::Protocol(e.to_string()))
+    }
+
+    pub async fn record_change(&self, change: &NewChange) -> Result<Change> {
+        self.json(self.request(Method::POST, "/api/v1/changes").json(change))
+            .await
+    }
+
+    pub async fn list_changes(&self, filter: &ChangeFilter) -> Result<ChangePage> {
+        self.json(self.request(Method::GET, "/api/v1/changes").query(filter))
+            .await
+    }
+
+    pub async fn get_change(&self, id: &str) -> Result<Change> {
+        self.json(self.request(
+            Method::GET,
+            &format!("/api/v1/changes/{}", path_segment(id)?),
+        ))
+        .await
+    }
+
+    pub async fn update_change(&self, id: &str, patch: &ChangePatch) -> Result<Change> {
+        self.json(
+            self.request(
+                Method::PATCH,
+                &format!("/api/v1/changes/{}", path_segment(id)?),
+            )
+            .json(patch),
+        )
+        .await
+    }
+
+    /// Follows the change stream from after `after` (or from now). The stream ends when
+    /// the connection does; callers resume with the last `seq` they saw.
+    pub async fn stream_changes(
+        &self,
+        after: Option<i64>,
+        filter: &ChangeFilter,
+    ) -> Result<impl Stream<Item = Result<StreamItem>> + use<>> {
+        use eventsource_stream::Eventsource;
+        let mut request = self
+            .request(Method::GET, "/api/v1/changes/stream")
+            .query(
+                &[
+                    ("service", filter.service.as_deref()),
+                    ("environment", filter.environment.as_deref()),
+                    ("kind", filter.kind.as_deref()),
+                ]
+                .into_iter()
+                .filter_map(|(k, v)| v.map(|v| (k, v)))
+                .collect::<Vec<_>>(),
+            )
+            .header("accept", "text/event-stream");
+        if let Some(after) = after {
+            request = request.header("last-event-id", after.to_string());
+        }
+        let response = self.send(request).await?;
+        let events = response
+            .bytes_stream()
+            .eventsource()
+            .map_err(|e| ClientError::Protocol(e.to_string()))
+            .and_then(|event| async move {
+                let seq = event.id.parse::<i64>().map_err(|_| {
+                    ClientError::Protocol(format!("event id '{}' is not a number", event.id))
+                })?;
+                let kind = match event.event.as_str() {
+                    "ready" => return Ok(StreamItem::Ready { seq }),
+                    "created" => gantry_core::ChangeEventKind::Created,
+                    "updated" => gantry_core::ChangeEventKind::Updated,
+                    other => return Err(ClientError::Protocol(format!("unknown event '{other}'"))),
+                };
+                let change: Change = serde_json::from_str(&event.data)
+                    .map_err(|e| ClientError::Protocol(e.to_string()))?;
+                Ok(StreamItem::Change(ChangeEvent { seq, kind, change }))
+            })
+            .boxed();
+        Ok(events)
+    }
+
+    pub async fn create_service(&self, service: &NewService) -> Result<Service> {
+        self.json(self.request(Method::POST, "/api/v1/services").json(service))
+            .await
+    }
+
+    pub async fn list_services(&self) -> Result<Vec<Service>> {
+        self.json(self.request(Method::GET, "/api/v1/services"))
+            .await
+    }
+
+    pub async fn get_service(&self, name: &str) -> Result<Service> {
+        self.json(self.request(
+            Method::GET,
+            &format!("/api/v1/services/{}", path_segment(name)?),
+        ))
+        .await
+    }
+
+    pub async fn delete_service(&self, name: &str, force: bool) -> Result<()> {
+        let request = self
+            .request(
+                Method::DELETE,
+                &format!("/api/v1/services/{}", path_segment(name)?),
+            )
+            .query(&[("force", force)]);
+        self.send(request).await.map(drop)
+    }
+
+    pub async fn create_token(&self, token: &NewToken) -> Result<CreatedToken> {
+        self.json(self.request(Method::POST, "/api/v1/tokens").json(token))
+            .await
+    }
+
+    pub async fn list_tokens(&self) -> Result<Vec<TokenInfo>> {
+        self.json(self.request(Method::GET, "/api/v1/tokens")).await
+    }
+
+    pub async fn revoke_token(&self, name: &str) -> Result<()> {
+        let request = self.request(
+            Method::DELETE,
+            &format!("/api/v1/tokens/{}", path_segment(name)?),
+        );
+        self.send(request).await.map(drop)
+    }
+
+    pub async fn whoami(&self) -> Result<Whoami> {
+        self.json(self.request(Method::GET, "/api/v1/whoami")).await
+    }
+}
+
+/// Refuses a path segment that would change the path it is put into.
+fn path_segment(s: &str) -> Result<&str> {
+    if s.is_empty() || s.contains(['/', '?', '#', '%']) || s == "." || s == ".." {
+        return Err(ClientError::Config(format!(
+            "'{s}' is not a valid name or id"
+        )));
+    }
+    Ok(s)
+}

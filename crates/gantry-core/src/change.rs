@@ -118,14 +118,17 @@ macro_rules! str_enum {
         impl FromStr for $ty {
             type Err = Invalid;
             fn from_str(s: &str) -> Result<Self, Invalid> {
-                $ty::ALL.into_iter().find(|v| v.as_str() == s).ok_or_else(|| {
-                    let expected: Vec<&str> = $ty::ALL.iter().map(|v| v.as_str()).collect();
-                    Invalid::new(format!(
-                        concat!("unknown ", $what, " '{}'; expected one of {}"),
-                        s,
-                        expected.join(", ")
-                    ))
-                })
+                $ty::ALL
+                    .into_iter()
+                    .find(|v| v.as_str() == s)
+                    .ok_or_else(|| {
+                        let expected: Vec<&str> = $ty::ALL.iter().map(|v| v.as_str()).collect();
+                        Invalid::new(format!(
+                            concat!("unknown ", $what, " '{}'; expected one of {}"),
+                            s,
+                            expected.join(", ")
+                        ))
+                    })
             }
         }
     };
@@ -631,15 +634,36 @@ mod tests {
     fn invalid_new_changes() {
         let cases: Vec<(Box<dyn Fn(&mut NewChange)>, &str)> = vec![
             (Box::new(|c| c.kind = None), "kind is required"),
-            (Box::new(|c| c.kind = Some("deploi".into())), "unknown kind 'deploi'; expected one of deploy"),
+            (
+                Box::new(|c| c.kind = Some("deploi".into())),
+                "unknown kind 'deploi'; expected one of deploy",
+            ),
             (Box::new(|c| c.summary = None), "summary is required"),
-            (Box::new(|c| c.summary = Some(" ".into())), "summary must not be empty"),
-            (Box::new(|c| c.summary = Some("x".repeat(501))), "summary is 501 characters; the limit is 500"),
+            (
+                Box::new(|c| c.summary = Some(" ".into())),
+                "summary must not be empty",
+            ),
+            (
+                Box::new(|c| c.summary = Some("x".repeat(501))),
+                "summary is 501 characters; the limit is 500",
+            ),
             (Box::new(|c| c.summary = Some("a\nb".into())), "one line"),
-            (Box::new(|c| c.service = Some("a b".into())), "service 'a b' is not a valid name"),
-            (Box::new(|c| c.environment = Some("".into())), "environment must not be empty"),
-            (Box::new(|c| c.metadata = Some(serde_json::json!([1]))), "metadata must be a JSON object, not an array"),
-            (Box::new(|c| c.metadata = Some(serde_json::json!("x"))), "not a string"),
+            (
+                Box::new(|c| c.service = Some("a b".into())),
+                "service 'a b' is not a valid name",
+            ),
+            (
+                Box::new(|c| c.environment = Some("".into())),
+                "environment must not be empty",
+            ),
+            (
+                Box::new(|c| c.metadata = Some(serde_json::json!([1]))),
+                "metadata must be a JSON object, not an array",
+            ),
+            (
+                Box::new(|c| c.metadata = Some(serde_json::json!("x"))),
+                "not a string",
+            ),
             (
                 Box::new(|c| c.metadata = Some(serde_json::json!({"k": "x".repeat(70_000)}))),
                 "the limit is 65536",
@@ -659,15 +683,30 @@ mod tests {
                 "finished_at is set but status is in_progress",
             ),
             (
-                Box::new(|c| c.links = vec![Link { title: "x".into(), url: "javascript:alert(1)".into() }]),
+                Box::new(|c| {
+                    c.links = vec![Link {
+                        title: "x".into(),
+                        url: "javascript:alert(1)".into(),
+                    }]
+                }),
                 "links[0].url",
             ),
             (
-                Box::new(|c| c.commit_range = Some(CommitRange { from: "a b".into(), to: "c".into() })),
+                Box::new(|c| {
+                    c.commit_range = Some(CommitRange {
+                        from: "a b".into(),
+                        to: "c".into(),
+                    })
+                }),
                 "commit_range.from",
             ),
             (
-                Box::new(|c| c.size = Some(Size { value: f64::NAN, unit: "commits".into() })),
+                Box::new(|c| {
+                    c.size = Some(Size {
+                        value: f64::NAN,
+                        unit: "commits".into(),
+                    })
+                }),
                 "size.value",
             ),
         ];
@@ -752,7 +791,12 @@ mod tests {
             id: Ulid::new(),
         };
         assert_eq!(Cursor::decode(&c.encode()).unwrap(), c);
-        for garbage in ["", "abc", "!!!", &base64::engine::general_purpose::URL_SAFE_NO_PAD.encode("1:x")] {
+        for garbage in [
+            "",
+            "abc",
+            "!!!",
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD.encode("1:x"),
+        ] {
             assert!(Cursor::decode(garbage).is_err(), "{garbage}");
         }
     }
@@ -761,7 +805,10 @@ mod tests {
     fn commit_ranges() {
         assert_eq!(
             "abc..def".parse::<CommitRange>().unwrap(),
-            CommitRange { from: "abc".into(), to: "def".into() }
+            CommitRange {
+                from: "abc".into(),
+                to: "def".into()
+            }
         );
         for bad in ["abc", "..def", "abc..", "a...b"] {
             assert!(bad.parse::<CommitRange>().is_err(), "{bad}");

@@ -19,7 +19,10 @@ pub fn validate_name(what: &str, name: &str) -> Result<(), Invalid> {
             name.chars().count()
         )));
     }
-    let first_ok = name.chars().next().is_some_and(|c| c.is_ascii_alphanumeric());
+    let first_ok = name
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphanumeric());
     let rest_ok = name
         .chars()
         .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));

@@ -103,7 +103,9 @@ impl Scope {
             .map(str::parse)
             .collect::<Result<_, _>>()?;
         if scopes.is_empty() {
-            return Err(Invalid::new("at least one scope is required, e.g. read,write"));
+            return Err(Invalid::new(
+                "at least one scope is required, e.g. read,write",
+            ));
         }
         scopes.sort();
         scopes.dedup();
@@ -120,12 +122,20 @@ impl Scope {
 
     /// Whether this scope allows `needed` on the given service and environment. A scope
     /// narrowed to a service or environment allows nothing where that is unknown (`None`).
-    pub fn allows(&self, needed: ScopeName, service: Option<&str>, environment: Option<&str>) -> bool {
+    pub fn allows(
+        &self,
+        needed: ScopeName,
+        service: Option<&str>,
+        environment: Option<&str>,
+    ) -> bool {
         if self.name != needed && self.name != ScopeName::Admin {
             return false;
         }
         let service_ok = self.service.as_deref().is_none_or(|s| Some(s) == service);
-        let env_ok = self.environment.as_deref().is_none_or(|e| Some(e) == environment);
+        let env_ok = self
+            .environment
+            .as_deref()
+            .is_none_or(|e| Some(e) == environment);
         service_ok && env_ok
     }
 
@@ -201,8 +211,15 @@ pub struct Grant {
 }
 
 impl Grant {
-    pub fn allows(&self, needed: ScopeName, service: Option<&str>, environment: Option<&str>) -> bool {
-        self.scopes.iter().any(|s| s.allows(needed, service, environment))
+    pub fn allows(
+        &self,
+        needed: ScopeName,
+        service: Option<&str>,
+        environment: Option<&str>,
+    ) -> bool {
+        self.scopes
+            .iter()
+            .any(|s| s.allows(needed, service, environment))
     }
 
     /// Whether the token holds `needed` somewhere (for any service or environment).
@@ -226,7 +243,13 @@ mod tests {
 
     #[test]
     fn parse_and_display() {
-        for s in ["read", "deploy:shop", "deploy:shop@stage", "write@prod", "admin"] {
+        for s in [
+            "read",
+            "deploy:shop",
+            "deploy:shop@stage",
+            "write@prod",
+            "admin",
+        ] {
             assert_eq!(s.parse::<Scope>().unwrap().to_string(), s);
         }
         let cases = [
@@ -259,8 +282,18 @@ mod tests {
         assert!(check("deploy:shop", Deploy, Some("shop"), Some("prod")));
         assert!(!check("deploy:shop", Deploy, Some("cart"), Some("prod")));
         assert!(!check("deploy:shop", Deploy, None, Some("prod")));
-        assert!(check("deploy:shop@stage", Deploy, Some("shop"), Some("stage")));
-        assert!(!check("deploy:shop@stage", Deploy, Some("shop"), Some("prod")));
+        assert!(check(
+            "deploy:shop@stage",
+            Deploy,
+            Some("shop"),
+            Some("stage")
+        ));
+        assert!(!check(
+            "deploy:shop@stage",
+            Deploy,
+            Some("shop"),
+            Some("prod")
+        ));
         assert!(check("write@prod", Write, Some("any"), Some("prod")));
         assert!(!check("write@prod", Write, Some("any"), None));
     }

@@ -60,6 +60,10 @@ mod tests {
             name: "shop".into(),
             environments: vec!["pr od".into()],
         };
-        assert!(bad.validate().unwrap_err().0.contains("environment 'pr od'"));
+        assert!(bad
+            .validate()
+            .unwrap_err()
+            .0
+            .contains("environment 'pr od'"));
     }
 }

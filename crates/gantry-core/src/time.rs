@@ -45,7 +45,11 @@ fn parse_epoch(s: &str) -> Option<DateTime<Utc>> {
 }
 
 /// Parses a Graphite time reference as graphite-web's `parseATTime` does (in UTC).
-pub fn parse_graphite_time(field: &str, s: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>, Invalid> {
+pub fn parse_graphite_time(
+    field: &str,
+    s: &str,
+    now: DateTime<Utc>,
+) -> Result<DateTime<Utc>, Invalid> {
     let bad = |why: &str| {
         Invalid::new(format!(
             "{field} '{s}' is not a Graphite time{why}: use epoch seconds, -6h, now-1d, HH:MM_YYYYMMDD, YYYYMMDD or today"
@@ -69,7 +73,8 @@ pub fn parse_graphite_time(field: &str, s: &str, now: DateTime<Utc>) -> Result<D
         return Ok(base);
     }
     let delta = parse_offset(offset).ok_or_else(|| bad(" (bad offset)"))?;
-    base.checked_add_signed(delta).ok_or_else(|| bad(" (out of range)"))
+    base.checked_add_signed(delta)
+        .ok_or_else(|| bad(" (out of range)"))
 }
 
 fn parse_reference(reference: &str, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
@@ -220,9 +225,19 @@ mod tests {
             ("15m", now() - Duration::minutes(15)),
         ];
         for (input, expected) in cases {
-            assert_eq!(parse_api_time("since", input, now()).unwrap(), expected, "{input}");
+            assert_eq!(
+                parse_api_time("since", input, now()).unwrap(),
+                expected,
+                "{input}"
+            );
         }
-        for bad in ["", "yesterday-ish", "2026-13-01T00:00:00Z", "7 parsecs", "-1"] {
+        for bad in [
+            "",
+            "yesterday-ish",
+            "2026-13-01T00:00:00Z",
+            "7 parsecs",
+            "-1",
+        ] {
             let err = parse_api_time("since", bad, now()).unwrap_err();
             assert!(err.0.starts_with("since '"), "{bad}: {err}");
         }
@@ -252,9 +267,20 @@ mod tests {
             ("20261120+1h", utc(2026, 11, 20, 1, 0, 0)),
         ];
         for (input, expected) in cases {
-            assert_eq!(parse_graphite_time("from", input, now()).unwrap(), expected, "{input}");
+            assert_eq!(
+                parse_graphite_time("from", input, now()).unwrap(),
+                expected,
+                "{input}"
+            );
         }
-        for bad in ["", "soon", "-6parsecs", "99:99_20261120", "20261340", "now-"] {
+        for bad in [
+            "",
+            "soon",
+            "-6parsecs",
+            "99:99_20261120",
+            "20261340",
+            "now-",
+        ] {
             let err = parse_graphite_time("from", bad, now()).unwrap_err();
             assert!(err.0.starts_with("from '"), "{bad}: {err}");
         }

@@ -1,1 +1,21 @@
-//! placeholder
+//! Gantry's server: configuration, the HTTP API (axum), authentication by scoped tokens,
+//! the OpenAPI document, self-metrics, and the process lifecycle (listen, TLS, shutdown).
+//!
+//! Invariant: this is the only crate that serves HTTP, and it holds no state two servers on
+//! one database could disagree on: everything durable or shared goes through
+//! `gantry_store::Store`. Handlers are thin; rules live in `gantry_core`.
+
+pub mod api;
+pub mod app;
+pub mod auth;
+pub mod config;
+pub mod error;
+pub mod extract;
+pub mod metrics;
+pub mod serve;
+pub mod state;
+
+pub use app::app;
+pub use config::{Overrides, ServerConfig};
+pub use serve::{run, ADMIN_TOKEN_FILE};
+pub use state::AppState;

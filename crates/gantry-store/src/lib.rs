@@ -97,6 +97,11 @@ pub trait Store: Send + Sync + 'static {
     /// service (if allowed) and environment on first use. Returns the event's sequence number.
     async fn insert_change(&self, change: &Change) -> Result<i64>;
 
+    /// Records many changes at once, as history: in batches of one transaction each, with
+    /// no stream events (an import is not news). For importing a log from another tool and
+    /// for loading benchmark data. Returns how many were stored.
+    async fn import_changes(&self, changes: &[Change]) -> Result<u64>;
+
     /// A change with its history, or `None`.
     async fn get_change(&self, id: Ulid) -> Result<Option<Change>>;
 
@@ -178,7 +183,9 @@ pub async fn open(url: &str, options: StoreOptions) -> Result<Box<dyn Store>> {
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
         Ok(Box::new(PostgresStore::open(url, options).await?))
     } else if let Some(path) = url.strip_prefix("sqlite://") {
-        Ok(Box::new(SqliteStore::open(std::path::Path::new(path), options).await?))
+        Ok(Box::new(
+            SqliteStore::open(std::path::Path::new(path), options).await?,
+        ))
     } else {
         Err(StoreError::Config(format!(
             "database URL '{}' is not supported: use sqlite://PATH or postgres://USER@HOST/DB",

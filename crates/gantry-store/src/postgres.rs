@@ -209,6 +209,10 @@ impl Store for PostgresStore {
         .await
     }
 
+    async fn import_changes(&self, changes: &[Change]) -> Result<u64> {
+        q::import_changes(&self.pool, changes).await
+    }
+
     async fn get_change(&self, id: Ulid) -> Result<Option<Change>> {
         q::get_change(&self.pool, id).await
     }

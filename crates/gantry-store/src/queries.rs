@@ -210,6 +210,85 @@ macro_rules! queries {
             Ok(seq)
         }
 
+        pub(crate) async fn import_changes(pool: &Pool<Db>, changes: &[Change]) -> Result<u64> {
+            // 18 columns per row stays under both databases' bind-parameter limits.
+            const ROWS_PER_STATEMENT: usize = 500;
+            let now = micros(Utc::now());
+            let mut tx = pool.begin().await?;
+            let mut services: Vec<&String> = changes.iter().filter_map(|c| c.service.as_ref()).collect();
+            services.sort();
+            services.dedup();
+            for chunk in services.chunks(ROWS_PER_STATEMENT) {
+                let mut sql = QueryBuilder::<Db>::new("INSERT INTO services (name, environments, created_at) ");
+                sql.push_values(chunk, |mut row, name| {
+                    row.push_bind((*name).clone()).push_bind("[]").push_bind(now);
+                });
+                sql.push(" ON CONFLICT (name) DO NOTHING");
+                sql.build().execute(&mut *tx).await?;
+            }
+            let mut environments: Vec<&String> = changes.iter().filter_map(|c| c.environment.as_ref()).collect();
+            environments.sort();
+            environments.dedup();
+            for chunk in environments.chunks(ROWS_PER_STATEMENT) {
+                let mut sql = QueryBuilder::<Db>::new("INSERT INTO environments (name, created_at) ");
+                sql.push_values(chunk, |mut row, name| {
+                    row.push_bind((*name).clone()).push_bind(now);
+                });
+                sql.push(" ON CONFLICT (name) DO NOTHING");
+                sql.build().execute(&mut *tx).await?;
+            }
+            let mut stored = 0;
+            for chunk in changes.chunks(ROWS_PER_STATEMENT) {
+                let mut sql = QueryBuilder::<Db>::new(format!("INSERT INTO changes ({CHANGE_COLUMNS}, created_at, updated_at) "));
+                let mut rows = Vec::with_capacity(chunk.len());
+                for change in chunk {
+                    rows.push((
+                        change,
+                        serde_json::to_string(&change.links).map_err(|e| corrupt("links", e))?,
+                        serde_json::to_string(&change.metadata).map_err(|e| corrupt("metadata", e))?,
+                    ));
+                }
+                sql.push_values(&rows, |mut row, (change, links, metadata)| {
+                    row.push_bind(change.id.to_string())
+                        .push_bind(change.kind.as_str())
+                        .push_bind(change.service.clone())
+                        .push_bind(change.environment.clone())
+                        .push_bind(change.actor.clone())
+                        .push_bind(change.summary.clone())
+                        .push_bind(change.description.clone())
+                        .push_bind(change.status.as_str())
+                        .push_bind(micros(change.started_at))
+                        .push_bind(change.finished_at.map(micros))
+                        .push_bind(change.size.as_ref().map(|s| s.value))
+                        .push_bind(change.size.as_ref().map(|s| s.unit.clone()))
+                        .push_bind(change.commit_range.as_ref().map(|c| c.from.clone()))
+                        .push_bind(change.commit_range.as_ref().map(|c| c.to.clone()))
+                        .push_bind(links.clone())
+                        .push_bind(metadata.clone())
+                        .push_bind(now)
+                        .push_bind(now);
+                });
+                stored += sql.build().execute(&mut *tx).await?.rows_affected();
+                let tags: Vec<(String, i64, String)> = chunk
+                    .iter()
+                    .flat_map(|c| {
+                        let started = micros(c.started_at);
+                        let id = c.id.to_string();
+                        c.tags().into_iter().map(move |t| (t, started, id.clone()))
+                    })
+                    .collect();
+                for tag_chunk in tags.chunks(ROWS_PER_STATEMENT * 3) {
+                    let mut sql = QueryBuilder::<Db>::new("INSERT INTO change_tags (tag, started_at, change_id) ");
+                    sql.push_values(tag_chunk, |mut row, (tag, started, id)| {
+                        row.push_bind(tag.clone()).push_bind(*started).push_bind(id.clone());
+                    });
+                    sql.build().execute(&mut *tx).await?;
+                }
+            }
+            tx.commit().await?;
+            Ok(stored)
+        }
+
         async fn history<'e, E>(executor: E, id: &str) -> Result<Vec<ChangeHistoryEntry>>
         where
             E: sqlx::Executor<'e, Database = Db>,

@@ -172,6 +172,10 @@ impl Store for SqliteStore {
         Ok(seq)
     }
 
+    async fn import_changes(&self, changes: &[Change]) -> Result<u64> {
+        q::import_changes(&self.writer, changes).await
+    }
+
     async fn get_change(&self, id: Ulid) -> Result<Option<Change>> {
         q::get_change(&self.reader, id).await
     }

@@ -30,7 +30,9 @@ async fn sqlite(options: StoreOptions) -> Harness {
 
 async fn postgres(label: &str, options: StoreOptions) -> Harness {
     let url = gantry_store::testing::fresh_postgres_url(label).await;
-    let store = gantry_store::PostgresStore::open(&url, options).await.unwrap();
+    let store = gantry_store::PostgresStore::open(&url, options)
+        .await
+        .unwrap();
     Harness {
         store: Arc::new(store),
         _dir: None,
@@ -109,19 +111,84 @@ conformance!(insert_get_round_trip, |store: Arc<dyn Store>| async move {
     store.insert_change(&c).await.unwrap();
     let got = store.get_change(c.id).await.unwrap().unwrap();
     assert_eq!(got.history, Some(vec![]));
-    assert_eq!(Change { history: None, ..got }, c);
+    assert_eq!(
+        Change {
+            history: None,
+            ..got
+        },
+        c
+    );
     assert!(store.get_change(Ulid::new()).await.unwrap().is_none());
     // Service and environment were registered on first use.
     assert!(store.get_service("shop").await.unwrap().is_some());
     assert_eq!(store.list_environments().await.unwrap(), vec!["prod"]);
 });
 
-conformance!(duplicate_id_is_a_conflict, |store: Arc<dyn Store>| async move {
-    let c = change("shop", "prod", ChangeKind::Deploy, at(0));
-    store.insert_change(&c).await.unwrap();
-    let err = store.insert_change(&c).await.unwrap_err();
-    assert!(matches!(err, StoreError::Conflict(_)), "{err}");
+conformance!(import_is_listed_but_not_streamed, |store: Arc<
+    dyn Store,
+>| async move {
+    let start = store.last_event_seq().await.unwrap();
+    let changes: Vec<Change> = (0..1200)
+        .map(|i| {
+            change(
+                &format!("svc{}", i % 7),
+                if i % 2 == 0 { "prod" } else { "stage" },
+                ChangeKind::Deploy,
+                at(i),
+            )
+        })
+        .collect();
+    assert_eq!(store.import_changes(&changes).await.unwrap(), 1200);
+    let q = ChangeQuery {
+        service: Some("svc3".into()),
+        limit: 1000,
+        ..query()
+    };
+    let listed = store.list_changes(&q).await.unwrap();
+    assert_eq!(
+        listed.len(),
+        changes
+            .iter()
+            .filter(|c| c.service.as_deref() == Some("svc3"))
+            .count()
+    );
+    assert_eq!(
+        listed[0],
+        changes
+            .iter()
+            .rev()
+            .find(|c| c.service.as_deref() == Some("svc3"))
+            .unwrap()
+            .clone()
+    );
+    let tagged = store
+        .changes_by_tags(
+            &["svc3".to_string(), "hotfix".to_string()],
+            TagMatch::All,
+            at(0),
+            at(2000),
+            5000,
+        )
+        .await
+        .unwrap();
+    assert_eq!(tagged.len(), listed.len());
+    assert_eq!(store.list_services().await.unwrap().len(), 7);
+    assert_eq!(
+        store.last_event_seq().await.unwrap(),
+        start,
+        "an import is not streamed"
+    );
 });
+
+conformance!(
+    duplicate_id_is_a_conflict,
+    |store: Arc<dyn Store>| async move {
+        let c = change("shop", "prod", ChangeKind::Deploy, at(0));
+        store.insert_change(&c).await.unwrap();
+        let err = store.insert_change(&c).await.unwrap_err();
+        assert!(matches!(err, StoreError::Conflict(_)), "{err}");
+    }
+);
 
 conformance!(
     unknown_service_refused_without_auto_create,
@@ -133,7 +200,10 @@ conformance!(
         let c = change("shop", "prod", ChangeKind::Deploy, at(0));
         let err = store.insert_change(&c).await.unwrap_err();
         assert!(err.to_string().contains("not registered"), "{err}");
-        assert!(store.get_change(c.id).await.unwrap().is_none(), "nothing stored");
+        assert!(
+            store.get_change(c.id).await.unwrap().is_none(),
+            "nothing stored"
+        );
         store
             .create_service(
                 &NewService {
@@ -148,126 +218,231 @@ conformance!(
     }
 );
 
-conformance!(list_filters_order_and_pages, |store: Arc<dyn Store>| async move {
-    let mut all = Vec::new();
-    for i in 0..25 {
-        let service = if i % 2 == 0 { "shop" } else { "cart" };
-        let env = if i % 3 == 0 { "prod" } else { "stage" };
-        let kind = if i % 5 == 0 { ChangeKind::Rollback } else { ChangeKind::Deploy };
-        // Pairs share a start time so the id breaks ties.
-        let c = change(service, env, kind, at(i / 2));
+conformance!(
+    list_filters_order_and_pages,
+    |store: Arc<dyn Store>| async move {
+        let mut all = Vec::new();
+        for i in 0..25 {
+            let service = if i % 2 == 0 { "shop" } else { "cart" };
+            let env = if i % 3 == 0 { "prod" } else { "stage" };
+            let kind = if i % 5 == 0 {
+                ChangeKind::Rollback
+            } else {
+                ChangeKind::Deploy
+            };
+            // Pairs share a start time so the id breaks ties.
+            let c = change(service, env, kind, at(i / 2));
+            store.insert_change(&c).await.unwrap();
+            all.push(c);
+        }
+        all.sort_by(|a, b| (b.started_at, b.id).cmp(&(a.started_at, a.id)));
+
+        let listed = store.list_changes(&query()).await.unwrap();
+        assert_eq!(
+            listed.iter().map(|c| c.id).collect::<Vec<_>>(),
+            all.iter().map(|c| c.id).collect::<Vec<_>>()
+        );
+
+        // Pages of 7 walk the whole list without gaps or repeats.
+        let mut paged = Vec::new();
+        let mut q = ChangeQuery {
+            limit: 7,
+            ..query()
+        };
+        loop {
+            let page = store.list_changes(&q).await.unwrap();
+            paged.extend(page.iter().map(|c| c.id));
+            match page.last() {
+                Some(last) if page.len() == 7 => q.cursor = Some(Cursor::after(last)),
+                _ => break,
+            }
+        }
+        assert_eq!(paged, all.iter().map(|c| c.id).collect::<Vec<_>>());
+
+        let check = |q: ChangeQuery, predicate: Box<dyn Fn(&Change) -> bool>| {
+            let store = store.clone();
+            let expected: Vec<Ulid> = all.iter().filter(|c| predicate(c)).map(|c| c.id).collect();
+            async move {
+                let got: Vec<Ulid> = store
+                    .list_changes(&q)
+                    .await
+                    .unwrap()
+                    .iter()
+                    .map(|c| c.id)
+                    .collect();
+                assert_eq!(got, expected, "{q:?}");
+            }
+        };
+        check(
+            ChangeQuery {
+                service: Some("shop".into()),
+                ..query()
+            },
+            Box::new(|c| c.service.as_deref() == Some("shop")),
+        )
+        .await;
+        check(
+            ChangeQuery {
+                environment: Some("prod".into()),
+                ..query()
+            },
+            Box::new(|c| c.environment.as_deref() == Some("prod")),
+        )
+        .await;
+        check(
+            ChangeQuery {
+                kind: Some(ChangeKind::Rollback),
+                ..query()
+            },
+            Box::new(|c| c.kind == ChangeKind::Rollback),
+        )
+        .await;
+        check(
+            ChangeQuery {
+                status: Some(ChangeStatus::Failed),
+                ..query()
+            },
+            Box::new(|_| false),
+        )
+        .await;
+        check(
+            ChangeQuery {
+                since: Some(at(3)),
+                until: Some(at(8)),
+                ..query()
+            },
+            Box::new(|c| c.started_at >= at(3) && c.started_at < at(8)),
+        )
+        .await;
+        check(
+            ChangeQuery {
+                service: Some("cart".into()),
+                environment: Some("stage".into()),
+                since: Some(at(5)),
+                ..query()
+            },
+            Box::new(|c| {
+                c.service.as_deref() == Some("cart")
+                    && c.environment.as_deref() == Some("stage")
+                    && c.started_at >= at(5)
+            }),
+        )
+        .await;
+    }
+);
+
+conformance!(
+    tags_select_like_graphite,
+    |store: Arc<dyn Store>| async move {
+        let a = change("shop", "prod", ChangeKind::Deploy, at(1));
+        let b = change("cart", "prod", ChangeKind::Deploy, at(2));
+        let mut c = change("shop", "stage", ChangeKind::Flag, at(3));
+        c.metadata = Default::default();
+        let old = change("shop", "prod", ChangeKind::Deploy, at(-100));
+        for x in [&a, &b, &c, &old] {
+            store.insert_change(x).await.unwrap();
+        }
+        let ids = |v: Vec<Change>| v.into_iter().map(|c| c.id).collect::<Vec<_>>();
+        let tags = |t: &[&str]| t.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let window = (at(0), at(10));
+        let get = |t: Vec<String>, m: TagMatch| {
+            let store = store.clone();
+            async move {
+                ids(store
+                    .changes_by_tags(&t, m, window.0, window.1, 100)
+                    .await
+                    .unwrap())
+            }
+        };
+        assert_eq!(get(tags(&["shop"]), TagMatch::All).await, vec![c.id, a.id]);
+        assert_eq!(
+            get(tags(&["shop", "prod"]), TagMatch::All).await,
+            vec![a.id]
+        );
+        assert_eq!(
+            get(tags(&["cart", "flag"]), TagMatch::Any).await,
+            vec![c.id, b.id]
+        );
+        assert_eq!(
+            get(tags(&["hotfix"]), TagMatch::All).await,
+            vec![b.id, a.id]
+        );
+        assert_eq!(get(vec![], TagMatch::All).await, vec![c.id, b.id, a.id]);
+        assert_eq!(
+            get(tags(&["nope"]), TagMatch::All).await,
+            Vec::<Ulid>::new()
+        );
+        // The limit keeps the newest.
+        let newest = store
+            .changes_by_tags(&[], TagMatch::All, window.0, window.1, 2)
+            .await
+            .unwrap();
+        assert_eq!(ids(newest), vec![c.id, b.id]);
+    }
+);
+
+conformance!(
+    updates_keep_history_and_rules,
+    |store: Arc<dyn Store>| async move {
+        let mut c = change("shop", "prod", ChangeKind::Deploy, at(0));
+        c.status = ChangeStatus::InProgress;
+        c.finished_at = None;
         store.insert_change(&c).await.unwrap();
-        all.push(c);
+        let done = store
+            .update_change(
+                c.id,
+                &ChangePatch {
+                    status: Some(ChangeStatus::Succeeded),
+                    ..Default::default()
+                },
+                "alice",
+                at(5),
+            )
+            .await
+            .unwrap();
+        assert_eq!(done.status, ChangeStatus::Succeeded);
+        assert_eq!(done.finished_at, Some(at(5)));
+        let again = store
+            .update_change(
+                c.id,
+                &ChangePatch {
+                    description: Some("fine".into()),
+                    ..Default::default()
+                },
+                "bob",
+                at(6),
+            )
+            .await
+            .unwrap();
+        let history = again.history.clone().unwrap();
+        assert_eq!(history.len(), 2);
+        assert_eq!((history[0].actor.as_str(), history[0].at), ("alice", at(5)));
+        assert_eq!(history[0].fields["status"], "succeeded");
+        assert_eq!(history[1].fields["description"], "fine");
+        assert_eq!(store.get_change(c.id).await.unwrap().unwrap(), again);
+
+        let reopen = ChangePatch {
+            status: Some(ChangeStatus::InProgress),
+            ..Default::default()
+        };
+        let err = store
+            .update_change(c.id, &reopen, "eve", at(7))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, StoreError::Invalid(_)), "{err}");
+        assert_eq!(
+            store.get_change(c.id).await.unwrap().unwrap(),
+            again,
+            "refused update changes nothing"
+        );
+
+        let missing = store
+            .update_change(Ulid::new(), &reopen, "eve", at(7))
+            .await
+            .unwrap_err();
+        assert!(matches!(missing, StoreError::NotFound(_)), "{missing}");
     }
-    all.sort_by(|a, b| (b.started_at, b.id).cmp(&(a.started_at, a.id)));
-
-    let listed = store.list_changes(&query()).await.unwrap();
-    assert_eq!(listed.iter().map(|c| c.id).collect::<Vec<_>>(), all.iter().map(|c| c.id).collect::<Vec<_>>());
-
-    // Pages of 7 walk the whole list without gaps or repeats.
-    let mut paged = Vec::new();
-    let mut q = ChangeQuery { limit: 7, ..query() };
-    loop {
-        let page = store.list_changes(&q).await.unwrap();
-        paged.extend(page.iter().map(|c| c.id));
-        match page.last() {
-            Some(last) if page.len() == 7 => q.cursor = Some(Cursor::after(last)),
-            _ => break,
-        }
-    }
-    assert_eq!(paged, all.iter().map(|c| c.id).collect::<Vec<_>>());
-
-    let check = |q: ChangeQuery, predicate: Box<dyn Fn(&Change) -> bool>| {
-        let store = store.clone();
-        let expected: Vec<Ulid> = all.iter().filter(|c| predicate(c)).map(|c| c.id).collect();
-        async move {
-            let got: Vec<Ulid> = store.list_changes(&q).await.unwrap().iter().map(|c| c.id).collect();
-            assert_eq!(got, expected, "{q:?}");
-        }
-    };
-    check(ChangeQuery { service: Some("shop".into()), ..query() }, Box::new(|c| c.service.as_deref() == Some("shop"))).await;
-    check(ChangeQuery { environment: Some("prod".into()), ..query() }, Box::new(|c| c.environment.as_deref() == Some("prod"))).await;
-    check(ChangeQuery { kind: Some(ChangeKind::Rollback), ..query() }, Box::new(|c| c.kind == ChangeKind::Rollback)).await;
-    check(ChangeQuery { status: Some(ChangeStatus::Failed), ..query() }, Box::new(|_| false)).await;
-    check(
-        ChangeQuery { since: Some(at(3)), until: Some(at(8)), ..query() },
-        Box::new(|c| c.started_at >= at(3) && c.started_at < at(8)),
-    )
-    .await;
-    check(
-        ChangeQuery { service: Some("cart".into()), environment: Some("stage".into()), since: Some(at(5)), ..query() },
-        Box::new(|c| c.service.as_deref() == Some("cart") && c.environment.as_deref() == Some("stage") && c.started_at >= at(5)),
-    )
-    .await;
-});
-
-conformance!(tags_select_like_graphite, |store: Arc<dyn Store>| async move {
-    let a = change("shop", "prod", ChangeKind::Deploy, at(1));
-    let b = change("cart", "prod", ChangeKind::Deploy, at(2));
-    let mut c = change("shop", "stage", ChangeKind::Flag, at(3));
-    c.metadata = Default::default();
-    let old = change("shop", "prod", ChangeKind::Deploy, at(-100));
-    for x in [&a, &b, &c, &old] {
-        store.insert_change(x).await.unwrap();
-    }
-    let ids = |v: Vec<Change>| v.into_iter().map(|c| c.id).collect::<Vec<_>>();
-    let tags = |t: &[&str]| t.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-    let window = (at(0), at(10));
-    let get = |t: Vec<String>, m: TagMatch| {
-        let store = store.clone();
-        async move { ids(store.changes_by_tags(&t, m, window.0, window.1, 100).await.unwrap()) }
-    };
-    assert_eq!(get(tags(&["shop"]), TagMatch::All).await, vec![c.id, a.id]);
-    assert_eq!(get(tags(&["shop", "prod"]), TagMatch::All).await, vec![a.id]);
-    assert_eq!(get(tags(&["cart", "flag"]), TagMatch::Any).await, vec![c.id, b.id]);
-    assert_eq!(get(tags(&["hotfix"]), TagMatch::All).await, vec![b.id, a.id]);
-    assert_eq!(get(vec![], TagMatch::All).await, vec![c.id, b.id, a.id]);
-    assert_eq!(get(tags(&["nope"]), TagMatch::All).await, Vec::<Ulid>::new());
-    // The limit keeps the newest.
-    let newest = store.changes_by_tags(&[], TagMatch::All, window.0, window.1, 2).await.unwrap();
-    assert_eq!(ids(newest), vec![c.id, b.id]);
-});
-
-conformance!(updates_keep_history_and_rules, |store: Arc<dyn Store>| async move {
-    let mut c = change("shop", "prod", ChangeKind::Deploy, at(0));
-    c.status = ChangeStatus::InProgress;
-    c.finished_at = None;
-    store.insert_change(&c).await.unwrap();
-    let done = store
-        .update_change(
-            c.id,
-            &ChangePatch { status: Some(ChangeStatus::Succeeded), ..Default::default() },
-            "alice",
-            at(5),
-        )
-        .await
-        .unwrap();
-    assert_eq!(done.status, ChangeStatus::Succeeded);
-    assert_eq!(done.finished_at, Some(at(5)));
-    let again = store
-        .update_change(
-            c.id,
-            &ChangePatch { description: Some("fine".into()), ..Default::default() },
-            "bob",
-            at(6),
-        )
-        .await
-        .unwrap();
-    let history = again.history.clone().unwrap();
-    assert_eq!(history.len(), 2);
-    assert_eq!((history[0].actor.as_str(), history[0].at), ("alice", at(5)));
-    assert_eq!(history[0].fields["status"], "succeeded");
-    assert_eq!(history[1].fields["description"], "fine");
-    assert_eq!(store.get_change(c.id).await.unwrap().unwrap(), again);
-
-    let reopen = ChangePatch { status: Some(ChangeStatus::InProgress), ..Default::default() };
-    let err = store.update_change(c.id, &reopen, "eve", at(7)).await.unwrap_err();
-    assert!(matches!(err, StoreError::Invalid(_)), "{err}");
-    assert_eq!(store.get_change(c.id).await.unwrap().unwrap(), again, "refused update changes nothing");
-
-    let missing = store.update_change(Ulid::new(), &reopen, "eve", at(7)).await.unwrap_err();
-    assert!(matches!(missing, StoreError::NotFound(_)), "{missing}");
-});
+);
 
 conformance!(stream_events_in_order, |store: Arc<dyn Store>| async move {
     let start = store.last_event_seq().await.unwrap();
@@ -282,64 +457,129 @@ conformance!(stream_events_in_order, |store: Arc<dyn Store>| async move {
         .expect("a commit wakes subscribers")
         .unwrap();
     store
-        .update_change(c.id, &ChangePatch { status: Some(ChangeStatus::Failed), ..Default::default() }, "ci", at(1))
+        .update_change(
+            c.id,
+            &ChangePatch {
+                status: Some(ChangeStatus::Failed),
+                ..Default::default()
+            },
+            "ci",
+            at(1),
+        )
         .await
         .unwrap();
     let events = store.events_after(start, 100).await.unwrap();
     assert_eq!(events.len(), 2);
     assert_eq!(events[0].kind, ChangeEventKind::Created);
-    assert_eq!(events[0].change.status, ChangeStatus::InProgress, "events carry the state of their time");
+    assert_eq!(
+        events[0].change.status,
+        ChangeStatus::InProgress,
+        "events carry the state of their time"
+    );
     assert_eq!(events[1].kind, ChangeEventKind::Updated);
     assert_eq!(events[1].change.status, ChangeStatus::Failed);
     assert!(events[0].seq < events[1].seq);
-    assert_eq!(store.events_after(events[0].seq, 100).await.unwrap().len(), 1);
+    assert_eq!(
+        store.events_after(events[0].seq, 100).await.unwrap().len(),
+        1
+    );
     assert_eq!(store.last_event_seq().await.unwrap(), events[1].seq);
-    assert_eq!(store.prune_events(Utc::now() + chrono::Duration::minutes(1)).await.unwrap(), 2);
+    assert_eq!(
+        store
+            .prune_events(Utc::now() + chrono::Duration::minutes(1))
+            .await
+            .unwrap(),
+        2
+    );
     assert!(store.events_after(start, 100).await.unwrap().is_empty());
 });
 
-conformance!(concurrent_writers_lose_nothing, |store: Arc<dyn Store>| async move {
-    let start = store.last_event_seq().await.unwrap();
-    let mut tasks = Vec::new();
-    for w in 0..8 {
-        let store = store.clone();
-        tasks.push(tokio::spawn(async move {
-            for i in 0..25 {
-                let c = change(&format!("svc{w}"), "prod", ChangeKind::Deploy, at(i));
-                store.insert_change(&c).await.unwrap();
-            }
-        }));
+conformance!(
+    concurrent_writers_lose_nothing,
+    |store: Arc<dyn Store>| async move {
+        let start = store.last_event_seq().await.unwrap();
+        let mut tasks = Vec::new();
+        for w in 0..8 {
+            let store = store.clone();
+            tasks.push(tokio::spawn(async move {
+                for i in 0..25 {
+                    let c = change(&format!("svc{w}"), "prod", ChangeKind::Deploy, at(i));
+                    store.insert_change(&c).await.unwrap();
+                }
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+        let events = store.events_after(start, 1000).await.unwrap();
+        assert_eq!(events.len(), 200);
+        assert!(events.windows(2).all(|w| w[0].seq < w[1].seq));
+        assert_eq!(
+            store
+                .list_changes(&ChangeQuery {
+                    limit: 1000,
+                    ..query()
+                })
+                .await
+                .unwrap()
+                .len(),
+            200
+        );
     }
-    for t in tasks {
-        t.await.unwrap();
-    }
-    let events = store.events_after(start, 1000).await.unwrap();
-    assert_eq!(events.len(), 200);
-    assert!(events.windows(2).all(|w| w[0].seq < w[1].seq));
-    assert_eq!(store.list_changes(&ChangeQuery { limit: 1000, ..query() }).await.unwrap().len(), 200);
-});
+);
 
 conformance!(services_lifecycle, |store: Arc<dyn Store>| async move {
-    let new = NewService { name: "shop".into(), environments: vec!["dev".into(), "stage".into(), "prod".into()] };
+    let new = NewService {
+        name: "shop".into(),
+        environments: vec!["dev".into(), "stage".into(), "prod".into()],
+    };
     let created = store.create_service(&new, at(0)).await.unwrap();
     assert_eq!(created.environments, vec!["dev", "stage", "prod"]);
     let err = store.create_service(&new, at(0)).await.unwrap_err();
     assert!(matches!(err, StoreError::Conflict(_)), "{err}");
-    assert_eq!(store.list_environments().await.unwrap(), vec!["dev", "prod", "stage"]);
+    assert_eq!(
+        store.list_environments().await.unwrap(),
+        vec!["dev", "prod", "stage"]
+    );
 
     // A service first seen in a change gets its pipeline when created explicitly.
-    store.insert_change(&change("cart", "prod", ChangeKind::Deploy, at(0))).await.unwrap();
-    let cart = store.create_service(&NewService { name: "cart".into(), environments: vec!["prod".into()] }, at(1)).await.unwrap();
+    store
+        .insert_change(&change("cart", "prod", ChangeKind::Deploy, at(0)))
+        .await
+        .unwrap();
+    let cart = store
+        .create_service(
+            &NewService {
+                name: "cart".into(),
+                environments: vec!["prod".into()],
+            },
+            at(1),
+        )
+        .await
+        .unwrap();
     assert_eq!(cart.environments, vec!["prod"]);
-    let names: Vec<String> = store.list_services().await.unwrap().into_iter().map(|s| s.name).collect();
+    let names: Vec<String> = store
+        .list_services()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|s| s.name)
+        .collect();
     assert_eq!(names, vec!["cart", "shop"]);
 
     let err = store.delete_service("cart", false).await.unwrap_err();
-    assert!(matches!(err, StoreError::Conflict(_)) && err.to_string().contains("--force"), "{err}");
+    assert!(
+        matches!(err, StoreError::Conflict(_)) && err.to_string().contains("--force"),
+        "{err}"
+    );
     store.delete_service("cart", true).await.unwrap();
     store.delete_service("shop", false).await.unwrap();
     assert!(store.get_service("shop").await.unwrap().is_none());
-    assert_eq!(store.list_changes(&query()).await.unwrap().len(), 1, "changes stay in the log");
+    assert_eq!(
+        store.list_changes(&query()).await.unwrap().len(),
+        1,
+        "changes stay in the log"
+    );
     let err = store.delete_service("shop", false).await.unwrap_err();
     assert!(matches!(err, StoreError::NotFound(_)), "{err}");
 });
@@ -355,8 +595,17 @@ fn token(name: &str, scopes: &str) -> TokenInfo {
 }
 
 conformance!(tokens_lifecycle, |store: Arc<dyn Store>| async move {
-    assert!(store.bootstrap_admin_token(&token("admin", "admin"), "d0").await.unwrap());
-    assert!(!store.bootstrap_admin_token(&token("admin2", "admin"), "d00").await.unwrap(), "only on an empty store");
+    assert!(store
+        .bootstrap_admin_token(&token("admin", "admin"), "d0")
+        .await
+        .unwrap());
+    assert!(
+        !store
+            .bootstrap_admin_token(&token("admin2", "admin"), "d00")
+            .await
+            .unwrap(),
+        "only on an empty store"
+    );
     let ci = token("ci", "read,write:shop@prod");
     store.create_token(&ci, "d1").await.unwrap();
     let err = store.create_token(&ci, "d2").await.unwrap_err();
@@ -365,45 +614,92 @@ conformance!(tokens_lifecycle, |store: Arc<dyn Store>| async move {
     assert_eq!(found.info, ci);
     assert!(!found.revoked);
     assert!(store.token_by_digest("nope").await.unwrap().is_none());
-    let names: Vec<String> = store.list_tokens().await.unwrap().into_iter().map(|t| t.name).collect();
+    let names: Vec<String> = store
+        .list_tokens()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|t| t.name)
+        .collect();
     assert_eq!(names, vec!["admin", "ci"]);
 
     store.revoke_token("ci", at(1)).await.unwrap();
     assert!(store.token_by_digest("d1").await.unwrap().unwrap().revoked);
-    assert!(matches!(store.revoke_token("ci", at(2)).await.unwrap_err(), StoreError::NotFound(_)));
+    assert!(matches!(
+        store.revoke_token("ci", at(2)).await.unwrap_err(),
+        StoreError::NotFound(_)
+    ));
     // The name is free again once revoked.
     store.create_token(&ci, "d3").await.unwrap();
 });
 
-conformance!(leases_are_exclusive_until_expiry, |store: Arc<dyn Store>| async move {
+conformance!(leases_are_exclusive_until_expiry, |store: Arc<
+    dyn Store,
+>| async move {
     let ttl = Duration::from_secs(30);
-    assert!(store.try_acquire_lease("rollout:1", "a", ttl, at(0)).await.unwrap());
-    assert!(!store.try_acquire_lease("rollout:1", "b", ttl, at(0)).await.unwrap());
-    assert!(store.try_acquire_lease("rollout:1", "a", ttl, at(0)).await.unwrap(), "renewal");
-    assert!(store.try_acquire_lease("rollout:2", "b", ttl, at(0)).await.unwrap());
+    assert!(store
+        .try_acquire_lease("rollout:1", "a", ttl, at(0))
+        .await
+        .unwrap());
+    assert!(!store
+        .try_acquire_lease("rollout:1", "b", ttl, at(0))
+        .await
+        .unwrap());
+    assert!(
+        store
+            .try_acquire_lease("rollout:1", "a", ttl, at(0))
+            .await
+            .unwrap(),
+        "renewal"
+    );
+    assert!(store
+        .try_acquire_lease("rollout:2", "b", ttl, at(0))
+        .await
+        .unwrap());
     // After expiry another holder takes over.
-    assert!(store.try_acquire_lease("rollout:1", "b", ttl, at(1)).await.unwrap());
-    assert!(!store.try_acquire_lease("rollout:1", "a", ttl, at(1)).await.unwrap());
+    assert!(store
+        .try_acquire_lease("rollout:1", "b", ttl, at(1))
+        .await
+        .unwrap());
+    assert!(!store
+        .try_acquire_lease("rollout:1", "a", ttl, at(1))
+        .await
+        .unwrap());
     store.release_lease("rollout:1", "a").await.unwrap();
-    assert!(!store.try_acquire_lease("rollout:1", "a", ttl, at(1)).await.unwrap(), "only the holder releases");
+    assert!(
+        !store
+            .try_acquire_lease("rollout:1", "a", ttl, at(1))
+            .await
+            .unwrap(),
+        "only the holder releases"
+    );
     store.release_lease("rollout:1", "b").await.unwrap();
-    assert!(store.try_acquire_lease("rollout:1", "a", ttl, at(1)).await.unwrap());
+    assert!(store
+        .try_acquire_lease("rollout:1", "a", ttl, at(1))
+        .await
+        .unwrap());
 });
 
-conformance!(concurrent_lease_has_one_winner, |store: Arc<dyn Store>| async move {
-    let mut tasks = Vec::new();
-    for i in 0..8 {
-        let store = store.clone();
-        tasks.push(tokio::spawn(async move {
-            store.try_acquire_lease("leader", &format!("h{i}"), Duration::from_secs(60), at(0)).await.unwrap()
-        }));
+conformance!(
+    concurrent_lease_has_one_winner,
+    |store: Arc<dyn Store>| async move {
+        let mut tasks = Vec::new();
+        for i in 0..8 {
+            let store = store.clone();
+            tasks.push(tokio::spawn(async move {
+                store
+                    .try_acquire_lease("leader", &format!("h{i}"), Duration::from_secs(60), at(0))
+                    .await
+                    .unwrap()
+            }));
+        }
+        let mut winners = 0;
+        for t in tasks {
+            winners += usize::from(t.await.unwrap());
+        }
+        assert_eq!(winners, 1);
     }
-    let mut winners = 0;
-    for t in tasks {
-        winners += usize::from(t.await.unwrap());
-    }
-    assert_eq!(winners, 1);
-});
+);
 
 #[tokio::test]
 async fn sqlite_reopen_keeps_data_and_schema() {
@@ -411,12 +707,16 @@ async fn sqlite_reopen_keeps_data_and_schema() {
     let path = dir.path().join("gantry.db");
     let c = change("shop", "prod", ChangeKind::Deploy, at(0));
     {
-        let store = gantry_store::SqliteStore::open(&path, StoreOptions::default()).await.unwrap();
+        let store = gantry_store::SqliteStore::open(&path, StoreOptions::default())
+            .await
+            .unwrap();
         assert_eq!(store.schema_status().applied, vec![1]);
         store.insert_change(&c).await.unwrap();
         store.close().await;
     }
-    let store = gantry_store::SqliteStore::open(&path, StoreOptions::default()).await.unwrap();
+    let store = gantry_store::SqliteStore::open(&path, StoreOptions::default())
+        .await
+        .unwrap();
     assert_eq!(store.schema_status().applied, Vec::<i64>::new());
     assert_eq!(store.schema_status().current, gantry_store::SCHEMA_VERSION);
     assert!(store.get_change(c.id).await.unwrap().is_some());
@@ -429,7 +729,9 @@ async fn sqlite_reopen_keeps_data_and_schema() {
 async fn newer_schema_refused_or_tolerated() {
     for (version, min, refused) in [(99, 99, true), (2, 1, false)] {
         let url = gantry_store::testing::fresh_postgres_url("newer_schema").await;
-        let store = gantry_store::PostgresStore::open(&url, StoreOptions::default()).await.unwrap();
+        let store = gantry_store::PostgresStore::open(&url, StoreOptions::default())
+            .await
+            .unwrap();
         store.close().await;
         let pool = sqlx::PgPool::connect(&url).await.unwrap();
         sqlx::query("UPDATE gantry_schema SET version = $1, min_binary_version = $2")
@@ -443,7 +745,10 @@ async fn newer_schema_refused_or_tolerated() {
         match opened {
             Err(e) if refused => {
                 let msg = e.to_string();
-                assert!(msg.contains("schema is version 99") && msg.contains("Upgrade gantry"), "{msg}");
+                assert!(
+                    msg.contains("schema is version 99") && msg.contains("Upgrade gantry"),
+                    "{msg}"
+                );
             }
             Ok(store) if !refused => {
                 assert_eq!(store.schema_status().current, version as i64);
@@ -461,7 +766,10 @@ async fn postgres_parallel_start_migrates_once() {
     let url = gantry_store::testing::fresh_postgres_url("parallel_start").await;
     let opens = (0..4).map(|_| gantry_store::PostgresStore::open(&url, StoreOptions::default()));
     let stores = futures::future::join_all(opens).await;
-    let applied: usize = stores.iter().map(|s| s.as_ref().unwrap().schema_status().applied.len()).sum();
+    let applied: usize = stores
+        .iter()
+        .map(|s| s.as_ref().unwrap().schema_status().applied.len())
+        .sum();
     assert_eq!(applied, 1);
     for s in stores {
         s.unwrap().close().await;
@@ -472,8 +780,12 @@ async fn postgres_parallel_start_migrates_once() {
 #[tokio::test]
 async fn postgres_notify_crosses_servers() {
     let url = gantry_store::testing::fresh_postgres_url("notify").await;
-    let a = gantry_store::PostgresStore::open(&url, StoreOptions::default()).await.unwrap();
-    let b = gantry_store::PostgresStore::open(&url, StoreOptions::default()).await.unwrap();
+    let a = gantry_store::PostgresStore::open(&url, StoreOptions::default())
+        .await
+        .unwrap();
+    let b = gantry_store::PostgresStore::open(&url, StoreOptions::default())
+        .await
+        .unwrap();
     let mut woken = b.subscribe();
     woken.borrow_and_update();
     // Give b's listener a moment to LISTEN before a commits.

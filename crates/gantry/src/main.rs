@@ -1,1 +1,120 @@
-fn main() {}
+//! `gantry`: one binary for the server, the host agent and the command line. This file only
+//! parses arguments and dispatches; the work is in the library crates.
+
+mod commands;
+mod credentials;
+mod output;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Continuous-deployment machinery in one binary: a change log, and everything that hangs
+/// off it.
+#[derive(Debug, Parser)]
+#[command(
+    name = "gantry",
+    version,
+    propagate_version = true,
+    max_term_width = 100
+)]
+struct Cli {
+    #[command(flatten)]
+    global: GlobalArgs,
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Options every client command takes.
+#[derive(Debug, Args, Clone)]
+pub struct GlobalArgs {
+    /// Server URL.
+    #[arg(
+        long,
+        env = "GANTRY_URL",
+        default_value = "http://127.0.0.1:7070",
+        global = true
+    )]
+    pub url: String,
+    /// API token. Prefer --token-file: a token on the command line shows up in `ps`.
+    #[arg(long, env = "GANTRY_TOKEN", global = true, hide_env_values = true)]
+    pub token: Option<String>,
+    /// File holding the API token. Without --token or --token-file, gantry reads
+    /// ~/.config/gantry/token, then (for a server on this machine) <data-dir>/admin.token.
+    #[arg(long, env = "GANTRY_TOKEN_FILE", global = true)]
+    pub token_file: Option<PathBuf>,
+    /// Machine-readable output: JSON (arrays for listings, one object per line for streams).
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// Log format on stderr.
+    #[arg(
+        long,
+        env = "GANTRY_LOG_FORMAT",
+        value_enum,
+        default_value = "text",
+        global = true
+    )]
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the Gantry server (HTTP API on 127.0.0.1:7070, SQLite in ./gantry-data).
+    Server(commands::server::ServerArgs),
+    /// Record, list, show, update and follow changes.
+    #[command(subcommand)]
+    Change(commands::change::ChangeCommand),
+    /// Manage services and their environment pipelines.
+    #[command(subcommand)]
+    Service(commands::service::ServiceCommand),
+    /// Manage API tokens (needs an admin token).
+    #[command(subcommand)]
+    Token(commands::token::TokenCommand),
+    /// Show which token this command line uses and its scopes.
+    Whoami,
+    /// Print the version.
+    Version,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let is_server = matches!(cli.command, Command::Server(_));
+    output::init_logging(cli.global.log_format, is_server);
+    let result = runtime.block_on(async move {
+        match cli.command {
+            Command::Server(args) => commands::server::run(args).await,
+            Command::Change(cmd) => commands::change::run(&cli.global, cmd).await,
+            Command::Service(cmd) => commands::service::run(&cli.global, cmd).await,
+            Command::Token(cmd) => commands::token::run(&cli.global, cmd).await,
+            Command::Whoami => commands::token::whoami(&cli.global).await,
+            Command::Version => {
+                println!("gantry {}", env!("CARGO_PKG_VERSION"));
+                Ok(())
+            }
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {}", output::error_chain(&e));
+            ExitCode::FAILURE
+        }
+    }
+}

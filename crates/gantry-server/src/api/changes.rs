@@ -1,0 +1,407 @@
+//! `/api/v1/changes`: record, list, show, update and stream changes.
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::IntoResponse;
+use chrono::Utc;
+use futures::{Stream, StreamExt};
+use gantry_core::change::{DEFAULT_LIMIT, MAX_LIMIT};
+use gantry_core::time::parse_api_time;
+use gantry_core::{
+    Change, ChangeEvent, ChangePage, ChangePatch, ChangeQuery, Cursor, NewChange, ScopeName,
+    ValidNewChange,
+};
+use serde::Deserialize;
+use ulid::Ulid;
+use utoipa::IntoParams;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::parse_id;
+use crate::auth::Caller;
+use crate::error::{ApiError, ApiResult, ErrorBody};
+use crate::extract::{Json, Query};
+use crate::state::AppState;
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(record_change, list_changes))
+        .routes(routes!(get_change, update_change))
+}
+
+/// The change stream: long-lived, so it is routed apart from the request timeout.
+pub fn stream_router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(stream_changes))
+}
+
+/// Record a change.
+#[utoipa::path(
+    post,
+    path = "/api/v1/changes",
+    tag = "changes",
+    request_body = NewChange,
+    responses(
+        (status = 201, description = "Recorded", body = Change),
+        (status = 400, description = "Invalid change", body = ErrorBody),
+        (status = 401, body = ErrorBody),
+        (status = 403, description = "Token lacks write for this service/environment", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn record_change(
+    State(state): State<AppState>,
+    caller: Caller,
+    Json(new): Json<NewChange>,
+) -> ApiResult<impl IntoResponse> {
+    caller.require(
+        ScopeName::Write,
+        new.service.as_deref(),
+        new.environment.as_deref(),
+    )?;
+    let valid = new.validate(Utc::now())?;
+    let change = from_valid(valid, caller.name());
+    state
+        .metrics
+        .time_store("insert_change", state.store.insert_change(&change))
+        .await?;
+    let location = format!("/api/v1/changes/{}", change.id);
+    Ok((
+        StatusCode::CREATED,
+        [(header::LOCATION, location)],
+        axum::Json(change),
+    ))
+}
+
+/// A change as recorded now by `actor`, with a new id.
+pub(crate) fn from_valid(valid: ValidNewChange, actor: &str) -> Change {
+    Change {
+        id: Ulid::new(),
+        kind: valid.kind,
+        service: valid.service,
+        environment: valid.environment,
+        actor: actor.to_string(),
+        summary: valid.summary,
+        description: valid.description,
+        status: valid.status,
+        started_at: valid.started_at,
+        finished_at: valid.finished_at,
+        size: valid.size,
+        commit_range: valid.commit_range,
+        links: valid.links,
+        metadata: valid.metadata,
+        history: None,
+    }
+}
+
+/// Filters of `GET /api/v1/changes`.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ListParams {
+    service: Option<String>,
+    /// Also accepted as `env`.
+    #[serde(alias = "env")]
+    environment: Option<String>,
+    kind: Option<String>,
+    status: Option<String>,
+    /// RFC 3339, epoch seconds, or a duration ago (`7d`). Inclusive.
+    since: Option<String>,
+    /// Same formats as `since`. Exclusive.
+    until: Option<String>,
+    /// 1 to 1000, default 100.
+    limit: Option<String>,
+    /// `next_cursor` of the previous page.
+    cursor: Option<String>,
+}
+
+impl ListParams {
+    fn into_query(self) -> Result<ChangeQuery, ApiError> {
+        let now = Utc::now();
+        let since = self
+            .since
+            .as_deref()
+            .map(|s| parse_api_time("since", s, now))
+            .transpose()?;
+        let until = self
+            .until
+            .as_deref()
+            .map(|s| parse_api_time("until", s, now))
+            .transpose()?;
+        if let (Some(since), Some(until)) = (since, until) {
+            if since > until {
+                return Err(ApiError::invalid(format!(
+                    "since ({}) is after until ({})",
+                    gantry_core::change::rfc3339(since),
+                    gantry_core::change::rfc3339(until)
+                )));
+            }
+        }
+        let limit = match self.limit.as_deref() {
+            None => DEFAULT_LIMIT,
+            Some(raw) => match raw.parse::<u32>() {
+                Ok(n) if (1..=MAX_LIMIT).contains(&n) => n,
+                _ => {
+                    return Err(ApiError::invalid(format!(
+                        "limit '{raw}' must be a whole number from 1 to {MAX_LIMIT}"
+                    )))
+                }
+            },
+        };
+        Ok(ChangeQuery {
+            service: self.service,
+            environment: self.environment,
+            kind: self.kind.as_deref().map(str::parse).transpose()?,
+            status: self.status.as_deref().map(str::parse).transpose()?,
+            since,
+            until,
+            limit,
+            cursor: self.cursor.as_deref().map(Cursor::decode).transpose()?,
+        })
+    }
+}
+
+/// List changes, newest first.
+#[utoipa::path(
+    get,
+    path = "/api/v1/changes",
+    tag = "changes",
+    params(ListParams),
+    responses(
+        (status = 200, body = ChangePage),
+        (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn list_changes(
+    State(state): State<AppState>,
+    caller: Caller,
+    Query(params): Query<ListParams>,
+) -> ApiResult<axum::Json<ChangePage>> {
+    let query = params.into_query()?;
+    if !caller.0.holds_everywhere(ScopeName::Read) {
+        // A token narrowed to a service or environment lists only with matching filters.
+        caller.require(
+            ScopeName::Read,
+            query.service.as_deref(),
+            query.environment.as_deref(),
+        )?;
+    }
+    let items = state
+        .metrics
+        .time_store("list_changes", state.store.list_changes(&query))
+        .await?;
+    let next_cursor = match items.last() {
+        Some(last) if items.len() == query.limit as usize => Some(Cursor::after(last).encode()),
+        _ => None,
+    };
+    Ok(axum::Json(ChangePage { items, next_cursor }))
+}
+
+/// Show one change with its history.
+#[utoipa::path(
+    get,
+    path = "/api/v1/changes/{id}",
+    tag = "changes",
+    params(("id" = String, Path, description = "Change id (ULID)")),
+    responses(
+        (status = 200, body = Change),
+        (status = 400, body = ErrorBody),
+        (status = 404, body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn get_change(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<axum::Json<Change>> {
+    caller.require_somewhere(ScopeName::Read)?;
+    let id = parse_id("change", &id)?;
+    let change = state
+        .metrics
+        .time_store("get_change", state.store.get_change(id))
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no change with id {id}")))?;
+    caller.require(
+        ScopeName::Read,
+        change.service.as_deref(),
+        change.environment.as_deref(),
+    )?;
+    Ok(axum::Json(change))
+}
+
+/// Update a change's status, finish time or description. Every update is kept in its
+/// history; a finished change never returns to `in_progress`.
+#[utoipa::path(
+    patch,
+    path = "/api/v1/changes/{id}",
+    tag = "changes",
+    params(("id" = String, Path, description = "Change id (ULID)")),
+    request_body = ChangePatch,
+    responses(
+        (status = 200, body = Change),
+        (status = 400, body = ErrorBody),
+        (status = 404, body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn update_change(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Json(patch): Json<ChangePatch>,
+) -> ApiResult<axum::Json<Change>> {
+    caller.require_somewhere(ScopeName::Write)?;
+    let id = parse_id("change", &id)?;
+    if !caller.0.holds_everywhere(ScopeName::Write) {
+        let change = state
+            .metrics
+            .time_store("get_change", state.store.get_change(id))
+            .await?
+            .ok_or_else(|| ApiError::not_found(format!("no change with id {id}")))?;
+        caller.require(
+            ScopeName::Write,
+            change.service.as_deref(),
+            change.environment.as_deref(),
+        )?;
+    }
+    let change = state
+        .metrics
+        .time_store(
+            "update_change",
+            state
+                .store
+                .update_change(id, &patch, caller.name(), Utc::now()),
+        )
+        .await?;
+    Ok(axum::Json(change))
+}
+
+/// Filters of the change stream.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct StreamParams {
+    /// Start after this event sequence number (as `Last-Event-ID`); default: only new events.
+    after: Option<i64>,
+    service: Option<String>,
+    #[serde(alias = "env")]
+    environment: Option<String>,
+    kind: Option<String>,
+}
+
+/// How often a stream re-reads the table even without a wake-up, bounding the delay after
+/// a lost notification.
+const STREAM_POLL: Duration = Duration::from_secs(5);
+const STREAM_BATCH: u32 = 500;
+
+/// Follow created and updated changes as Server-Sent Events. Each event's `id` is its
+/// sequence number: reconnect with `Last-Event-ID` to resume without gaps.
+#[utoipa::path(
+    get,
+    path = "/api/v1/changes/stream",
+    tag = "changes",
+    params(StreamParams),
+    responses(
+        (status = 200, description = "First `event: ready` with `id: <start seq>`; then `event: created|updated`, `id: <seq>`, `data: <change JSON>`", content_type = "text/event-stream", body = ChangeEvent),
+        (status = 400, body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn stream_changes(
+    State(state): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    Query(params): Query<StreamParams>,
+) -> ApiResult<Sse<impl Stream<Item = Result<Event, Infallible>>>> {
+    caller.require_somewhere(ScopeName::Read)?;
+    let kind: Option<gantry_core::ChangeKind> =
+        params.kind.as_deref().map(str::parse).transpose()?;
+    let last_event_id = match headers.get("last-event-id") {
+        None => None,
+        Some(v) => Some(
+            v.to_str()
+                .ok()
+                .and_then(|s| s.trim().parse::<i64>().ok())
+                .ok_or_else(|| {
+                    ApiError::invalid("Last-Event-ID must be an event sequence number")
+                })?,
+        ),
+    };
+    let start = match last_event_id.or(params.after) {
+        Some(seq) => seq,
+        None => state.store.last_event_seq().await?,
+    };
+    let wake = state.store.subscribe();
+    let filter = move |event: &ChangeEvent| {
+        let c = &event.change;
+        caller.0.allows(
+            ScopeName::Read,
+            c.service.as_deref(),
+            c.environment.as_deref(),
+        ) && params
+            .service
+            .as_ref()
+            .is_none_or(|s| c.service.as_ref() == Some(s))
+            && params
+                .environment
+                .as_ref()
+                .is_none_or(|e| c.environment.as_ref() == Some(e))
+            && kind.is_none_or(|k| c.kind == k)
+    };
+    struct Follow {
+        state: AppState,
+        cursor: i64,
+        wake: tokio::sync::watch::Receiver<i64>,
+    }
+    let batches = futures::stream::unfold(
+        Follow {
+            state: state.clone(),
+            cursor: start,
+            wake,
+        },
+        |mut f| async move {
+            loop {
+                match f.state.store.events_after(f.cursor, STREAM_BATCH).await {
+                    Ok(events) if !events.is_empty() => {
+                        f.cursor = events.last().map_or(f.cursor, |e| e.seq);
+                        return Some((events, f));
+                    }
+                    Ok(_) => {}
+                    Err(e) => {
+                        tracing::warn!(error = %e, "change stream cannot read events; retrying")
+                    }
+                }
+                tokio::select! {
+                    _ = f.wake.changed() => {}
+                    _ = tokio::time::sleep(STREAM_POLL) => {}
+                }
+            }
+        },
+    );
+    let events = batches
+        .flat_map(futures::stream::iter)
+        .filter(move |e| std::future::ready(filter(e)))
+        .map(|e| {
+            let data = serde_json::to_string(&e.change).unwrap_or_default();
+            Ok(Event::default()
+                .event(e.kind.as_str())
+                .id(e.seq.to_string())
+                .data(data))
+        })
+        .take_until(state.shutdown.clone().cancelled_owned());
+    // First, where this stream starts: a client that loses the connection before any
+    // change arrives resumes from here instead of from "now" again.
+    let ready = Event::default()
+        .event("ready")
+        .id(start.to_string())
+        .data("");
+    let events = futures::stream::once(std::future::ready(Ok(ready))).chain(events);
+    Ok(Sse::new(events).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
+}

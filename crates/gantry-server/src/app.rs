@@ -1,0 +1,157 @@
+//! The whole HTTP application: every route, its limits, and the layers around them. Tests
+//! drive what [`app`] returns; `serve` only binds it to sockets.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::http::StatusCode;
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::{Extension, Router};
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::OpenApi as OpenApiDoc;
+use utoipa::{Modify, OpenApi};
+use utoipa_axum::router::OpenApiRouter;
+
+use crate::api;
+use crate::api::system::OpenApiJson;
+use crate::error::ApiError;
+use crate::metrics::{ErrorLabels, RequestLabels};
+use crate::state::AppState;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Gantry",
+        description = "Continuous-deployment machinery: the change log, services, tokens and Graphite-compatible events."
+    ),
+    modifiers(&SecuritySchemes),
+    tags(
+        (name = "changes", description = "The change log: every event that changed production"),
+        (name = "graphite", description = "Graphite-compatible events, for Grafana annotations"),
+        (name = "services", description = "Services and their environment pipelines"),
+        (name = "tokens", description = "API tokens and their scopes"),
+        (name = "system", description = "Health, status, metrics and this document"),
+    )
+)]
+struct ApiDoc;
+
+struct SecuritySchemes;
+
+impl Modify for SecuritySchemes {
+    fn modify(&self, openapi: &mut OpenApiDoc) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+        components.add_security_scheme(
+            "basic",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Basic).build()),
+        );
+    }
+}
+
+/// Every route with its OpenAPI description. Routes are only ever added here, through
+/// `utoipa_axum`, so the document cannot miss one (a test checks the other direction).
+pub fn routes(state: &AppState) -> (Router<AppState>, OpenApiDoc) {
+    let timeout = Duration::from_secs(state.config.request_timeout_secs);
+    let short = OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .merge(api::changes::router())
+        .merge(api::events::router())
+        .merge(api::services::router())
+        .merge(api::tokens::router())
+        .merge(api::system::router())
+        .layer(middleware::from_fn(move |req, next| {
+            with_timeout(timeout, req, next)
+        }))
+        .layer(DefaultBodyLimit::max(state.config.max_body_bytes));
+    // Streams live as long as the client wants; only shutdown ends them.
+    let long = api::changes::stream_router().layer(DefaultBodyLimit::max(1024));
+    short.merge(long).split_for_parts()
+}
+
+/// The application, ready to serve.
+pub fn app(state: AppState) -> Router {
+    let (router, doc) = routes(&state);
+    let doc_json = doc.to_json().unwrap_or_else(|_| "{}".to_string());
+    router
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(Extension(OpenApiJson(Arc::new(doc_json))))
+        .layer(middleware::from_fn_with_state(state.clone(), track))
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(|_| {
+            tracing::error!("a request handler panicked");
+            ApiError::internal().into_response()
+        }))
+        .layer(tower_http::trace::TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+async fn not_found(request: Request) -> ApiError {
+    ApiError::not_found(format!(
+        "no route for {} {}",
+        request.method(),
+        request.uri().path()
+    ))
+}
+
+async fn method_not_allowed(request: Request) -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        format!(
+            "{} is not allowed on {}",
+            request.method(),
+            request.uri().path()
+        ),
+    )
+}
+
+async fn with_timeout(limit: Duration, request: Request, next: Next) -> Response {
+    match tokio::time::timeout(limit, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "timeout",
+            format!(
+                "the request took longer than {} s and was abandoned",
+                limit.as_secs()
+            ),
+        )
+        .into_response(),
+    }
+}
+
+/// Counts every request by route pattern and status, and every error by status.
+async fn track(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let method = request.method().to_string();
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_string(), |p| p.as_str().to_string());
+    let response = next.run(request).await;
+    let labels = RequestLabels {
+        method,
+        route,
+        status: response.status().as_u16(),
+    };
+    state.metrics.requests.get_or_create(&labels).inc();
+    state
+        .metrics
+        .request_seconds
+        .get_or_create(&labels)
+        .observe(started.elapsed().as_secs_f64());
+    if response.status().is_client_error() || response.status().is_server_error() {
+        state
+            .metrics
+            .errors
+            .get_or_create(&ErrorLabels {
+                code: response.status().as_u16().to_string(),
+            })
+            .inc();
+    }
+    response
+}

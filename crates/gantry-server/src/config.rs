@@ -1,0 +1,255 @@
+//! `gantry server` configuration: a TOML file, overridden by flags and environment
+//! variables. Every key is documented here and in `docs/configuration.md`; an unknown key is
+//! an error that names the key and the file.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// Everything `gantry server` can be told. Field names are the TOML keys.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Directory for the SQLite database, the first admin token and other local state.
+    pub data_dir: PathBuf,
+    /// Address the HTTP API listens on. Port 0 picks a free port (logged at start-up).
+    pub listen: SocketAddr,
+    /// `sqlite://PATH` or `postgres://USER@HOST/DB`; default SQLite in `data_dir`.
+    pub database_url: Option<String>,
+    /// Record changes naming unregistered services, registering them on first use.
+    pub auto_create_services: bool,
+    /// Serve `/metrics` to non-loopback clients without a token.
+    pub metrics_public: bool,
+    /// Connections to PostgreSQL.
+    pub database_max_connections: u32,
+    /// Longest time a short (non-streaming) request may take.
+    pub request_timeout_secs: u64,
+    /// Largest JSON request body, in bytes.
+    pub max_body_bytes: usize,
+    /// On SIGTERM or ctrl-c: how long requests in flight may take to finish.
+    pub shutdown_grace_secs: u64,
+    /// How long change-stream events are kept for clients that reconnect.
+    pub stream_retention_secs: u64,
+    /// Serve HTTPS with this certificate and key.
+    pub tls: Option<TlsConfig>,
+}
+
+/// PEM files for the HTTP listener.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// Certificate chain, PEM.
+    pub cert: PathBuf,
+    /// Private key, PEM.
+    pub key: PathBuf,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            data_dir: PathBuf::from("gantry-data"),
+            listen: SocketAddr::from(([127, 0, 0, 1], 7070)),
+            database_url: None,
+            auto_create_services: true,
+            metrics_public: false,
+            database_max_connections: 16,
+            request_timeout_secs: 30,
+            max_body_bytes: 512 * 1024,
+            shutdown_grace_secs: 10,
+            stream_retention_secs: 7 * 86_400,
+            tls: None,
+        }
+    }
+}
+
+/// Values given on the command line or in the environment; each wins over the file.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    pub data_dir: Option<PathBuf>,
+    pub listen: Option<SocketAddr>,
+    pub database_url: Option<String>,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl ServerConfig {
+    /// Reads `file` (if any), then applies `overrides`.
+    pub fn load(file: Option<&Path>, overrides: Overrides) -> Result<ServerConfig, ConfigError> {
+        let mut config = match file {
+            None => ServerConfig::default(),
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                    path: path.to_path_buf(),
+                    source,
+                })?;
+                ServerConfig::parse(&text).map_err(|message| ConfigError::Parse {
+                    path: path.to_path_buf(),
+                    message,
+                })?
+            }
+        };
+        if let Some(dir) = overrides.data_dir {
+            config.data_dir = dir;
+        }
+        if let Some(listen) = overrides.listen {
+            config.listen = listen;
+        }
+        if let Some(url) = overrides.database_url {
+            config.database_url = Some(url);
+        }
+        match (overrides.tls_cert, overrides.tls_key) {
+            (Some(cert), Some(key)) => config.tls = Some(TlsConfig { cert, key }),
+            (None, None) => {}
+            _ => {
+                return Err(ConfigError::Invalid(
+                    "--tls-cert and --tls-key go together: give both or neither".into(),
+                ))
+            }
+        }
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Parses TOML text; the error names the unknown or mistyped key and its line.
+    pub fn parse(text: &str) -> Result<ServerConfig, String> {
+        toml::from_str(text).map_err(|e| {
+            let message = e.message().to_string();
+            match e.span() {
+                Some(span) => {
+                    let line = text[..span.start.min(text.len())].matches('\n').count() + 1;
+                    format!("line {line}: {message}")
+                }
+                None => message,
+            }
+        })
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let positive = [
+            ("request_timeout_secs", self.request_timeout_secs),
+            ("shutdown_grace_secs", self.shutdown_grace_secs),
+            ("stream_retention_secs", self.stream_retention_secs),
+        ];
+        for (key, value) in positive {
+            if value == 0 {
+                return Err(ConfigError::Invalid(format!(
+                    "{key} must be greater than 0"
+                )));
+            }
+        }
+        if self.max_body_bytes < 1024 {
+            return Err(ConfigError::Invalid(
+                "max_body_bytes must be at least 1024".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The store URL: the configured one, or SQLite in the data directory.
+    pub fn store_url(&self) -> String {
+        self.database_url
+            .clone()
+            .unwrap_or_else(|| format!("sqlite://{}", self.data_dir.join("gantry.db").display()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_bind_loopback() {
+        let c = ServerConfig::default();
+        assert_eq!(c.listen.to_string(), "127.0.0.1:7070");
+        assert!(c.store_url().starts_with("sqlite://gantry-data/"));
+    }
+
+    #[test]
+    fn parses_every_key() {
+        let c = ServerConfig::parse(
+            r#"
+            data_dir = "/var/lib/gantry"
+            listen = "0.0.0.0:8080"
+            database_url = "postgres://gantry@db/gantry"
+            auto_create_services = false
+            metrics_public = true
+            database_max_connections = 4
+            request_timeout_secs = 5
+            max_body_bytes = 4096
+            shutdown_grace_secs = 3
+            stream_retention_secs = 60
+            [tls]
+            cert = "c.pem"
+            key = "k.pem"
+            "#,
+        )
+        .unwrap();
+        assert_eq!(c.listen.port(), 8080);
+        assert!(!c.auto_create_services);
+        assert_eq!(c.tls.unwrap().key, PathBuf::from("k.pem"));
+    }
+
+    #[test]
+    fn unknown_and_mistyped_keys_are_named() {
+        let err =
+            ServerConfig::parse("listen = \"127.0.0.1:1\"\nlisten_addr = \"x\"\n").unwrap_err();
+        assert!(
+            err.contains("line 2") && err.contains("listen_addr"),
+            "{err}"
+        );
+        let err = ServerConfig::parse("request_timeout_secs = \"ten\"").unwrap_err();
+        assert!(
+            err.contains("line 1") && err.contains("invalid type"),
+            "{err}"
+        );
+        let err = ServerConfig::parse("[tls]\ncert = \"a\"\nkee = \"b\"").unwrap_err();
+        assert!(err.contains("kee"), "{err}");
+    }
+
+    #[test]
+    fn flags_win_and_tls_needs_both() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("gantry.toml");
+        std::fs::write(&file, "listen = \"127.0.0.1:1\"\n").unwrap();
+        let c = ServerConfig::load(
+            Some(&file),
+            Overrides {
+                listen: Some("127.0.0.1:2".parse().unwrap()),
+                ..Overrides::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(c.listen.port(), 2);
+        let err = ServerConfig::load(
+            None,
+            Overrides {
+                tls_cert: Some("c".into()),
+                ..Overrides::default()
+            },
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("--tls-key"));
+        std::fs::write(&file, "colour = \"blue\"\n").unwrap();
+        let err = ServerConfig::load(Some(&file), Overrides::default())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("gantry.toml") && err.contains("colour"),
+            "{err}"
+        );
+    }
+}

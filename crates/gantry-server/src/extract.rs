@@ -1,0 +1,95 @@
+//! Request extractors whose rejections are [`ApiError`]s, so a malformed body or query
+//! gets the same JSON error shape as every other failure.
+
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
+use axum::http::StatusCode;
+use serde::de::DeserializeOwned;
+
+use crate::error::ApiError;
+
+/// A JSON body; see [`axum::Json`].
+pub struct Json<T>(pub T);
+
+impl<S, T> FromRequest<S> for Json<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        match axum::Json::<T>::from_request(req, state).await {
+            Ok(axum::Json(value)) => Ok(Json(value)),
+            Err(rejection) => Err(json_rejection(rejection)),
+        }
+    }
+}
+
+fn json_rejection(rejection: JsonRejection) -> ApiError {
+    let status = rejection.status();
+    match rejection {
+        JsonRejection::MissingJsonContentType(_) => ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "send the body as JSON with the header Content-Type: application/json",
+        ),
+        _ if status == StatusCode::PAYLOAD_TOO_LARGE => ApiError::new(
+            status,
+            "payload_too_large",
+            "the request body is larger than this endpoint accepts",
+        ),
+        JsonRejection::JsonSyntaxError(e) => ApiError::invalid(format!(
+            "the body is not valid JSON: {}",
+            inner_message(&e.body_text())
+        )),
+        JsonRejection::JsonDataError(e) => ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            inner_message(&e.body_text()),
+        ),
+        other => ApiError::new(status, "invalid_request", other.body_text()),
+    }
+}
+
+/// axum prefixes serde's precise message with a generic sentence; keep the precise part.
+fn inner_message(text: &str) -> String {
+    text.split_once(": ")
+        .map_or(text, |(_, rest)| rest)
+        .to_string()
+}
+
+/// Query parameters; see [`axum::extract::Query`].
+pub struct Query<T>(pub T);
+
+impl<S, T> FromRequestParts<S> for Query<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        match axum::extract::Query::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Query(value)) => Ok(Query(value)),
+            Err(QueryRejection::FailedToDeserializeQueryString(e)) => Err(ApiError::invalid(
+                format!("bad query string: {}", inner_message(&e.body_text())),
+            )),
+            Err(other) => Err(ApiError::invalid(other.body_text())),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn keeps_the_precise_part() {
+        assert_eq!(
+            super::inner_message(
+                "Failed to deserialize the JSON body into the target type: summary: invalid type"
+            ),
+            "summary: invalid type"
+        );
+    }
+}

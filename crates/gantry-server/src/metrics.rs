@@ -1,0 +1,149 @@
+//! Gantry observing itself: request counts by route and status, errors, and store latency,
+//! served in Prometheus text format at `GET /metrics`.
+
+use std::time::Instant;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    pub method: String,
+    /// The route pattern (`/api/v1/changes/{id}`), never the raw path, to bound cardinality.
+    pub route: String,
+    pub status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ErrorLabels {
+    pub code: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StoreLabels {
+    pub operation: String,
+}
+
+pub struct Metrics {
+    registry: Registry,
+    pub requests: Family<RequestLabels, Counter>,
+    pub request_seconds: Family<RequestLabels, Histogram>,
+    pub errors: Family<ErrorLabels, Counter>,
+    pub store_seconds: Family<StoreLabels, Histogram>,
+    pub store_errors: Family<StoreLabels, Counter>,
+}
+
+fn latency_histogram() -> Histogram {
+    // 50 µs to ~1.6 s.
+    Histogram::new(exponential_buckets(0.000_05, 2.0, 16))
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("gantry");
+        let requests = Family::<RequestLabels, Counter>::default();
+        registry.register(
+            "http_requests",
+            "HTTP requests by route and status",
+            requests.clone(),
+        );
+        let request_seconds = Family::<RequestLabels, Histogram>::new_with_constructor(
+            latency_histogram as fn() -> Histogram,
+        );
+        registry.register(
+            "http_request_duration_seconds",
+            "Time to the response head, by route and status (streams excluded)",
+            request_seconds.clone(),
+        );
+        let errors = Family::<ErrorLabels, Counter>::default();
+        registry.register(
+            "http_errors",
+            "Error responses by error code",
+            errors.clone(),
+        );
+        let store_seconds = Family::<StoreLabels, Histogram>::new_with_constructor(
+            latency_histogram as fn() -> Histogram,
+        );
+        registry.register(
+            "store_operation_duration_seconds",
+            "Store latency by operation",
+            store_seconds.clone(),
+        );
+        let store_errors = Family::<StoreLabels, Counter>::default();
+        registry.register(
+            "store_errors",
+            "Failed store operations by operation",
+            store_errors.clone(),
+        );
+        Metrics {
+            registry,
+            requests,
+            request_seconds,
+            errors,
+            store_seconds,
+            store_errors,
+        }
+    }
+}
+
+impl Metrics {
+    /// The Prometheus text exposition of every metric.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        // Writing to a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+
+    /// Runs a store operation, recording its latency and failure.
+    pub async fn time_store<T, E>(
+        &self,
+        operation: &'static str,
+        work: impl std::future::Future<Output = Result<T, E>>,
+    ) -> Result<T, E> {
+        let started = Instant::now();
+        let result = work.await;
+        let labels = StoreLabels {
+            operation: operation.to_string(),
+        };
+        self.store_seconds
+            .get_or_create(&labels)
+            .observe(started.elapsed().as_secs_f64());
+        if result.is_err() {
+            self.store_errors.get_or_create(&labels).inc();
+        }
+        result
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn renders_prometheus_text() {
+        let m = Metrics::default();
+        m.requests
+            .get_or_create(&RequestLabels {
+                method: "GET".into(),
+                route: "/healthz".into(),
+                status: 200,
+            })
+            .inc();
+        let _ = m.time_store("ping", async { Ok::<_, ()>(()) }).await;
+        let text = m.render();
+        assert!(
+            text.contains(
+                r#"gantry_http_requests_total{method="GET",route="/healthz",status="200"} 1"#
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"gantry_store_operation_duration_seconds_count{operation="ping"} 1"#),
+            "{text}"
+        );
+    }
+}

@@ -1,0 +1,244 @@
+//! `gantry server`: binds the listener, opens the store, and runs until SIGTERM or ctrl-c,
+//! then shuts down gracefully: stop accepting, end streams, give requests in flight a bound
+//! to finish, close the store.
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use chrono::Utc;
+use gantry_core::{Scope, ScopeName, TokenInfo};
+use gantry_store::{Store, StoreOptions};
+
+use crate::app::app;
+use crate::config::ServerConfig;
+use crate::state::AppState;
+
+/// The file, in the data directory, holding the first admin token.
+pub const ADMIN_TOKEN_FILE: &str = "admin.token";
+
+/// Runs the server until a shutdown signal.
+pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
+    // Both rustls users (the listener and sqlx) need a process-wide crypto provider.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+
+    std::fs::create_dir_all(&config.data_dir).with_context(|| {
+        format!(
+            "cannot create the data directory {}",
+            config.data_dir.display()
+        )
+    })?;
+    let url = config.store_url();
+    let _lock = if url.starts_with("sqlite://") {
+        Some(lock_data_dir(&config.data_dir)?)
+    } else {
+        None
+    };
+    let store: Arc<dyn Store> = Arc::from(
+        gantry_store::open(
+            &url,
+            StoreOptions {
+                auto_create_services: config.auto_create_services,
+                max_connections: config.database_max_connections,
+            },
+        )
+        .await
+        .with_context(|| format!("cannot open the store {}", gantry_store::redact_url(&url)))?,
+    );
+    let schema = store.schema_status();
+    tracing::info!(
+        store = store.backend().as_str(),
+        schema_found = schema.found,
+        schema_version = schema.current,
+        migrations_applied = ?schema.applied,
+        "store ready"
+    );
+    if schema.current > gantry_store::SCHEMA_VERSION {
+        tracing::warn!(
+            schema_version = schema.current,
+            known = gantry_store::SCHEMA_VERSION,
+            "the database schema is newer than this gantry; running in compatibility mode — upgrade soon"
+        );
+    }
+    bootstrap_admin_token(store.as_ref(), &config.data_dir).await?;
+
+    let listener = std::net::TcpListener::bind(config.listen).with_context(|| {
+        format!(
+            "cannot listen on {} (set another address with --listen or GANTRY_LISTEN)",
+            config.listen
+        )
+    })?;
+    listener.set_nonblocking(true)?;
+    let addr = listener.local_addr()?;
+    let tls = match &config.tls {
+        Some(tls) => Some(
+            axum_server::tls_rustls::RustlsConfig::from_pem_file(&tls.cert, &tls.key)
+                .await
+                .with_context(|| {
+                    format!(
+                        "cannot load TLS certificate {} and key {}",
+                        tls.cert.display(),
+                        tls.key.display()
+                    )
+                })?,
+        ),
+        None => None,
+    };
+    let grace = Duration::from_secs(config.shutdown_grace_secs);
+    let retention = Duration::from_secs(config.stream_retention_secs);
+    let state = AppState::new(store.clone(), config);
+    let _ = state.http_addr.set(addr);
+    let handle = axum_server::Handle::new();
+    tokio::spawn(shutdown_on_signal(state.clone(), handle.clone(), grace));
+    tokio::spawn(prune_stream(
+        store.clone(),
+        retention,
+        state.shutdown.clone(),
+    ));
+
+    tracing::info!(addr = %addr, tls = tls.is_some(), "listening");
+    let service = app(state).into_make_service_with_connect_info::<SocketAddr>();
+    let served = match tls {
+        Some(tls) => {
+            axum_server::from_tcp_rustls(listener, tls)
+                .handle(handle)
+                .serve(service)
+                .await
+        }
+        None => {
+            axum_server::from_tcp(listener)
+                .handle(handle)
+                .serve(service)
+                .await
+        }
+    };
+    store.close().await;
+    served.context("the HTTP server failed")?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// One server per SQLite data directory: a second would corrupt nothing (SQLite locks) but
+/// would race on the admin token and confuse operators.
+fn lock_data_dir(dir: &Path) -> anyhow::Result<File> {
+    let path = dir.join("gantry.lock");
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("cannot open {}", path.display()))?;
+    if file.try_lock().is_err() {
+        bail!(
+            "another gantry server is using the data directory {}; stop it or use another --data-dir",
+            dir.display()
+        );
+    }
+    Ok(file)
+}
+
+/// On a store with no token at all, creates the first admin token and writes it to
+/// `<data-dir>/admin.token` (mode 0600). The file is written before the token is stored
+/// and moved into place after, so a crash in between never leaves a token nobody has.
+async fn bootstrap_admin_token(store: &dyn Store, data_dir: &Path) -> anyhow::Result<()> {
+    let path = data_dir.join(ADMIN_TOKEN_FILE);
+    let pending = data_dir.join(format!("{ADMIN_TOKEN_FILE}.pending"));
+    let secret = gantry_core::token::generate_secret();
+    write_private(&pending, &secret)?;
+    let info = TokenInfo {
+        name: "admin".into(),
+        scopes: vec![Scope::new(ScopeName::Admin)],
+        created_at: Utc::now(),
+        expires_at: None,
+        created_by: "gantry server".into(),
+    };
+    let created = store
+        .bootstrap_admin_token(&info, &gantry_core::token::digest(&secret))
+        .await;
+    match created {
+        Ok(true) => {
+            std::fs::rename(&pending, &path)
+                .with_context(|| format!("cannot move the admin token into {}", path.display()))?;
+            tracing::info!(path = %path.display(), "created the first admin token; it is in this file (mode 0600)");
+            Ok(())
+        }
+        Ok(false) => {
+            let _ = std::fs::remove_file(&pending);
+            Ok(())
+        }
+        Err(e) => {
+            let _ = std::fs::remove_file(&pending);
+            Err(e).context("cannot create the first admin token")
+        }
+    }
+}
+
+fn write_private(path: &PathBuf, secret: &str) -> anyhow::Result<()> {
+    let mut options = OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options
+        .open(path)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    file.write_all(secret.as_bytes())?;
+    file.write_all(b"\n")?;
+    file.sync_all()?;
+    Ok(())
+}
+
+async fn shutdown_on_signal(state: AppState, handle: axum_server::Handle, grace: Duration) {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = terminate => {}
+    }
+    tracing::info!(
+        grace_secs = grace.as_secs(),
+        "shutting down: no new connections, closing streams"
+    );
+    state.shutdown.cancel();
+    handle.graceful_shutdown(Some(grace));
+}
+
+/// Deletes stream events past their retention, hourly. Any server may do it; it is
+/// idempotent, so servers sharing a database need not coordinate.
+async fn prune_stream(
+    store: Arc<dyn Store>,
+    retention: Duration,
+    shutdown: tokio_util::sync::CancellationToken,
+) {
+    let mut every = tokio::time::interval(Duration::from_secs(3600));
+    loop {
+        tokio::select! {
+            _ = every.tick() => {}
+            _ = shutdown.cancelled() => return,
+        }
+        let Ok(retention) = chrono::Duration::from_std(retention) else {
+            return;
+        };
+        match store.prune_events(Utc::now() - retention).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(events = n, "pruned old change-stream events"),
+            Err(e) => tracing::warn!(error = %e, "cannot prune change-stream events"),
+        }
+    }
+}

@@ -1,0 +1,46 @@
+//! What every handler shares: the store, the configuration, self-metrics and the shutdown
+//! signal. Nothing here may hold state that two servers on one database could disagree on.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, OnceLock};
+
+use chrono::{DateTime, Utc};
+use gantry_store::Store;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::ServerConfig;
+use crate::metrics::Metrics;
+
+#[derive(Clone)]
+pub struct AppState(Arc<Inner>);
+
+pub struct Inner {
+    pub store: Arc<dyn Store>,
+    pub config: ServerConfig,
+    pub metrics: Metrics,
+    /// Cancelled when the server begins to shut down; streams end on it.
+    pub shutdown: CancellationToken,
+    pub started_at: DateTime<Utc>,
+    /// The address the HTTP listener actually bound (port 0 resolved).
+    pub http_addr: OnceLock<SocketAddr>,
+}
+
+impl AppState {
+    pub fn new(store: Arc<dyn Store>, config: ServerConfig) -> AppState {
+        AppState(Arc::new(Inner {
+            store,
+            config,
+            metrics: Metrics::default(),
+            shutdown: CancellationToken::new(),
+            started_at: Utc::now(),
+            http_addr: OnceLock::new(),
+        }))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}

@@ -1,0 +1,7 @@
+//! One module per command group: each turns parsed arguments into client or server calls
+//! and prints the result.
+
+pub mod change;
+pub mod server;
+pub mod service;
+pub mod token;

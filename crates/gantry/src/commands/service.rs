@@ -1,0 +1,95 @@
+//! `gantry service …`.
+
+use clap::{Args, Subcommand};
+use gantry_core::NewService;
+
+use crate::credentials::client;
+use crate::output::{print_json, print_table, time};
+use crate::GlobalArgs;
+
+#[derive(Debug, Subcommand)]
+pub enum ServiceCommand {
+    /// Register a service and its pipeline (or set the pipeline of one first seen in a
+    /// change); prints its name.
+    Create(CreateArgs),
+    /// List services.
+    List,
+    /// Show a service.
+    Show { name: String },
+    /// Delete a service's registration; refused while changes name it, unless --force
+    /// (its changes stay in the log either way).
+    Delete {
+        name: String,
+        #[arg(long)]
+        force: bool,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct CreateArgs {
+    name: String,
+    /// Environments in promotion order, e.g. dev,stage,prod.
+    #[arg(long, value_delimiter = ',')]
+    envs: Vec<String>,
+}
+
+pub async fn run(global: &GlobalArgs, command: ServiceCommand) -> anyhow::Result<()> {
+    let client = client(global)?;
+    match command {
+        ServiceCommand::Create(args) => {
+            let service = client
+                .create_service(&NewService {
+                    name: args.name,
+                    environments: args
+                        .envs
+                        .into_iter()
+                        .map(|e| e.trim().to_string())
+                        .collect(),
+                })
+                .await?;
+            if global.json {
+                return print_json(&service);
+            }
+            println!("{}", service.name);
+        }
+        ServiceCommand::List => {
+            let services = client.list_services().await?;
+            if global.json {
+                return print_json(&services);
+            }
+            let rows: Vec<Vec<String>> = services
+                .iter()
+                .map(|s| {
+                    vec![
+                        s.name.clone(),
+                        pipeline(&s.environments),
+                        time(s.created_at),
+                    ]
+                })
+                .collect();
+            print_table(&["NAME", "PIPELINE", "CREATED"], &rows);
+        }
+        ServiceCommand::Show { name } => {
+            let s = client.get_service(&name).await?;
+            if global.json {
+                return print_json(&s);
+            }
+            println!("name      {}", s.name);
+            println!("pipeline  {}", pipeline(&s.environments));
+            println!("created   {}", time(s.created_at));
+        }
+        ServiceCommand::Delete { name, force } => {
+            client.delete_service(&name, force).await?;
+            eprintln!("deleted service '{name}'");
+        }
+    }
+    Ok(())
+}
+
+fn pipeline(environments: &[String]) -> String {
+    if environments.is_empty() {
+        "-".to_string()
+    } else {
+        environments.join(" → ")
+    }
+}
