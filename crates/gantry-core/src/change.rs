@@ -241,7 +241,13 @@ pub struct NewChange {
     pub summary: Option<String>,
     pub description: Option<String>,
     pub status: Option<ChangeStatus>,
+    /// RFC 3339, epoch seconds (a number or a string), or a duration ago (`10m`); default now.
+    #[serde(default, deserialize_with = "crate::time::deserialize_api_time")]
+    #[schema(value_type = Option<String>)]
     pub started_at: Option<DateTime<Utc>>,
+    /// Same formats as `started_at`; only with a finished status.
+    #[serde(default, deserialize_with = "crate::time::deserialize_api_time")]
+    #[schema(value_type = Option<String>)]
     pub finished_at: Option<DateTime<Utc>>,
     pub size: Option<Size>,
     pub commit_range: Option<CommitRange>,
@@ -355,6 +361,9 @@ impl NewChange {
 #[serde(deny_unknown_fields)]
 pub struct ChangePatch {
     pub status: Option<ChangeStatus>,
+    /// RFC 3339, epoch seconds, or a duration ago; default now when finishing.
+    #[serde(default, deserialize_with = "crate::time::deserialize_api_time")]
+    #[schema(value_type = Option<String>)]
     pub finished_at: Option<DateTime<Utc>>,
     pub description: Option<String>,
 }
@@ -782,6 +791,26 @@ mod tests {
             .apply(&mut recorded(ChangeStatus::InProgress), now())
             .unwrap_err();
         assert!(err.0.contains("nothing to update"));
+    }
+
+    #[test]
+    fn api_times_in_bodies() {
+        let parse = |body: &str| serde_json::from_str::<NewChange>(body);
+        let t = |body: &str| parse(body).unwrap().started_at.unwrap().timestamp();
+        assert_eq!(
+            t(r#"{"started_at": "2023-11-14T22:13:20Z"}"#),
+            1_700_000_000
+        );
+        assert_eq!(t(r#"{"started_at": 1700000000}"#), 1_700_000_000);
+        assert_eq!(t(r#"{"started_at": "1700000000"}"#), 1_700_000_000);
+        assert!((Utc::now().timestamp() - 600 - t(r#"{"started_at": "10m"}"#)).abs() < 5);
+        assert_eq!(parse(r#"{"started_at": null}"#).unwrap().started_at, None);
+        assert_eq!(parse("{}").unwrap().started_at, None);
+        let err = parse(r#"{"started_at": "yesterday"}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("'yesterday' is not a time"), "{err}");
+        assert!(parse(r#"{"started_at": -5}"#).is_err());
     }
 
     #[test]

@@ -195,6 +195,37 @@ pub fn parse_duration(field: &str, s: &str) -> Result<std::time::Duration, Inval
     })
 }
 
+/// Serde helper for optional API times: a string in any [`parse_api_time`] format (RFC 3339,
+/// epoch seconds, a duration ago) or a number of epoch seconds.
+pub fn deserialize_api_time<'de, D>(deserializer: D) -> Result<Option<DateTime<Utc>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    use serde::de::Error;
+    #[derive(serde::Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        Text(String),
+        Seconds(f64),
+    }
+    let raw: Option<Raw> = serde::Deserialize::deserialize(deserializer)?;
+    match raw {
+        None => Ok(None),
+        Some(Raw::Text(text)) => {
+            // The field's name is added by the caller's path; say only what is wrong.
+            parse_api_time("time", &text, Utc::now())
+                .map(Some)
+                .map_err(|_| D::Error::custom(format!(
+                    "'{text}' is not a time: use RFC 3339 (2026-11-01T12:00:00Z), epoch seconds, or a duration ago such as 10m"
+                )))
+        }
+        // f64's Display never uses exponent notation, so this is plain digits.
+        Some(Raw::Seconds(seconds)) => parse_epoch(&seconds.to_string())
+            .map(Some)
+            .ok_or_else(|| D::Error::custom(format!("{seconds} is not a time in epoch seconds"))),
+    }
+}
+
 /// Parses a naive `YYYY-MM-DD HH:MM:SS` as UTC; used where people type times.
 pub fn parse_naive_utc(s: &str) -> Option<DateTime<Utc>> {
     NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S")

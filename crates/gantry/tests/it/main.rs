@@ -1,0 +1,12 @@
+//! Integration tests: the real `gantry` binary, serving on `127.0.0.1:0` from a temp data
+//! dir, driven through its CLI and over HTTP. One test binary, so it links once.
+
+mod harness;
+
+mod auth;
+mod bad_input;
+mod changes;
+mod events;
+mod lifecycle;
+mod postgres;
+mod stream;
