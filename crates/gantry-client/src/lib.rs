@@ -67,7 +67,7 @@ pub enum StreamItem {
     Ready {
         seq: i64,
     },
-    Change(ChangeEvent),
+    Change(Box<ChangeEvent>),
 }
 
 /// The caller's identity as the server sees it.
@@ -230,7 +230,11 @@ impl Client {
                 };
                 let change: Change = serde_json::from_str(&event.data)
                     .map_err(|e| ClientError::Protocol(e.to_string()))?;
-                Ok(StreamItem::Change(ChangeEvent { seq, kind, change }))
+                Ok(StreamItem::Change(Box::new(ChangeEvent {
+                    seq,
+                    kind,
+                    change,
+                })))
             })
             .boxed();
         Ok(events)

@@ -641,7 +641,8 @@ mod tests {
 
     #[test]
     fn invalid_new_changes() {
-        let cases: Vec<(Box<dyn Fn(&mut NewChange)>, &str)> = vec![
+        type Mutation = Box<dyn Fn(&mut NewChange)>;
+        let cases: Vec<(Mutation, &str)> = vec![
             (Box::new(|c| c.kind = None), "kind is required"),
             (
                 Box::new(|c| c.kind = Some("deploi".into())),

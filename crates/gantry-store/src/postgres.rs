@@ -29,7 +29,7 @@ mod q {
 
 /// Advisory lock keys are arbitrary constants: "GANTRY" in ASCII and a purpose byte
 /// (01 migration, 02 stream append, 03 first-token bootstrap).
-const MIGRATION_LOCK: i64 = 0x4741_4e54_5259_01;
+const MIGRATION_LOCK: i64 = 0x0047_414e_5452_5901;
 
 /// The channel stream wake-ups travel on.
 pub const CHANNEL: &str = "gantry_changes";

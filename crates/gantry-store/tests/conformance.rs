@@ -235,7 +235,7 @@ conformance!(
             store.insert_change(&c).await.unwrap();
             all.push(c);
         }
-        all.sort_by(|a, b| (b.started_at, b.id).cmp(&(a.started_at, a.id)));
+        all.sort_by_key(|c| std::cmp::Reverse((c.started_at, c.id)));
 
         let listed = store.list_changes(&query()).await.unwrap();
         assert_eq!(
@@ -758,6 +758,31 @@ async fn newer_schema_refused_or_tolerated() {
             Ok(_) => panic!("version {version}: should have been refused"),
         }
     }
+}
+
+/// The same refusal on SQLite: an older binary never writes to a schema it does not know.
+#[tokio::test]
+async fn sqlite_newer_schema_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("gantry.db");
+    let store = gantry_store::SqliteStore::open(&path, StoreOptions::default())
+        .await
+        .unwrap();
+    store.close().await;
+    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", path.display()))
+        .await
+        .unwrap();
+    sqlx::query("UPDATE gantry_schema SET version = 7, min_binary_version = 7")
+        .execute(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+    let err = gantry_store::SqliteStore::open(&path, StoreOptions::default())
+        .await
+        .err()
+        .unwrap();
+    assert!(matches!(err, StoreError::SchemaTooNew(_)), "{err}");
+    assert!(err.to_string().contains("schema is version 7"), "{err}");
 }
 
 /// Servers starting together on one PostgreSQL database migrate once and agree.

@@ -10,3 +10,4 @@ mod events;
 mod lifecycle;
 mod postgres;
 mod stream;
+mod tidy;
