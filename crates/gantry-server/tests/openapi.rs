@@ -88,6 +88,44 @@ async fn undocumented_paths_are_not_served() {
     }
 }
 
+/// Gantry's own metrics are public to loopback clients only; a request that does not come
+/// from loopback (here: no peer address at all) needs a token.
+#[tokio::test]
+async fn metrics_need_a_token_off_loopback() {
+    let (state, _dir) = state().await;
+    let router = app(state);
+    let request = Request::builder()
+        .uri("/metrics")
+        .body(Body::empty())
+        .unwrap();
+    let response = router.clone().oneshot(request).await.unwrap();
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    let remote: std::net::SocketAddr = "192.0.2.7:40000".parse().unwrap();
+    let mut request = Request::builder()
+        .uri("/metrics")
+        .body(Body::empty())
+        .unwrap();
+    request
+        .extensions_mut()
+        .insert(axum::extract::ConnectInfo(remote));
+    assert_eq!(
+        router.clone().oneshot(request).await.unwrap().status(),
+        StatusCode::UNAUTHORIZED
+    );
+    let local: std::net::SocketAddr = "127.0.0.1:40000".parse().unwrap();
+    let mut request = Request::builder()
+        .uri("/metrics")
+        .body(Body::empty())
+        .unwrap();
+    request
+        .extensions_mut()
+        .insert(axum::extract::ConnectInfo(local));
+    assert_eq!(
+        router.oneshot(request).await.unwrap().status(),
+        StatusCode::OK
+    );
+}
+
 /// Routes are added only through `utoipa_axum`'s `routes!`, which documents them; a plain
 /// axum `.route(...)` would serve an undocumented path.
 #[test]

@@ -239,7 +239,9 @@ impl Store for PostgresStore {
         actor: &str,
         now: DateTime<Utc>,
     ) -> Result<Change> {
-        q::update_change(&self.pool, &DIALECT, CHANNEL, id, patch, actor, now).await
+        let (change, _) =
+            q::update_change(&self.pool, &DIALECT, CHANNEL, id, patch, actor, now).await?;
+        Ok(change)
     }
 
     async fn events_after(&self, after: i64, limit: u32) -> Result<Vec<ChangeEvent>> {

@@ -411,7 +411,7 @@ macro_rules! queries {
             patch: &ChangePatch,
             actor: &str,
             now: DateTime<Utc>,
-        ) -> Result<Change> {
+        ) -> Result<(Change, i64)> {
             let id_text = id.to_string();
             let mut tx = pool.begin().await?;
             let sql = format!(
@@ -444,9 +444,9 @@ macro_rules! queries {
             .execute(&mut *tx)
             .await?;
             change.history = Some(history(&mut *tx, &id_text).await?);
-            append_event(&mut tx, dialect, channel, ChangeEventKind::Updated, &change, now).await?;
+            let seq = append_event(&mut tx, dialect, channel, ChangeEventKind::Updated, &change, now).await?;
             tx.commit().await?;
-            Ok(change)
+            Ok((change, seq))
         }
 
         pub(crate) async fn events_after(pool: &Pool<Db>, after: i64, limit: u32) -> Result<Vec<ChangeEvent>> {

@@ -202,8 +202,8 @@ impl Store for SqliteStore {
         actor: &str,
         now: DateTime<Utc>,
     ) -> Result<Change> {
-        let change = q::update_change(&self.writer, &DIALECT, "", id, patch, actor, now).await?;
-        let seq = q::last_event_seq(&self.writer).await?;
+        let (change, seq) =
+            q::update_change(&self.writer, &DIALECT, "", id, patch, actor, now).await?;
         self.announce(seq);
         Ok(change)
     }
