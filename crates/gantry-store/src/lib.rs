@@ -8,6 +8,7 @@
 //! is held by a lease with an expiry (`leases`).
 
 mod error;
+mod group_commit;
 mod postgres;
 mod queries;
 mod schema;

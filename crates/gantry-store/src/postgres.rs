@@ -9,6 +9,7 @@
 //! - Schema migration runs under a session advisory lock, so servers starting together
 //!   migrate once.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -19,6 +20,7 @@ use sqlx::Acquire;
 use tokio::sync::watch;
 use ulid::Ulid;
 
+use crate::group_commit::GroupCommit;
 use crate::queries::Dialect;
 use crate::schema::{self, SchemaStatus, SCHEMA_VERSION};
 use crate::{Backend, Result, Store, StoreError, StoreOptions, TagMatch, TokenRecord};
@@ -42,8 +44,8 @@ const DIALECT: Dialect = Dialect {
 };
 
 pub struct PostgresStore {
+    inserts: GroupCommit,
     pool: PgPool,
-    options: StoreOptions,
     schema: SchemaStatus,
     events: watch::Sender<i64>,
     listener: tokio::task::JoinHandle<()>,
@@ -66,9 +68,19 @@ impl PostgresStore {
         let last = q::last_event_seq(&pool).await?;
         let (events, _) = watch::channel(last);
         let listener = tokio::spawn(listen(pool.clone(), events.clone()));
+        let inserts = {
+            let pool = pool.clone();
+            let auto_create = options.auto_create_services;
+            GroupCommit::spawn(Arc::new(move |changes: Vec<Change>| {
+                let pool = pool.clone();
+                Box::pin(async move {
+                    q::insert_changes(&pool, &DIALECT, CHANNEL, &changes, auto_create).await
+                })
+            }))
+        };
         Ok(PostgresStore {
+            inserts,
             pool,
-            options,
             schema,
             events,
             listener,
@@ -199,14 +211,7 @@ impl Store for PostgresStore {
     }
 
     async fn insert_change(&self, change: &Change) -> Result<i64> {
-        q::insert_change(
-            &self.pool,
-            &DIALECT,
-            CHANNEL,
-            change,
-            self.options.auto_create_services,
-        )
-        .await
+        self.inserts.insert(change.clone()).await
     }
 
     async fn import_changes(&self, changes: &[Change]) -> Result<u64> {

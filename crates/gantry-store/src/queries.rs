@@ -33,6 +33,10 @@ macro_rules! queries {
         use crate::{from_micros, micros, parse_scopes, Result, StoreError, TagMatch, TokenRecord};
 
         type Db = $db;
+
+        /// Rows per multi-row `INSERT`: 18 columns each stays under both databases'
+        /// bind-parameter limits.
+        const ROWS_PER_STATEMENT: usize = 500;
         type DbRow = <$db as sqlx::Database>::Row;
 
         fn corrupt(what: &str, e: impl std::fmt::Display) -> StoreError {
@@ -113,118 +117,39 @@ macro_rules! queries {
             Ok(seq)
         }
 
-        pub(crate) async fn insert_change(
-            pool: &Pool<Db>,
-            dialect: &Dialect,
-            channel: &str,
-            change: &Change,
+        /// Registers the services (or checks they exist) and environments `changes` name.
+        async fn register_names(
+            tx: &mut sqlx::Transaction<'_, Db>,
+            changes: &[Change],
             auto_create_services: bool,
-        ) -> Result<i64> {
-            let now = micros(Utc::now());
-            let mut tx = pool.begin().await?;
-            if let Some(service) = &change.service {
-                if auto_create_services {
-                    sqlx::query(
-                        "INSERT INTO services (name, environments, created_at) VALUES ($1, '[]', $2) ON CONFLICT (name) DO NOTHING",
-                    )
-                    .bind(service)
-                    .bind(now)
-                    .execute(&mut *tx)
-                    .await?;
-                } else if sqlx::query("SELECT 1 FROM services WHERE name = $1")
-                    .bind(service)
-                    .fetch_optional(&mut *tx)
-                    .await?
-                    .is_none()
-                {
-                    return Err(Invalid::new(format!(
-                        "service '{service}' is not registered and this server does not create services on first use; run `gantry service create {service}` first"
-                    ))
-                    .into());
-                }
-            }
-            if let Some(environment) = &change.environment {
-                sqlx::query(
-                    "INSERT INTO environments (name, created_at) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING",
-                )
-                .bind(environment)
-                .bind(now)
-                .execute(&mut *tx)
-                .await?;
-            }
-            let links = serde_json::to_string(&change.links).map_err(|e| corrupt("links", e))?;
-            let metadata =
-                serde_json::to_string(&change.metadata).map_err(|e| corrupt("metadata", e))?;
-            let inserted = sqlx::query(
-                "INSERT INTO changes (id, kind, service, environment, actor, summary, description, status, started_at, finished_at, size_value, size_unit, commit_from, commit_to, links, metadata, created_at, updated_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)",
-            )
-            .bind(change.id.to_string())
-            .bind(change.kind.as_str())
-            .bind(&change.service)
-            .bind(&change.environment)
-            .bind(&change.actor)
-            .bind(&change.summary)
-            .bind(&change.description)
-            .bind(change.status.as_str())
-            .bind(micros(change.started_at))
-            .bind(change.finished_at.map(micros))
-            .bind(change.size.as_ref().map(|s| s.value))
-            .bind(change.size.as_ref().map(|s| s.unit.clone()))
-            .bind(change.commit_range.as_ref().map(|c| c.from.clone()))
-            .bind(change.commit_range.as_ref().map(|c| c.to.clone()))
-            .bind(links)
-            .bind(metadata)
-            .bind(now)
-            .bind(now)
-            .execute(&mut *tx)
-            .await;
-            match inserted {
-                Err(e) if is_unique_violation(&e) => {
-                    return Err(StoreError::Conflict(format!(
-                        "a change with id {} already exists",
-                        change.id
-                    )))
-                }
-                other => other?,
-            };
-            let tags = change.tags();
-            let mut insert_tags =
-                QueryBuilder::<Db>::new("INSERT INTO change_tags (tag, started_at, change_id) ");
-            insert_tags.push_values(&tags, |mut row, tag| {
-                row.push_bind(tag)
-                    .push_bind(micros(change.started_at))
-                    .push_bind(change.id.to_string());
-            });
-            insert_tags.build().execute(&mut *tx).await?;
-            let seq = append_event(
-                &mut tx,
-                dialect,
-                channel,
-                ChangeEventKind::Created,
-                change,
-                Utc::now(),
-            )
-            .await?;
-            tx.commit().await?;
-            Ok(seq)
-        }
-
-        pub(crate) async fn import_changes(pool: &Pool<Db>, changes: &[Change]) -> Result<u64> {
-            // 18 columns per row stays under both databases' bind-parameter limits.
-            const ROWS_PER_STATEMENT: usize = 500;
-            let now = micros(Utc::now());
-            let mut tx = pool.begin().await?;
+            now: i64,
+        ) -> Result<()> {
             let mut services: Vec<&String> = changes.iter().filter_map(|c| c.service.as_ref()).collect();
             services.sort();
             services.dedup();
             for chunk in services.chunks(ROWS_PER_STATEMENT) {
-                let mut sql = QueryBuilder::<Db>::new("INSERT INTO services (name, environments, created_at) ");
-                sql.push_values(chunk, |mut row, name| {
-                    row.push_bind((*name).clone()).push_bind("[]").push_bind(now);
-                });
-                sql.push(" ON CONFLICT (name) DO NOTHING");
-                sql.build().execute(&mut *tx).await?;
+                if auto_create_services {
+                    let mut sql = QueryBuilder::<Db>::new("INSERT INTO services (name, environments, created_at) ");
+                    sql.push_values(chunk, |mut row, name| {
+                        row.push_bind((*name).clone()).push_bind("[]").push_bind(now);
+                    });
+                    sql.push(" ON CONFLICT (name) DO NOTHING");
+                    sql.build().execute(&mut **tx).await?;
+                } else {
+                    let mut sql = QueryBuilder::<Db>::new("SELECT name FROM services WHERE name IN (");
+                    let mut list = sql.separated(", ");
+                    for name in chunk {
+                        list.push_bind((*name).clone());
+                    }
+                    sql.push(")");
+                    let known: Vec<String> = sql.build_query_scalar().fetch_all(&mut **tx).await?;
+                    if let Some(missing) = chunk.iter().find(|n| !known.contains(n)) {
+                        return Err(Invalid::new(format!(
+                            "service '{missing}' is not registered and this server does not create services on first use; run `gantry service create {missing}` first"
+                        ))
+                        .into());
+                    }
+                }
             }
             let mut environments: Vec<&String> = changes.iter().filter_map(|c| c.environment.as_ref()).collect();
             environments.sort();
@@ -235,8 +160,13 @@ macro_rules! queries {
                     row.push_bind((*name).clone()).push_bind(now);
                 });
                 sql.push(" ON CONFLICT (name) DO NOTHING");
-                sql.build().execute(&mut *tx).await?;
+                sql.build().execute(&mut **tx).await?;
             }
+            Ok(())
+        }
+
+        /// Inserts the rows of `changes` and their tags, a few statements per 500 changes.
+        async fn insert_rows(tx: &mut sqlx::Transaction<'_, Db>, changes: &[Change], now: i64) -> Result<u64> {
             let mut stored = 0;
             for chunk in changes.chunks(ROWS_PER_STATEMENT) {
                 let mut sql = QueryBuilder::<Db>::new(format!("INSERT INTO changes ({CHANGE_COLUMNS}, created_at, updated_at) "));
@@ -268,7 +198,18 @@ macro_rules! queries {
                         .push_bind(now)
                         .push_bind(now);
                 });
-                stored += sql.build().execute(&mut *tx).await?.rows_affected();
+                match sql.build().execute(&mut **tx).await {
+                    Ok(done) => stored += done.rows_affected(),
+                    Err(e) if is_unique_violation(&e) => {
+                        let which = if chunk.len() == 1 {
+                            format!("a change with id {} already exists", chunk[0].id)
+                        } else {
+                            "a change with one of these ids already exists".to_string()
+                        };
+                        return Err(StoreError::Conflict(which));
+                    }
+                    Err(e) => return Err(e.into()),
+                }
                 let tags: Vec<(String, i64, String)> = chunk
                     .iter()
                     .flat_map(|c| {
@@ -282,9 +223,64 @@ macro_rules! queries {
                     sql.push_values(tag_chunk, |mut row, (tag, started, id)| {
                         row.push_bind(tag.clone()).push_bind(*started).push_bind(id.clone());
                     });
-                    sql.build().execute(&mut *tx).await?;
+                    sql.build().execute(&mut **tx).await?;
                 }
             }
+            Ok(stored)
+        }
+
+        /// Records new changes and their `created` events in one transaction (a group
+        /// commit); returns each change's event seq, in order.
+        pub(crate) async fn insert_changes(
+            pool: &Pool<Db>,
+            dialect: &Dialect,
+            channel: &str,
+            changes: &[Change],
+            auto_create_services: bool,
+        ) -> Result<Vec<i64>> {
+            let now = micros(Utc::now());
+            let mut tx = pool.begin().await?;
+            register_names(&mut tx, changes, auto_create_services, now).await?;
+            insert_rows(&mut tx, changes, now).await?;
+            if let Some(lock) = dialect.event_lock {
+                sqlx::query(lock).execute(&mut *tx).await?;
+            }
+            let mut seqs = Vec::with_capacity(changes.len());
+            for chunk in changes.chunks(ROWS_PER_STATEMENT) {
+                let mut payloads = Vec::with_capacity(chunk.len());
+                for change in chunk {
+                    payloads.push((
+                        change.id.to_string(),
+                        serde_json::to_string(change).map_err(|e| corrupt("change", e))?,
+                    ));
+                }
+                let mut sql = QueryBuilder::<Db>::new("INSERT INTO change_events (kind, change_id, payload, at) ");
+                sql.push_values(&payloads, |mut row, (id, payload)| {
+                    row.push_bind(ChangeEventKind::Created.as_str())
+                        .push_bind(id.clone())
+                        .push_bind(payload.clone())
+                        .push_bind(now);
+                });
+                sql.push(" RETURNING seq, change_id");
+                let rows: Vec<(i64, String)> = sql.build_query_as().fetch_all(&mut *tx).await?;
+                let by_id: std::collections::HashMap<String, i64> =
+                    rows.into_iter().map(|(seq, id)| (id, seq)).collect();
+                for (id, _) in &payloads {
+                    seqs.push(*by_id.get(id).ok_or_else(|| corrupt("event", "an appended event came back without its seq"))?);
+                }
+            }
+            if let (Some(notify), Some(newest)) = (dialect.notify, seqs.iter().max()) {
+                sqlx::query(notify).bind(channel).bind(newest.to_string()).execute(&mut *tx).await?;
+            }
+            tx.commit().await?;
+            Ok(seqs)
+        }
+
+        pub(crate) async fn import_changes(pool: &Pool<Db>, changes: &[Change]) -> Result<u64> {
+            let now = micros(Utc::now());
+            let mut tx = pool.begin().await?;
+            register_names(&mut tx, changes, true, now).await?;
+            let stored = insert_rows(&mut tx, changes, now).await?;
             tx.commit().await?;
             Ok(stored)
         }

@@ -8,6 +8,7 @@
 
 use std::path::Path;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -20,6 +21,7 @@ use sqlx::{ConnectOptions, Connection};
 use tokio::sync::watch;
 use ulid::Ulid;
 
+use crate::group_commit::GroupCommit;
 use crate::queries::Dialect;
 use crate::schema::{self, SchemaStatus, SCHEMA_VERSION};
 use crate::{Backend, Result, Store, StoreError, StoreOptions, TagMatch, TokenRecord};
@@ -36,9 +38,9 @@ const DIALECT: Dialect = Dialect {
 };
 
 pub struct SqliteStore {
+    inserts: GroupCommit,
     writer: SqlitePool,
     reader: SqlitePool,
-    options: StoreOptions,
     schema: SchemaStatus,
     events: watch::Sender<i64>,
 }
@@ -73,24 +75,46 @@ impl SqliteStore {
             .await?;
         let last = q::last_event_seq(&reader).await?;
         let (events, _) = watch::channel(last);
+        let inserts = {
+            let writer = writer.clone();
+            let events = events.clone();
+            let auto_create = options.auto_create_services;
+            GroupCommit::spawn(Arc::new(move |changes: Vec<Change>| {
+                let writer = writer.clone();
+                let events = events.clone();
+                Box::pin(async move {
+                    let seqs =
+                        q::insert_changes(&writer, &DIALECT, "", &changes, auto_create).await?;
+                    if let Some(&newest) = seqs.iter().max() {
+                        announce(&events, newest);
+                    }
+                    Ok(seqs)
+                })
+            }))
+        };
         Ok(SqliteStore {
+            inserts,
             writer,
             reader,
-            options,
             schema,
             events,
         })
     }
 
     fn announce(&self, seq: i64) {
-        self.events.send_if_modified(|newest| {
-            let newer = seq > *newest;
-            if newer {
-                *newest = seq;
-            }
-            newer
-        });
+        announce(&self.events, seq);
     }
+}
+
+/// Wakes stream readers if `seq` is newer than what they last heard of.
+fn announce(events: &watch::Sender<i64>, seq: i64) {
+    events.send_if_modified(|newest| {
+        let newer = seq > *newest;
+        if newer {
+            *newest = seq;
+        }
+        newer
+    });
 }
 
 /// Applies missing migrations inside one `BEGIN IMMEDIATE` transaction, which takes
@@ -160,16 +184,7 @@ impl Store for SqliteStore {
     }
 
     async fn insert_change(&self, change: &Change) -> Result<i64> {
-        let seq = q::insert_change(
-            &self.writer,
-            &DIALECT,
-            "",
-            change,
-            self.options.auto_create_services,
-        )
-        .await?;
-        self.announce(seq);
-        Ok(seq)
+        self.inserts.insert(change.clone()).await
     }
 
     async fn import_changes(&self, changes: &[Change]) -> Result<u64> {

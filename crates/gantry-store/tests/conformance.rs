@@ -219,6 +219,48 @@ conformance!(
 );
 
 conformance!(
+    a_bad_change_in_a_group_fails_alone,
+    StoreOptions {
+        auto_create_services: false,
+        ..StoreOptions::default()
+    },
+    |store: Arc<dyn Store>| async move {
+        store
+            .create_service(
+                &NewService {
+                    name: "shop".into(),
+                    environments: vec![],
+                },
+                at(0),
+            )
+            .await
+            .unwrap();
+        let mut tasks = Vec::new();
+        for i in 0..40 {
+            let store = store.clone();
+            let service = if i % 5 == 0 { "nope" } else { "shop" };
+            let c = change(service, "prod", ChangeKind::Deploy, at(i));
+            tasks.push(tokio::spawn(async move { store.insert_change(&c).await }));
+        }
+        let (mut ok, mut refused) = (0, 0);
+        for t in tasks {
+            match t.await.unwrap() {
+                Ok(_) => ok += 1,
+                Err(e) => {
+                    assert!(
+                        e.to_string().contains("service 'nope' is not registered"),
+                        "{e}"
+                    );
+                    refused += 1;
+                }
+            }
+        }
+        assert_eq!((ok, refused), (32, 8));
+        assert_eq!(store.list_changes(&query()).await.unwrap().len(), 32);
+    }
+);
+
+conformance!(
     list_filters_order_and_pages,
     |store: Arc<dyn Store>| async move {
         let mut all = Vec::new();
