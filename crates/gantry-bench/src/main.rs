@@ -1,0 +1,59 @@
+//! `gantry-bench`: the helper behind `scripts/bench/changes`, the change log's end-to-end
+//! benchmark. `load` fills a store with synthetic history directly (no HTTP, so loading a
+//! million changes takes a minute, not an hour); `http` drives a running server the way
+//! clients would and prints what it measured.
+//!
+//! Invariant: results go to stdout as one line of `key=value` pairs, for the script to
+//! read; everything meant for people (progress, summaries, errors) goes to stderr.
+
+mod http;
+mod load;
+mod stats;
+mod workload;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Loads benchmark data into a Gantry store and measures a running Gantry server.
+#[derive(Debug, Parser)]
+#[command(name = "gantry-bench", version, max_term_width = 100)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Load synthetic changes straight into a store (SQLite or PostgreSQL), as history.
+    Load(load::LoadArgs),
+    /// Measure a running server: list and Graphite-events latency, then record throughput.
+    Http(http::HttpArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("gantry-bench: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Load(args) => load::run(args).await,
+            Command::Http(args) => http::run(args).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("gantry-bench: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
