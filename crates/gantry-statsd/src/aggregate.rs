@@ -1,0 +1,653 @@
+//! Per-key state between flushes, and the flush itself: Etsy's `process_metrics` math and
+//! its graphite backend's names.
+
+use std::collections::{HashMap, HashSet};
+
+use crate::config::{Bin, StatsdConfig};
+use crate::parse::{sanitize_key, Kind, ParseCounts, Sample};
+
+/// One flushed value, named as Etsy's graphite backend names it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Point {
+    pub name: String,
+    pub value: f64,
+}
+
+#[derive(Debug, Default)]
+struct Timer {
+    values: Vec<f64>,
+    /// Events the values stand for, corrected by sample rates.
+    count: f64,
+}
+
+#[derive(Debug)]
+struct Gauge {
+    value: f64,
+    /// Flushes left before an idle gauge is forgotten (with `delete_gauges`).
+    ttl: u32,
+}
+
+const PACKETS_RECEIVED: &str = "statsd.packets_received";
+const METRICS_RECEIVED: &str = "statsd.metrics_received";
+const BAD_LINES_SEEN: &str = "statsd.bad_lines_seen";
+const TIMESTAMP_LAG: &str = "statsd.timestamp_lag";
+
+/// Everything received since the last flush (gauges: ever), by key.
+#[derive(Debug)]
+pub struct Aggregator {
+    config: StatsdConfig,
+    counters: HashMap<Box<str>, f64>,
+    timers: HashMap<Box<str>, Timer>,
+    gauges: HashMap<Box<str>, Gauge>,
+    sets: HashMap<Box<str>, HashSet<Box<str>>>,
+    last_flush: Option<i64>,
+}
+
+impl Aggregator {
+    pub fn new(config: StatsdConfig) -> Aggregator {
+        let mut counters = HashMap::new();
+        for key in [BAD_LINES_SEEN, PACKETS_RECEIVED, METRICS_RECEIVED] {
+            counters.insert(Box::from(key), 0.0);
+        }
+        Aggregator {
+            config,
+            counters,
+            timers: HashMap::new(),
+            gauges: HashMap::new(),
+            sets: HashMap::new(),
+            last_flush: None,
+        }
+    }
+
+    pub fn config(&self) -> &StatsdConfig {
+        &self.config
+    }
+
+    /// Counts one received datagram and what parsing found in it.
+    pub fn record_packet(&mut self, counts: &ParseCounts) {
+        self.add_to_counter(PACKETS_RECEIVED, 1.0);
+        self.add_to_counter(METRICS_RECEIVED, counts.lines as f64);
+        self.add_to_counter(BAD_LINES_SEEN, counts.bad as f64);
+    }
+
+    /// Adds to one of Gantry's own counters (e.g. datagrams the kernel dropped).
+    pub fn add_to_counter(&mut self, key: &str, value: f64) {
+        match self.counters.get_mut(key) {
+            Some(total) => *total += value,
+            None => {
+                self.counters.insert(Box::from(key), value);
+            }
+        }
+    }
+
+    /// Folds samples in, in order (the order matters for gauges).
+    pub fn add_all(&mut self, samples: &[Sample<'_>]) {
+        for sample in samples {
+            self.add(sample);
+        }
+    }
+
+    pub fn add(&mut self, sample: &Sample<'_>) {
+        let key: &str = &sample.key;
+        match &sample.kind {
+            Kind::Counter { value } => self.add_to_counter(key, *value),
+            Kind::Timer { value, count } => {
+                let timer = match self.timers.get_mut(key) {
+                    Some(t) => t,
+                    None => self.timers.entry(Box::from(key)).or_default(),
+                };
+                timer.values.push(*value);
+                timer.count += count;
+            }
+            Kind::Gauge { value, signed } => {
+                let ttl = self.config.gauges_max_ttl;
+                match self.gauges.get_mut(key) {
+                    // A signed value moves a gauge only when it has a non-zero value.
+                    Some(g) if *signed && g.value != 0.0 => {
+                        g.value += value;
+                        g.ttl = ttl;
+                    }
+                    Some(g) => {
+                        g.value = *value;
+                        g.ttl = ttl;
+                    }
+                    None => {
+                        self.gauges
+                            .insert(Box::from(key), Gauge { value: *value, ttl });
+                    }
+                }
+            }
+            Kind::Set { member } => {
+                let set = match self.sets.get_mut(key) {
+                    Some(s) => s,
+                    None => self.sets.entry(Box::from(key)).or_default(),
+                };
+                if !set.contains(member.as_ref()) {
+                    set.insert(Box::from(member.as_ref()));
+                }
+            }
+        }
+    }
+
+    /// Computes every point for a flush at `timestamp` (epoch seconds), then resets or
+    /// forgets per-key state as configured.
+    pub fn flush(&mut self, timestamp: i64) -> Vec<Point> {
+        let interval = self.config.flush_interval_secs;
+        if let Some(last) = self.last_flush {
+            let lag = (timestamp - last) as f64 - interval;
+            self.add(&Sample {
+                key: TIMESTAMP_LAG.into(),
+                kind: Kind::Gauge {
+                    value: lag,
+                    signed: false,
+                },
+            });
+        }
+        self.last_flush = Some(timestamp);
+
+        let names = Names::new(&self.config);
+        let mut points = Vec::with_capacity(
+            2 * self.counters.len()
+                + 12 * self.timers.len()
+                + self.gauges.len()
+                + self.sets.len()
+                + 1,
+        );
+        for (key, &value) in &self.counters {
+            let rate = value / interval;
+            if self.config.legacy_namespace {
+                points.push(Point {
+                    name: names.format(&names.counter, key, &[]),
+                    value: rate,
+                });
+                if self.config.flush_counts {
+                    points.push(Point {
+                        name: names.format(&["stats_counts"], key, &[]),
+                        value,
+                    });
+                }
+            } else {
+                points.push(Point {
+                    name: names.format(&names.counter, key, &["rate"]),
+                    value: rate,
+                });
+                if self.config.flush_counts {
+                    points.push(Point {
+                        name: names.format(&names.counter, key, &["count"]),
+                        value,
+                    });
+                }
+            }
+        }
+        for (key, timer) in &mut self.timers {
+            for (field, value) in timer_fields(&self.config, key, timer, interval) {
+                points.push(Point {
+                    name: names.format(
+                        &names.timer,
+                        key,
+                        &field.iter().map(String::as_str).collect::<Vec<_>>(),
+                    ),
+                    value,
+                });
+            }
+        }
+        for (key, gauge) in &self.gauges {
+            points.push(Point {
+                name: names.format(&names.gauge, key, &[]),
+                value: gauge.value,
+            });
+        }
+        for (key, set) in &self.sets {
+            points.push(Point {
+                name: names.format(&names.set, key, &["count"]),
+                value: set.len() as f64,
+            });
+        }
+        let stats = self.counters.len() + self.timers.len() + self.gauges.len() + self.sets.len();
+        let num_stats = if self.config.legacy_namespace {
+            format!("statsd.numStats{}", names.suffix)
+        } else {
+            names.format(&names.global, "statsd", &["numStats"])
+        };
+        points.push(Point {
+            name: num_stats,
+            value: stats as f64,
+        });
+        self.reset();
+        points
+    }
+
+    fn reset(&mut self) {
+        let (counters, timers, sets, gauges) = self.config.deletes();
+        if counters {
+            self.counters.retain(|k, _| {
+                k.contains("packets_received")
+                    || k.contains("metrics_received")
+                    || k.contains("bad_lines_seen")
+            });
+        }
+        self.counters.values_mut().for_each(|v| *v = 0.0);
+        if timers {
+            self.timers.clear();
+        } else {
+            for t in self.timers.values_mut() {
+                t.values.clear();
+                t.count = 0.0;
+            }
+        }
+        if sets {
+            self.sets.clear();
+        } else {
+            self.sets.values_mut().for_each(HashSet::clear);
+        }
+        if gauges {
+            self.gauges.retain(|_, g| {
+                g.ttl = g.ttl.saturating_sub(1);
+                g.ttl >= 1
+            });
+        }
+    }
+}
+
+/// Etsy's timer statistics for one key: `(path elements after the key, value)`.
+fn timer_fields(
+    config: &StatsdConfig,
+    key: &str,
+    timer: &mut Timer,
+    interval: f64,
+) -> Vec<(Vec<String>, f64)> {
+    let one = |name: &str, value: f64| (vec![name.to_string()], value);
+    if timer.values.is_empty() {
+        return vec![one("count", 0.0), one("count_ps", 0.0)];
+    }
+    let values = &mut timer.values;
+    values.sort_by(f64::total_cmp);
+    let count = values.len();
+    let min = values[0];
+    let max = values[count - 1];
+    let mut cumulative = Vec::with_capacity(count);
+    let mut cumulative_squares = Vec::with_capacity(count);
+    cumulative.push(min);
+    cumulative_squares.push(min * min);
+    for i in 1..count {
+        cumulative.push(values[i] + cumulative[i - 1]);
+        cumulative_squares.push(values[i] * values[i] + cumulative_squares[i - 1]);
+    }
+    let mut fields = Vec::with_capacity(10 + 5 * config.percent_thresholds.len());
+    // With one value, every percentile is that value (Etsy carries these over).
+    let (mut sum, mut sum_squares, mut mean, mut boundary) = (min, min * min, min, max);
+    for &pct in &config.percent_thresholds {
+        let mut in_threshold = count;
+        if count > 1 {
+            in_threshold = (pct.abs() / 100.0 * count as f64).round() as usize;
+            if in_threshold == 0 {
+                continue;
+            }
+            if pct > 0.0 {
+                boundary = values[in_threshold - 1];
+                sum = cumulative[in_threshold - 1];
+                sum_squares = cumulative_squares[in_threshold - 1];
+            } else {
+                boundary = values[count - in_threshold];
+                let before = count
+                    .checked_sub(in_threshold + 1)
+                    .map_or(0.0, |i| cumulative[i]);
+                let before_squares = count
+                    .checked_sub(in_threshold + 1)
+                    .map_or(0.0, |i| cumulative_squares[i]);
+                sum = cumulative[count - 1] - before;
+                sum_squares = cumulative_squares[count - 1] - before_squares;
+            }
+            mean = sum / in_threshold as f64;
+        }
+        let clean = js_number_text(pct)
+            .replacen('.', "_", 1)
+            .replacen('-', "top", 1);
+        fields.push(one(&format!("count_{clean}"), in_threshold as f64));
+        fields.push(one(&format!("mean_{clean}"), mean));
+        fields.push(one(
+            &format!("{}_{clean}", if pct > 0.0 { "upper" } else { "lower" }),
+            boundary,
+        ));
+        fields.push(one(&format!("sum_{clean}"), sum));
+        fields.push(one(&format!("sum_squares_{clean}"), sum_squares));
+    }
+    let sum = cumulative[count - 1];
+    let sum_squares = cumulative_squares[count - 1];
+    let mean = sum / count as f64;
+    let mut sum_of_diffs = 0.0;
+    for v in values.iter() {
+        sum_of_diffs += (v - mean) * (v - mean);
+    }
+    let mid = count / 2;
+    let median = if count % 2 == 1 {
+        values[mid]
+    } else {
+        (values[mid - 1] + values[mid]) / 2.0
+    };
+    fields.push(one("std", (sum_of_diffs / count as f64).sqrt()));
+    fields.push(one("upper", max));
+    fields.push(one("lower", min));
+    fields.push(one("count", timer.count));
+    fields.push(one("count_ps", timer.count / interval));
+    fields.push(one("sum", sum));
+    fields.push(one("sum_squares", sum_squares));
+    fields.push(one("mean", mean));
+    fields.push(one("median", median));
+    if let Some(histogram) = config
+        .histogram
+        .iter()
+        .find(|h| key.contains(h.metric.as_str()))
+    {
+        let mut i = 0;
+        for bin in &histogram.bins {
+            let mut frequency = 0;
+            while i < count
+                && match bin {
+                    Bin::Infinite(_) => true,
+                    Bin::Below(upper) => values[i] < *upper,
+                }
+            {
+                frequency += 1;
+                i += 1;
+            }
+            let label = match bin {
+                Bin::Below(b) => js_number_text(*b).replacen('.', "_", 1),
+                Bin::Infinite(_) => "inf".to_string(),
+            };
+            fields.push((
+                vec!["histogram".to_string(), format!("bin_{label}")],
+                frequency as f64,
+            ));
+        }
+    }
+    fields
+}
+
+/// A number as JavaScript's `String(n)` writes it, for the values configs hold (`90`,
+/// `99.9`, `-10`).
+fn js_number_text(n: f64) -> String {
+    if n.fract() == 0.0 && n.abs() < 1e21 {
+        format!("{}", n as i64)
+    } else {
+        format!("{n}")
+    }
+}
+
+/// The namespaces names are built from, per Etsy's graphite backend.
+struct Names {
+    global: Vec<String>,
+    counter: Vec<String>,
+    timer: Vec<String>,
+    gauge: Vec<String>,
+    set: Vec<String>,
+    suffix: String,
+    sanitize: bool,
+}
+
+impl Names {
+    fn new(c: &StatsdConfig) -> Names {
+        let suffix = if c.global_suffix.is_empty() {
+            String::new()
+        } else {
+            format!(".{}", c.global_suffix)
+        };
+        if c.legacy_namespace {
+            let v = |parts: &[&str]| parts.iter().map(|p| p.to_string()).collect::<Vec<_>>();
+            return Names {
+                global: v(&["stats"]),
+                counter: v(&["stats"]),
+                timer: v(&["stats", "timers"]),
+                gauge: v(&["stats", "gauges"]),
+                set: v(&["stats", "sets"]),
+                suffix,
+                sanitize: c.key_name_sanitize,
+            };
+        }
+        let global: Vec<String> = [c.global_prefix.as_str()]
+            .iter()
+            .filter(|p| !p.is_empty())
+            .map(|p| p.to_string())
+            .collect();
+        let with = |prefix: &str| {
+            let mut ns = global.clone();
+            if !prefix.is_empty() {
+                ns.push(prefix.to_string());
+            }
+            ns
+        };
+        Names {
+            counter: with(&c.prefix_counter),
+            timer: with(&c.prefix_timer),
+            gauge: with(&c.prefix_gauge),
+            set: with(&c.prefix_set),
+            global,
+            suffix,
+            sanitize: c.key_name_sanitize,
+        }
+    }
+
+    /// `namespace.key.extra…` + suffix + the key's tags (tags stay last, after the suffix).
+    fn format<S: AsRef<str>>(&self, namespace: &[S], key: &str, extra: &[&str]) -> String {
+        let (name, tags) = match key.split_once(';') {
+            Some((name, tags)) => (name, Some(tags)),
+            None => (key, None),
+        };
+        let mut out = String::with_capacity(key.len() + 32);
+        for part in namespace {
+            out.push_str(part.as_ref());
+            out.push('.');
+        }
+        if self.sanitize {
+            out.push_str(&sanitize_key(name));
+        } else {
+            out.push_str(name);
+        }
+        for part in extra {
+            out.push('.');
+            out.push_str(part);
+        }
+        out.push_str(&self.suffix);
+        if let Some(tags) = tags {
+            out.push(';');
+            out.push_str(tags);
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::parse::parse;
+
+    fn flush_of(packets: &[&str], config: StatsdConfig) -> HashMap<String, f64> {
+        let mut agg = Aggregator::new(config);
+        for packet in packets {
+            let mut samples = Vec::new();
+            let counts = parse(
+                packet.as_bytes(),
+                agg.config(),
+                &mut samples,
+                &mut Vec::new(),
+            );
+            agg.record_packet(&counts);
+            agg.add_all(&samples);
+        }
+        agg.flush(1_700_000_000)
+            .into_iter()
+            .map(|p| (p.name, p.value))
+            .collect()
+    }
+
+    fn check(packets: &[&str], expected: &[(&str, f64)]) {
+        let got = flush_of(packets, StatsdConfig::default());
+        for (name, value) in expected {
+            let actual = got
+                .get(*name)
+                .unwrap_or_else(|| panic!("{name} missing from {got:?}"));
+            assert!(
+                (actual - value).abs() <= 1e-9 * value.abs().max(1.0),
+                "{name}: {actual} != {value}"
+            );
+        }
+    }
+
+    #[test]
+    fn counters() {
+        check(
+            &["hits:1|c", "hits:2|c|@0.1"],
+            &[("stats.hits", 2.1), ("stats_counts.hits", 21.0)],
+        );
+        check(
+            &["a:1|c\nbad\nb:x|c"],
+            &[
+                ("stats_counts.statsd.packets_received", 1.0),
+                ("stats_counts.statsd.metrics_received", 3.0),
+                ("stats_counts.statsd.bad_lines_seen", 2.0),
+                ("stats.statsd.bad_lines_seen", 0.2),
+            ],
+        );
+    }
+
+    #[test]
+    fn gauges_apply_in_order() {
+        check(&["load:333|g\nload:-10|g"], &[("stats.gauges.load", 323.0)]);
+        check(&["load:-10|g\nload:333|g"], &[("stats.gauges.load", 333.0)]);
+        check(&["z:0|g\nz:-5|g"], &[("stats.gauges.z", -5.0)]);
+        check(&["z:+5|g"], &[("stats.gauges.z", 5.0)]);
+    }
+
+    #[test]
+    fn timers_match_etsy() {
+        // 1..=10 ms: Etsy's own example numbers.
+        let lines: Vec<String> = (1..=10).map(|v| format!("rt:{v}|ms")).collect();
+        let packet = lines.join("\n");
+        check(
+            &[&packet],
+            &[
+                ("stats.timers.rt.count", 10.0),
+                ("stats.timers.rt.count_ps", 1.0),
+                ("stats.timers.rt.lower", 1.0),
+                ("stats.timers.rt.upper", 10.0),
+                ("stats.timers.rt.sum", 55.0),
+                ("stats.timers.rt.sum_squares", 385.0),
+                ("stats.timers.rt.mean", 5.5),
+                ("stats.timers.rt.median", 5.5),
+                ("stats.timers.rt.std", 8.25f64.sqrt()),
+                ("stats.timers.rt.count_90", 9.0),
+                ("stats.timers.rt.upper_90", 9.0),
+                ("stats.timers.rt.sum_90", 45.0),
+                ("stats.timers.rt.sum_squares_90", 285.0),
+                ("stats.timers.rt.mean_90", 5.0),
+            ],
+        );
+        check(
+            &["rt:100|ms|@0.1"],
+            &[
+                ("stats.timers.rt.count", 10.0),
+                ("stats.timers.rt.upper_90", 100.0),
+                ("stats.timers.rt.count_90", 1.0),
+            ],
+        );
+    }
+
+    #[test]
+    fn negative_and_fractional_thresholds() {
+        let config = StatsdConfig {
+            percent_thresholds: vec![-10.0, 99.9],
+            ..StatsdConfig::default()
+        };
+        let lines: Vec<String> = (1..=10).map(|v| format!("rt:{v}|ms")).collect();
+        let got = flush_of(&[&lines.join("\n")], config);
+        assert_eq!(got["stats.timers.rt.lower_top10"], 10.0);
+        assert_eq!(got["stats.timers.rt.count_top10"], 1.0);
+        assert_eq!(got["stats.timers.rt.sum_top10"], 10.0);
+        assert_eq!(got["stats.timers.rt.upper_99_9"], 10.0);
+        assert_eq!(got["stats.timers.rt.count_99_9"], 10.0);
+    }
+
+    #[test]
+    fn sets_tags_and_names() {
+        check(&["u:a|s\nu:b|s\nu:a|s"], &[("stats.sets.u.count", 2.0)]);
+        check(
+            &["req:1|c|#region:eu"],
+            &[
+                ("stats.req;region=eu", 0.1),
+                ("stats_counts.req;region=eu", 1.0),
+            ],
+        );
+        check(&["rt:5|ms|#a:b"], &[("stats.timers.rt.mean;a=b", 5.0)]);
+        let config = StatsdConfig {
+            legacy_namespace: false,
+            global_suffix: "x".into(),
+            ..StatsdConfig::default()
+        };
+        let got = flush_of(&["hits:1|c\nload:2|g\nu:a|s"], config);
+        assert_eq!(got["stats.counters.hits.rate.x"], 0.1);
+        assert_eq!(got["stats.counters.hits.count.x"], 1.0);
+        assert_eq!(got["stats.gauges.load.x"], 2.0);
+        assert_eq!(got["stats.sets.u.count.x"], 1.0);
+        assert_eq!(got["stats.statsd.numStats.x"], 6.0);
+    }
+
+    #[test]
+    fn histogram_bins() {
+        let config: StatsdConfig = serde_json::from_value(serde_json::json!({
+            "histogram": [{"metric": "rt", "bins": [2, 5.5, "inf"]}]
+        }))
+        .unwrap();
+        let lines: Vec<String> = (1..=10).map(|v| format!("rt:{v}|ms")).collect();
+        let got = flush_of(&[&lines.join("\n")], config);
+        assert_eq!(got["stats.timers.rt.histogram.bin_2"], 1.0);
+        assert_eq!(got["stats.timers.rt.histogram.bin_5_5"], 4.0);
+        assert_eq!(got["stats.timers.rt.histogram.bin_inf"], 5.0);
+    }
+
+    #[test]
+    fn state_between_flushes() {
+        let mut agg = Aggregator::new(StatsdConfig::default());
+        let mut samples = Vec::new();
+        parse(
+            b"hits:1|c\nrt:5|ms\nload:7|g\nu:a|s",
+            agg.config(),
+            &mut samples,
+            &mut Vec::new(),
+        );
+        agg.add_all(&samples);
+        agg.flush(100);
+        let second: HashMap<String, f64> = agg
+            .flush(111)
+            .into_iter()
+            .map(|p| (p.name, p.value))
+            .collect();
+        assert_eq!(
+            second["stats_counts.hits"], 0.0,
+            "counters are kept at zero"
+        );
+        assert_eq!(second["stats.timers.rt.count"], 0.0);
+        assert!(!second.contains_key("stats.timers.rt.mean"));
+        assert_eq!(second["stats.gauges.load"], 7.0, "gauges persist");
+        assert_eq!(second["stats.sets.u.count"], 0.0);
+        assert_eq!(second["stats.gauges.statsd.timestamp_lag"], 1.0);
+
+        let mut idle = Aggregator::new(StatsdConfig {
+            delete_idle_stats: true,
+            ..StatsdConfig::default()
+        });
+        idle.add_all(&samples);
+        idle.flush(100);
+        let second: HashMap<String, f64> = idle
+            .flush(110)
+            .into_iter()
+            .map(|p| (p.name, p.value))
+            .collect();
+        assert!(!second.contains_key("stats_counts.hits"));
+        assert!(!second.contains_key("stats.timers.rt.count"));
+        assert!(!second.contains_key("stats.gauges.load"));
+        assert!(
+            second.contains_key("stats_counts.statsd.bad_lines_seen"),
+            "own counters stay"
+        );
+    }
+}

@@ -1,0 +1,20 @@
+//! StatsD as Etsy's statsd 0.9.0 defines it, as a pure engine: [`parse`] turns a datagram
+//! into samples, [`Aggregator`] folds samples into per-key state, and
+//! [`Aggregator::flush`] produces the `(name, value)` points Etsy's graphite backend would
+//! write, with the same names and the same values.
+//!
+//! Invariant: no I/O, no clocks, no threads. Sockets, receive loops and the time-series
+//! store live elsewhere and call in here; this crate is tested against Etsy's own output
+//! (`tests/etsy.rs`).
+//!
+//! Where Gantry deliberately differs from Etsy (each is a bad line here, a value there):
+//! `Infinity` and other non-finite values, and a sample rate of `@0` (Etsy divides by it).
+
+mod aggregate;
+mod config;
+mod number;
+mod parse;
+
+pub use aggregate::{Aggregator, Point};
+pub use config::{HistogramBins, StatsdConfig};
+pub use parse::{parse, BadLine, Kind, Sample};

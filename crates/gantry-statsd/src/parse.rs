@@ -1,0 +1,437 @@
+//! StatsD datagrams to samples, line by line, the way Etsy's statsd reads them.
+//!
+//! A datagram holds lines separated by `\n`. A line is `key:value|type[|@rate][|#tags]`,
+//! and may carry several values for one key (`key:1|c:2|c`). A line without a `:` is a bad
+//! line (Etsy 0.9.0 reads it as the value `1` with no type). DogStatsD tags (`|#k:v,flag`)
+//! become Graphite tags on the key (`key;k=v;flag`).
+
+use std::borrow::Cow;
+
+use crate::config::StatsdConfig;
+use crate::number::{is_number, js_number};
+
+/// One measurement, ready to aggregate. Keys are sanitised, tags appended.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sample<'a> {
+    pub key: Cow<'a, str>,
+    pub kind: Kind<'a>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Kind<'a> {
+    /// Adds `value` (already divided by the sample rate).
+    Counter { value: f64 },
+    /// One timing; `count` is how many events it stands for (1 ÷ sample rate).
+    Timer { value: f64, count: f64 },
+    /// Sets the gauge, or moves it by `value` when `signed` and the gauge has a non-zero value.
+    Gauge { value: f64, signed: bool },
+    /// Adds `member` to the set.
+    Set { member: Cow<'a, str> },
+}
+
+/// A value that could not be read, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BadLine {
+    /// The line, cut to 200 characters, for the log.
+    pub line: String,
+    pub reason: &'static str,
+}
+
+/// What one datagram held.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct ParseCounts {
+    /// Non-empty lines (Etsy's `metrics_received`).
+    pub lines: u64,
+    /// Values refused (Etsy's `bad_lines_seen`, counted per value as Etsy does).
+    pub bad: u64,
+}
+
+/// Parses one datagram (or one line of a TCP stream) into `samples`; bad values are counted
+/// and the first few described in `bad_lines`. Good values of the same line and datagram
+/// are kept. Bytes that are not UTF-8 are replaced (and then dropped by key sanitising).
+pub fn parse<'a>(
+    packet: &'a [u8],
+    config: &StatsdConfig,
+    samples: &mut Vec<Sample<'a>>,
+    bad_lines: &mut Vec<BadLine>,
+) -> ParseCounts {
+    let mut counts = ParseCounts::default();
+    for raw in packet.split(|&b| b == b'\n') {
+        if raw.is_empty() {
+            continue;
+        }
+        counts.lines += 1;
+        match std::str::from_utf8(raw) {
+            Ok(line) => counts.bad += parse_line(line, config, samples, bad_lines),
+            Err(_) => {
+                let line = String::from_utf8_lossy(raw).into_owned();
+                let mut owned = Vec::new();
+                counts.bad += parse_line(&line, config, &mut owned, bad_lines);
+                samples.extend(owned.into_iter().map(into_owned));
+            }
+        }
+    }
+    counts
+}
+
+fn into_owned<'b>(sample: Sample<'_>) -> Sample<'b> {
+    Sample {
+        key: Cow::Owned(sample.key.into_owned()),
+        kind: match sample.kind {
+            Kind::Counter { value } => Kind::Counter { value },
+            Kind::Timer { value, count } => Kind::Timer { value, count },
+            Kind::Gauge { value, signed } => Kind::Gauge { value, signed },
+            Kind::Set { member } => Kind::Set {
+                member: Cow::Owned(member.into_owned()),
+            },
+        },
+    }
+}
+
+const MAX_REPORTED: usize = 16;
+
+fn report(bad_lines: &mut Vec<BadLine>, line: &str, reason: &'static str) {
+    if bad_lines.len() < MAX_REPORTED {
+        bad_lines.push(BadLine {
+            line: line.chars().take(200).collect(),
+            reason,
+        });
+    }
+}
+
+/// Parses one line; returns how many of its values were bad.
+fn parse_line<'a>(
+    line: &'a str,
+    config: &StatsdConfig,
+    samples: &mut Vec<Sample<'a>>,
+    bad_lines: &mut Vec<BadLine>,
+) -> u64 {
+    // Tags: everything after the first `|#` up to a second one.
+    let (body, tags) = match line.find("|#") {
+        Some(at) => {
+            let rest = &line[at + 2..];
+            let tags = rest.split("|#").next().unwrap_or("");
+            (&line[..at], tags)
+        }
+        None => (line, ""),
+    };
+    let mut bits = body.split(':');
+    let raw_key = bits.next().unwrap_or("");
+    let key = make_key(raw_key, tags, config.key_name_sanitize);
+    let mut values = bits.peekable();
+    if values.peek().is_none() {
+        // Etsy reads a bare key as the value "1" with no type: always a bad line.
+        report(
+            bad_lines,
+            line,
+            "no value and type (expected key:value|type)",
+        );
+        return 1;
+    }
+    let mut bad = 0;
+    for value in values {
+        match parse_value(value, config) {
+            Ok(kind) => samples.push(Sample {
+                key: key.clone(),
+                kind,
+            }),
+            Err(reason) => {
+                bad += 1;
+                report(bad_lines, line, reason);
+            }
+        }
+    }
+    bad
+}
+
+fn parse_value<'a>(value: &'a str, config: &StatsdConfig) -> Result<Kind<'a>, &'static str> {
+    let mut fields = value.split('|');
+    let number = fields.next().unwrap_or("");
+    let Some(kind) = fields.next() else {
+        return Err("no type (expected value|type)");
+    };
+    let sample_rate = match fields.next() {
+        None => 1.0,
+        Some(rate) => parse_sample_rate(rate)?,
+    };
+    let kind = kind.trim();
+    let as_timer = config.histograms_as_timers && matches!(kind, "h" | "d");
+    match kind {
+        "s" => Ok(Kind::Set {
+            member: Cow::Borrowed(if number.is_empty() { "0" } else { number }),
+        }),
+        "g" => {
+            let value = numeric(number)?;
+            Ok(Kind::Gauge {
+                value,
+                signed: number.starts_with(['+', '-']),
+            })
+        }
+        "ms" => timer(number, sample_rate),
+        _ if as_timer => timer(number, sample_rate),
+        // Every other type, known or not, counts: Etsy's rule.
+        _ => Ok(Kind::Counter {
+            value: numeric(number)? / sample_rate,
+        }),
+    }
+}
+
+fn timer(number: &str, sample_rate: f64) -> Result<Kind<'static>, &'static str> {
+    let value = numeric(number)?;
+    if value < 0.0 {
+        return Err("negative timing");
+    }
+    Ok(Kind::Timer {
+        value,
+        count: 1.0 / sample_rate,
+    })
+}
+
+fn numeric(text: &str) -> Result<f64, &'static str> {
+    if !is_number(text) {
+        return Err("value is not a finite number");
+    }
+    js_number(text).ok_or("value is not a finite number")
+}
+
+/// `@rate`: Etsy accepts what `isNumber` accepts and does not start with `-`, then reads the
+/// leading digits and dots. Gantry also refuses a rate of 0 (Etsy would divide by it).
+fn parse_sample_rate(text: &str) -> Result<f64, &'static str> {
+    let digits = text
+        .strip_prefix('@')
+        .filter(|d| !d.is_empty() && is_number(d) && !d.starts_with('-'))
+        .ok_or("bad sample rate (expected @0.1)")?;
+    let leading: &str = &digits[..digits
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(digits.len())];
+    // Etsy's regex needs at least one digit or dot; "@+0.5" passes isNumber but not the regex.
+    let rate = js_number(leading).unwrap_or(0.0);
+    if leading.is_empty() || rate <= 0.0 {
+        return Err("bad sample rate (expected @0.1)");
+    }
+    Ok(rate)
+}
+
+/// The key as Etsy stores it: tags appended as `;k=v`, then sanitised.
+fn make_key<'a>(raw: &'a str, tags: &str, sanitize: bool) -> Cow<'a, str> {
+    let key: Cow<'a, str> = if tags.is_empty() {
+        Cow::Borrowed(raw)
+    } else {
+        let mut key = String::with_capacity(raw.len() + tags.len() + 1);
+        key.push_str(raw);
+        for tag in tags.split(',') {
+            key.push(';');
+            // JavaScript's String.replace with a string replaces the first match only.
+            let tag = tag.replacen(';', "_", 1).replacen(':', "=", 1);
+            key.push_str(&tag);
+        }
+        Cow::Owned(key)
+    };
+    if !sanitize || key.bytes().all(is_clean_key_byte) {
+        return key;
+    }
+    Cow::Owned(sanitize_key(&key))
+}
+
+fn is_clean_key_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b';' | b'=')
+}
+
+/// Etsy's key sanitising: runs of whitespace to `_`, `/` to `-`, then anything outside
+/// `[A-Za-z0-9_.;=-]` dropped.
+pub(crate) fn sanitize_key(key: &str) -> String {
+    let mut out = String::with_capacity(key.len());
+    let mut in_space = false;
+    for c in key.chars() {
+        if c.is_whitespace() {
+            if !in_space {
+                out.push('_');
+            }
+            in_space = true;
+            continue;
+        }
+        in_space = false;
+        match c {
+            '/' => out.push('-'),
+            c if c.is_ascii() && is_clean_key_byte(c as u8) => out.push(c),
+            _ => {}
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(packet: &str, expected: &[(&str, Kind<'_>)], bad: u64) {
+        let config = StatsdConfig::default();
+        let mut samples = Vec::new();
+        let mut bad_lines = Vec::new();
+        let counts = parse(packet.as_bytes(), &config, &mut samples, &mut bad_lines);
+        let got: Vec<(&str, Kind<'_>)> = samples
+            .iter()
+            .map(|s| (s.key.as_ref(), s.kind.clone()))
+            .collect();
+        assert_eq!(got, expected, "{packet:?}");
+        assert_eq!(counts.bad, bad, "{packet:?}: {bad_lines:?}");
+    }
+
+    fn counter(value: f64) -> Kind<'static> {
+        Kind::Counter { value }
+    }
+
+    #[test]
+    fn etsy_cases() {
+        check("hits:1|c", &[("hits", counter(1.0))], 0);
+        check("hits:2|c|@0.1", &[("hits", counter(20.0))], 0);
+        check(
+            "hits:1|c:2|c",
+            &[("hits", counter(1.0)), ("hits", counter(2.0))],
+            0,
+        );
+        check(
+            "a:1|c\nb:2|c\n\n",
+            &[("a", counter(1.0)), ("b", counter(2.0))],
+            0,
+        );
+        check(
+            "load:333|g",
+            &[(
+                "load",
+                Kind::Gauge {
+                    value: 333.0,
+                    signed: false,
+                },
+            )],
+            0,
+        );
+        check(
+            "load:-10|g",
+            &[(
+                "load",
+                Kind::Gauge {
+                    value: -10.0,
+                    signed: true,
+                },
+            )],
+            0,
+        );
+        check(
+            "load:+4|g",
+            &[(
+                "load",
+                Kind::Gauge {
+                    value: 4.0,
+                    signed: true,
+                },
+            )],
+            0,
+        );
+        check(
+            "rt:320|ms|@0.5",
+            &[(
+                "rt",
+                Kind::Timer {
+                    value: 320.0,
+                    count: 2.0,
+                },
+            )],
+            0,
+        );
+        check(
+            "users:alice|s",
+            &[(
+                "users",
+                Kind::Set {
+                    member: "alice".into(),
+                },
+            )],
+            0,
+        );
+        check(
+            "users:|s",
+            &[("users", Kind::Set { member: "0".into() })],
+            0,
+        );
+        // h and d are counters unless configured otherwise; unknown types count too.
+        check("size:5|h", &[("size", counter(5.0))], 0);
+        check("size:5|d", &[("size", counter(5.0))], 0);
+        check("odd:5|zz", &[("odd", counter(5.0))], 0);
+        // Tags become Graphite tags, in order.
+        check(
+            "req:1|c|#region:eu,canary,path:/a:b",
+            &[("req;region=eu;canary;path=-ab", counter(1.0))],
+            0,
+        );
+        check("req:1|c|@0.5|#a:b", &[("req;a=b", counter(2.0))], 0);
+        // Sanitising.
+        check("my key/with:1|c", &[("my_key-with", counter(1.0))], 0);
+        check("a  \t b:1|c", &[("a_b", counter(1.0))], 0);
+        check("héllo!:1|c", &[("hllo", counter(1.0))], 0);
+        // Whitespace around the type and rate, as in \r\n-terminated packets.
+        check("hits:1|c\r", &[("hits", counter(1.0))], 0);
+        check("hits:1|c|@0.5\r", &[("hits", counter(2.0))], 0);
+    }
+
+    #[test]
+    fn bad_values_are_counted_and_good_ones_kept() {
+        check("nokey", &[], 1);
+        check("hits|c", &[], 1);
+        check("hits:1", &[], 1);
+        check("hits:abc|c", &[], 1);
+        check("hits:|c", &[], 1);
+        check("hits:NaN|c", &[], 1);
+        check("hits:inf|c", &[], 1);
+        check("hits:Infinity|c", &[], 1);
+        check("rt:-5|ms", &[], 1);
+        check("hits:1|c|@x", &[], 1);
+        check("hits:1|c|@-1", &[], 1);
+        check("hits:1|c|@0", &[], 1);
+        check("hits:1|c|0.5", &[], 1);
+        check("load:x|g", &[], 1);
+        check(
+            "hits:1|c:oops|c:3|c",
+            &[("hits", counter(1.0)), ("hits", counter(3.0))],
+            1,
+        );
+        check("bad\ngood:1|c\nworse:|ms", &[("good", counter(1.0))], 2);
+    }
+
+    #[test]
+    fn non_utf8_bytes_are_dropped_from_keys() {
+        let config = StatsdConfig::default();
+        let mut samples = Vec::new();
+        let mut bad = Vec::new();
+        let counts = parse(b"ke\xffy:1|c\nok:2|c", &config, &mut samples, &mut bad);
+        assert_eq!(counts, ParseCounts { lines: 2, bad: 0 });
+        assert_eq!(samples[0].key, "key");
+        assert_eq!(samples[1].key, "ok");
+    }
+
+    #[test]
+    fn histograms_as_timers() {
+        let config = StatsdConfig {
+            histograms_as_timers: true,
+            ..StatsdConfig::default()
+        };
+        let mut samples = Vec::new();
+        parse(b"size:5|h|@0.5", &config, &mut samples, &mut Vec::new());
+        assert_eq!(
+            samples[0].kind,
+            Kind::Timer {
+                value: 5.0,
+                count: 2.0
+            }
+        );
+    }
+
+    #[test]
+    fn a_huge_datagram_is_fine() {
+        let packet = "k:1|c\n".repeat(64 * 1024 / 6);
+        let config = StatsdConfig::default();
+        let mut samples = Vec::new();
+        let counts = parse(packet.as_bytes(), &config, &mut samples, &mut Vec::new());
+        assert_eq!(counts.lines as usize, samples.len());
+    }
+}
