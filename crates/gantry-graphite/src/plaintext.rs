@@ -1,0 +1,197 @@
+//! Carbon's plaintext protocol: one `path value timestamp` line per point, fields separated
+//! by whitespace. A timestamp of `-1` means "now"; `NaN` values are dropped (as carbon
+//! drops them); tagged paths are validated and normalised.
+
+use crate::tags::{normalise, TagError};
+
+/// One received point.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Point {
+    pub path: String,
+    pub value: f64,
+    /// Epoch seconds.
+    pub timestamp: i64,
+}
+
+/// Why a line was refused.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum LineError {
+    #[error("expected 3 fields (path value timestamp), found {0}")]
+    FieldCount(usize),
+    #[error("value '{0}' is not a number")]
+    BadValue(String),
+    #[error("value is NaN")]
+    NaN,
+    #[error("timestamp '{0}' is not epoch seconds")]
+    BadTimestamp(String),
+    #[error("path: {0}")]
+    BadTags(#[from] TagError),
+    #[error("the line is not UTF-8")]
+    NotUtf8,
+}
+
+/// Parses one line (without its newline). `now` replaces a timestamp of `-1`.
+pub fn parse_line(line: &[u8], now: i64) -> Result<Point, LineError> {
+    let line = std::str::from_utf8(line).map_err(|_| LineError::NotUtf8)?;
+    let mut fields = line.split_ascii_whitespace();
+    let (Some(path), Some(value), Some(timestamp), None) =
+        (fields.next(), fields.next(), fields.next(), fields.next())
+    else {
+        return Err(LineError::FieldCount(line.split_ascii_whitespace().count()));
+    };
+    let value = parse_float(value).ok_or_else(|| LineError::BadValue(value.to_string()))?;
+    if value.is_nan() {
+        return Err(LineError::NaN);
+    }
+    let seconds = parse_float(timestamp)
+        .filter(|t| t.is_finite())
+        .ok_or_else(|| LineError::BadTimestamp(timestamp.to_string()))?;
+    let timestamp = if seconds == -1.0 { now } else { seconds as i64 };
+    if timestamp < 0 {
+        return Err(LineError::BadTimestamp(seconds.to_string()));
+    }
+    Ok(Point {
+        path: normalise(path)?,
+        value,
+        timestamp,
+    })
+}
+
+/// A float as Python's `float()` reads it (what carbon calls): decimal, exponent, `nan`,
+/// `inf` in any case.
+fn parse_float(text: &str) -> Option<f64> {
+    let lower = text.to_ascii_lowercase();
+    let unsigned = lower.trim_start_matches(['+', '-']);
+    if matches!(unsigned, "nan" | "inf" | "infinity") {
+        return lower.parse().ok();
+    }
+    if !unsigned.starts_with(|c: char| c.is_ascii_digit() || c == '.') {
+        return None;
+    }
+    text.parse().ok()
+}
+
+/// Splits a TCP byte stream into lines, keeping an unfinished last line for the next read.
+/// A line longer than `max_line` is dropped whole (counted as bad by the caller).
+#[derive(Debug, Default)]
+pub struct LineBuffer {
+    partial: Vec<u8>,
+    overlong: bool,
+}
+
+/// What [`LineBuffer::push`] found in a chunk.
+pub enum Line<'a> {
+    Complete(&'a [u8]),
+    /// A line that outgrew the limit and was dropped.
+    TooLong,
+}
+
+impl LineBuffer {
+    /// Feeds a chunk; calls `each` for every complete line (without `\n` or `\r`).
+    pub fn push(&mut self, chunk: &[u8], max_line: usize, mut each: impl FnMut(Line<'_>)) {
+        let mut rest = chunk;
+        while let Some(end) = rest.iter().position(|&b| b == b'\n') {
+            let (head, tail) = rest.split_at(end);
+            rest = &tail[1..];
+            if self.overlong {
+                self.overlong = false;
+                self.partial.clear();
+                each(Line::TooLong);
+                continue;
+            }
+            if self.partial.is_empty() {
+                each(Line::Complete(trim_cr(head)));
+            } else {
+                self.partial.extend_from_slice(head);
+                let line = std::mem::take(&mut self.partial);
+                each(Line::Complete(trim_cr(&line)));
+            }
+        }
+        if !self.overlong {
+            self.partial.extend_from_slice(rest);
+            if self.partial.len() > max_line {
+                self.overlong = true;
+                self.partial.clear();
+            }
+        }
+    }
+
+    /// Whether a half line is waiting (a client that disconnects now sent a partial line).
+    pub fn has_partial(&self) -> bool {
+        !self.partial.is_empty() || self.overlong
+    }
+}
+
+fn trim_cr(line: &[u8]) -> &[u8] {
+    line.strip_suffix(b"\r").unwrap_or(line)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NOW: i64 = 1_700_000_000;
+
+    #[test]
+    fn lines() {
+        let ok = |line: &str, path: &str, value: f64, ts: i64| {
+            assert_eq!(
+                parse_line(line.as_bytes(), NOW).unwrap(),
+                Point {
+                    path: path.into(),
+                    value,
+                    timestamp: ts
+                },
+                "{line}"
+            );
+        };
+        ok("a.b.c 1.5 1699999990", "a.b.c", 1.5, 1_699_999_990);
+        ok(
+            "a.b.c\t-2e3   1699999990.7",
+            "a.b.c",
+            -2000.0,
+            1_699_999_990,
+        );
+        ok("a.b 1 -1", "a.b", 1.0, NOW);
+        ok(
+            "cpu;host=web1;dc=eu 3 1699999990",
+            "cpu;dc=eu;host=web1",
+            3.0,
+            1_699_999_990,
+        );
+        ok("a inf 1", "a", f64::INFINITY, 1);
+        let bad =
+            |line: &[u8], expected: LineError| assert_eq!(parse_line(line, NOW), Err(expected));
+        bad(b"a.b 1", LineError::FieldCount(2));
+        bad(b"a.b 1 2 3", LineError::FieldCount(4));
+        bad(b"", LineError::FieldCount(0));
+        bad(b"a.b x 2", LineError::BadValue("x".into()));
+        bad(b"a.b nan 2", LineError::NaN);
+        bad(b"a.b 1 soon", LineError::BadTimestamp("soon".into()));
+        bad(b"a.b 1 -5", LineError::BadTimestamp("-5".into()));
+        bad(b"a\xff 1 2", LineError::NotUtf8);
+        assert!(matches!(
+            parse_line(b"cpu;x 1 2", NOW),
+            Err(LineError::BadTags(_))
+        ));
+    }
+
+    #[test]
+    fn stream_buffering() {
+        let mut buffer = LineBuffer::default();
+        let mut lines = Vec::new();
+        let mut collect = |l: Line<'_>| {
+            lines.push(match l {
+                Line::Complete(b) => String::from_utf8_lossy(b).into_owned(),
+                Line::TooLong => "<too long>".into(),
+            })
+        };
+        buffer.push(b"a 1 2\nb 3", 64, &mut collect);
+        assert!(buffer.has_partial());
+        buffer.push(b" 4\r\n", 64, &mut collect);
+        buffer.push(&[b'x'; 100], 64, &mut collect);
+        buffer.push(b"yyy\nc 5 6\n", 64, &mut collect);
+        assert!(!buffer.has_partial());
+        assert_eq!(lines, vec!["a 1 2", "b 3 4", "<too long>", "c 5 6"]);
+    }
+}
