@@ -1,0 +1,719 @@
+//! Gantry's embedded time-series store: whisper's semantics (retention and aggregation rules
+//! by name pattern, fixed-step archives, last write wins within a slot, rollups into coarser
+//! archives with `xFilesFactor`, reads from the finest archive covering the range) without
+//! whisper's cost (12 bytes a point, one file per series).
+//!
+//! Storage is an embedded LSM tree (fjall): one partition maps series names to their id and
+//! rules, another holds blocks of 360 slots per (series, archive), compressed (see
+//! [`block`]). Writes are buffered in memory and applied every `fsync_interval_secs` in one
+//! atomic batch whose journal is fsynced, so a crash loses at most that interval, never a
+//! series or a block; a torn journal tail is detected (checksums) and dropped on start-up.
+//! Memory per series is its name and a dozen bytes of rules; blocks live on disk and in a
+//! bounded cache.
+//!
+//! Invariant: this crate knows nothing of protocols (StatsD, Graphite) or HTTP. It stores
+//! `(name, timestamp, value)` and answers windows of values.
+
+pub mod block;
+pub mod config;
+pub mod whisper;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use fjall::{Keyspace, PartitionCreateOptions, PartitionHandle, PersistMode};
+use regex::Regex;
+
+pub use config::{Aggregation, Archive, TsdbConfig};
+use whisper::{block_of, read_window, slot_start, write_archive, SLOTS_PER_BLOCK};
+
+#[derive(Debug, thiserror::Error)]
+pub enum TsdbError {
+    #[error("storage configuration: {0}")]
+    Config(String),
+    #[error("stored metrics data is corrupt: {0}")]
+    Corrupt(String),
+    #[error("metrics storage failed: {0}")]
+    Storage(String),
+}
+
+impl From<fjall::Error> for TsdbError {
+    fn from(e: fjall::Error) -> Self {
+        TsdbError::Storage(e.to_string())
+    }
+}
+
+impl From<fjall::LsmError> for TsdbError {
+    fn from(e: fjall::LsmError) -> Self {
+        TsdbError::Storage(e.to_string())
+    }
+}
+
+pub type Result<T, E = TsdbError> = std::result::Result<T, E>;
+
+/// Values of one series over a window: `values[i]` is at `start + i * step`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Fetched {
+    pub start: i64,
+    pub end: i64,
+    pub step: u32,
+    pub values: Vec<Option<f64>>,
+}
+
+/// What the store has done since it opened.
+#[derive(Debug, Default)]
+pub struct Stats {
+    pub points_written: AtomicU64,
+    /// Points older than every archive keeps (or too far in the future).
+    pub points_out_of_range: AtomicU64,
+    /// Points refused because their series would exceed the cardinality caps.
+    pub series_rejected: AtomicU64,
+    pub series_created: AtomicU64,
+    /// Blocks that could not be decoded and were skipped.
+    pub blocks_corrupt: AtomicU64,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Meta {
+    schema: u16,
+    aggregation: Aggregation,
+    x_files_factor: f32,
+}
+
+#[derive(Default)]
+struct Index {
+    ids: HashMap<Box<str>, u32>,
+    /// By id; `None` once deleted.
+    metas: Vec<Option<Meta>>,
+    schemas: Vec<Vec<Archive>>,
+    /// Series created since the last flush, to persist with it.
+    unsaved: Vec<u32>,
+    names: Vec<Option<Box<str>>>,
+    minute: i64,
+    created_this_minute: u64,
+}
+
+struct Rules {
+    retention: Vec<(Regex, Vec<Archive>)>,
+    aggregation: Vec<(Regex, Aggregation, f64)>,
+}
+
+/// The store. Cheap to share behind an `Arc`; a background thread applies writes.
+pub struct Tsdb {
+    keyspace: Keyspace,
+    series: PartitionHandle,
+    blocks: PartitionHandle,
+    index: RwLock<Index>,
+    pending: Mutex<HashMap<u32, Vec<(i64, f64)>>>,
+    rules: Rules,
+    config: TsdbConfig,
+    stats: Stats,
+    /// Serialises flushes (the background one and explicit ones).
+    flushing: Mutex<()>,
+    stop: AtomicBool,
+}
+
+fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+fn block_key(id: u32, archive: usize, block: u64) -> [u8; 13] {
+    let mut key = [0u8; 13];
+    key[..4].copy_from_slice(&id.to_be_bytes());
+    key[4] = archive as u8;
+    key[5..].copy_from_slice(&block.to_be_bytes());
+    key
+}
+
+fn encode_schema(archives: &[Archive]) -> String {
+    archives
+        .iter()
+        .map(|a| format!("{}:{}", a.step, a.points))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+impl Tsdb {
+    /// Opens (or creates) the store in `dir` and starts its flusher thread.
+    pub fn open(dir: &Path, config: TsdbConfig) -> Result<Arc<Tsdb>> {
+        let rules = compile(&config)?;
+        let keyspace = fjall::Config::new(dir)
+            .cache_size(config.cache_bytes)
+            // Bounds the write-ahead journal on disk (fjall's default allows 512 MiB).
+            .max_journaling_size(64 * 1024 * 1024)
+            .open()
+            .map_err(|e| {
+                TsdbError::Storage(format!(
+                    "cannot open metrics storage in {}: {e}",
+                    dir.display()
+                ))
+            })?;
+        let series = keyspace.open_partition("series", PartitionCreateOptions::default())?;
+        let blocks = keyspace.open_partition("blocks", PartitionCreateOptions::default())?;
+        let mut index = Index::default();
+        for entry in series.iter() {
+            let (name, value) = entry?;
+            let name = std::str::from_utf8(&name)
+                .map_err(|_| TsdbError::Corrupt("series name is not UTF-8".into()))?;
+            let (id, meta_text) = value
+                .split_at_checked(4)
+                .ok_or_else(|| TsdbError::Corrupt(format!("series {name}")))?;
+            let id = u32::from_le_bytes([id[0], id[1], id[2], id[3]]);
+            let text = std::str::from_utf8(meta_text)
+                .map_err(|_| TsdbError::Corrupt(format!("series {name}")))?;
+            let mut parts = text.split('|');
+            let (Some(schema), Some(aggregation), Some(xff)) =
+                (parts.next(), parts.next(), parts.next())
+            else {
+                return Err(TsdbError::Corrupt(format!("series {name}: rules '{text}'")));
+            };
+            let archives = config::parse_retentions(schema)?;
+            let aggregation = aggregation
+                .parse::<u8>()
+                .ok()
+                .and_then(Aggregation::from_code)
+                .ok_or_else(|| {
+                    TsdbError::Corrupt(format!("series {name}: aggregation '{aggregation}'"))
+                })?;
+            let x_files_factor = xff
+                .parse::<f32>()
+                .map_err(|_| TsdbError::Corrupt(format!("series {name}: xff")))?;
+            let schema = index.intern(archives);
+            index.insert(
+                name,
+                id,
+                Meta {
+                    schema,
+                    aggregation,
+                    x_files_factor,
+                },
+            );
+        }
+        let tsdb = Arc::new(Tsdb {
+            keyspace,
+            series,
+            blocks,
+            index: RwLock::new(index),
+            pending: Mutex::new(HashMap::new()),
+            rules,
+            config,
+            stats: Stats::default(),
+            flushing: Mutex::new(()),
+            stop: AtomicBool::new(false),
+        });
+        let weak = Arc::downgrade(&tsdb);
+        let interval = Duration::from_secs_f64(tsdb.config.fsync_interval_secs.max(0.01));
+        std::thread::Builder::new()
+            .name("tsdb-flush".into())
+            .spawn(move || loop {
+                std::thread::sleep(interval);
+                let Some(tsdb) = weak.upgrade() else { return };
+                if tsdb.stop.load(Ordering::Relaxed) {
+                    return;
+                }
+                if let Err(e) = tsdb.flush_at(unix_now()) {
+                    tracing::error!(error = %e, "cannot flush metrics to disk");
+                }
+            })
+            .map_err(|e| TsdbError::Storage(format!("cannot start the flusher: {e}")))?;
+        Ok(tsdb)
+    }
+
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    /// How many series the store holds.
+    pub fn series_count(&self) -> usize {
+        self.index.read().map_or(0, |i| i.ids.len())
+    }
+
+    /// Bytes the store takes on disk.
+    pub fn disk_space(&self) -> u64 {
+        self.keyspace.disk_space()
+    }
+
+    /// Queues points; they are durable after the next flush (at most `fsync_interval_secs`).
+    /// Returns how many were accepted (the rest hit the cardinality caps).
+    pub fn write<'a>(&self, points: impl IntoIterator<Item = (&'a str, i64, f64)>) -> usize {
+        let mut accepted: Vec<(u32, i64, f64)> = Vec::new();
+        {
+            let mut missing = Vec::new();
+            if let Ok(index) = self.index.read() {
+                for (name, ts, value) in points {
+                    match index.ids.get(name) {
+                        Some(&id) => accepted.push((id, ts, value)),
+                        None => missing.push((name, ts, value)),
+                    }
+                }
+            }
+            if !missing.is_empty() {
+                let now = unix_now();
+                if let Ok(mut index) = self.index.write() {
+                    for (name, ts, value) in missing {
+                        match self.create(&mut index, name, now) {
+                            Some(id) => accepted.push((id, ts, value)),
+                            None => {
+                                self.stats.series_rejected.fetch_add(1, Ordering::Relaxed);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        let count = accepted.len();
+        if let Ok(mut pending) = self.pending.lock() {
+            for (id, ts, value) in accepted {
+                pending.entry(id).or_default().push((ts, value));
+            }
+        }
+        count
+    }
+
+    fn create(&self, index: &mut Index, name: &str, now: i64) -> Option<u32> {
+        if let Some(&id) = index.ids.get(name) {
+            return Some(id);
+        }
+        let minute = now / 60;
+        if index.minute != minute {
+            index.minute = minute;
+            index.created_this_minute = 0;
+        }
+        let own = name.starts_with("gantry.");
+        if !own
+            && (index.ids.len() as u64 >= self.config.max_series
+                || index.created_this_minute >= self.config.max_new_series_per_minute)
+        {
+            return None;
+        }
+        let archives = self
+            .rules
+            .retention
+            .iter()
+            .find(|(pattern, _)| pattern.is_match(name))
+            .map(|(_, a)| a.clone())?;
+        let (aggregation, xff) = self
+            .rules
+            .aggregation
+            .iter()
+            .find(|(pattern, _, _)| pattern.is_match(name))
+            .map(|(_, m, x)| (*m, *x))?;
+        let schema = index.intern(archives);
+        let id = index.metas.len() as u32;
+        index.insert(
+            name,
+            id,
+            Meta {
+                schema,
+                aggregation,
+                x_files_factor: xff as f32,
+            },
+        );
+        index.unsaved.push(id);
+        index.created_this_minute += 1;
+        self.stats.series_created.fetch_add(1, Ordering::Relaxed);
+        Some(id)
+    }
+
+    /// Applies every queued point as of `now` in one atomic, fsynced batch.
+    pub fn flush_at(&self, now: i64) -> Result<()> {
+        let _guard = self
+            .flushing
+            .lock()
+            .map_err(|_| TsdbError::Storage("flush lock poisoned".into()))?;
+        let pending = std::mem::take(
+            &mut *self
+                .pending
+                .lock()
+                .map_err(|_| TsdbError::Storage("poisoned".into()))?,
+        );
+        let (unsaved, metas, schemas) = {
+            let mut index = self
+                .index
+                .write()
+                .map_err(|_| TsdbError::Storage("index lock poisoned".into()))?;
+            let unsaved: Vec<(Box<str>, u32, Meta)> = std::mem::take(&mut index.unsaved)
+                .into_iter()
+                .filter_map(|id| {
+                    Some((
+                        index.names[id as usize].clone()?,
+                        id,
+                        index.metas[id as usize]?,
+                    ))
+                })
+                .collect();
+            let metas: HashMap<u32, Meta> = pending
+                .keys()
+                .filter_map(|&id| Some((id, index.metas.get(id as usize).copied().flatten()?)))
+                .collect();
+            (unsaved, metas, index.schemas.clone())
+        };
+        if pending.is_empty() && unsaved.is_empty() {
+            return Ok(());
+        }
+        let mut batch = self.keyspace.batch();
+        for (name, id, meta) in &unsaved {
+            let mut value = id.to_le_bytes().to_vec();
+            value.extend_from_slice(
+                format!(
+                    "{}|{}|{}",
+                    encode_schema(&schemas[meta.schema as usize]),
+                    meta.aggregation.code(),
+                    meta.x_files_factor
+                )
+                .as_bytes(),
+            );
+            batch.insert(&self.series, name.as_bytes(), value);
+        }
+        let mut written = 0u64;
+        for (id, points) in pending {
+            let Some(meta) = metas.get(&id) else { continue };
+            let archives = &schemas[meta.schema as usize];
+            let mut blocks = BlockSet::new(self, id);
+            let mut dirty: BTreeSet<(usize, i64)> = BTreeSet::new();
+            for (ts, value) in points {
+                let Some(a) = write_archive(archives, now, ts) else {
+                    self.stats
+                        .points_out_of_range
+                        .fetch_add(1, Ordering::Relaxed);
+                    continue;
+                };
+                let slot = slot_start(ts, archives[a].step);
+                blocks.set(a, archives[a].step, slot, Some(value))?;
+                dirty.insert((a, slot));
+                written += 1;
+            }
+            // Propagate to coarser archives, as whisper does after each write.
+            let mut level: BTreeSet<(usize, i64)> = dirty;
+            while !level.is_empty() {
+                let mut next = BTreeSet::new();
+                for (a, slot) in level {
+                    let Some(lower) = archives.get(a + 1) else {
+                        continue;
+                    };
+                    let higher = archives[a];
+                    let lower_slot = slot_start(slot, lower.step);
+                    if next.contains(&(a + 1, lower_slot)) {
+                        continue;
+                    }
+                    let oldest = now - higher.retention();
+                    let count = (lower.step / higher.step) as i64;
+                    let mut known = Vec::with_capacity(count as usize);
+                    for i in 0..count {
+                        let t = lower_slot + i * i64::from(higher.step);
+                        if t < oldest {
+                            continue;
+                        }
+                        if let Some(v) = blocks.get(a, higher.step, t)? {
+                            known.push(v);
+                        }
+                    }
+                    if known.is_empty()
+                        || (known.len() as f64) / (count as f64) < f64::from(meta.x_files_factor)
+                    {
+                        continue;
+                    }
+                    blocks.set(
+                        a + 1,
+                        lower.step,
+                        lower_slot,
+                        meta.aggregation.apply(&known),
+                    )?;
+                    next.insert((a + 1, lower_slot));
+                }
+                level = next;
+            }
+            blocks.write_to(&mut batch);
+        }
+        batch.commit()?;
+        self.keyspace.persist(PersistMode::SyncAll)?;
+        self.stats
+            .points_written
+            .fetch_add(written, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Values of `name` in `[from, until]` as of `now`, from the finest archive that covers
+    /// `from`; `None` when the series does not exist or keeps nothing there.
+    pub fn fetch(&self, name: &str, from: i64, until: i64, now: i64) -> Result<Option<Fetched>> {
+        let (id, archives) = {
+            let index = self
+                .index
+                .read()
+                .map_err(|_| TsdbError::Storage("index lock poisoned".into()))?;
+            let Some(&id) = index.ids.get(name) else {
+                return Ok(None);
+            };
+            let Some(meta) = index.metas[id as usize] else {
+                return Ok(None);
+            };
+            (id, index.schemas[meta.schema as usize].clone())
+        };
+        let Some(window) = read_window(&archives, now, from, until) else {
+            return Ok(None);
+        };
+        let archive = archives[window.archive];
+        let oldest = now - archive.retention();
+        let mut blocks = BlockSet::new(self, id);
+        let mut values =
+            Vec::with_capacity(((window.end - window.start) / i64::from(window.step)) as usize);
+        let mut t = window.start;
+        while t < window.end {
+            values.push(if t < oldest {
+                None
+            } else {
+                blocks.get(window.archive, window.step, t)?
+            });
+            t += i64::from(window.step);
+        }
+        Ok(Some(Fetched {
+            start: window.start,
+            end: window.end,
+            step: window.step,
+            values,
+        }))
+    }
+
+    /// Names of all series, sorted.
+    pub fn names(&self) -> Vec<String> {
+        let index = match self.index.read() {
+            Ok(i) => i,
+            Err(_) => return Vec::new(),
+        };
+        let mut names: Vec<String> = index.ids.keys().map(|k| k.to_string()).collect();
+        names.sort_unstable();
+        names
+    }
+
+    /// Deletes every series whose name satisfies `matches`, with all its data. Returns the
+    /// names deleted.
+    pub fn delete_where(&self, matches: impl Fn(&str) -> bool) -> Result<Vec<String>> {
+        let _guard = self
+            .flushing
+            .lock()
+            .map_err(|_| TsdbError::Storage("flush lock poisoned".into()))?;
+        let doomed: Vec<(String, u32)> = {
+            let mut index = self
+                .index
+                .write()
+                .map_err(|_| TsdbError::Storage("index lock poisoned".into()))?;
+            let doomed: Vec<(String, u32)> = index
+                .ids
+                .iter()
+                .filter(|(n, _)| matches(n))
+                .map(|(n, &id)| (n.to_string(), id))
+                .collect();
+            for (name, id) in &doomed {
+                index.ids.remove(name.as_str());
+                index.metas[*id as usize] = None;
+                index.names[*id as usize] = None;
+            }
+            doomed
+        };
+        if let Ok(mut pending) = self.pending.lock() {
+            for (_, id) in &doomed {
+                pending.remove(id);
+            }
+        }
+        let mut batch = self.keyspace.batch();
+        for (name, id) in &doomed {
+            batch.remove(&self.series, name.as_bytes());
+            for entry in self.blocks.prefix(id.to_be_bytes()) {
+                let (key, _) = entry?;
+                batch.remove(&self.blocks, key);
+            }
+        }
+        batch.commit()?;
+        self.keyspace.persist(PersistMode::SyncAll)?;
+        let mut names: Vec<String> = doomed.into_iter().map(|(n, _)| n).collect();
+        names.sort_unstable();
+        Ok(names)
+    }
+
+    /// Deletes blocks wholly older than their archive keeps.
+    pub fn expire(&self, now: i64) -> Result<u64> {
+        let _guard = self
+            .flushing
+            .lock()
+            .map_err(|_| TsdbError::Storage("flush lock poisoned".into()))?;
+        let live: Vec<(u32, Vec<Archive>)> = {
+            let index = self
+                .index
+                .read()
+                .map_err(|_| TsdbError::Storage("index lock poisoned".into()))?;
+            index
+                .metas
+                .iter()
+                .enumerate()
+                .filter_map(|(id, m)| {
+                    Some((
+                        id as u32,
+                        index.schemas[m.as_ref()?.schema as usize].clone(),
+                    ))
+                })
+                .collect()
+        };
+        let mut batch = self.keyspace.batch();
+        let mut removed = 0;
+        for (id, archives) in live {
+            for (a, archive) in archives.iter().enumerate() {
+                let span = i64::from(archive.step) * SLOTS_PER_BLOCK;
+                let oldest = now - archive.retention();
+                // Blocks ending at or before `oldest` hold nothing still kept.
+                let first_kept = oldest.div_euclid(span).max(0) as u64;
+                let start = block_key(id, a, 0);
+                let end = block_key(id, a, first_kept);
+                for entry in self.blocks.range(start..end) {
+                    let (key, _) = entry?;
+                    batch.remove(&self.blocks, key);
+                    removed += 1;
+                }
+            }
+        }
+        batch.commit()?;
+        Ok(removed)
+    }
+
+    /// Writes memory tables out and merges the block files, dropping overwritten versions
+    /// (what the LSM tree does by itself over time; this does it now).
+    pub fn compact(&self) -> Result<()> {
+        for partition in [&self.series, &self.blocks] {
+            partition.rotate_memtable_and_wait()?;
+            partition.major_compact()?;
+        }
+        Ok(())
+    }
+
+    /// Flushes what is queued and stops the flusher.
+    pub fn close(&self) -> Result<()> {
+        self.stop.store(true, Ordering::Relaxed);
+        self.flush_at(unix_now())
+    }
+}
+
+impl Index {
+    fn intern(&mut self, archives: Vec<Archive>) -> u16 {
+        match self.schemas.iter().position(|s| *s == archives) {
+            Some(i) => i as u16,
+            None => {
+                self.schemas.push(archives);
+                (self.schemas.len() - 1) as u16
+            }
+        }
+    }
+
+    fn insert(&mut self, name: &str, id: u32, meta: Meta) {
+        let i = id as usize;
+        if self.metas.len() <= i {
+            self.metas.resize(i + 1, None);
+            self.names.resize(i + 1, None);
+        }
+        self.metas[i] = Some(meta);
+        self.names[i] = Some(Box::from(name));
+        self.ids.insert(Box::from(name), id);
+    }
+}
+
+fn compile(config: &TsdbConfig) -> Result<Rules> {
+    let regex =
+        |p: &str| Regex::new(p).map_err(|e| TsdbError::Config(format!("pattern '{p}': {e}")));
+    let mut retention = Vec::new();
+    for rule in &config.retention {
+        retention.push((
+            regex(&rule.pattern)?,
+            config::parse_retentions(&rule.retentions)?,
+        ));
+    }
+    retention.push((
+        regex(".*")?,
+        config::parse_retentions(config::DEFAULT_RETENTIONS)?,
+    ));
+    let mut aggregation = Vec::new();
+    for rule in config
+        .aggregation
+        .iter()
+        .cloned()
+        .chain(config::default_aggregation())
+    {
+        if !(0.0..=1.0).contains(&rule.x_files_factor) {
+            return Err(TsdbError::Config(format!(
+                "x_files_factor {} must be between 0 and 1",
+                rule.x_files_factor
+            )));
+        }
+        aggregation.push((regex(&rule.pattern)?, rule.method, rule.x_files_factor));
+    }
+    Ok(Rules {
+        retention,
+        aggregation,
+    })
+}
+
+/// A block's slots and whether they changed since loading.
+type LoadedBlock = (Vec<Option<f64>>, bool);
+
+/// The blocks of one series touched by a flush or read, loaded once, written back once.
+struct BlockSet<'a> {
+    tsdb: &'a Tsdb,
+    id: u32,
+    loaded: BTreeMap<(usize, u64), LoadedBlock>,
+}
+
+impl<'a> BlockSet<'a> {
+    fn new(tsdb: &'a Tsdb, id: u32) -> BlockSet<'a> {
+        BlockSet {
+            tsdb,
+            id,
+            loaded: BTreeMap::new(),
+        }
+    }
+
+    fn block(&mut self, archive: usize, block: u64) -> Result<&mut LoadedBlock> {
+        if !self.loaded.contains_key(&(archive, block)) {
+            let slots = match self.tsdb.blocks.get(block_key(self.id, archive, block))? {
+                Some(bytes) => block::decode(&bytes).unwrap_or_else(|e| {
+                    self.tsdb.stats.blocks_corrupt.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(error = %e, series = self.id, "skipping a corrupt metrics block");
+                    vec![None; SLOTS_PER_BLOCK as usize]
+                }),
+                None => vec![None; SLOTS_PER_BLOCK as usize],
+            };
+            self.loaded.insert((archive, block), (slots, false));
+        }
+        self.loaded
+            .get_mut(&(archive, block))
+            .ok_or_else(|| TsdbError::Storage("block vanished".into()))
+    }
+
+    fn get(&mut self, archive: usize, step: u32, slot: i64) -> Result<Option<f64>> {
+        let (block, index) = block_of(slot, step);
+        Ok(self.block(archive, block)?.0.get(index).copied().flatten())
+    }
+
+    fn set(&mut self, archive: usize, step: u32, slot: i64, value: Option<f64>) -> Result<()> {
+        let (block, index) = block_of(slot, step);
+        let entry = self.block(archive, block)?;
+        if let Some(cell) = entry.0.get_mut(index) {
+            *cell = value;
+            entry.1 = true;
+        }
+        Ok(())
+    }
+
+    fn write_to(self, batch: &mut fjall::Batch) {
+        for ((archive, block), (slots, dirty)) in self.loaded {
+            if dirty {
+                batch.insert(
+                    &self.tsdb.blocks,
+                    block_key(self.id, archive, block),
+                    block::encode(&slots),
+                );
+            }
+        }
+    }
+}

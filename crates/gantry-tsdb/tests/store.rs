@@ -1,0 +1,287 @@
+//! The store through its public interface, on real files: whisper's semantics, durability,
+//! deletion, retention and the cardinality guard.
+
+use std::io::BufRead;
+use std::sync::Arc;
+
+use gantry_tsdb::config::{AggregationRule, RetentionRule};
+use gantry_tsdb::{Aggregation, Tsdb, TsdbConfig};
+
+const NOW: i64 = 1_800_000_000;
+
+fn config() -> TsdbConfig {
+    TsdbConfig {
+        fsync_interval_secs: 3600.0, // tests flush explicitly
+        retention: vec![RetentionRule {
+            pattern: "^test\\.".into(),
+            retentions: "10s:1h,1m:1d".into(),
+        }],
+        ..TsdbConfig::default()
+    }
+}
+
+fn open(dir: &std::path::Path) -> Arc<Tsdb> {
+    Tsdb::open(dir, config()).unwrap()
+}
+
+fn values(tsdb: &Tsdb, name: &str, from: i64, until: i64) -> (i64, u32, Vec<Option<f64>>) {
+    let f = tsdb.fetch(name, from, until, NOW).unwrap().unwrap();
+    (f.start, f.step, f.values)
+}
+
+#[test]
+fn writes_read_back_in_their_slots() {
+    let dir = tempfile::tempdir().unwrap();
+    let tsdb = open(dir.path());
+    let base = NOW - 600; // a multiple of 10
+    tsdb.write([
+        ("test.a", base + 1, 1.0),
+        ("test.a", base + 12, 2.0),
+        ("test.a", base + 35, 4.0),
+    ]);
+    tsdb.flush_at(NOW).unwrap();
+    let (start, step, vals) = values(&tsdb, "test.a", base - 10, base + 40);
+    assert_eq!((start, step), (base, 10));
+    assert_eq!(vals, vec![Some(1.0), Some(2.0), None, Some(4.0), None]);
+    // Last write wins within a slot, also across flushes.
+    tsdb.write([("test.a", base + 3, 9.0)]);
+    tsdb.flush_at(NOW).unwrap();
+    assert_eq!(values(&tsdb, "test.a", base - 10, base).2[0], Some(9.0));
+    assert!(tsdb
+        .fetch("test.nope", base, base + 10, NOW)
+        .unwrap()
+        .is_none());
+}
+
+#[test]
+fn rollups_follow_aggregation_rules() {
+    let dir = tempfile::tempdir().unwrap();
+    let tsdb = open(dir.path());
+    let minute = NOW - NOW % 60 - 1800;
+    for (name, value) in [
+        ("test.latency", 10.0),
+        ("test.hits.count", 1.0),
+        ("test.rt.upper", 5.0),
+    ] {
+        let points: Vec<(&str, i64, f64)> = (0..6)
+            .map(|i| (name, minute + 10 * i, value * (i + 1) as f64))
+            .collect();
+        tsdb.write(points);
+    }
+    // Only 1 of 6 slots known: under average's xFilesFactor 0.3, no rollup.
+    tsdb.write([("test.sparse", minute, 1.0)]);
+    tsdb.flush_at(NOW).unwrap();
+    // A window reaching past the 1 h archive reads the 1 min archive.
+    let read = |name: &str| {
+        let f = tsdb.fetch(name, NOW - 7200, NOW, NOW).unwrap().unwrap();
+        assert_eq!(f.step, 60);
+        f.values[((minute - f.start) / 60) as usize]
+    };
+    assert_eq!(read("test.latency"), Some(35.0), "average of 10..60");
+    assert_eq!(read("test.hits.count"), Some(21.0), ".count sums");
+    assert_eq!(read("test.rt.upper"), Some(30.0), ".upper takes the max");
+    assert_eq!(read("test.sparse"), None, "below xFilesFactor");
+}
+
+#[test]
+fn old_points_land_in_the_coarse_archive_and_ancient_ones_are_dropped() {
+    let dir = tempfile::tempdir().unwrap();
+    let tsdb = open(dir.path());
+    let old = NOW - 3 * 3600;
+    let slot = old - old % 60;
+    tsdb.write([
+        ("test.old", slot + 5, 1.0),
+        ("test.old", slot + 25, 7.0),
+        ("test.old", NOW - 2 * 86_400, 3.0),
+    ]);
+    tsdb.flush_at(NOW).unwrap();
+    let f = tsdb
+        .fetch("test.old", old - 600, old + 600, NOW)
+        .unwrap()
+        .unwrap();
+    assert_eq!(f.step, 60);
+    assert_eq!(
+        f.values[((slot - f.start) / 60) as usize],
+        Some(7.0),
+        "whisper: last write wins in the coarse slot"
+    );
+    assert_eq!(
+        tsdb.stats()
+            .points_out_of_range
+            .load(std::sync::atomic::Ordering::Relaxed),
+        1
+    );
+}
+
+#[test]
+fn data_survives_reopening_and_deletes_are_durable() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let tsdb = open(dir.path());
+        tsdb.write([
+            ("test.keep", NOW - 100, 1.0),
+            ("test.drop.a", NOW - 100, 2.0),
+            ("test.drop.b", NOW - 100, 3.0),
+        ]);
+        tsdb.flush_at(NOW).unwrap();
+        let deleted = tsdb.delete_where(|n| n.starts_with("test.drop.")).unwrap();
+        assert_eq!(deleted, vec!["test.drop.a", "test.drop.b"]);
+        tsdb.close().unwrap();
+    }
+    let tsdb = open(dir.path());
+    assert_eq!(tsdb.names(), vec!["test.keep"]);
+    assert_eq!(
+        values(&tsdb, "test.keep", NOW - 110, NOW - 100).2[0],
+        Some(1.0)
+    );
+    // A new series after reopening gets a fresh id and does not collide.
+    tsdb.write([("test.new", NOW - 100, 5.0)]);
+    tsdb.flush_at(NOW).unwrap();
+    assert_eq!(
+        values(&tsdb, "test.new", NOW - 110, NOW - 100).2[0],
+        Some(5.0)
+    );
+    assert_eq!(
+        values(&tsdb, "test.keep", NOW - 110, NOW - 100).2[0],
+        Some(1.0)
+    );
+}
+
+#[test]
+fn cardinality_caps_refuse_new_series_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let tsdb = Tsdb::open(
+        dir.path(),
+        TsdbConfig {
+            max_series: 2,
+            ..config()
+        },
+    )
+    .unwrap();
+    assert_eq!(
+        tsdb.write([
+            ("test.a", NOW - 10, 1.0),
+            ("test.b", NOW - 10, 1.0),
+            ("test.c", NOW - 10, 1.0)
+        ]),
+        2
+    );
+    assert_eq!(
+        tsdb.write([
+            ("test.a", NOW - 20, 2.0),
+            ("gantry.tsdb.series_rejected", NOW - 20, 1.0)
+        ]),
+        2,
+        "existing and own series still work"
+    );
+    assert_eq!(
+        tsdb.stats()
+            .series_rejected
+            .load(std::sync::atomic::Ordering::Relaxed),
+        1
+    );
+    let per_minute = Tsdb::open(
+        tempfile::tempdir().unwrap().path(),
+        TsdbConfig {
+            max_new_series_per_minute: 1,
+            ..config()
+        },
+    )
+    .unwrap();
+    assert_eq!(
+        per_minute.write([("test.x", NOW - 10, 1.0), ("test.y", NOW - 10, 1.0)]),
+        1
+    );
+}
+
+#[test]
+fn expiry_removes_blocks_past_retention() {
+    let dir = tempfile::tempdir().unwrap();
+    let tsdb = open(dir.path());
+    // A full minute, so the 1 min archive gets a rollup block too.
+    tsdb.write((0..6).map(|i| ("test.e", NOW - 3000 + 10 * i, 1.0)));
+    tsdb.flush_at(NOW).unwrap();
+    assert_eq!(tsdb.expire(NOW).unwrap(), 0);
+    // Two days later nothing of it is kept in either archive.
+    assert_eq!(tsdb.expire(NOW + 2 * 86_400).unwrap(), 2);
+    assert!(tsdb
+        .fetch("test.e", NOW - 3000, NOW - 2900, NOW)
+        .unwrap()
+        .unwrap()
+        .values
+        .iter()
+        .all(Option::is_none));
+}
+
+#[test]
+fn bad_rules_are_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = TsdbConfig {
+        aggregation: vec![AggregationRule {
+            pattern: "(".into(),
+            method: Aggregation::Sum,
+            x_files_factor: 0.0,
+        }],
+        ..config()
+    };
+    let err = Tsdb::open(dir.path(), bad).err().unwrap().to_string();
+    assert!(err.contains("pattern '('"), "{err}");
+}
+
+/// The child half of `sigkill_loses_at_most_the_unflushed_interval`: writes, flushes, says
+/// so, then keeps writing without flushing until it is killed.
+#[test]
+fn crash_child() {
+    let Ok(dir) = std::env::var("GANTRY_TSDB_CRASH_DIR") else {
+        return;
+    };
+    let tsdb = open(std::path::Path::new(&dir));
+    let points: Vec<(String, i64)> = (0..2000)
+        .map(|i| (format!("test.s{}", i % 50), NOW - 3000 + (i / 50) * 10))
+        .collect();
+    tsdb.write(points.iter().map(|(n, t)| (n.as_str(), *t, 1.0)));
+    tsdb.flush_at(NOW).unwrap();
+    println!("flushed");
+    loop {
+        tsdb.write([("test.unflushed", NOW - 10, 1.0)]);
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+}
+
+#[test]
+fn sigkill_loses_at_most_the_unflushed_interval() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "crash_child",
+            "--nocapture",
+            "--test-threads",
+            "1",
+        ])
+        .env("GANTRY_TSDB_CRASH_DIR", dir.path())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let flushed = std::io::BufReader::new(stdout)
+        .lines()
+        .map_while(Result::ok)
+        .any(|l| l.contains("flushed"));
+    assert!(flushed, "the child flushed");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let tsdb = open(dir.path());
+    assert_eq!(tsdb.series_count(), 50, "every flushed series survived");
+    for s in 0..50 {
+        let f = tsdb
+            .fetch(&format!("test.s{s}"), NOW - 3010, NOW - 3000 + 39 * 10, NOW)
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            f.values.iter().filter(|v| v.is_some()).count(),
+            40,
+            "series {s}"
+        );
+    }
+}
