@@ -60,6 +60,7 @@ pub fn routes(state: &AppState) -> (Router<AppState>, OpenApiDoc) {
     let short = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(api::changes::router())
         .merge(api::events::router())
+        .merge(api::graphite::router())
         .merge(api::services::router())
         .merge(api::tokens::router())
         .merge(api::system::router())

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 /// Everything `gantry server` can be told. Field names are the TOML keys.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ServerConfig {
     /// Directory for the SQLite database, the first admin token and other local state.
@@ -33,6 +33,53 @@ pub struct ServerConfig {
     pub stream_retention_secs: u64,
     /// Serve HTTPS with this certificate and key.
     pub tls: Option<TlsConfig>,
+    /// StatsD over UDP and TCP (same port), or `off`.
+    pub statsd_listen: Listen,
+    /// Graphite plaintext over TCP and UDP (same port), or `off`.
+    pub graphite_listen: Listen,
+    /// Graphite pickle over TCP, or `off`.
+    pub pickle_listen: Listen,
+    /// How StatsD aggregates and names what it flushes (Etsy's defaults).
+    pub statsd: gantry_statsd::StatsdConfig,
+    /// The embedded time-series store: retention and aggregation rules, durability, caps.
+    pub storage: gantry_tsdb::TsdbConfig,
+    /// Who may read without a token.
+    pub auth: AuthConfig,
+}
+
+/// The `[auth]` section.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// Serve the Graphite read endpoints (`/render`, `/metrics/*`, `/tags*`, `/functions`,
+    /// `/events/get_data`) without a token, for a trusted network.
+    pub anonymous_read: bool,
+}
+
+/// A listener address, or `off`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Listen {
+    Off,
+    On(SocketAddr),
+}
+
+impl std::str::FromStr for Listen {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Listen, String> {
+        if s.eq_ignore_ascii_case("off") {
+            return Ok(Listen::Off);
+        }
+        s.parse()
+            .map(Listen::On)
+            .map_err(|_| format!("'{s}' is not an address such as 127.0.0.1:8125, or off"))
+    }
+}
+
+impl<'de> Deserialize<'de> for Listen {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Listen, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
 }
 
 /// PEM files for the HTTP listener.
@@ -59,6 +106,12 @@ impl Default for ServerConfig {
             shutdown_grace_secs: 10,
             stream_retention_secs: 7 * 86_400,
             tls: None,
+            statsd_listen: Listen::On(SocketAddr::from(([127, 0, 0, 1], 8125))),
+            graphite_listen: Listen::On(SocketAddr::from(([127, 0, 0, 1], 2003))),
+            pickle_listen: Listen::On(SocketAddr::from(([127, 0, 0, 1], 2004))),
+            statsd: gantry_statsd::StatsdConfig::default(),
+            storage: gantry_tsdb::TsdbConfig::default(),
+            auth: AuthConfig::default(),
         }
     }
 }
@@ -71,6 +124,9 @@ pub struct Overrides {
     pub database_url: Option<String>,
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
+    pub statsd_listen: Option<Listen>,
+    pub graphite_listen: Option<Listen>,
+    pub pickle_listen: Option<Listen>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -111,6 +167,15 @@ impl ServerConfig {
         if let Some(url) = overrides.database_url {
             config.database_url = Some(url);
         }
+        if let Some(listen) = overrides.statsd_listen {
+            config.statsd_listen = listen;
+        }
+        if let Some(listen) = overrides.graphite_listen {
+            config.graphite_listen = listen;
+        }
+        if let Some(listen) = overrides.pickle_listen {
+            config.pickle_listen = listen;
+        }
         match (overrides.tls_cert, overrides.tls_key) {
             (Some(cert), Some(key)) => config.tls = Some(TlsConfig { cert, key }),
             (None, None) => {}
@@ -150,6 +215,16 @@ impl ServerConfig {
                     "{key} must be greater than 0"
                 )));
             }
+        }
+        if self.statsd.flush_interval_secs.is_nan() || self.statsd.flush_interval_secs < 0.1 {
+            return Err(ConfigError::Invalid(
+                "statsd.flush_interval_secs must be at least 0.1".into(),
+            ));
+        }
+        if self.storage.fsync_interval_secs.is_nan() || self.storage.fsync_interval_secs <= 0.0 {
+            return Err(ConfigError::Invalid(
+                "storage.fsync_interval_secs must be greater than 0".into(),
+            ));
         }
         if self.max_body_bytes < 1024 {
             return Err(ConfigError::Invalid(
@@ -192,6 +267,17 @@ mod tests {
             max_body_bytes = 4096
             shutdown_grace_secs = 3
             stream_retention_secs = 60
+            statsd_listen = "off"
+            graphite_listen = "127.0.0.1:0"
+            pickle_listen = "127.0.0.1:0"
+            [statsd]
+            flush_interval_secs = 1
+            percent_thresholds = [90, 99]
+            [storage]
+            fsync_interval_secs = 0.5
+            [[storage.retention]]
+            pattern = "^stats\\."
+            retentions = "10s:1d"
             [tls]
             cert = "c.pem"
             key = "k.pem"
@@ -200,6 +286,9 @@ mod tests {
         .unwrap();
         assert_eq!(c.listen.port(), 8080);
         assert!(!c.auto_create_services);
+        assert_eq!(c.statsd_listen, Listen::Off);
+        assert_eq!(c.statsd.percent_thresholds, vec![90.0, 99.0]);
+        assert_eq!(c.storage.retention[0].retentions, "10s:1d");
         assert_eq!(c.tls.unwrap().key, PathBuf::from("k.pem"));
     }
 
@@ -218,6 +307,13 @@ mod tests {
         );
         let err = ServerConfig::parse("[tls]\ncert = \"a\"\nkee = \"b\"").unwrap_err();
         assert!(err.contains("kee"), "{err}");
+        let err = ServerConfig::parse("[statsd]\nflush_interval = 5").unwrap_err();
+        assert!(
+            err.contains("flush_interval") && err.contains("line 2"),
+            "{err}"
+        );
+        let err = ServerConfig::parse("statsd_listen = \"everywhere\"").unwrap_err();
+        assert!(err.contains("'everywhere' is not an address"), "{err}");
     }
 
     #[test]

@@ -65,6 +65,9 @@ pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
         );
     }
     bootstrap_admin_token(store.as_ref(), &config.data_dir).await?;
+    let metrics_dir = config.data_dir.join("metrics");
+    let tsdb = gantry_tsdb::Tsdb::open(&metrics_dir, config.storage.clone())
+        .with_context(|| format!("cannot open the metrics store in {}", metrics_dir.display()))?;
 
     let listener = std::net::TcpListener::bind(config.listen).with_context(|| {
         format!(
@@ -90,8 +93,35 @@ pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
     };
     let grace = Duration::from_secs(config.shutdown_grace_secs);
     let retention = Duration::from_secs(config.stream_retention_secs);
-    let state = AppState::new(store.clone(), config);
+    let (statsd_listen, graphite_listen, pickle_listen, statsd) = (
+        config.statsd_listen,
+        config.graphite_listen,
+        config.pickle_listen,
+        config.statsd.clone(),
+    );
+    let state = AppState::new(store.clone(), tsdb.clone(), config);
     let _ = state.http_addr.set(addr);
+    let (bound, aggregator) = crate::ingest::start(
+        statsd_listen,
+        graphite_listen,
+        pickle_listen,
+        statsd,
+        tsdb.clone(),
+        state.ingest.clone(),
+        state.shutdown.clone(),
+    )
+    .await?;
+    for (protocol, listening) in [
+        ("statsd", bound.statsd),
+        ("graphite", bound.graphite),
+        ("pickle", bound.pickle),
+    ] {
+        if let Some(at) = listening {
+            tracing::info!(protocol, addr = %at, "metrics listener ready");
+        }
+    }
+    let _ = state.listeners.set(bound);
+    tokio::spawn(expire_metrics(tsdb.clone(), state.shutdown.clone()));
     let handle = axum_server::Handle::new();
     tokio::spawn(shutdown_on_signal(state.clone(), handle.clone(), grace));
     tokio::spawn(prune_stream(
@@ -117,6 +147,12 @@ pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
         }
     };
     store.close().await;
+    if let Some(aggregator) = aggregator {
+        let _ = aggregator.await;
+    }
+    if let Err(e) = tsdb.close() {
+        tracing::error!(error = %e, "cannot flush metrics at shutdown");
+    }
     served.context("the HTTP server failed")?;
     tracing::info!("stopped");
     Ok(())
@@ -217,6 +253,29 @@ async fn shutdown_on_signal(state: AppState, handle: axum_server::Handle, grace:
     );
     state.shutdown.cancel();
     handle.graceful_shutdown(Some(grace));
+}
+
+/// Drops metric blocks past their archive's retention, hourly.
+async fn expire_metrics(
+    tsdb: Arc<gantry_tsdb::Tsdb>,
+    shutdown: tokio_util::sync::CancellationToken,
+) {
+    let mut every = tokio::time::interval(Duration::from_secs(3600));
+    loop {
+        tokio::select! {
+            _ = every.tick() => {}
+            _ = shutdown.cancelled() => return,
+        }
+        let tsdb = tsdb.clone();
+        let expired =
+            tokio::task::spawn_blocking(move || tsdb.expire(Utc::now().timestamp())).await;
+        match expired {
+            Ok(Ok(0)) => {}
+            Ok(Ok(n)) => tracing::info!(blocks = n, "expired old metric blocks"),
+            Ok(Err(e)) => tracing::warn!(error = %e, "cannot expire old metric blocks"),
+            Err(_) => {}
+        }
+    }
 }
 
 /// Deletes stream events past their retention, hourly. Any server may do it; it is

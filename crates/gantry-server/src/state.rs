@@ -16,6 +16,12 @@ pub struct AppState(Arc<Inner>);
 
 pub struct Inner {
     pub store: Arc<dyn Store>,
+    /// The embedded time-series store (metrics).
+    pub tsdb: Arc<gantry_tsdb::Tsdb>,
+    /// What the metrics listeners received.
+    pub ingest: Arc<crate::ingest::IngestStats>,
+    /// Where the metrics listeners listen.
+    pub listeners: OnceLock<crate::ingest::Bound>,
     pub config: ServerConfig,
     pub metrics: Metrics,
     /// Cancelled when the server begins to shut down; streams end on it.
@@ -26,9 +32,16 @@ pub struct Inner {
 }
 
 impl AppState {
-    pub fn new(store: Arc<dyn Store>, config: ServerConfig) -> AppState {
+    pub fn new(
+        store: Arc<dyn Store>,
+        tsdb: Arc<gantry_tsdb::Tsdb>,
+        config: ServerConfig,
+    ) -> AppState {
         AppState(Arc::new(Inner {
             store,
+            tsdb,
+            ingest: Arc::default(),
+            listeners: OnceLock::new(),
             config,
             metrics: Metrics::default(),
             shutdown: CancellationToken::new(),

@@ -13,7 +13,11 @@ async fn state() -> (AppState, tempfile::TempDir) {
     let store = gantry_store::SqliteStore::open(&dir.path().join("gantry.db"), Default::default())
         .await
         .unwrap();
-    (AppState::new(Arc::new(store), ServerConfig::default()), dir)
+    let tsdb = gantry_tsdb::Tsdb::open(&dir.path().join("metrics"), Default::default()).unwrap();
+    (
+        AppState::new(Arc::new(store), tsdb, ServerConfig::default()),
+        dir,
+    )
 }
 
 #[tokio::test]

@@ -3,6 +3,7 @@
 
 pub mod changes;
 pub mod events;
+pub mod graphite;
 pub mod services;
 pub mod system;
 pub mod tokens;

@@ -123,7 +123,7 @@ pub struct Status {
     pub store: &'static str,
     pub schema_version: i64,
     pub started_at: DateTime<Utc>,
-    /// Bound listener addresses by protocol (`http`).
+    /// Bound listener addresses by protocol (`http` or `https`, `statsd`, `graphite`, `pickle`).
     pub listeners: std::collections::BTreeMap<String, String>,
 }
 

@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::Args;
+use gantry_server::config::Listen;
 use gantry_server::{Overrides, ServerConfig};
 
 /// Flags win over the config file; each flag is also an environment variable.
@@ -27,6 +28,15 @@ pub struct ServerArgs {
     /// PEM private key for --tls-cert.
     #[arg(long, env = "GANTRY_TLS_KEY")]
     tls_key: Option<PathBuf>,
+    /// StatsD over UDP and TCP, or `off` [default: 127.0.0.1:8125]
+    #[arg(long, env = "GANTRY_STATSD_LISTEN")]
+    statsd_listen: Option<Listen>,
+    /// Graphite plaintext over TCP and UDP, or `off` [default: 127.0.0.1:2003]
+    #[arg(long, env = "GANTRY_GRAPHITE_LISTEN")]
+    graphite_listen: Option<Listen>,
+    /// Graphite pickle over TCP, or `off` [default: 127.0.0.1:2004]
+    #[arg(long, env = "GANTRY_PICKLE_LISTEN")]
+    pickle_listen: Option<Listen>,
 }
 
 pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
@@ -38,6 +48,9 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
             database_url: args.database_url,
             tls_cert: args.tls_cert,
             tls_key: args.tls_key,
+            statsd_listen: args.statsd_listen,
+            graphite_listen: args.graphite_listen,
+            pickle_listen: args.pickle_listen,
         },
     )?;
     gantry_server::run(config).await

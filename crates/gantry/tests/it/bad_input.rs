@@ -378,7 +378,16 @@ fn bad_config_is_named() {
     let config = dir.path().join("gantry.toml");
     std::fs::write(&config, "listen = \"127.0.0.1:0\"\nlisten_adress = \"x\"\n").unwrap();
     let out = std::process::Command::new(crate::harness::BIN)
-        .args(["server", "--data-dir"])
+        .args([
+            "server",
+            "--statsd-listen",
+            "off",
+            "--graphite-listen",
+            "off",
+            "--pickle-listen",
+            "off",
+            "--data-dir",
+        ])
         .arg(dir.path())
         .arg("--config")
         .arg(&config)
@@ -392,7 +401,16 @@ fn bad_config_is_named() {
     );
 
     let out = std::process::Command::new(crate::harness::BIN)
-        .args(["server", "--data-dir"])
+        .args([
+            "server",
+            "--statsd-listen",
+            "off",
+            "--graphite-listen",
+            "off",
+            "--pickle-listen",
+            "off",
+            "--data-dir",
+        ])
         .arg(dir.path())
         .args(["--database-url", "mysql://x"])
         .output()
@@ -405,7 +423,16 @@ fn bad_config_is_named() {
 fn a_taken_port_or_data_dir_is_named() {
     let server = Server::start();
     let out = std::process::Command::new(crate::harness::BIN)
-        .args(["server", "--data-dir"])
+        .args([
+            "server",
+            "--statsd-listen",
+            "off",
+            "--graphite-listen",
+            "off",
+            "--pickle-listen",
+            "off",
+            "--data-dir",
+        ])
         .arg(tempfile::tempdir().unwrap().path())
         .args(["--listen", &server.addr])
         .output()
@@ -418,7 +445,18 @@ fn a_taken_port_or_data_dir_is_named() {
     );
 
     let out = std::process::Command::new(crate::harness::BIN)
-        .args(["server", "--listen", "127.0.0.1:0", "--data-dir"])
+        .args([
+            "server",
+            "--statsd-listen",
+            "off",
+            "--graphite-listen",
+            "off",
+            "--pickle-listen",
+            "off",
+            "--listen",
+            "127.0.0.1:0",
+            "--data-dir",
+        ])
         .arg(&server.data_dir)
         .output()
         .unwrap();

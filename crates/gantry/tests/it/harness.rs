@@ -43,14 +43,15 @@ impl Server {
         };
         let mut command = Command::new(BIN);
         command
+            .args(["--log-format", "json", "server", "--listen", "127.0.0.1:0"])
+            // Every listener on a free port, so tests run side by side.
             .args([
-                "--log-format",
-                "json",
-                "server",
-                "--listen",
+                "--statsd-listen",
                 "127.0.0.1:0",
-                "--data-dir",
+                "--graphite-listen",
+                "127.0.0.1:0",
             ])
+            .args(["--pickle-listen", "127.0.0.1:0", "--data-dir"])
             .arg(&data_dir)
             .args(&options.extra_args)
             .env_remove("GANTRY_DATABASE_URL")

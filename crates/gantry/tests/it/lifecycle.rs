@@ -157,7 +157,18 @@ fn serves_https_with_tls_flags() {
     );
 
     let missing = std::process::Command::new(crate::harness::BIN)
-        .args(["server", "--listen", "127.0.0.1:0", "--tls-cert"])
+        .args([
+            "server",
+            "--statsd-listen",
+            "off",
+            "--graphite-listen",
+            "off",
+            "--pickle-listen",
+            "off",
+            "--listen",
+            "127.0.0.1:0",
+            "--tls-cert",
+        ])
         .arg(&cert_path)
         .arg("--data-dir")
         .arg(dir.path().join("other"))

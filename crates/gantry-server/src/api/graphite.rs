@@ -1,0 +1,636 @@
+//! The Graphite read API that Grafana's Graphite data source calls: `/render`,
+//! `/metrics/find`, `/metrics/expand`, `/metrics/index.json`, `/tags…`, `/functions`,
+//! `/version`, over the embedded time-series store and (for `events()`) the change log.
+//!
+//! These need a token with `read` (Bearer, or basic auth with the token as password, which is
+//! what Grafana sends) unless `[auth] anonymous_read = true`.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use axum::body::Bytes;
+use axum::extract::{FromRequestParts, RawQuery, State};
+use axum::http::request::Parts;
+use axum::http::{header, HeaderMap};
+use axum::response::{IntoResponse, Response};
+use chrono::Utc;
+use gantry_core::time::parse_graphite_time;
+use gantry_core::ScopeName;
+use gantry_render::{RenderError, RenderOptions, Series, SeriesSource};
+use gantry_store::TagMatch;
+use serde::Serialize;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::auth::Caller;
+use crate::error::{ApiError, ApiResult, ErrorBody};
+use crate::state::AppState;
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(render))
+        .routes(routes!(find))
+        .routes(routes!(expand))
+        .routes(routes!(index_json))
+        .routes(routes!(tags))
+        .routes(routes!(autocomplete_tags))
+        .routes(routes!(autocomplete_values))
+        .routes(routes!(find_series))
+        .routes(routes!(functions))
+        .routes(routes!(version))
+}
+
+/// A caller allowed to read metrics: any `read` token, or anyone with `anonymous_read`.
+pub struct MetricsReader;
+
+impl FromRequestParts<AppState> for MetricsReader {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        if state.config.auth.anonymous_read {
+            return Ok(MetricsReader);
+        }
+        let caller = Caller::from_request_parts(parts, state).await?;
+        caller.require_somewhere(ScopeName::Read)?;
+        Ok(MetricsReader)
+    }
+}
+
+/// Query string and form body together, as graphite-web reads `request.GET` + `request.POST`.
+fn params(raw: Option<&str>, headers: &HeaderMap, body: &[u8]) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = form_urlencoded::parse(raw.unwrap_or("").as_bytes())
+        .into_owned()
+        .collect();
+    let is_form = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
+    if is_form {
+        out.extend(form_urlencoded::parse(body).into_owned());
+    }
+    out
+}
+
+fn first<'a>(params: &'a [(String, String)], key: &str) -> Option<&'a str> {
+    params
+        .iter()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v.as_str())
+}
+
+fn all<'a>(params: &'a [(String, String)], key: &str) -> Vec<&'a str> {
+    params
+        .iter()
+        .filter(|(k, _)| k == key)
+        .map(|(_, v)| v.as_str())
+        .collect()
+}
+
+fn flag(params: &[(String, String)], key: &str) -> bool {
+    first(params, key).is_some_and(|v| matches!(v, "1" | "true" | "True" | "on"))
+}
+
+/// The series source a render reads: the time-series store and the change log.
+struct Source {
+    state: AppState,
+    now: i64,
+    runtime: tokio::runtime::Handle,
+}
+
+impl Source {
+    fn fetch(&self, name: &str, from: i64, until: i64) -> Result<Option<Series>, RenderError> {
+        let fetched = self
+            .state
+            .tsdb
+            .fetch(name, from, until, self.now)
+            .map_err(|e| RenderError::Source(e.to_string()))?;
+        Ok(fetched.map(|f| Series::new(name, f.start, f.end, i64::from(f.step), f.values)))
+    }
+}
+
+impl SeriesSource for Source {
+    fn find(&self, pattern: &str, from: i64, until: i64) -> Result<Vec<Series>, RenderError> {
+        let mut out = Vec::new();
+        for name in self.state.tsdb.names() {
+            if gantry_render::glob_match(pattern, &name) {
+                if let Some(series) = self.fetch(&name, from, until)? {
+                    out.push(series);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    fn find_by_tags(
+        &self,
+        exprs: &[String],
+        from: i64,
+        until: i64,
+    ) -> Result<Vec<Series>, RenderError> {
+        let matchers = exprs
+            .iter()
+            .map(|e| TagExpr::parse(e))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(RenderError::Source)?;
+        let mut out = Vec::new();
+        for name in self.state.tsdb.names() {
+            let tags = gantry_render::series::tags_from_name(&name);
+            if matchers.iter().all(|m| m.matches(&tags)) {
+                if let Some(series) = self.fetch(&name, from, until)? {
+                    out.push(series);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    fn events(&self, tags: &[String], from: i64, until: i64) -> Result<Vec<i64>, RenderError> {
+        let since = chrono::DateTime::from_timestamp(from, 0).unwrap_or_default();
+        let until = chrono::DateTime::from_timestamp(until, 0).unwrap_or_default()
+            + chrono::Duration::seconds(1);
+        let changes = self
+            .runtime
+            .block_on(self.state.store.changes_by_tags(
+                tags,
+                TagMatch::All,
+                since,
+                until,
+                crate::api::events::MAX_EVENTS,
+            ))
+            .map_err(|e| RenderError::Source(e.to_string()))?;
+        Ok(changes.iter().map(|c| c.started_at.timestamp()).collect())
+    }
+}
+
+/// One `seriesByTag` expression: `tag=value`, `tag!=value`, `tag=~regex`, `tag!=~regex`.
+struct TagExpr {
+    tag: String,
+    negate: bool,
+    matcher: TagMatcher,
+}
+
+enum TagMatcher {
+    Equal(String),
+    Regex(regex::Regex),
+}
+
+impl TagExpr {
+    fn parse(expr: &str) -> Result<TagExpr, String> {
+        let (tag, negate, rest, is_regex) = if let Some((t, r)) = expr.split_once("!=~") {
+            (t, true, r, true)
+        } else if let Some((t, r)) = expr.split_once("=~") {
+            (t, false, r, true)
+        } else if let Some((t, r)) = expr.split_once("!=") {
+            (t, true, r, false)
+        } else if let Some((t, r)) = expr.split_once('=') {
+            (t, false, r, false)
+        } else {
+            return Err(format!(
+                "seriesByTag: '{expr}' is not tag=value, tag!=value, tag=~regex or tag!=~regex"
+            ));
+        };
+        if tag.is_empty() {
+            return Err(format!("seriesByTag: '{expr}' has no tag name"));
+        }
+        let matcher = if is_regex {
+            // graphite-web anchors tag regexes at the start.
+            TagMatcher::Regex(
+                regex::Regex::new(&format!("^(?:{rest})"))
+                    .map_err(|e| format!("seriesByTag: '{expr}': {e}"))?,
+            )
+        } else {
+            TagMatcher::Equal(rest.to_string())
+        };
+        Ok(TagExpr {
+            tag: tag.to_string(),
+            negate,
+            matcher,
+        })
+    }
+
+    fn matches(&self, tags: &BTreeMap<String, String>) -> bool {
+        let value = tags.get(&self.tag).map_or("", String::as_str);
+        let hit = match &self.matcher {
+            TagMatcher::Equal(want) => value == want,
+            TagMatcher::Regex(re) => re.is_match(value),
+        };
+        hit != self.negate
+    }
+}
+
+/// Render targets as graphite-web does (`target` repeated, `from`, `until`, `format=json|csv`,
+/// `maxDataPoints`, `noNullPoints`), from the query string or a form-encoded body.
+#[utoipa::path(
+    method(get, post),
+    path = "/render",
+    tag = "graphite",
+    params(
+        ("target" = Vec<String>, Query, description = "Render targets (repeatable)"),
+        ("from" = Option<String>, Query, description = "Graphite time, default -24h"),
+        ("until" = Option<String>, Query, description = "Graphite time, default now"),
+        ("format" = Option<String>, Query, description = "json (default) or csv"),
+        ("maxDataPoints" = Option<u32>, Query),
+        ("noNullPoints" = Option<bool>, Query),
+    ),
+    responses(
+        (status = 200, description = "`[{target, tags, datapoints: [[value, ts], …]}]`"),
+        (status = 400, description = "A bad target, naming the function and position", body = ErrorBody),
+    ),
+    security(("bearer" = []), ("basic" = []))
+)]
+pub async fn render(
+    State(state): State<AppState>,
+    _reader: MetricsReader,
+    RawQuery(raw): RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let params = params(raw.as_deref(), &headers, &body);
+    let now = Utc::now();
+    let from =
+        parse_graphite_time("from", first(&params, "from").unwrap_or("-24h"), now)?.timestamp();
+    let until =
+        parse_graphite_time("until", first(&params, "until").unwrap_or("now"), now)?.timestamp();
+    if from >= until {
+        return Err(ApiError::invalid("from must be before until"));
+    }
+    let targets: Vec<String> = all(&params, "target")
+        .into_iter()
+        .filter(|t| !t.trim().is_empty())
+        .map(str::to_string)
+        .collect();
+    let csv = match first(&params, "format").unwrap_or("json") {
+        "json" => false,
+        "csv" => true,
+        other => {
+            return Err(ApiError::invalid(format!(
+                "format '{other}' is not supported; use json or csv"
+            )))
+        }
+    };
+    let max_data_points = match first(&params, "maxDataPoints") {
+        None | Some("") => None,
+        Some(n) => Some(
+            n.parse::<f64>()
+                .ok()
+                .filter(|v| *v >= 1.0)
+                .map(|v| v as usize)
+                .ok_or_else(|| {
+                    ApiError::invalid(format!(
+                        "maxDataPoints '{n}' must be a number of at least 1"
+                    ))
+                })?,
+        ),
+    };
+    let options = RenderOptions {
+        max_data_points,
+        no_null_points: flag(&params, "noNullPoints"),
+    };
+    let source = Source {
+        state: state.clone(),
+        now: now.timestamp(),
+        runtime: tokio::runtime::Handle::current(),
+    };
+    let rendered = tokio::task::spawn_blocking(move || -> Result<Response, RenderError> {
+        let ctx = gantry_render::Context {
+            from,
+            until,
+            now: source.now,
+            source: &source,
+        };
+        let mut series = Vec::new();
+        for target in &targets {
+            series.extend(gantry_render::evaluate(target, &ctx).map_err(|e| match e {
+                RenderError::Source(_) => e,
+                other => RenderError::Source(format!("target '{target}': {other}")),
+            })?);
+        }
+        if csv {
+            let series = match options.max_data_points {
+                Some(n) => gantry_render::consolidate(&series, n),
+                None => series,
+            };
+            return Ok((
+                [(header::CONTENT_TYPE, "text/csv")],
+                gantry_render::to_csv(&series),
+            )
+                .into_response());
+        }
+        Ok(axum::Json(gantry_render::to_json(&series, options)).into_response())
+    })
+    .await
+    .map_err(|_| ApiError::internal())?;
+    rendered.map_err(|e| ApiError::invalid(e.to_string()))
+}
+
+/// One node of a `/metrics/find` answer.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct Node {
+    path: String,
+    name: String,
+    leaf: bool,
+}
+
+/// The distinct nodes at the depth of `pattern` among the stored names: leaves where a name
+/// ends there, branches where names continue.
+fn find_nodes(names: &[String], pattern: &str) -> Vec<Node> {
+    let depth = pattern.split('.').count();
+    let mut nodes = BTreeSet::new();
+    for name in names {
+        let plain = name.split(';').next().unwrap_or(name);
+        let parts: Vec<&str> = plain.split('.').collect();
+        if parts.len() < depth {
+            continue;
+        }
+        let prefix = parts[..depth].join(".");
+        if !gantry_render::glob_match(pattern, &prefix) {
+            continue;
+        }
+        nodes.insert(Node {
+            name: parts[depth - 1].to_string(),
+            leaf: parts.len() == depth,
+            path: prefix,
+        });
+    }
+    nodes.into_iter().collect()
+}
+
+#[derive(Serialize)]
+struct TreeNode {
+    #[serde(rename = "allowChildren")]
+    allow_children: u8,
+    expandable: u8,
+    leaf: u8,
+    id: String,
+    text: String,
+    context: BTreeMap<String, String>,
+}
+
+/// Browse the metric tree (`query` a glob; `format` treejson (default) or completer).
+#[utoipa::path(
+    method(get, post),
+    path = "/metrics/find",
+    tag = "graphite",
+    params(("query" = String, Query), ("format" = Option<String>, Query, description = "treejson or completer")),
+    responses((status = 200, description = "Nodes matching the query"), (status = 400, body = ErrorBody)),
+    security(("bearer" = []), ("basic" = []))
+)]
+pub async fn find(
+    State(state): State<AppState>,
+    _reader: MetricsReader,
+    RawQuery(raw): RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let params = params(raw.as_deref(), &headers, &body);
+    let query = first(&params, "query")
+        .filter(|q| !q.is_empty())
+        .ok_or_else(|| ApiError::invalid("query is required, e.g. query=*"))?;
+    let nodes = find_nodes(&state.tsdb.names(), query);
+    match first(&params, "format").unwrap_or("treejson") {
+        "treejson" => Ok(axum::Json(
+            nodes
+                .into_iter()
+                .map(|n| TreeNode {
+                    allow_children: u8::from(!n.leaf),
+                    expandable: u8::from(!n.leaf),
+                    leaf: u8::from(n.leaf),
+                    id: n.path,
+                    text: n.name,
+                    context: BTreeMap::new(),
+                })
+                .collect::<Vec<_>>(),
+        )
+        .into_response()),
+        "completer" => {
+            let metrics: Vec<serde_json::Value> = nodes
+                .into_iter()
+                .map(|n| {
+                    let path = if n.leaf { n.path } else { format!("{}.", n.path) };
+                    serde_json::json!({"path": path, "name": n.name, "is_leaf": if n.leaf { "1" } else { "0" }})
+                })
+                .collect();
+            Ok(axum::Json(serde_json::json!({ "metrics": metrics })).into_response())
+        }
+        other => Err(ApiError::invalid(format!(
+            "format '{other}' is not supported; use treejson or completer"
+        ))),
+    }
+}
+
+/// Expand globs into the paths they match (`query` repeatable, `leavesOnly`, `groupByExpr`).
+#[utoipa::path(
+    method(get, post),
+    path = "/metrics/expand",
+    tag = "graphite",
+    params(("query" = Vec<String>, Query), ("leavesOnly" = Option<bool>, Query), ("groupByExpr" = Option<bool>, Query)),
+    responses((status = 200, description = "`{\"results\": …}`")),
+    security(("bearer" = []), ("basic" = []))
+)]
+pub async fn expand(
+    State(state): State<AppState>,
+    _reader: MetricsReader,
+    RawQuery(raw): RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<axum::Json<serde_json::Value>> {
+    let params = params(raw.as_deref(), &headers, &body);
+    let names = state.tsdb.names();
+    let leaves_only = flag(&params, "leavesOnly");
+    let mut grouped = BTreeMap::new();
+    for query in all(&params, "query") {
+        let found: BTreeSet<String> = find_nodes(&names, query)
+            .into_iter()
+            .filter(|n| n.leaf || !leaves_only)
+            .map(|n| n.path)
+            .collect();
+        grouped.insert(query.to_string(), found);
+    }
+    if flag(&params, "groupByExpr") {
+        return Ok(axum::Json(serde_json::json!({ "results": grouped })));
+    }
+    let all: BTreeSet<String> = grouped.into_values().flatten().collect();
+    Ok(axum::Json(serde_json::json!({ "results": all })))
+}
+
+/// Every metric name (leaves), sorted.
+#[utoipa::path(get, path = "/metrics/index.json", tag = "graphite", responses((status = 200, body = Vec<String>)), security(("bearer" = []), ("basic" = [])))]
+pub async fn index_json(
+    State(state): State<AppState>,
+    _reader: MetricsReader,
+) -> axum::Json<Vec<String>> {
+    axum::Json(state.tsdb.names())
+}
+
+fn tag_index(names: &[String]) -> BTreeMap<String, BTreeSet<String>> {
+    let mut index: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for name in names.iter().filter(|n| n.contains(';')) {
+        for (tag, value) in gantry_render::series::tags_from_name(name) {
+            index.entry(tag).or_default().insert(value);
+        }
+    }
+    index
+}
+
+/// Tags of tagged series (`filter` a regex on tag names).
+#[utoipa::path(get, path = "/tags", tag = "graphite", params(("filter" = Option<String>, Query)), responses((status = 200, description = "`[{\"tag\": …}]`")), security(("bearer" = []), ("basic" = [])))]
+pub async fn tags(
+    State(state): State<AppState>,
+    _reader: MetricsReader,
+    RawQuery(raw): RawQuery,
+) -> ApiResult<axum::Json<Vec<serde_json::Value>>> {
+    let params = params(raw.as_deref(), &HeaderMap::new(), &[]);
+    let filter = first(&params, "filter")
+        .map(|f| regex::Regex::new(f).map_err(|e| ApiError::invalid(format!("filter '{f}': {e}"))))
+        .transpose()?;
+    Ok(axum::Json(
+        tag_index(&state.tsdb.names())
+            .into_keys()
+            .filter(|t| filter.as_ref().is_none_or(|f| f.is_match(t)))
+            .map(|t| serde_json::json!({ "tag": t }))
+            .collect(),
+    ))
+}
+
+/// Names of series matching every `expr` (seriesByTag expressions).
+fn series_matching(names: &[String], exprs: &[&str]) -> Result<Vec<String>, ApiError> {
+    let matchers = exprs
+        .iter()
+        .map(|e| TagExpr::parse(e))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(ApiError::invalid)?;
+    Ok(names
+        .iter()
+        .filter(|n| {
+            let tags = gantry_render::series::tags_from_name(n);
+            matchers.iter().all(|m| m.matches(&tags))
+        })
+        .cloned()
+        .collect())
+}
+
+/// Tag names for autocompletion (`tagPrefix`, `expr` repeatable, `limit`).
+#[utoipa::path(get, path = "/tags/autoComplete/tags", tag = "graphite", params(("tagPrefix" = Option<String>, Query), ("expr" = Option<Vec<String>>, Query), ("limit" = Option<usize>, Query)), responses((status = 200, body = Vec<String>)), security(("bearer" = []), ("basic" = [])))]
+pub async fn autocomplete_tags(
+    State(state): State<AppState>,
+    _reader: MetricsReader,
+    RawQuery(raw): RawQuery,
+) -> ApiResult<axum::Json<Vec<String>>> {
+    let params = params(raw.as_deref(), &HeaderMap::new(), &[]);
+    let names = series_matching(&state.tsdb.names(), &all(&params, "expr"))?;
+    let prefix = first(&params, "tagPrefix").unwrap_or("");
+    let limit = first(&params, "limit")
+        .and_then(|l| l.parse().ok())
+        .unwrap_or(100);
+    Ok(axum::Json(
+        tag_index(&names)
+            .into_keys()
+            .filter(|t| t.starts_with(prefix))
+            .take(limit)
+            .collect(),
+    ))
+}
+
+/// Values of one tag for autocompletion (`tag`, `valuePrefix`, `expr` repeatable, `limit`).
+#[utoipa::path(get, path = "/tags/autoComplete/values", tag = "graphite", params(("tag" = String, Query), ("valuePrefix" = Option<String>, Query), ("expr" = Option<Vec<String>>, Query), ("limit" = Option<usize>, Query)), responses((status = 200, body = Vec<String>), (status = 400, body = ErrorBody)), security(("bearer" = []), ("basic" = [])))]
+pub async fn autocomplete_values(
+    State(state): State<AppState>,
+    _reader: MetricsReader,
+    RawQuery(raw): RawQuery,
+) -> ApiResult<axum::Json<Vec<String>>> {
+    let params = params(raw.as_deref(), &HeaderMap::new(), &[]);
+    let tag = first(&params, "tag").ok_or_else(|| ApiError::invalid("tag is required"))?;
+    let names = series_matching(&state.tsdb.names(), &all(&params, "expr"))?;
+    let prefix = first(&params, "valuePrefix").unwrap_or("");
+    let limit = first(&params, "limit")
+        .and_then(|l| l.parse().ok())
+        .unwrap_or(100);
+    let values = tag_index(&names).remove(tag).unwrap_or_default();
+    Ok(axum::Json(
+        values
+            .into_iter()
+            .filter(|v| v.starts_with(prefix))
+            .take(limit)
+            .collect(),
+    ))
+}
+
+/// Series names matching every `expr` (seriesByTag expressions).
+#[utoipa::path(method(get, post), path = "/tags/findSeries", tag = "graphite", params(("expr" = Vec<String>, Query)), responses((status = 200, body = Vec<String>), (status = 400, body = ErrorBody)), security(("bearer" = []), ("basic" = [])))]
+pub async fn find_series(
+    State(state): State<AppState>,
+    _reader: MetricsReader,
+    RawQuery(raw): RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<axum::Json<Vec<String>>> {
+    let params = params(raw.as_deref(), &headers, &body);
+    let exprs = all(&params, "expr");
+    if exprs.is_empty() {
+        return Err(ApiError::invalid("expr is required, e.g. expr=name=cpu"));
+    }
+    Ok(axum::Json(series_matching(&state.tsdb.names(), &exprs)?))
+}
+
+/// The render functions this server implements, in graphite-web's shape.
+#[utoipa::path(get, path = "/functions", tag = "graphite", responses((status = 200, description = "An object keyed by function name")), security(("bearer" = []), ("basic" = [])))]
+pub async fn functions(_reader: MetricsReader) -> axum::Json<serde_json::Value> {
+    axum::Json(gantry_render::registry::functions_json())
+}
+
+/// The graphite-web version whose API this server speaks (Grafana picks features by it).
+#[utoipa::path(get, path = "/version", tag = "graphite", responses((status = 200, description = "A version string")))]
+pub async fn version() -> &'static str {
+    "1.1.10"
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_nodes_by_depth() {
+        let names: Vec<String> = ["a.b.c", "a.b.d", "a.x", "b.c;host=1"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let found = find_nodes(&names, "a.*");
+        assert_eq!(
+            found,
+            vec![
+                Node {
+                    path: "a.b".into(),
+                    name: "b".into(),
+                    leaf: false
+                },
+                Node {
+                    path: "a.x".into(),
+                    name: "x".into(),
+                    leaf: true
+                },
+            ]
+        );
+        assert_eq!(find_nodes(&names, "*").len(), 2);
+        assert_eq!(find_nodes(&names, "b.c").len(), 1);
+    }
+
+    #[test]
+    fn tag_expressions() {
+        let tags = gantry_render::series::tags_from_name("cpu;host=web1;dc=eu");
+        for (expr, expected) in [
+            ("name=cpu", true),
+            ("host=web2", false),
+            ("host!=web2", true),
+            ("host=~web", true),
+            ("host!=~web", false),
+            ("missing=", true),
+        ] {
+            assert_eq!(
+                TagExpr::parse(expr).unwrap().matches(&tags),
+                expected,
+                "{expr}"
+            );
+        }
+        assert!(TagExpr::parse("nothing").is_err());
+        assert!(TagExpr::parse("host=~(").is_err());
+    }
+}
