@@ -106,12 +106,74 @@ pub async fn metrics(State(state): State<AppState>, request: Request) -> ApiResu
         let caller = Caller::from_request_parts(&mut parts, &state).await?;
         caller.require_somewhere(ScopeName::Read)?;
     }
+    let mut text = state.metrics.render();
+    text.truncate(text.trim_end_matches("# EOF\n").len());
+    let ingest = &state.ingest;
+    let tsdb = state.tsdb.stats();
+    let load = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
+    for (name, help, value) in [
+        (
+            "gantry_statsd_datagrams",
+            "StatsD datagrams (and TCP reads) received",
+            load(&ingest.statsd_datagrams),
+        ),
+        (
+            "gantry_statsd_bad_lines",
+            "StatsD values refused",
+            load(&ingest.statsd_bad_lines),
+        ),
+        (
+            "gantry_graphite_points",
+            "Graphite points received (plaintext and pickle)",
+            load(&ingest.graphite_points),
+        ),
+        (
+            "gantry_graphite_bad_lines",
+            "Graphite lines or pickle entries refused",
+            load(&ingest.graphite_bad_lines),
+        ),
+        (
+            "gantry_pickle_connections_refused",
+            "Pickle connections closed for a bad or forbidden pickle",
+            load(&ingest.pickle_refused),
+        ),
+        (
+            "gantry_tsdb_points_written",
+            "Points written to the metrics store",
+            load(&tsdb.points_written),
+        ),
+        (
+            "gantry_tsdb_points_out_of_range",
+            "Points older than every archive keeps, or in the future",
+            load(&tsdb.points_out_of_range),
+        ),
+        (
+            "gantry_tsdb_series_rejected",
+            "Points refused by the series cardinality caps",
+            load(&tsdb.series_rejected),
+        ),
+        (
+            "gantry_tsdb_series_created",
+            "Series created",
+            load(&tsdb.series_created),
+        ),
+        (
+            "gantry_tsdb_blocks_corrupt",
+            "Metric blocks that could not be read and were skipped",
+            load(&tsdb.blocks_corrupt),
+        ),
+    ] {
+        text.push_str(&format!(
+            "# HELP {name} {help}.\n# TYPE {name} counter\n{name}_total {value}\n"
+        ));
+    }
+    text.push_str("# EOF\n");
     Ok((
         [(
             header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        state.metrics.render(),
+        text,
     )
         .into_response())
 }
@@ -148,6 +210,17 @@ pub async fn status(
             "http"
         };
         listeners.insert(scheme.to_string(), addr.to_string());
+    }
+    if let Some(bound) = state.listeners.get() {
+        for (protocol, addr) in [
+            ("statsd", bound.statsd),
+            ("graphite", bound.graphite),
+            ("pickle", bound.pickle),
+        ] {
+            if let Some(addr) = addr {
+                listeners.insert(protocol.to_string(), addr.to_string());
+            }
+        }
     }
     Ok(axum::Json(Status {
         version: env!("CARGO_PKG_VERSION"),

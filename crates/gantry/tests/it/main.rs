@@ -8,6 +8,7 @@ mod bad_input;
 mod changes;
 mod events;
 mod lifecycle;
+mod metrics;
 mod postgres;
 mod stream;
 mod tidy;
