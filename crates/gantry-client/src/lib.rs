@@ -78,6 +78,11 @@ pub struct Whoami {
 }
 
 #[derive(Deserialize)]
+struct SeriesList {
+    series: Vec<String>,
+}
+
+#[derive(Deserialize)]
 struct ErrorBody {
     code: String,
     message: String,
@@ -283,6 +288,25 @@ impl Client {
             &format!("/api/v1/tokens/{}", path_segment(name)?),
         );
         self.send(request).await.map(drop)
+    }
+
+    /// Names of stored metric series matching a Graphite glob (all when `None`).
+    pub async fn list_series(&self, pattern: Option<&str>) -> Result<Vec<String>> {
+        let mut request = self.request(Method::GET, "/api/v1/metrics");
+        if let Some(p) = pattern {
+            request = request.query(&[("pattern", p)]);
+        }
+        let list: SeriesList = self.json(request).await?;
+        Ok(list.series)
+    }
+
+    /// Deletes the series matching a Graphite glob; returns their names.
+    pub async fn delete_series(&self, pattern: &str) -> Result<Vec<String>> {
+        let request = self
+            .request(Method::DELETE, "/api/v1/metrics")
+            .query(&[("pattern", pattern)]);
+        let list: SeriesList = self.json(request).await?;
+        Ok(list.series)
     }
 
     pub async fn whoami(&self) -> Result<Whoami> {

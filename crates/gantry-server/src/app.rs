@@ -29,7 +29,8 @@ use crate::state::AppState;
     modifiers(&SecuritySchemes),
     tags(
         (name = "changes", description = "The change log: every event that changed production"),
-        (name = "graphite", description = "Graphite-compatible events, for Grafana annotations"),
+        (name = "graphite", description = "Graphite-compatible reads (render, find, tags) and events, for Grafana"),
+        (name = "metrics", description = "Stored metric series"),
         (name = "services", description = "Services and their environment pipelines"),
         (name = "tokens", description = "API tokens and their scopes"),
         (name = "system", description = "Health, status, metrics and this document"),
@@ -61,6 +62,7 @@ pub fn routes(state: &AppState) -> (Router<AppState>, OpenApiDoc) {
         .merge(api::changes::router())
         .merge(api::events::router())
         .merge(api::graphite::router())
+        .merge(api::metrics_admin::router())
         .merge(api::services::router())
         .merge(api::tokens::router())
         .merge(api::system::router())

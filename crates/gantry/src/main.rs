@@ -74,6 +74,9 @@ enum Command {
     /// Manage services and their environment pipelines.
     #[command(subcommand)]
     Service(commands::service::ServiceCommand),
+    /// List and delete stored metric series.
+    #[command(subcommand)]
+    Metrics(commands::metrics::MetricsCommand),
     /// Manage API tokens (needs an admin token).
     #[command(subcommand)]
     Token(commands::token::TokenCommand),
@@ -103,6 +106,7 @@ fn main() -> ExitCode {
             Command::Change(cmd) => commands::change::run(&cli.global, cmd).await,
             Command::Service(cmd) => commands::service::run(&cli.global, cmd).await,
             Command::Token(cmd) => commands::token::run(&cli.global, cmd).await,
+            Command::Metrics(cmd) => commands::metrics::run(&cli.global, cmd).await,
             Command::Whoami => commands::token::whoami(&cli.global).await,
             Command::Version => {
                 println!("gantry {}", env!("CARGO_PKG_VERSION"));

@@ -4,6 +4,7 @@
 pub mod changes;
 pub mod events;
 pub mod graphite;
+pub mod metrics_admin;
 pub mod services;
 pub mod system;
 pub mod tokens;

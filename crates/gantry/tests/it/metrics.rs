@@ -349,3 +349,32 @@ fn anonymous_read_opens_the_graphite_endpoints() {
         "only the Graphite reads open up"
     );
 }
+
+#[test]
+fn list_and_delete_series_from_the_cli() {
+    let (server, _dir) = metrics_server();
+    let now = chrono::Utc::now().timestamp();
+    let mut tcp = TcpStream::connect(listener(&server, "graphite")).unwrap();
+    for name in ["old.a", "old.b", "keep.me"] {
+        writeln!(tcp, "{name} 1 {}", now - 30).unwrap();
+    }
+    drop(tcp);
+    render_until(&server, "target=keep.me&from=-5min", |b| total(b) >= 1.0);
+    // StatsD's own series may appear too (it flushes every second); look only at ours.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while server.ok(&["metrics", "list", "old.*"]).lines().count() < 2 {
+        assert!(Instant::now() < deadline);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(server.ok(&["metrics", "list"]).contains("keep.me\n"));
+    assert_eq!(server.ok(&["metrics", "list", "old.*"]), "old.a\nold.b\n");
+    assert_eq!(server.ok(&["metrics", "delete", "old.*"]), "old.a\nold.b\n");
+    assert_eq!(server.ok(&["metrics", "list", "old.*"]), "");
+    assert_eq!(server.ok(&["metrics", "list", "keep.*"]), "keep.me\n");
+    let refused = server.http().delete("/api/v1/metrics");
+    assert_eq!(refused.status, 400);
+    assert!(refused.body["message"]
+        .as_str()
+        .unwrap()
+        .contains("pattern is required"));
+}

@@ -1,0 +1,97 @@
+//! `/api/v1/metrics`: list and delete stored series by Graphite glob.
+
+use axum::extract::State;
+use gantry_core::ScopeName;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::auth::Caller;
+use crate::error::{ApiError, ApiResult, ErrorBody};
+use crate::extract::Query;
+use crate::state::AppState;
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(list_series, delete_series))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct PatternParams {
+    /// A Graphite glob over whole names (`*` stays within one path element); all series
+    /// when absent (listing only).
+    pattern: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SeriesList {
+    pub series: Vec<String>,
+}
+
+fn matching(state: &AppState, pattern: Option<&str>) -> Vec<String> {
+    let names = state.tsdb.names();
+    match pattern {
+        None => names,
+        Some(p) => names
+            .into_iter()
+            .filter(|n| gantry_render::glob_match(p, n))
+            .collect(),
+    }
+}
+
+/// List stored series, optionally matching a glob.
+#[utoipa::path(
+    get,
+    path = "/api/v1/metrics",
+    tag = "metrics",
+    params(PatternParams),
+    responses((status = 200, body = SeriesList)),
+    security(("bearer" = []))
+)]
+pub async fn list_series(
+    State(state): State<AppState>,
+    caller: Caller,
+    Query(params): Query<PatternParams>,
+) -> ApiResult<axum::Json<SeriesList>> {
+    caller.require_somewhere(ScopeName::Read)?;
+    Ok(axum::Json(SeriesList {
+        series: matching(&state, params.pattern.as_deref()),
+    }))
+}
+
+/// Delete every series matching a glob, with all its data. Admin only.
+#[utoipa::path(
+    delete,
+    path = "/api/v1/metrics",
+    tag = "metrics",
+    params(PatternParams),
+    responses((status = 200, description = "The series deleted", body = SeriesList), (status = 400, body = ErrorBody)),
+    security(("bearer" = []))
+)]
+pub async fn delete_series(
+    State(state): State<AppState>,
+    caller: Caller,
+    Query(params): Query<PatternParams>,
+) -> ApiResult<axum::Json<SeriesList>> {
+    caller.require(ScopeName::Admin, None, None)?;
+    let pattern = params
+        .pattern
+        .filter(|p| !p.trim().is_empty())
+        .ok_or_else(|| {
+            ApiError::invalid("pattern is required to delete, e.g. pattern=stats.old.*")
+        })?;
+    let tsdb = state.tsdb.clone();
+    let deleted = tokio::task::spawn_blocking(move || {
+        tsdb.delete_where(|name| gantry_render::glob_match(&pattern, name))
+    })
+    .await
+    .map_err(|_| ApiError::internal())?
+    .map_err(|e| {
+        tracing::error!(error = %e, "cannot delete series");
+        ApiError::internal()
+    })?;
+    tracing::info!(series = deleted.len(), by = %caller.name(), "deleted metric series");
+    Ok(axum::Json(SeriesList { series: deleted }))
+}
