@@ -74,6 +74,8 @@ enum Command {
     /// Manage services and their environment pipelines.
     #[command(subcommand)]
     Service(commands::service::ServiceCommand),
+    /// Send a directory of key=value drop files as metrics, every interval.
+    Collect(commands::collect::CollectArgs),
     /// List and delete stored metric series.
     #[command(subcommand)]
     Metrics(commands::metrics::MetricsCommand),
@@ -107,6 +109,7 @@ fn main() -> ExitCode {
             Command::Service(cmd) => commands::service::run(&cli.global, cmd).await,
             Command::Token(cmd) => commands::token::run(&cli.global, cmd).await,
             Command::Metrics(cmd) => commands::metrics::run(&cli.global, cmd).await,
+            Command::Collect(args) => commands::collect::run(args).await,
             Command::Whoami => commands::token::whoami(&cli.global).await,
             Command::Version => {
                 println!("gantry {}", env!("CARGO_PKG_VERSION"));

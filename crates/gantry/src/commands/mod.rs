@@ -2,6 +2,7 @@
 //! and prints the result.
 
 pub mod change;
+pub mod collect;
 pub mod metrics;
 pub mod server;
 pub mod service;

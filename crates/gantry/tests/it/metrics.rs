@@ -378,3 +378,46 @@ fn list_and_delete_series_from_the_cli() {
         .unwrap()
         .contains("pattern is required"));
 }
+
+#[test]
+fn collect_sends_drop_files() {
+    let (server, _dir) = metrics_server();
+    let drop = tempfile::tempdir().unwrap();
+    std::fs::write(drop.path().join("app"), "queue.depth=12\nnot a metric\n").unwrap();
+    for (flag, protocol, prefix) in [
+        ("--graphite", "graphite", "hostg"),
+        ("--statsd", "statsd", "hosts"),
+    ] {
+        let out = std::process::Command::new(crate::harness::BIN)
+            .args([
+                "collect",
+                "--once",
+                "--prefix",
+                prefix,
+                flag,
+                &listener(&server, protocol),
+                "--dir",
+            ])
+            .arg(drop.path())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains(":2: skipped 'not a metric': not key=value"),
+            "{err}"
+        );
+    }
+    render_until(&server, "target=hostg.queue.depth&from=-5min", |b| {
+        total(b) >= 12.0
+    });
+    render_until(
+        &server,
+        "target=stats.gauges.hosts.queue.depth&from=-5min",
+        |b| total(b) >= 12.0,
+    );
+}
