@@ -26,9 +26,15 @@ pub struct BadLine {
     pub reason: &'static str,
 }
 
+/// A drop file's contents: the values, and the lines refused (number, text, why).
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Parsed {
+    pub values: Vec<(String, f64)>,
+    pub refused: Vec<(usize, String, &'static str)>,
+}
+
 /// Reads a drop file: `key=value` per line; blank lines and `#` comments are skipped.
-/// Returns the values and, for each refused line, its number, text and why.
-pub fn parse(text: &str) -> (Vec<(String, f64)>, Vec<(usize, String, &'static str)>) {
+pub fn parse(text: &str) -> Parsed {
     let mut values = Vec::new();
     let mut bad = Vec::new();
     for (i, raw) in text.lines().enumerate() {
@@ -61,7 +67,10 @@ pub fn parse(text: &str) -> (Vec<(String, f64)>, Vec<(usize, String, &'static st
             _ => bad.push((i + 1, raw.to_string(), "the value is not a finite number")),
         }
     }
-    (values, bad)
+    Parsed {
+        values,
+        refused: bad,
+    }
 }
 
 /// Where collected values go.
@@ -143,7 +152,10 @@ impl Collector {
             };
             round.files += 1;
             seen.push(path.clone());
-            let (good, bad) = parse(&text);
+            let Parsed {
+                values: good,
+                refused: bad,
+            } = parse(&text);
             values.extend(good);
             let version = (meta.modified().ok(), meta.len());
             if !bad.is_empty() && self.reported.get(&path) != Some(&version) {
@@ -230,7 +242,10 @@ mod tests {
 
     #[test]
     fn parses_key_value_lines() {
-        let (values, bad) = parse(
+        let Parsed {
+            values,
+            refused: bad,
+        } = parse(
             "load=1.5\n# a comment\n\n disk.free = 42 \nnoise\nbad key=1\nx=abc\ny=inf\n.z=1\n",
         );
         assert_eq!(
