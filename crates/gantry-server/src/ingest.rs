@@ -20,7 +20,7 @@ use anyhow::Context;
 use gantry_statsd::{Aggregator, StatsdConfig};
 use gantry_tsdb::Tsdb;
 use tokio::io::AsyncReadExt;
-use tokio::net::{TcpListener, UdpSocket};
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -105,6 +105,42 @@ fn udp_socket(addr: SocketAddr, reuse_port: bool, flag: &str) -> anyhow::Result<
     Ok(UdpSocket::from_std(socket.into())?)
 }
 
+/// Accepts connections until shutdown, running `handle` for each on its own task.
+fn spawn_accept_loop<F, Fut>(listener: TcpListener, shutdown: CancellationToken, handle: F)
+where
+    F: Fn(TcpStream, SocketAddr) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    tokio::spawn(async move {
+        loop {
+            let (stream, peer) = tokio::select! {
+                _ = shutdown.cancelled() => return,
+                accepted = listener.accept() => match accepted {
+                    Ok(a) => a,
+                    Err(_) => continue,
+                },
+            };
+            tokio::spawn(handle(stream, peer));
+        }
+    });
+}
+
+/// The next read from a connection; `None` when the peer closed, the read failed, or the
+/// server is shutting down.
+async fn next_chunk(
+    stream: &mut TcpStream,
+    chunk: &mut [u8],
+    shutdown: &CancellationToken,
+) -> Option<usize> {
+    tokio::select! {
+        _ = shutdown.cancelled() => None,
+        read = stream.read(chunk) => match read {
+            Ok(0) | Err(_) => None,
+            Ok(n) => Some(n),
+        },
+    }
+}
+
 async fn tcp_listener(addr: SocketAddr, flag: &str) -> anyhow::Result<TcpListener> {
     TcpListener::bind(addr).await.with_context(|| {
         format!("cannot listen on TCP {addr} (set another address with {flag}, or off)")
@@ -175,38 +211,24 @@ async fn start_statsd(
             }
         });
     }
-    tokio::spawn(serve_statsd_tcp(tcp, datagrams, shutdown.clone()));
+    serve_statsd_tcp(tcp, datagrams, shutdown.clone());
     let aggregator = tokio::spawn(aggregate(received, config, tsdb, stats, shutdown));
     Ok((local, aggregator))
 }
 
 /// StatsD over TCP: complete lines, a read's worth at a time, are one "datagram".
-async fn serve_statsd_tcp(
+fn serve_statsd_tcp(
     listener: TcpListener,
     datagrams: mpsc::Sender<Vec<u8>>,
     shutdown: CancellationToken,
 ) {
-    loop {
-        let (mut stream, _) = tokio::select! {
-            _ = shutdown.cancelled() => return,
-            accepted = listener.accept() => match accepted {
-                Ok(a) => a,
-                Err(_) => continue,
-            },
-        };
-        let datagrams = datagrams.clone();
-        let shutdown = shutdown.clone();
-        tokio::spawn(async move {
+    let reads = shutdown.clone();
+    spawn_accept_loop(listener, shutdown, move |mut stream, _| {
+        let (datagrams, shutdown) = (datagrams.clone(), reads.clone());
+        async move {
             let mut buffer = gantry_graphite::plaintext::LineBuffer::default();
             let mut chunk = vec![0u8; 64 * 1024];
-            loop {
-                let n = tokio::select! {
-                    _ = shutdown.cancelled() => return,
-                    read = stream.read(&mut chunk) => match read {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => n,
-                    },
-                };
+            while let Some(n) = next_chunk(&mut stream, &mut chunk, &shutdown).await {
                 let mut lines = Vec::new();
                 buffer.push(&chunk[..n], MAX_LINE, |line| {
                     if let gantry_graphite::plaintext::Line::Complete(l) = line {
@@ -218,8 +240,8 @@ async fn serve_statsd_tcp(
                     return;
                 }
             }
-        });
-    }
+        }
+    });
 }
 
 static STATSD_BAD_LOG: RateLimitedLog = RateLimitedLog::new();
@@ -322,41 +344,26 @@ async fn start_graphite(
             }
         });
     }
-    tokio::spawn(async move {
-        loop {
-            let (mut stream, _) = tokio::select! {
-                _ = shutdown.cancelled() => return,
-                accepted = tcp.accept() => match accepted {
-                    Ok(a) => a,
-                    Err(_) => continue,
-                },
-            };
-            let (tsdb, stats, shutdown) = (tsdb.clone(), stats.clone(), shutdown.clone());
-            tokio::spawn(async move {
-                let mut buffer = gantry_graphite::plaintext::LineBuffer::default();
-                let mut chunk = vec![0u8; 64 * 1024];
-                loop {
-                    let n = tokio::select! {
-                        _ = shutdown.cancelled() => return,
-                        read = stream.read(&mut chunk) => match read {
-                            Ok(0) | Err(_) => break,
-                            Ok(n) => n,
-                        },
-                    };
-                    let mut lines: Vec<Vec<u8>> = Vec::new();
-                    buffer.push(&chunk[..n], MAX_LINE, |line| match line {
-                        gantry_graphite::plaintext::Line::Complete(l) => lines.push(l.to_vec()),
-                        gantry_graphite::plaintext::Line::TooLong => {
-                            stats.graphite_bad_lines.fetch_add(1, Ordering::Relaxed);
-                        }
-                    });
-                    write_plaintext(lines.iter().map(Vec::as_slice), &tsdb, &stats);
-                }
-                // A half line left when the client went away is not a point.
-                if buffer.has_partial() {
-                    stats.graphite_bad_lines.fetch_add(1, Ordering::Relaxed);
-                }
-            });
+    let reads = shutdown.clone();
+    spawn_accept_loop(tcp, shutdown, move |mut stream, _| {
+        let (tsdb, stats, shutdown) = (tsdb.clone(), stats.clone(), reads.clone());
+        async move {
+            let mut buffer = gantry_graphite::plaintext::LineBuffer::default();
+            let mut chunk = vec![0u8; 64 * 1024];
+            while let Some(n) = next_chunk(&mut stream, &mut chunk, &shutdown).await {
+                let mut lines: Vec<Vec<u8>> = Vec::new();
+                buffer.push(&chunk[..n], MAX_LINE, |line| match line {
+                    gantry_graphite::plaintext::Line::Complete(l) => lines.push(l.to_vec()),
+                    gantry_graphite::plaintext::Line::TooLong => {
+                        stats.graphite_bad_lines.fetch_add(1, Ordering::Relaxed);
+                    }
+                });
+                write_plaintext(lines.iter().map(Vec::as_slice), &tsdb, &stats);
+            }
+            // A half line left when the client went away is not a point.
+            if buffer.has_partial() {
+                stats.graphite_bad_lines.fetch_add(1, Ordering::Relaxed);
+            }
         }
     });
     Ok(local)
@@ -370,60 +377,47 @@ async fn start_pickle(
 ) -> anyhow::Result<SocketAddr> {
     let tcp = tcp_listener(addr, "--pickle-listen").await?;
     let local = tcp.local_addr()?;
-    tokio::spawn(async move {
-        loop {
-            let (mut stream, peer) = tokio::select! {
-                _ = shutdown.cancelled() => return,
-                accepted = tcp.accept() => match accepted {
-                    Ok(a) => a,
-                    Err(_) => continue,
-                },
-            };
-            let (tsdb, stats, shutdown) = (tsdb.clone(), stats.clone(), shutdown.clone());
-            tokio::spawn(async move {
-                let mut frames = gantry_graphite::pickle::FrameBuffer::default();
-                let mut chunk = vec![0u8; 64 * 1024];
-                loop {
-                    let n = tokio::select! {
-                        _ = shutdown.cancelled() => return,
-                        read = stream.read(&mut chunk) => match read {
-                            Ok(0) | Err(_) => return,
-                            Ok(n) => n,
-                        },
-                    };
-                    let mut refused = None;
-                    let framed = frames.push(&chunk[..n], MAX_PICKLE_FRAME, |payload| {
-                        if refused.is_some() {
-                            return;
-                        }
-                        match gantry_graphite::pickle::decode(payload, unix_now()) {
-                            Ok(decoded) => {
-                                stats
-                                    .graphite_points
-                                    .fetch_add(decoded.points.len() as u64, Ordering::Relaxed);
-                                stats
-                                    .graphite_bad_lines
-                                    .fetch_add(decoded.bad as u64, Ordering::Relaxed);
-                                tsdb.write(
-                                    decoded
-                                        .points
-                                        .iter()
-                                        .map(|p| (p.path.as_str(), p.timestamp, p.value)),
-                                );
-                            }
-                            Err(e) => refused = Some(e.to_string()),
-                        }
-                    });
-                    if let Err(len) = framed {
-                        refused = Some(format!("a pickle frame of {len} bytes is over the {MAX_PICKLE_FRAME} byte limit"));
-                    }
-                    if let Some(reason) = refused {
-                        stats.pickle_refused.fetch_add(1, Ordering::Relaxed);
-                        tracing::error!(%peer, %reason, "closing a pickle connection");
+    let reads = shutdown.clone();
+    spawn_accept_loop(tcp, shutdown, move |mut stream, peer| {
+        let (tsdb, stats, shutdown) = (tsdb.clone(), stats.clone(), reads.clone());
+        async move {
+            let mut frames = gantry_graphite::pickle::FrameBuffer::default();
+            let mut chunk = vec![0u8; 64 * 1024];
+            while let Some(n) = next_chunk(&mut stream, &mut chunk, &shutdown).await {
+                let mut refused = None;
+                let framed = frames.push(&chunk[..n], MAX_PICKLE_FRAME, |payload| {
+                    if refused.is_some() {
                         return;
                     }
+                    match gantry_graphite::pickle::decode(payload, unix_now()) {
+                        Ok(decoded) => {
+                            stats
+                                .graphite_points
+                                .fetch_add(decoded.points.len() as u64, Ordering::Relaxed);
+                            stats
+                                .graphite_bad_lines
+                                .fetch_add(decoded.bad as u64, Ordering::Relaxed);
+                            tsdb.write(
+                                decoded
+                                    .points
+                                    .iter()
+                                    .map(|p| (p.path.as_str(), p.timestamp, p.value)),
+                            );
+                        }
+                        Err(e) => refused = Some(e.to_string()),
+                    }
+                });
+                if let Err(len) = framed {
+                    refused = Some(format!(
+                        "a pickle frame of {len} bytes is over the {MAX_PICKLE_FRAME} byte limit"
+                    ));
                 }
-            });
+                if let Some(reason) = refused {
+                    stats.pickle_refused.fetch_add(1, Ordering::Relaxed);
+                    tracing::error!(%peer, %reason, "closing a pickle connection");
+                    return;
+                }
+            }
         }
     });
     Ok(local)
