@@ -223,17 +223,9 @@ pub async fn get_change(
 ) -> ApiResult<axum::Json<Change>> {
     caller.require_somewhere(ScopeName::Read)?;
     let id = parse_id("change", &id)?;
-    let change = state
-        .metrics
-        .time_store("get_change", state.store.get_change(id))
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("no change with id {id}")))?;
-    caller.require(
-        ScopeName::Read,
-        change.service.as_deref(),
-        change.environment.as_deref(),
-    )?;
-    Ok(axum::Json(change))
+    Ok(axum::Json(
+        change_for(&state, &caller, ScopeName::Read, id).await?,
+    ))
 }
 
 /// Update a change's status, finish time or description. Every update is kept in its
@@ -260,16 +252,7 @@ pub async fn update_change(
     caller.require_somewhere(ScopeName::Write)?;
     let id = parse_id("change", &id)?;
     if !caller.0.holds_everywhere(ScopeName::Write) {
-        let change = state
-            .metrics
-            .time_store("get_change", state.store.get_change(id))
-            .await?
-            .ok_or_else(|| ApiError::not_found(format!("no change with id {id}")))?;
-        caller.require(
-            ScopeName::Write,
-            change.service.as_deref(),
-            change.environment.as_deref(),
-        )?;
+        change_for(&state, &caller, ScopeName::Write, id).await?;
     }
     let change = state
         .metrics
@@ -281,6 +264,26 @@ pub async fn update_change(
         )
         .await?;
     Ok(axum::Json(change))
+}
+
+/// The change `id`, provided the caller holds `scope` for its service and environment.
+async fn change_for(
+    state: &AppState,
+    caller: &Caller,
+    scope: ScopeName,
+    id: Ulid,
+) -> ApiResult<Change> {
+    let change = state
+        .metrics
+        .time_store("get_change", state.store.get_change(id))
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no change with id {id}")))?;
+    caller.require(
+        scope,
+        change.service.as_deref(),
+        change.environment.as_deref(),
+    )?;
+    Ok(change)
 }
 
 /// Filters of the change stream.

@@ -377,17 +377,8 @@ fn bad_config_is_named() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("gantry.toml");
     std::fs::write(&config, "listen = \"127.0.0.1:0\"\nlisten_adress = \"x\"\n").unwrap();
-    let out = std::process::Command::new(crate::harness::BIN)
-        .args([
-            "server",
-            "--statsd-listen",
-            "off",
-            "--graphite-listen",
-            "off",
-            "--pickle-listen",
-            "off",
-            "--data-dir",
-        ])
+    let out = crate::harness::bare_server()
+        .args(["--data-dir"])
         .arg(dir.path())
         .arg("--config")
         .arg(&config)
@@ -400,17 +391,8 @@ fn bad_config_is_named() {
         "{err}"
     );
 
-    let out = std::process::Command::new(crate::harness::BIN)
-        .args([
-            "server",
-            "--statsd-listen",
-            "off",
-            "--graphite-listen",
-            "off",
-            "--pickle-listen",
-            "off",
-            "--data-dir",
-        ])
+    let out = crate::harness::bare_server()
+        .args(["--data-dir"])
         .arg(dir.path())
         .args(["--database-url", "mysql://x"])
         .output()
@@ -422,17 +404,8 @@ fn bad_config_is_named() {
 #[test]
 fn a_taken_port_or_data_dir_is_named() {
     let server = Server::start();
-    let out = std::process::Command::new(crate::harness::BIN)
-        .args([
-            "server",
-            "--statsd-listen",
-            "off",
-            "--graphite-listen",
-            "off",
-            "--pickle-listen",
-            "off",
-            "--data-dir",
-        ])
+    let out = crate::harness::bare_server()
+        .args(["--data-dir"])
         .arg(tempfile::tempdir().unwrap().path())
         .args(["--listen", &server.addr])
         .output()
@@ -444,19 +417,8 @@ fn a_taken_port_or_data_dir_is_named() {
         "{err}"
     );
 
-    let out = std::process::Command::new(crate::harness::BIN)
-        .args([
-            "server",
-            "--statsd-listen",
-            "off",
-            "--graphite-listen",
-            "off",
-            "--pickle-listen",
-            "off",
-            "--listen",
-            "127.0.0.1:0",
-            "--data-dir",
-        ])
+    let out = crate::harness::bare_server()
+        .args(["--listen", "127.0.0.1:0", "--data-dir"])
         .arg(&server.data_dir)
         .output()
         .unwrap();

@@ -173,6 +173,22 @@ pub fn wait_exit(child: &mut Child, limit: Duration) -> std::process::ExitStatus
     }
 }
 
+/// `gantry server` with every metrics listener off, for tests that only start it to see
+/// it refuse (add `--listen`, `--data-dir` and the rest).
+pub fn bare_server() -> Command {
+    let mut command = Command::new(BIN);
+    command.args([
+        "server",
+        "--statsd-listen",
+        "off",
+        "--graphite-listen",
+        "off",
+        "--pickle-listen",
+        "off",
+    ]);
+    command
+}
+
 /// Runs the CLI with a clean environment: no user config, no inherited Gantry settings.
 pub fn cli(url: &str, token_file: Option<&Path>, args: &[&str]) -> Output {
     let home = tempfile::tempdir().expect("home");

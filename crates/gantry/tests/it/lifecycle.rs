@@ -156,19 +156,8 @@ fn serves_https_with_tls_flags() {
             .map_or(true, |r| !r.status().is_success())
     );
 
-    let missing = std::process::Command::new(crate::harness::BIN)
-        .args([
-            "server",
-            "--statsd-listen",
-            "off",
-            "--graphite-listen",
-            "off",
-            "--pickle-listen",
-            "off",
-            "--listen",
-            "127.0.0.1:0",
-            "--tls-cert",
-        ])
+    let missing = crate::harness::bare_server()
+        .args(["--listen", "127.0.0.1:0", "--tls-cert"])
         .arg(&cert_path)
         .arg("--data-dir")
         .arg(dir.path().join("other"))
