@@ -31,6 +31,8 @@ use crate::config::Listen;
 pub struct IngestStats {
     pub statsd_datagrams: AtomicU64,
     pub statsd_bad_lines: AtomicU64,
+    /// Datagrams the kernel dropped on the StatsD port (Linux).
+    pub statsd_kernel_drops: AtomicU64,
     pub graphite_points: AtomicU64,
     pub graphite_bad_lines: AtomicU64,
     pub pickle_refused: AtomicU64,
@@ -212,7 +214,14 @@ async fn start_statsd(
         });
     }
     serve_statsd_tcp(tcp, datagrams, shutdown.clone());
-    let aggregator = tokio::spawn(aggregate(received, config, tsdb, stats, shutdown));
+    let aggregator = tokio::spawn(aggregate(
+        received,
+        config,
+        tsdb,
+        stats,
+        local.port(),
+        shutdown,
+    ));
     Ok((local, aggregator))
 }
 
@@ -246,6 +255,31 @@ fn serve_statsd_tcp(
 
 static STATSD_BAD_LOG: RateLimitedLog = RateLimitedLog::new();
 
+/// Datagrams the kernel dropped on UDP sockets bound to `port` (their receive buffers were
+/// full), summed over IPv4 and IPv6; `None` where the OS does not say (not Linux).
+fn kernel_udp_drops(port: u16) -> Option<u64> {
+    let mut total = None;
+    for table in ["/proc/net/udp", "/proc/net/udp6"] {
+        let Ok(text) = std::fs::read_to_string(table) else {
+            continue;
+        };
+        for line in text.lines().skip(1) {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let Some(local) = fields.get(1) else { continue };
+            let local_port = local
+                .rsplit(':')
+                .next()
+                .and_then(|p| u16::from_str_radix(p, 16).ok());
+            if local_port == Some(port) {
+                if let Some(drops) = fields.last().and_then(|d| d.parse::<u64>().ok()) {
+                    *total.get_or_insert(0) += drops;
+                }
+            }
+        }
+    }
+    total
+}
+
 /// Parses and aggregates datagrams in arrival order; flushes into the store on schedule
 /// and once more at shutdown.
 async fn aggregate(
@@ -253,9 +287,11 @@ async fn aggregate(
     config: StatsdConfig,
     tsdb: Arc<Tsdb>,
     stats: Arc<IngestStats>,
+    port: u16,
     shutdown: CancellationToken,
 ) {
     let interval = Duration::from_secs_f64(config.flush_interval_secs);
+    let mut drops_seen = kernel_udp_drops(port).unwrap_or(0);
     let mut aggregator = Aggregator::new(config);
     let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
     let mut bad = Vec::new();
@@ -278,7 +314,15 @@ async fn aggregate(
                     }
                 }
             }
-            _ = ticker.tick() => flush(&mut aggregator, &tsdb),
+            _ = ticker.tick() => {
+                // What Etsy cannot see: datagrams lost before any loop read them.
+                if let Some(drops) = kernel_udp_drops(port) {
+                    aggregator.add_to_counter("statsd.kernel_drops", drops.saturating_sub(drops_seen) as f64);
+                    stats.statsd_kernel_drops.fetch_add(drops.saturating_sub(drops_seen), Ordering::Relaxed);
+                    drops_seen = drops;
+                }
+                flush(&mut aggregator, &tsdb);
+            }
             _ = shutdown.cancelled() => break,
         }
     }
@@ -421,4 +465,20 @@ async fn start_pickle(
         }
     });
     Ok(local)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_kernel_drops_for_a_bound_port() {
+        let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let port = socket.local_addr().unwrap().port();
+        if cfg!(target_os = "linux") {
+            assert_eq!(kernel_udp_drops(port), Some(0));
+        }
+        drop(socket);
+        assert_eq!(kernel_udp_drops(port), None);
+    }
 }

@@ -122,6 +122,7 @@ pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
     }
     let _ = state.listeners.set(bound);
     tokio::spawn(expire_metrics(tsdb.clone(), state.shutdown.clone()));
+    tokio::spawn(record_own_metrics(state.clone()));
     let handle = axum_server::Handle::new();
     tokio::spawn(shutdown_on_signal(state.clone(), handle.clone(), grace));
     tokio::spawn(prune_stream(
@@ -253,6 +254,44 @@ async fn shutdown_on_signal(state: AppState, handle: axum_server::Handle, grace:
     );
     state.shutdown.cancel();
     handle.graceful_shutdown(Some(grace));
+}
+
+/// Writes Gantry's own ingest counters into the store every 10 s, as `gantry.*` series
+/// (exempt from the cardinality caps), so a graph shows what was refused and dropped.
+async fn record_own_metrics(state: AppState) {
+    let mut every = tokio::time::interval(Duration::from_secs(10));
+    loop {
+        tokio::select! {
+            _ = every.tick() => {}
+            _ = state.shutdown.cancelled() => return,
+        }
+        let load =
+            |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed) as f64;
+        let (ingest, tsdb) = (&state.ingest, state.tsdb.stats());
+        let now = Utc::now().timestamp();
+        let values = [
+            ("gantry.tsdb.series", state.tsdb.series_count() as f64),
+            ("gantry.tsdb.series_rejected", load(&tsdb.series_rejected)),
+            ("gantry.tsdb.points_written", load(&tsdb.points_written)),
+            (
+                "gantry.tsdb.points_out_of_range",
+                load(&tsdb.points_out_of_range),
+            ),
+            ("gantry.statsd.bad_lines", load(&ingest.statsd_bad_lines)),
+            (
+                "gantry.statsd.kernel_drops",
+                load(&ingest.statsd_kernel_drops),
+            ),
+            ("gantry.graphite.points", load(&ingest.graphite_points)),
+            (
+                "gantry.graphite.bad_lines",
+                load(&ingest.graphite_bad_lines),
+            ),
+        ];
+        state
+            .tsdb
+            .write(values.iter().map(|(name, value)| (*name, now, *value)));
+    }
 }
 
 /// Drops metric blocks past their archive's retention, hourly.
