@@ -45,6 +45,16 @@ pub struct ServerConfig {
     pub storage: gantry_tsdb::TsdbConfig,
     /// Who may read without a token.
     pub auth: AuthConfig,
+    /// Beyond one machine: `[metrics.forward]`.
+    pub metrics: MetricsConfig,
+}
+
+/// The `[metrics]` section.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    /// Send every stored point on to Graphite plaintext destinations too.
+    pub forward: crate::forward::ForwardConfig,
 }
 
 /// The `[auth]` section.
@@ -112,6 +122,7 @@ impl Default for ServerConfig {
             statsd: gantry_statsd::StatsdConfig::default(),
             storage: gantry_tsdb::TsdbConfig::default(),
             auth: AuthConfig::default(),
+            metrics: MetricsConfig::default(),
         }
     }
 }

@@ -38,6 +38,20 @@ pub struct IngestStats {
     pub pickle_refused: AtomicU64,
 }
 
+/// Where received points go: the embedded store, and any `[metrics.forward]` destinations.
+#[derive(Clone)]
+pub struct Sink {
+    pub tsdb: Arc<Tsdb>,
+    pub forward: crate::forward::Forwarders,
+}
+
+impl Sink {
+    pub fn write(&self, points: &[(&str, i64, f64)]) {
+        self.tsdb.write(points.iter().copied());
+        self.forward.send(points.iter().copied());
+    }
+}
+
 /// The addresses the listeners actually bound (port 0 resolved).
 #[derive(Debug, Default, Clone)]
 pub struct Bound {
@@ -156,7 +170,7 @@ pub async fn start(
     graphite_listen: Listen,
     pickle_listen: Listen,
     statsd: StatsdConfig,
-    tsdb: Arc<Tsdb>,
+    sink: Sink,
     stats: Arc<IngestStats>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<(Bound, Option<tokio::task::JoinHandle<()>>)> {
@@ -164,16 +178,16 @@ pub async fn start(
     let mut aggregator = None;
     if let Listen::On(addr) = statsd_listen {
         let (local, task) =
-            start_statsd(addr, statsd, tsdb.clone(), stats.clone(), shutdown.clone()).await?;
+            start_statsd(addr, statsd, sink.clone(), stats.clone(), shutdown.clone()).await?;
         bound.statsd = Some(local);
         aggregator = Some(task);
     }
     if let Listen::On(addr) = graphite_listen {
         bound.graphite =
-            Some(start_graphite(addr, tsdb.clone(), stats.clone(), shutdown.clone()).await?);
+            Some(start_graphite(addr, sink.clone(), stats.clone(), shutdown.clone()).await?);
     }
     if let Listen::On(addr) = pickle_listen {
-        bound.pickle = Some(start_pickle(addr, tsdb, stats, shutdown).await?);
+        bound.pickle = Some(start_pickle(addr, sink, stats, shutdown).await?);
     }
     Ok((bound, aggregator))
 }
@@ -181,7 +195,7 @@ pub async fn start(
 async fn start_statsd(
     addr: SocketAddr,
     config: StatsdConfig,
-    tsdb: Arc<Tsdb>,
+    sink: Sink,
     stats: Arc<IngestStats>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
@@ -217,7 +231,7 @@ async fn start_statsd(
     let aggregator = tokio::spawn(aggregate(
         received,
         config,
-        tsdb,
+        sink,
         stats,
         local.port(),
         shutdown,
@@ -285,7 +299,7 @@ fn kernel_udp_drops(port: u16) -> Option<u64> {
 async fn aggregate(
     mut datagrams: mpsc::Receiver<Vec<u8>>,
     config: StatsdConfig,
-    tsdb: Arc<Tsdb>,
+    sink: Sink,
     stats: Arc<IngestStats>,
     port: u16,
     shutdown: CancellationToken,
@@ -321,24 +335,28 @@ async fn aggregate(
                     stats.statsd_kernel_drops.fetch_add(drops.saturating_sub(drops_seen), Ordering::Relaxed);
                     drops_seen = drops;
                 }
-                flush(&mut aggregator, &tsdb);
+                flush(&mut aggregator, &sink);
             }
             _ = shutdown.cancelled() => break,
         }
     }
-    flush(&mut aggregator, &tsdb);
+    flush(&mut aggregator, &sink);
 }
 
-fn flush(aggregator: &mut Aggregator, tsdb: &Tsdb) {
+fn flush(aggregator: &mut Aggregator, sink: &Sink) {
     let now = unix_now();
     let points = aggregator.flush(now);
-    tsdb.write(points.iter().map(|p| (p.name.as_str(), now, p.value)));
+    let points: Vec<(&str, i64, f64)> = points
+        .iter()
+        .map(|p| (p.name.as_str(), now, p.value))
+        .collect();
+    sink.write(&points);
 }
 
 static GRAPHITE_BAD_LOG: RateLimitedLog = RateLimitedLog::new();
 
 /// Parses plaintext lines, writes the good ones, counts and logs the bad ones.
-fn write_plaintext<'a>(lines: impl Iterator<Item = &'a [u8]>, tsdb: &Tsdb, stats: &IngestStats) {
+fn write_plaintext<'a>(lines: impl Iterator<Item = &'a [u8]>, sink: &Sink, stats: &IngestStats) {
     let now = unix_now();
     let mut points = Vec::new();
     for line in lines {
@@ -358,16 +376,16 @@ fn write_plaintext<'a>(lines: impl Iterator<Item = &'a [u8]>, tsdb: &Tsdb, stats
     stats
         .graphite_points
         .fetch_add(points.len() as u64, Ordering::Relaxed);
-    tsdb.write(
-        points
-            .iter()
-            .map(|p| (p.path.as_str(), p.timestamp, p.value)),
-    );
+    let points: Vec<(&str, i64, f64)> = points
+        .iter()
+        .map(|p| (p.path.as_str(), p.timestamp, p.value))
+        .collect();
+    sink.write(&points);
 }
 
 async fn start_graphite(
     addr: SocketAddr,
-    tsdb: Arc<Tsdb>,
+    sink: Sink,
     stats: Arc<IngestStats>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<SocketAddr> {
@@ -375,14 +393,14 @@ async fn start_graphite(
     let local = tcp.local_addr()?;
     let udp = udp_socket(local, false, "--graphite-listen")?;
     {
-        let (tsdb, stats, shutdown) = (tsdb.clone(), stats.clone(), shutdown.clone());
+        let (sink, stats, shutdown) = (sink.clone(), stats.clone(), shutdown.clone());
         tokio::spawn(async move {
             let mut buffer = vec![0u8; MAX_DATAGRAM];
             loop {
                 tokio::select! {
                     _ = shutdown.cancelled() => return,
                     received = udp.recv_from(&mut buffer) => if let Ok((n, _)) = received {
-                        write_plaintext(buffer[..n].split(|&b| b == b'\n').map(|l| l.strip_suffix(b"\r").unwrap_or(l)), &tsdb, &stats);
+                        write_plaintext(buffer[..n].split(|&b| b == b'\n').map(|l| l.strip_suffix(b"\r").unwrap_or(l)), &sink, &stats);
                     }
                 }
             }
@@ -390,7 +408,7 @@ async fn start_graphite(
     }
     let reads = shutdown.clone();
     spawn_accept_loop(tcp, shutdown, move |mut stream, _| {
-        let (tsdb, stats, shutdown) = (tsdb.clone(), stats.clone(), reads.clone());
+        let (sink, stats, shutdown) = (sink.clone(), stats.clone(), reads.clone());
         async move {
             let mut buffer = gantry_graphite::plaintext::LineBuffer::default();
             let mut chunk = vec![0u8; 64 * 1024];
@@ -402,7 +420,7 @@ async fn start_graphite(
                         stats.graphite_bad_lines.fetch_add(1, Ordering::Relaxed);
                     }
                 });
-                write_plaintext(lines.iter().map(Vec::as_slice), &tsdb, &stats);
+                write_plaintext(lines.iter().map(Vec::as_slice), &sink, &stats);
             }
             // A half line left when the client went away is not a point.
             if buffer.has_partial() {
@@ -415,7 +433,7 @@ async fn start_graphite(
 
 async fn start_pickle(
     addr: SocketAddr,
-    tsdb: Arc<Tsdb>,
+    sink: Sink,
     stats: Arc<IngestStats>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<SocketAddr> {
@@ -423,7 +441,7 @@ async fn start_pickle(
     let local = tcp.local_addr()?;
     let reads = shutdown.clone();
     spawn_accept_loop(tcp, shutdown, move |mut stream, peer| {
-        let (tsdb, stats, shutdown) = (tsdb.clone(), stats.clone(), reads.clone());
+        let (sink, stats, shutdown) = (sink.clone(), stats.clone(), reads.clone());
         async move {
             let mut frames = gantry_graphite::pickle::FrameBuffer::default();
             let mut chunk = vec![0u8; 64 * 1024];
@@ -441,12 +459,12 @@ async fn start_pickle(
                             stats
                                 .graphite_bad_lines
                                 .fetch_add(decoded.bad as u64, Ordering::Relaxed);
-                            tsdb.write(
-                                decoded
-                                    .points
-                                    .iter()
-                                    .map(|p| (p.path.as_str(), p.timestamp, p.value)),
-                            );
+                            let points: Vec<(&str, i64, f64)> = decoded
+                                .points
+                                .iter()
+                                .map(|p| (p.path.as_str(), p.timestamp, p.value))
+                                .collect();
+                            sink.write(&points);
                         }
                         Err(e) => refused = Some(e.to_string()),
                     }

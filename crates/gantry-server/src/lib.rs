@@ -11,6 +11,7 @@ pub mod auth;
 pub mod config;
 pub mod error;
 pub mod extract;
+pub mod forward;
 pub mod ingest;
 pub mod metrics;
 pub mod serve;

@@ -101,12 +101,23 @@ pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
     );
     let state = AppState::new(store.clone(), tsdb.clone(), config);
     let _ = state.http_addr.set(addr);
+    let forward = crate::forward::Forwarders::start(
+        &state.config.metrics.forward,
+        &state.config.data_dir,
+        state.shutdown.clone(),
+    )
+    .await?;
+    let sink = crate::ingest::Sink {
+        tsdb: tsdb.clone(),
+        forward,
+    };
+    let _ = state.sink.set(sink.clone());
     let (bound, aggregator) = crate::ingest::start(
         statsd_listen,
         graphite_listen,
         pickle_listen,
         statsd,
-        tsdb.clone(),
+        sink,
         state.ingest.clone(),
         state.shutdown.clone(),
     )

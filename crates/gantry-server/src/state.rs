@@ -22,6 +22,8 @@ pub struct Inner {
     pub ingest: Arc<crate::ingest::IngestStats>,
     /// Where the metrics listeners listen.
     pub listeners: OnceLock<crate::ingest::Bound>,
+    /// Where received points go (the store, and forwarding).
+    pub sink: OnceLock<crate::ingest::Sink>,
     pub config: ServerConfig,
     pub metrics: Metrics,
     /// Cancelled when the server begins to shut down; streams end on it.
@@ -42,6 +44,7 @@ impl AppState {
             tsdb,
             ingest: Arc::default(),
             listeners: OnceLock::new(),
+            sink: OnceLock::new(),
             config,
             metrics: Metrics::default(),
             shutdown: CancellationToken::new(),

@@ -461,3 +461,58 @@ fn consolidation_follows_the_aggregation_rules() {
         Some(2.0)
     );
 }
+
+/// `[metrics.forward]`: points go on to a Graphite destination; while it is down they wait
+/// in the on-disk queue and arrive, in order, once it is back.
+#[test]
+fn forwards_to_graphite_and_queues_while_down() {
+    // A port with nobody on it yet.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("gantry.toml");
+    std::fs::write(
+        &config,
+        format!("[statsd]\nflush_interval_secs = 1\n[metrics.forward]\ndestinations = [\"127.0.0.1:{port}\"]\n"),
+    )
+    .unwrap();
+    let server = Server::start_with(Options {
+        extra_args: vec!["--config".into(), config.display().to_string()],
+        ..Default::default()
+    });
+    let now = chrono::Utc::now().timestamp();
+    let mut tcp = TcpStream::connect(listener(&server, "graphite")).unwrap();
+    writeln!(tcp, "fwd.first 1 {}", now - 20).unwrap();
+    writeln!(tcp, "fwd.second 2 {}", now - 10).unwrap();
+    drop(tcp);
+    render_until(&server, "target=fwd.second&from=-5min", |b| total(b) >= 2.0);
+    std::thread::sleep(Duration::from_millis(1500));
+
+    // The destination comes up; the queue drains into it.
+    let destination = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
+    let (stream, _) = destination.accept().unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(15)))
+        .unwrap();
+    let mut received = String::new();
+    let mut reader = std::io::BufReader::new(stream);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !(received.contains("fwd.first 1 ") && received.contains("fwd.second 2 ")) {
+        assert!(Instant::now() < deadline, "forwarded so far: {received}");
+        let mut line = String::new();
+        if std::io::BufRead::read_line(&mut reader, &mut line).unwrap_or(0) == 0 {
+            break;
+        }
+        received.push_str(&line);
+    }
+    let first = received.find("fwd.first").unwrap();
+    let second = received.find("fwd.second").unwrap();
+    assert!(first < second, "in order: {received}");
+    assert!(
+        received.contains(&format!("fwd.first 1 {}", now - 20)),
+        "{received}"
+    );
+}
