@@ -55,6 +55,8 @@ pub struct ServerConfig {
 pub struct MetricsConfig {
     /// Send every stored point on to Graphite plaintext destinations too.
     pub forward: crate::forward::ForwardConfig,
+    /// Read graphs from a graphite-web-compatible cluster instead of, or with, the store.
+    pub remote_read: crate::remote_read::RemoteReadConfig,
 }
 
 /// The `[auth]` section.
@@ -236,6 +238,13 @@ impl ServerConfig {
             return Err(ConfigError::Invalid(
                 "storage.fsync_interval_secs must be greater than 0".into(),
             ));
+        }
+        let remote = &self.metrics.remote_read.url;
+        if !remote.is_empty() && !(remote.starts_with("http://") || remote.starts_with("https://"))
+        {
+            return Err(ConfigError::Invalid(format!(
+                "metrics.remote_read.url '{remote}' must start with http:// or https://"
+            )));
         }
         if self.max_body_bytes < 1024 {
             return Err(ConfigError::Invalid(

@@ -14,6 +14,7 @@ pub mod extract;
 pub mod forward;
 pub mod ingest;
 pub mod metrics;
+pub mod remote_read;
 pub mod serve;
 pub mod state;
 

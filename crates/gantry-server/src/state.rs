@@ -24,6 +24,8 @@ pub struct Inner {
     pub listeners: OnceLock<crate::ingest::Bound>,
     /// Where received points go (the store, and forwarding).
     pub sink: OnceLock<crate::ingest::Sink>,
+    /// The remote Graphite API renders also read from, if configured.
+    pub remote: Option<crate::remote_read::RemoteRead>,
     pub config: ServerConfig,
     pub metrics: Metrics,
     /// Cancelled when the server begins to shut down; streams end on it.
@@ -39,7 +41,12 @@ impl AppState {
         tsdb: Arc<gantry_tsdb::Tsdb>,
         config: ServerConfig,
     ) -> AppState {
+        // A bad remote URL is refused by `ServerConfig::load`; here it could only disable.
+        let remote = crate::remote_read::RemoteRead::new(&config.metrics.remote_read)
+            .ok()
+            .flatten();
         AppState(Arc::new(Inner {
+            remote,
             store,
             tsdb,
             ingest: Arc::default(),

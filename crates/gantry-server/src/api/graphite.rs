@@ -23,6 +23,7 @@ use utoipa_axum::routes;
 
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult, ErrorBody};
+use crate::remote_read::RemoteMode;
 use crate::state::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -123,13 +124,29 @@ impl Source {
 
 impl SeriesSource for Source {
     fn find(&self, pattern: &str, from: i64, until: i64) -> Result<Vec<Series>, RenderError> {
+        let remote = match &self.state.remote {
+            Some(remote) => Some((
+                remote.mode,
+                self.runtime.block_on(remote.find(pattern, from, until))?,
+            )),
+            None => None,
+        };
         let mut out = Vec::new();
-        for name in self.state.tsdb.names() {
-            if gantry_render::glob_match(pattern, &name) {
-                if let Some(series) = self.fetch(&name, from, until)? {
-                    out.push(series);
+        if !matches!(remote, Some((RemoteMode::Replace, _))) {
+            for name in self.state.tsdb.names() {
+                if gantry_render::glob_match(pattern, &name) {
+                    if let Some(series) = self.fetch(&name, from, until)? {
+                        out.push(series);
+                    }
                 }
             }
+        }
+        if let Some((_, remote)) = remote {
+            // Merged, the local series wins a name both have.
+            let local: std::collections::HashSet<String> =
+                out.iter().map(|s| s.name.clone()).collect();
+            out.extend(remote.into_iter().filter(|s| !local.contains(&s.name)));
+            out.sort_by(|a, b| a.name.cmp(&b.name));
         }
         Ok(out)
     }
@@ -336,6 +353,30 @@ pub async fn render(
     rendered.map_err(|e| ApiError::invalid(e.to_string()))
 }
 
+/// Stored names, with the remote's (matching `pattern`, a tree query) when remote reading
+/// is configured.
+async fn all_names(state: &AppState, pattern: &str) -> ApiResult<Vec<String>> {
+    let mut names = match state.remote.as_ref().map(|r| r.mode) {
+        Some(RemoteMode::Replace) => Vec::new(),
+        _ => state.tsdb.names(),
+    };
+    if let Some(remote) = &state.remote {
+        // The remote expands the query itself; ask for everything below it too.
+        let below = format!("{pattern}.*");
+        for query in [pattern, below.as_str()] {
+            names.extend(
+                remote
+                    .names(query)
+                    .await
+                    .map_err(|e| ApiError::invalid(e.to_string()))?,
+            );
+        }
+        names.sort();
+        names.dedup();
+    }
+    Ok(names)
+}
+
 /// One node of a `/metrics/find` answer.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 struct Node {
@@ -399,7 +440,7 @@ pub async fn find(
     let query = first(&params, "query")
         .filter(|q| !q.is_empty())
         .ok_or_else(|| ApiError::invalid("query is required, e.g. query=*"))?;
-    let nodes = find_nodes(&state.tsdb.names(), query);
+    let nodes = find_nodes(&all_names(&state, query).await?, query);
     match first(&params, "format").unwrap_or("treejson") {
         "treejson" => Ok(axum::Json(
             nodes
@@ -448,10 +489,10 @@ pub async fn expand(
     body: Bytes,
 ) -> ApiResult<axum::Json<serde_json::Value>> {
     let params = params(raw.as_deref(), &headers, &body);
-    let names = state.tsdb.names();
     let leaves_only = flag(&params, "leavesOnly");
     let mut grouped = BTreeMap::new();
     for query in all(&params, "query") {
+        let names = all_names(&state, query).await?;
         let found: BTreeSet<String> = find_nodes(&names, query)
             .into_iter()
             .filter(|n| n.leaf || !leaves_only)

@@ -516,3 +516,58 @@ fn forwards_to_graphite_and_queues_while_down() {
         "{received}"
     );
 }
+
+/// `[metrics.remote_read]`: a server reads graphs from another Graphite API merged with its
+/// own store (here the other is a second Gantry open for anonymous reads).
+#[test]
+fn remote_read_merges_a_cluster() {
+    let remote_dir = tempfile::tempdir().unwrap();
+    let remote_config = remote_dir.path().join("remote.toml");
+    std::fs::write(
+        &remote_config,
+        "[auth]\nanonymous_read = true\n[storage]\nfsync_interval_secs = 0.2\n",
+    )
+    .unwrap();
+    let remote = Server::start_with(Options {
+        extra_args: vec!["--config".into(), remote_config.display().to_string()],
+        ..Default::default()
+    });
+    let (local_config_dir, local_config) = {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("local.toml");
+        std::fs::write(
+            &path,
+            format!(
+                "[storage]\nfsync_interval_secs = 0.2\n[metrics.remote_read]\nurl = \"{}\"\n",
+                remote.url()
+            ),
+        )
+        .unwrap();
+        (dir, path)
+    };
+    let local = Server::start_with(Options {
+        extra_args: vec!["--config".into(), local_config.display().to_string()],
+        ..Default::default()
+    });
+    let now = chrono::Utc::now().timestamp();
+    let mut tcp = TcpStream::connect(listener(&remote, "graphite")).unwrap();
+    writeln!(tcp, "cluster.web1.cpu 7 {}", now - 20).unwrap();
+    drop(tcp);
+    let mut tcp = TcpStream::connect(listener(&local, "graphite")).unwrap();
+    writeln!(tcp, "cluster.web2.cpu 5 {}", now - 20).unwrap();
+    drop(tcp);
+    let body = render_until(&local, "target=sumSeries(cluster.*.cpu)&from=-5min", |b| {
+        total(b) >= 12.0
+    });
+    assert_eq!(total(&body), 12.0, "local 5 + remote 7");
+    let find = local.http().get("/metrics/find?query=cluster.*");
+    let ids: Vec<&str> = find
+        .body
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, vec!["cluster.web1", "cluster.web2"]);
+    drop(local_config_dir);
+}
