@@ -240,8 +240,8 @@ impl ServerConfig {
             ));
         }
         let remote = &self.metrics.remote_read.url;
-        if !remote.is_empty() && !(remote.starts_with("http://") || remote.starts_with("https://"))
-        {
+        let is_http = remote.starts_with("http://") || remote.starts_with("https://");
+        if !remote.is_empty() && !is_http {
             return Err(ConfigError::Invalid(format!(
                 "metrics.remote_read.url '{remote}' must start with http:// or https://"
             )));
