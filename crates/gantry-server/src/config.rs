@@ -5,10 +5,10 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// Everything `gantry server` can be told. Field names are the TOML keys.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ServerConfig {
     /// Directory for the SQLite database, the first admin token and other local state.
@@ -50,7 +50,7 @@ pub struct ServerConfig {
 }
 
 /// The `[metrics]` section.
-#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct MetricsConfig {
     /// Send every stored point on to Graphite plaintext destinations too.
@@ -60,7 +60,7 @@ pub struct MetricsConfig {
 }
 
 /// The `[auth]` section.
-#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct AuthConfig {
     /// Serve the Graphite read endpoints (`/render`, `/metrics/*`, `/tags*`, `/functions`,
@@ -87,6 +87,21 @@ impl std::str::FromStr for Listen {
     }
 }
 
+impl std::fmt::Display for Listen {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Listen::Off => f.write_str("off"),
+            Listen::On(addr) => write!(f, "{addr}"),
+        }
+    }
+}
+
+impl Serialize for Listen {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
 impl<'de> Deserialize<'de> for Listen {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Listen, D::Error> {
         let text = String::deserialize(deserializer)?;
@@ -95,7 +110,7 @@ impl<'de> Deserialize<'de> for Listen {
 }
 
 /// PEM files for the HTTP listener.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct TlsConfig {
     /// Certificate chain, PEM.
@@ -254,6 +269,13 @@ impl ServerConfig {
         Ok(())
     }
 
+    /// The configuration as TOML: every key with its value (defaults included), the
+    /// reference `gantry server --print-config` prints.
+    pub fn to_toml(&self) -> String {
+        toml::to_string(self)
+            .unwrap_or_else(|e| format!("# cannot render the configuration: {e}\n"))
+    }
+
     /// The store URL: the configured one, or SQLite in the data directory.
     pub fn store_url(&self) -> String {
         self.database_url
@@ -366,6 +388,42 @@ mod tests {
         assert!(
             err.contains("gantry.toml") && err.contains("colour"),
             "{err}"
+        );
+    }
+}
+
+#[cfg(test)]
+mod reference {
+    use super::*;
+
+    /// `--print-config` is a valid config file, and docs/configuration.md documents every
+    /// key it prints, so the reference cannot fall behind the code.
+    #[test]
+    fn the_reference_covers_every_key() {
+        let printed = ServerConfig::default().to_toml();
+        let reparsed = ServerConfig::parse(&printed).unwrap();
+        assert_eq!(reparsed.to_toml(), printed);
+        let doc_path =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/configuration.md");
+        let doc = std::fs::read_to_string(&doc_path).unwrap();
+        let mut missing = Vec::new();
+        for line in printed.lines() {
+            let line = line.trim();
+            if let Some(table) = line.strip_prefix('[') {
+                if !doc.contains(&format!("[{table}")) {
+                    missing.push(line.to_string());
+                }
+            } else if let Some((key, _)) = line.split_once(" = ") {
+                let documented =
+                    doc.contains(&format!("{key} =")) || doc.contains(&format!("# {key} ="));
+                if !documented {
+                    missing.push(key.to_string());
+                }
+            }
+        }
+        assert!(
+            missing.is_empty(),
+            "docs/configuration.md lacks: {missing:?}"
         );
     }
 }

@@ -5,10 +5,10 @@
 use std::time::Duration;
 
 use gantry_render::{RenderError, Series};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// The `[metrics.remote_read]` section.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct RemoteReadConfig {
     /// Base URL of the cluster's Graphite API, e.g. `http://graphite.internal:8080`; empty
@@ -21,7 +21,7 @@ pub struct RemoteReadConfig {
     pub timeout_secs: u64,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum RemoteMode {
     Merge,
@@ -38,7 +38,7 @@ impl Default for RemoteReadConfig {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Serialize)]
 struct RemoteSeries {
     target: String,
     datapoints: Vec<(Option<f64>, i64)>,
@@ -99,7 +99,7 @@ impl RemoteRead {
 
     /// The remote's metric names matching a pattern (from `/metrics/expand`).
     pub async fn names(&self, pattern: &str) -> Result<Vec<String>, RenderError> {
-        #[derive(Deserialize)]
+        #[derive(Deserialize, Serialize)]
         struct Expanded {
             results: Vec<String>,
         }

@@ -1,10 +1,10 @@
 //! How StatsD aggregates and names what it flushes; the `[statsd]` section of Gantry's
 //! configuration. Defaults are Etsy's.
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// Settings of the StatsD engine. Field names are the config keys.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StatsdConfig {
     /// Seconds between flushes; counters' rates are per second of this interval.
@@ -42,7 +42,7 @@ pub struct StatsdConfig {
 }
 
 /// Histogram bins for timers whose key contains `metric`.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct HistogramBins {
     pub metric: String,
@@ -51,7 +51,7 @@ pub struct HistogramBins {
 }
 
 /// One histogram bin's upper bound.
-#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize, Serialize)]
 #[serde(untagged)]
 pub enum Bin {
     Below(f64),
@@ -59,7 +59,7 @@ pub enum Bin {
 }
 
 /// The string `inf`.
-#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize, Serialize)]
 pub enum InfiniteBin {
     #[serde(rename = "inf")]
     Inf,

@@ -2,7 +2,7 @@
 //! `storage-aggregation.conf` express them: the first rule whose pattern (a regular
 //! expression) matches a series name wins, when the series is created.
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::TsdbError;
 
@@ -20,7 +20,7 @@ impl Archive {
 }
 
 /// How a coarser archive's slot is made from the finer one's.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Aggregation {
     Average,
@@ -61,7 +61,7 @@ impl Aggregation {
 }
 
 /// `[[retention]]` in the `[storage]` config section.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RetentionRule {
     /// A regular expression matched against the series name.
@@ -72,7 +72,7 @@ pub struct RetentionRule {
 }
 
 /// `[[aggregation]]` in the `[storage]` config section.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct AggregationRule {
     pub pattern: String,
@@ -82,7 +82,7 @@ pub struct AggregationRule {
 }
 
 /// The `[storage]` config section.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TsdbConfig {
     /// Seconds between durable flushes; a crash loses at most this much.

@@ -34,6 +34,9 @@ pub struct ServerArgs {
     /// Graphite plaintext over TCP and UDP, or `off` [default: 127.0.0.1:2003]
     #[arg(long, env = "GANTRY_GRAPHITE_LISTEN")]
     graphite_listen: Option<Listen>,
+    /// Print the effective configuration (file, flags and defaults) as TOML, and exit.
+    #[arg(long)]
+    print_config: bool,
     /// Graphite pickle over TCP, or `off` [default: 127.0.0.1:2004]
     #[arg(long, env = "GANTRY_PICKLE_LISTEN")]
     pickle_listen: Option<Listen>,
@@ -53,5 +56,9 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
             pickle_listen: args.pickle_listen,
         },
     )?;
+    if args.print_config {
+        print!("{}", config.to_toml());
+        return Ok(());
+    }
     gantry_server::run(config).await
 }
