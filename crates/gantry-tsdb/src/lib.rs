@@ -401,15 +401,11 @@ impl Tsdb {
                     if next.contains(&(a + 1, lower_slot)) {
                         continue;
                     }
-                    let oldest = now - higher.retention();
                     let count = (lower.step / higher.step) as i64;
                     let mut known = Vec::with_capacity(count as usize);
                     for i in 0..count {
                         let t = lower_slot + i * i64::from(higher.step);
-                        if t < oldest {
-                            continue;
-                        }
-                        if let Some(v) = blocks.get(a, higher.step, t)? {
+                        if let Some(v) = blocks.known(a, higher, t, now)? {
                             known.push(v);
                         }
                     }
@@ -458,17 +454,12 @@ impl Tsdb {
             return Ok(None);
         };
         let archive = archives[window.archive];
-        let oldest = now - archive.retention();
         let mut blocks = BlockSet::new(self, id);
         let mut values =
             Vec::with_capacity(((window.end - window.start) / i64::from(window.step)) as usize);
         let mut t = window.start;
         while t < window.end {
-            values.push(if t < oldest {
-                None
-            } else {
-                blocks.get(window.archive, window.step, t)?
-            });
+            values.push(blocks.known(window.archive, archive, t, now)?);
             t += i64::from(window.step);
         }
         Ok(Some(Fetched {
@@ -702,6 +693,22 @@ impl<'a> BlockSet<'a> {
     fn get(&mut self, archive: usize, step: u32, slot: i64) -> Result<Option<f64>> {
         let (block, index) = block_of(slot, step);
         Ok(self.block(archive, block)?.0.get(index).copied().flatten())
+    }
+
+    /// A slot's value as whisper would see it. Whisper keeps an archive in a ring of
+    /// `points` slots, so a slot older than the retention still holds its value until the
+    /// slot one retention later is written over it; blocks keep both, so this asks.
+    fn known(&mut self, archive: usize, spec: Archive, slot: i64, now: i64) -> Result<Option<f64>> {
+        let value = self.get(archive, spec.step, slot)?;
+        if value.is_some()
+            && slot < now - spec.retention()
+            && self
+                .get(archive, spec.step, slot + spec.retention())?
+                .is_some()
+        {
+            return Ok(None);
+        }
+        Ok(value)
     }
 
     fn set(&mut self, archive: usize, step: u32, slot: i64, value: Option<f64>) -> Result<()> {
