@@ -285,3 +285,47 @@ fn sigkill_loses_at_most_the_unflushed_interval() {
         );
     }
 }
+
+/// A torn write (garbage at the end of the journal, as a crash mid-write leaves) is
+/// detected on start-up and dropped; what was durable before is served, nothing else.
+#[test]
+fn a_torn_journal_tail_is_dropped() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let tsdb = open(dir.path());
+        tsdb.write([("test.durable", NOW - 100, 1.0)]);
+        tsdb.flush_at(NOW).unwrap();
+    }
+    let journals = dir.path().join("journals");
+    let newest = std::fs::read_dir(&journals)
+        .unwrap()
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .max()
+        .expect("a journal file");
+    let mut file = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&newest)
+        .unwrap();
+    std::io::Write::write_all(
+        &mut file,
+        &[
+            0xde, 0xad, 0xbe, 0xef, 0x01, 0x02, 0x03, 0x04, 0x55, 0xaa, 0x13,
+        ],
+    )
+    .unwrap();
+    drop(file);
+    let tsdb = open(dir.path());
+    assert_eq!(tsdb.names(), vec!["test.durable"]);
+    assert_eq!(
+        values(&tsdb, "test.durable", NOW - 110, NOW - 100).2[0],
+        Some(1.0)
+    );
+    // And it keeps working.
+    tsdb.write([("test.after", NOW - 100, 2.0)]);
+    tsdb.flush_at(NOW).unwrap();
+    assert_eq!(
+        values(&tsdb, "test.after", NOW - 110, NOW - 100).2[0],
+        Some(2.0)
+    );
+}
