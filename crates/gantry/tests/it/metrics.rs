@@ -571,3 +571,35 @@ fn remote_read_merges_a_cluster() {
     assert_eq!(ids, vec!["cluster.web1", "cluster.web2"]);
     drop(local_config_dir);
 }
+
+/// A 64 KB datagram with bad and non-UTF-8 lines in it: every good line counts.
+#[test]
+fn a_full_size_datagram_with_bad_lines() {
+    let (server, _dir) = metrics_server();
+    let mut datagram = Vec::new();
+    let mut good = 0;
+    while datagram.len() < 65_000 {
+        datagram.extend_from_slice(b"big.packet:1|c\n");
+        good += 1;
+        if good % 1000 == 0 {
+            datagram.extend_from_slice(b"big.packet:NaN|c\nbig\xff\xfe.packet:1|c\n");
+            good += 1; // the non-UTF-8 key is cleaned to big.packet and counts
+        }
+    }
+    assert!(datagram.len() <= 65_507);
+    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket
+        .send_to(&datagram, listener(&server, "statsd"))
+        .unwrap();
+    let body = render_until(&server, "target=stats_counts.big.packet&from=-5min", |b| {
+        total(b) >= good as f64
+    });
+    assert_eq!(total(&body), good as f64);
+    let bad = render_until(
+        &server,
+        "target=stats_counts.statsd.bad_lines_seen&from=-5min",
+        |b| total(b) >= 4.0,
+    );
+    assert_eq!(total(&bad), 4.0);
+    assert_eq!(server.http().get("/readyz").status, 200);
+}
