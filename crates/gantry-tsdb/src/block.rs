@@ -12,8 +12,10 @@ const PCO: u8 = 2;
 /// pcodec's effort: lower is faster; 4 keeps most of the gain.
 const PCO_LEVEL: usize = 4;
 
-/// Encodes slots (None where nothing was written).
-pub fn encode(slots: &[Option<f64>]) -> Vec<u8> {
+/// Encodes slots (None where nothing was written); `compress` asks for pcodec (worth it
+/// for a block that is complete; a block still being filled is rewritten every flush, and
+/// raw values make that cheap).
+pub fn encode(slots: &[Option<f64>], compress: bool) -> Vec<u8> {
     let n = slots.len();
     let mut out = Vec::with_capacity(3 + n.div_ceil(8) + 8 * n);
     let mut bitmap = vec![0u8; n.div_ceil(8)];
@@ -24,7 +26,7 @@ pub fn encode(slots: &[Option<f64>]) -> Vec<u8> {
             values.push(*v);
         }
     }
-    let compressed = if values.len() >= 16 {
+    let compressed = if compress && values.len() >= 16 {
         pco::standalone::simpler_compress(&values, PCO_LEVEL).ok()
     } else {
         None
@@ -47,6 +49,11 @@ pub fn encode(slots: &[Option<f64>]) -> Vec<u8> {
         }
     }
     out
+}
+
+/// Whether a stored block is in the raw (uncompressed) format.
+pub fn is_raw(bytes: &[u8]) -> bool {
+    bytes.first() == Some(&RAW)
 }
 
 /// Decodes a block, refusing anything inconsistent.
@@ -118,7 +125,8 @@ mod tests {
                 .collect(),
         ];
         for slots in cases {
-            let decoded = decode(&encode(&slots)).unwrap();
+            let decoded = decode(&encode(&slots, true)).unwrap();
+            assert_eq!(decode(&encode(&slots, false)).unwrap(), slots);
             assert_eq!(decoded, slots);
         }
     }
@@ -129,7 +137,8 @@ mod tests {
         let slots: Vec<Option<f64>> = (0..360)
             .map(|i| Some(100.0 + f64::from((i * 7919) % 13)))
             .collect();
-        let bytes = encode(&slots);
+        let bytes = encode(&slots, true);
+        assert!(is_raw(&encode(&slots, false)));
         assert!(
             bytes.len() < 360 * 2,
             "{} bytes for 360 values",
@@ -139,7 +148,7 @@ mod tests {
 
     #[test]
     fn corruption_is_detected() {
-        let bytes = encode(&[Some(1.0), Some(2.0)]);
+        let bytes = encode(&[Some(1.0), Some(2.0)], true);
         for bad in [
             &[][..],
             &bytes[..2],

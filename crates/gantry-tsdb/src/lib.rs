@@ -130,6 +130,11 @@ fn block_key(id: u32, archive: usize, block: u64) -> [u8; 13] {
     key
 }
 
+/// When a block's time is over (epoch seconds).
+fn block_end(block: u64, step: u32) -> i64 {
+    (block as i64 + 1) * i64::from(step) * SLOTS_PER_BLOCK
+}
+
 fn encode_schema(archives: &[Archive]) -> String {
     archives
         .iter()
@@ -424,7 +429,7 @@ impl Tsdb {
                 }
                 level = next;
             }
-            blocks.write_to(&mut batch);
+            blocks.write_to(&mut batch, archives, now);
         }
         batch.commit()?;
         self.keyspace.persist(PersistMode::SyncAll)?;
@@ -535,7 +540,9 @@ impl Tsdb {
         Ok(names)
     }
 
-    /// Deletes blocks wholly older than their archive keeps.
+    /// Deletes blocks wholly older than their archive keeps, and compresses blocks whose
+    /// time is over but that were last written while still being filled. Returns how many
+    /// blocks were deleted.
     pub fn expire(&self, now: i64) -> Result<u64> {
         let _guard = self
             .flushing
@@ -572,6 +579,16 @@ impl Tsdb {
                     let (key, _) = entry?;
                     batch.remove(&self.blocks, key);
                     removed += 1;
+                }
+                // Blocks whose time is over but were last written raw get compressed.
+                let current = now.div_euclid(span).max(0) as u64;
+                for entry in self.blocks.range(end..block_key(id, a, current)) {
+                    let (key, bytes) = entry?;
+                    if block::is_raw(&bytes) {
+                        if let Ok(slots) = block::decode(&bytes) {
+                            batch.insert(&self.blocks, key, block::encode(&slots, true));
+                        }
+                    }
                 }
             }
         }
@@ -721,13 +738,18 @@ impl<'a> BlockSet<'a> {
         Ok(())
     }
 
-    fn write_to(self, batch: &mut fjall::Batch) {
+    /// Writes changed blocks back: compressed once complete (its last slot written, or its
+    /// time over), raw while still being filled. [`Tsdb::expire`] compresses the raw blocks
+    /// whose time has passed.
+    fn write_to(self, batch: &mut fjall::Batch, archives: &[Archive], now: i64) {
         for ((archive, block), (slots, dirty)) in self.loaded {
             if dirty {
+                let complete = slots.last().is_some_and(Option::is_some)
+                    || block_end(block, archives[archive].step) <= now;
                 batch.insert(
                     &self.tsdb.blocks,
                     block_key(self.id, archive, block),
-                    block::encode(&slots),
+                    block::encode(&slots, complete),
                 );
             }
         }

@@ -329,3 +329,33 @@ fn a_torn_journal_tail_is_dropped() {
         Some(2.0)
     );
 }
+
+/// Blocks written while still filling are stored raw (cheap to rewrite each flush);
+/// maintenance compresses them once their time is over, without changing a value.
+#[test]
+fn open_blocks_are_compressed_once_closed() {
+    let dir = tempfile::tempdir().unwrap();
+    let tsdb = open(dir.path());
+    let start = NOW - NOW % 3600 + 60; // a block still open at NOW + 0
+    let points: Vec<(&str, i64, f64)> = (0..20)
+        .map(|i| ("test.open", start + 10 * i, f64::from(i as u8)))
+        .collect();
+    tsdb.write(points);
+    tsdb.flush_at(start + 200).unwrap();
+    let before = tsdb
+        .fetch("test.open", start - 10, start + 190, start + 200)
+        .unwrap()
+        .unwrap();
+    let block_end = NOW - NOW % 3600 + 3600;
+    assert_eq!(
+        tsdb.expire(block_end + 10).unwrap(),
+        0,
+        "closed, not yet expired"
+    );
+    let after = tsdb
+        .fetch("test.open", start - 10, start + 190, start + 200)
+        .unwrap()
+        .unwrap();
+    assert_eq!(before, after);
+    assert_eq!(after.values.iter().flatten().count(), 20);
+}
