@@ -1,14 +1,18 @@
 //! `gantry-bench`: the helper behind `scripts/bench/changes`, the change log's end-to-end
 //! benchmark. `load` fills a store with synthetic history directly (no HTTP, so loading a
 //! million changes takes a minute, not an hour); `http` drives a running server the way
-//! clients would and prints what it measured.
+//! clients would and prints what it measured. The metrics benchmarks (`scripts/bench/statsd`,
+//! `scripts/bench/graphite`) use `statsd-load`, `graphite-load`, `graphite-render` and
+//! `graphite-sink`.
 //!
 //! Invariant: results go to stdout as one line of `key=value` pairs, for the script to
 //! read; everything meant for people (progress, summaries, errors) goes to stderr.
 
+mod graphite;
 mod http;
 mod load;
 mod stats;
+mod statsd_load;
 mod workload;
 
 use std::process::ExitCode;
@@ -29,6 +33,14 @@ enum Command {
     Load(load::LoadArgs),
     /// Measure a running server: list and Graphite-events latency, then record throughput.
     Http(http::HttpArgs),
+    /// Send paced StatsD traffic over loopback UDP (scripts/bench/statsd).
+    StatsdLoad(statsd_load::StatsdLoadArgs),
+    /// Send a synthetic Graphite dataset over plaintext TCP and wait until it is queryable.
+    GraphiteLoad(graphite::LoadArgs),
+    /// Time one /render target, one request at a time.
+    GraphiteRender(graphite::RenderArgs),
+    /// Collect Graphite plaintext on 127.0.0.1 into a file, until killed.
+    GraphiteSink(graphite::SinkArgs),
 }
 
 fn main() -> ExitCode {
@@ -47,6 +59,10 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Load(args) => load::run(args).await,
             Command::Http(args) => http::run(args).await,
+            Command::StatsdLoad(args) => statsd_load::run(args).await,
+            Command::GraphiteLoad(args) => graphite::load(args).await,
+            Command::GraphiteRender(args) => graphite::render(args).await,
+            Command::GraphiteSink(args) => graphite::sink(args).await,
         }
     });
     match result {
