@@ -475,15 +475,6 @@ impl Tsdb {
         }))
     }
 
-    /// How a series rolls up (its aggregation method and xFilesFactor), as readers that
-    /// consolidate further (graphite-web's `maxDataPoints`) should too.
-    pub fn aggregation_of(&self, name: &str) -> Option<(Aggregation, f64)> {
-        let index = self.index.read().ok()?;
-        let id = *index.ids.get(name)?;
-        let meta = index.metas.get(id as usize).copied().flatten()?;
-        Some((meta.aggregation, f64::from(meta.x_files_factor)))
-    }
-
     /// Names of all series, sorted.
     pub fn names(&self) -> Vec<String> {
         let index = match self.index.read() {

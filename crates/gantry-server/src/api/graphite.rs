@@ -15,7 +15,7 @@ use axum::response::{IntoResponse, Response};
 use chrono::Utc;
 use gantry_core::time::parse_graphite_time;
 use gantry_core::ScopeName;
-use gantry_render::{Consolidation, RenderError, RenderOptions, Series, SeriesSource};
+use gantry_render::{RenderError, RenderOptions, Series, SeriesSource};
 use gantry_store::TagMatch;
 use serde::Serialize;
 use utoipa_axum::router::OpenApiRouter;
@@ -104,21 +104,9 @@ impl Source {
             .tsdb
             .fetch(name, from, until, self.now)
             .map_err(|e| RenderError::Source(e.to_string()))?;
-        Ok(fetched.map(|f| {
-            let mut series = Series::new(name, f.start, f.end, i64::from(f.step), f.values);
-            // graphite-web consolidates a series the way whisper rolls it up.
-            if let Some((aggregation, x_files_factor)) = self.state.tsdb.aggregation_of(name) {
-                series.consolidation = match aggregation {
-                    gantry_tsdb::Aggregation::Average => Consolidation::Average,
-                    gantry_tsdb::Aggregation::Sum => Consolidation::Sum,
-                    gantry_tsdb::Aggregation::Min => Consolidation::Min,
-                    gantry_tsdb::Aggregation::Max => Consolidation::Max,
-                    gantry_tsdb::Aggregation::Last => Consolidation::Last,
-                };
-                series.x_files_factor = x_files_factor;
-            }
-            series
-        }))
+        // As graphite-web builds fetched series: consolidated by average, xFilesFactor 0
+        // (the storage rule's method only decides how archives roll up).
+        Ok(fetched.map(|f| Series::new(name, f.start, f.end, i64::from(f.step), f.values)))
     }
 }
 

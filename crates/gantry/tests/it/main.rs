@@ -7,6 +7,7 @@ mod auth;
 mod bad_input;
 mod changes;
 mod events;
+mod graphite_web;
 mod lifecycle;
 mod metrics;
 mod postgres;

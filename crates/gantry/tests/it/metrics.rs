@@ -422,46 +422,6 @@ fn collect_sends_drop_files() {
     );
 }
 
-/// Zoomed out (`maxDataPoints`), a series consolidates the way it rolls up: counts sum,
-/// `.upper` takes the max, the rest average.
-#[test]
-fn consolidation_follows_the_aggregation_rules() {
-    let (server, _dir) = metrics_server();
-    let now = chrono::Utc::now().timestamp();
-    let start = now - now % 60 - 120;
-    let mut tcp = TcpStream::connect(listener(&server, "graphite")).unwrap();
-    for i in 0..6 {
-        writeln!(tcp, "stats_counts.app.hits 1 {}", start + 10 * i).unwrap();
-        writeln!(tcp, "app.rt.upper {} {}", i, start + 10 * i).unwrap();
-        writeln!(tcp, "app.load 2 {}", start + 10 * i).unwrap();
-    }
-    drop(tcp);
-    let query = |target: &str| {
-        format!(
-            "target={target}&from={}&until={}&maxDataPoints=1",
-            start - 1,
-            start + 59
-        )
-    };
-    let one = |b: &serde_json::Value| b[0]["datapoints"][0][0].as_f64();
-    assert_eq!(
-        one(&render_until(
-            &server,
-            &query("stats_counts.app.hits"),
-            |b| one(b) == Some(6.0)
-        )),
-        Some(6.0)
-    );
-    assert_eq!(
-        one(&render_until(&server, &query("app.rt.upper"), |b| one(b) == Some(5.0))),
-        Some(5.0)
-    );
-    assert_eq!(
-        one(&render_until(&server, &query("app.load"), |b| one(b) == Some(2.0))),
-        Some(2.0)
-    );
-}
-
 /// `[metrics.forward]`: points go on to a Graphite destination; while it is down they wait
 /// in the on-disk queue and arrive, in order, once it is back.
 #[test]
