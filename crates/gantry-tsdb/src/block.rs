@@ -51,6 +51,55 @@ pub fn encode(slots: &[Option<f64>], compress: bool) -> Vec<u8> {
     out
 }
 
+/// A delta record: the slots that changed, as `index u16 LE | present u8 | value f64 LE`
+/// (the value only when present).
+pub fn encode_delta(changed: &std::collections::BTreeMap<usize, Option<f64>>) -> Vec<u8> {
+    let mut out = Vec::with_capacity(changed.len() * 11);
+    for (&index, value) in changed {
+        out.extend_from_slice(&(index as u16).to_le_bytes());
+        match value {
+            Some(v) => {
+                out.push(1);
+                out.extend_from_slice(&v.to_le_bytes());
+            }
+            None => out.push(0),
+        }
+    }
+    out
+}
+
+/// Applies a delta record to a block's slots.
+pub fn apply_delta(bytes: &[u8], slots: &mut [Option<f64>]) -> Result<(), TsdbError> {
+    let corrupt = |why: &str| TsdbError::Corrupt(format!("delta: {why}"));
+    let mut rest = bytes;
+    while !rest.is_empty() {
+        let (head, tail) = rest
+            .split_at_checked(3)
+            .ok_or_else(|| corrupt("short entry"))?;
+        let index = u16::from_le_bytes([head[0], head[1]]) as usize;
+        let value = match head[2] {
+            0 => {
+                rest = tail;
+                None
+            }
+            1 => {
+                let (v, tail) = tail
+                    .split_at_checked(8)
+                    .ok_or_else(|| corrupt("short value"))?;
+                rest = tail;
+                Some(f64::from_le_bytes([
+                    v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7],
+                ]))
+            }
+            _ => return Err(corrupt("bad presence byte")),
+        };
+        *slots
+            .get_mut(index)
+            .ok_or_else(|| corrupt("slot out of range"))? = value;
+    }
+    Ok(())
+}
+
 /// Whether a stored block is in the raw (uncompressed) format.
 pub fn is_raw(bytes: &[u8]) -> bool {
     bytes.first() == Some(&RAW)
@@ -144,6 +193,21 @@ mod tests {
             "{} bytes for 360 values",
             bytes.len()
         );
+    }
+
+    #[test]
+    fn deltas_apply_in_order() {
+        let mut slots = vec![None; 4];
+        let first: std::collections::BTreeMap<usize, Option<f64>> =
+            [(0, Some(1.0)), (3, Some(2.0))].into();
+        let second: std::collections::BTreeMap<usize, Option<f64>> =
+            [(0, Some(5.0)), (3, None)].into();
+        apply_delta(&encode_delta(&first), &mut slots).unwrap();
+        apply_delta(&encode_delta(&second), &mut slots).unwrap();
+        assert_eq!(slots, vec![Some(5.0), None, None, None]);
+        assert!(apply_delta(&[1, 0], &mut slots).is_err());
+        assert!(apply_delta(&[9, 0, 0], &mut slots).is_err());
+        assert!(apply_delta(&[0, 0, 1, 1], &mut slots).is_err());
     }
 
     #[test]

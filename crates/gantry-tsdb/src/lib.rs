@@ -114,6 +114,9 @@ pub struct Tsdb {
     /// Serialises flushes (the background one and explicit ones).
     flushing: Mutex<()>,
     stop: AtomicBool,
+    /// Orders delta records; starts at the clock in microseconds so it keeps increasing
+    /// across restarts.
+    delta_seq: AtomicU64,
 }
 
 fn unix_now() -> i64 {
@@ -210,6 +213,11 @@ impl Tsdb {
             stats: Stats::default(),
             flushing: Mutex::new(()),
             stop: AtomicBool::new(false),
+            delta_seq: AtomicU64::new(
+                SystemTime::now()
+                    .duration_since(UNIX_EPOCH)
+                    .map_or(0, |d| d.as_micros() as u64),
+            ),
         });
         let weak = Arc::downgrade(&tsdb);
         let interval = Duration::from_secs_f64(tsdb.config.fsync_interval_secs.max(0.01));
@@ -571,15 +579,24 @@ impl Tsdb {
                     batch.remove(&self.blocks, key);
                     removed += 1;
                 }
-                // Blocks whose time is over but were last written raw get compressed.
+                // Blocks whose time is over but still have deltas or a raw base get folded
+                // and compressed.
                 let current = now.div_euclid(span).max(0) as u64;
+                let mut to_fold = BTreeSet::new();
                 for entry in self.blocks.range(end..block_key(id, a, current)) {
                     let (key, bytes) = entry?;
-                    if block::is_raw(&bytes) {
-                        if let Ok(slots) = block::decode(&bytes) {
-                            batch.insert(&self.blocks, key, block::encode(&slots, true));
-                        }
+                    if key.len() > 13 || block::is_raw(&bytes) {
+                        let mut number = [0u8; 8];
+                        number.copy_from_slice(&key[5..13]);
+                        to_fold.insert(u64::from_be_bytes(number));
                     }
+                }
+                if !to_fold.is_empty() {
+                    let mut set = BlockSet::new(self, id);
+                    for block in to_fold {
+                        set.block(a, block)?;
+                    }
+                    set.fold_to(&mut batch);
                 }
             }
         }
@@ -595,6 +612,10 @@ impl Tsdb {
             partition.major_compact()?;
         }
         Ok(())
+    }
+
+    fn next_delta(&self) -> u64 {
+        self.delta_seq.fetch_add(1, Ordering::Relaxed)
     }
 
     /// Flushes what is queued and stops the flusher.
@@ -662,8 +683,17 @@ fn compile(config: &TsdbConfig) -> Result<Rules> {
     })
 }
 
-/// A block's slots and whether they changed since loading.
-type LoadedBlock = (Vec<Option<f64>>, bool);
+/// A block as read: its base merged with its delta records, and what changed since.
+struct LoadedBlock {
+    slots: Vec<Option<f64>>,
+    /// Slots set since loading, by index (the last value set wins).
+    changed: BTreeMap<usize, Option<f64>>,
+    /// Keys of the delta records merged in, to remove when the block is folded.
+    deltas: Vec<fjall::Slice>,
+}
+
+/// A block gets at most this many delta records before they are folded into its base.
+const FOLD_AFTER: usize = 32;
 
 /// The blocks of one series touched by a flush or read, loaded once, written back once.
 struct BlockSet<'a> {
@@ -681,17 +711,32 @@ impl<'a> BlockSet<'a> {
         }
     }
 
+    /// Reads a block: its base (if any), then its delta records in the order written.
     fn block(&mut self, archive: usize, block: u64) -> Result<&mut LoadedBlock> {
         if !self.loaded.contains_key(&(archive, block)) {
-            let slots = match self.tsdb.blocks.get(block_key(self.id, archive, block))? {
-                Some(bytes) => block::decode(&bytes).unwrap_or_else(|e| {
-                    self.tsdb.stats.blocks_corrupt.fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!(error = %e, series = self.id, "skipping a corrupt metrics block");
-                    vec![None; SLOTS_PER_BLOCK as usize]
-                }),
-                None => vec![None; SLOTS_PER_BLOCK as usize],
+            let base_key = block_key(self.id, archive, block);
+            let mut loaded = LoadedBlock {
+                slots: vec![None; SLOTS_PER_BLOCK as usize],
+                changed: BTreeMap::new(),
+                deltas: Vec::new(),
             };
-            self.loaded.insert((archive, block), (slots, false));
+            for entry in self.tsdb.blocks.prefix(base_key) {
+                let (key, bytes) = entry?;
+                let applied = if key.len() == base_key.len() {
+                    block::decode(&bytes).map(|slots| loaded.slots = slots)
+                } else {
+                    loaded.deltas.push(key.clone());
+                    block::apply_delta(&bytes, &mut loaded.slots)
+                };
+                if let Err(e) = applied {
+                    self.tsdb
+                        .stats
+                        .blocks_corrupt
+                        .fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(error = %e, series = self.id, "skipping a corrupt metrics block");
+                }
+            }
+            self.loaded.insert((archive, block), loaded);
         }
         self.loaded
             .get_mut(&(archive, block))
@@ -700,7 +745,12 @@ impl<'a> BlockSet<'a> {
 
     fn get(&mut self, archive: usize, step: u32, slot: i64) -> Result<Option<f64>> {
         let (block, index) = block_of(slot, step);
-        Ok(self.block(archive, block)?.0.get(index).copied().flatten())
+        Ok(self
+            .block(archive, block)?
+            .slots
+            .get(index)
+            .copied()
+            .flatten())
     }
 
     /// A slot's value as whisper would see it. Whisper keeps an archive in a ring of
@@ -722,26 +772,52 @@ impl<'a> BlockSet<'a> {
     fn set(&mut self, archive: usize, step: u32, slot: i64, value: Option<f64>) -> Result<()> {
         let (block, index) = block_of(slot, step);
         let entry = self.block(archive, block)?;
-        if let Some(cell) = entry.0.get_mut(index) {
+        if let Some(cell) = entry.slots.get_mut(index) {
             *cell = value;
-            entry.1 = true;
+            entry.changed.insert(index, value);
         }
         Ok(())
     }
 
-    /// Writes changed blocks back: compressed once complete (its last slot written, or its
-    /// time over), raw while still being filled. [`Tsdb::expire`] compresses the raw blocks
-    /// whose time has passed.
+    /// Writes changes back. A block still being filled gets a small delta record of the
+    /// slots that changed (so a flush writes bytes per point, not a block per point); a
+    /// complete block (last slot written, or its time over), or one with `FOLD_AFTER`
+    /// deltas, is folded: its base rewritten (compressed once complete) and deltas removed.
     fn write_to(self, batch: &mut fjall::Batch, archives: &[Archive], now: i64) {
-        for ((archive, block), (slots, dirty)) in self.loaded {
-            if dirty {
-                let complete = slots.last().is_some_and(Option::is_some)
-                    || block_end(block, archives[archive].step) <= now;
+        for ((archive, block), loaded) in self.loaded {
+            if loaded.changed.is_empty() {
+                continue;
+            }
+            let base_key = block_key(self.id, archive, block);
+            let complete = loaded.slots.last().is_some_and(Option::is_some)
+                || block_end(block, archives[archive].step) <= now;
+            if complete || loaded.deltas.len() + 1 >= FOLD_AFTER {
                 batch.insert(
                     &self.tsdb.blocks,
-                    block_key(self.id, archive, block),
-                    block::encode(&slots, complete),
+                    base_key,
+                    block::encode(&loaded.slots, complete),
                 );
+                for key in loaded.deltas {
+                    batch.remove(&self.tsdb.blocks, key);
+                }
+            } else {
+                let mut key = base_key.to_vec();
+                key.extend_from_slice(&self.tsdb.next_delta().to_be_bytes());
+                batch.insert(&self.tsdb.blocks, key, block::encode_delta(&loaded.changed));
+            }
+        }
+    }
+
+    /// Folds every loaded block into a compressed base, removing its deltas.
+    fn fold_to(self, batch: &mut fjall::Batch) {
+        for ((archive, block), loaded) in self.loaded {
+            batch.insert(
+                &self.tsdb.blocks,
+                block_key(self.id, archive, block),
+                block::encode(&loaded.slots, true),
+            );
+            for key in loaded.deltas {
+                batch.remove(&self.tsdb.blocks, key);
             }
         }
     }
