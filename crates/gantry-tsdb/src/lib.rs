@@ -117,6 +117,72 @@ pub struct Tsdb {
     /// Orders delta records; starts at the clock in microseconds so it keeps increasing
     /// across restarts.
     delta_seq: AtomicU64,
+    /// Per series, the finer values of the coarse slot each archive is rolling up into, so
+    /// writes at the head of a series need no reads.
+    heads: Mutex<HashMap<u32, Head>>,
+}
+
+/// The rollup windows of one series: for each archive but the coarsest, the values of the
+/// slots making up the coarser slot last written (NaN for no value).
+struct Head {
+    levels: Vec<Window>,
+}
+
+struct Window {
+    /// Start of the coarser slot the values make up; `i64::MIN` before the first write.
+    start: i64,
+    values: Vec<f64>,
+}
+
+impl Head {
+    fn new(archives: &[Archive]) -> Head {
+        Head {
+            levels: archives
+                .windows(2)
+                .map(|pair| Window {
+                    start: i64::MIN,
+                    values: vec![f64::NAN; (pair[1].step / pair[0].step) as usize],
+                })
+                .collect(),
+        }
+    }
+}
+
+impl Window {
+    /// Records `value` at `slot` of archive `level` and returns the known values of the
+    /// coarser slot at `coarse`, reading them from storage when the window held another
+    /// slot, or when the slot is at the edge of the archive's retention (where whisper's
+    /// ring may already have overwritten a value).
+    #[allow(clippy::too_many_arguments)]
+    fn update(
+        &mut self,
+        blocks: &mut BlockSet<'_>,
+        level: usize,
+        higher: Archive,
+        lower: Archive,
+        coarse: i64,
+        slot: i64,
+        value: Option<f64>,
+        now: i64,
+    ) -> Result<Vec<f64>> {
+        let step = i64::from(higher.step);
+        if self.start != coarse || coarse < now - higher.retention() + i64::from(lower.step) {
+            self.start = coarse;
+            for (i, cell) in self.values.iter_mut().enumerate() {
+                *cell = blocks
+                    .known(level, higher, coarse + i as i64 * step, now)?
+                    .unwrap_or(f64::NAN);
+            }
+        } else if let Some(cell) = self.values.get_mut(((slot - coarse) / step) as usize) {
+            *cell = value.unwrap_or(f64::NAN);
+        }
+        Ok(self
+            .values
+            .iter()
+            .copied()
+            .filter(|v| !v.is_nan())
+            .collect())
+    }
 }
 
 fn unix_now() -> i64 {
@@ -213,6 +279,7 @@ impl Tsdb {
             stats: Stats::default(),
             flushing: Mutex::new(()),
             stop: AtomicBool::new(false),
+            heads: Mutex::new(HashMap::new()),
             delta_seq: AtomicU64::new(
                 SystemTime::now()
                     .duration_since(UNIX_EPOCH)
@@ -384,11 +451,15 @@ impl Tsdb {
             batch.insert(&self.series, name.as_bytes(), value);
         }
         let mut written = 0u64;
+        let mut heads = self
+            .heads
+            .lock()
+            .map_err(|_| TsdbError::Storage("heads lock poisoned".into()))?;
         for (id, points) in pending {
             let Some(meta) = metas.get(&id) else { continue };
             let archives = &schemas[meta.schema as usize];
             let mut blocks = BlockSet::new(self, id);
-            let mut dirty: BTreeSet<(usize, i64)> = BTreeSet::new();
+            let head = heads.entry(id).or_insert_with(|| Head::new(archives));
             for (ts, value) in points {
                 let Some(a) = write_archive(archives, now, ts) else {
                     self.stats
@@ -396,48 +467,35 @@ impl Tsdb {
                         .fetch_add(1, Ordering::Relaxed);
                     continue;
                 };
-                let slot = slot_start(ts, archives[a].step);
-                blocks.set(a, archives[a].step, slot, Some(value))?;
-                dirty.insert((a, slot));
                 written += 1;
-            }
-            // Propagate to coarser archives, as whisper does after each write.
-            let mut level: BTreeSet<(usize, i64)> = dirty;
-            while !level.is_empty() {
-                let mut next = BTreeSet::new();
-                for (a, slot) in level {
-                    let Some(lower) = archives.get(a + 1) else {
-                        continue;
-                    };
-                    let higher = archives[a];
-                    let lower_slot = slot_start(slot, lower.step);
-                    if next.contains(&(a + 1, lower_slot)) {
-                        continue;
-                    }
-                    let count = (lower.step / higher.step) as i64;
-                    let mut known = Vec::with_capacity(count as usize);
-                    for i in 0..count {
-                        let t = lower_slot + i * i64::from(higher.step);
-                        if let Some(v) = blocks.known(a, higher, t, now)? {
-                            known.push(v);
-                        }
-                    }
-                    if known.is_empty()
-                        || (known.len() as f64) / (count as f64) < f64::from(meta.x_files_factor)
-                    {
-                        continue;
-                    }
-                    blocks.set(
-                        a + 1,
-                        lower.step,
-                        lower_slot,
-                        meta.aggregation.apply(&known),
+                // Write, then propagate to coarser archives as whisper does after each write.
+                let (mut level, mut slot, mut value) =
+                    (a, slot_start(ts, archives[a].step), Some(value));
+                blocks.set_blind(level, archives[level].step, slot, value)?;
+                while let Some(&lower) = archives.get(level + 1) {
+                    let higher = archives[level];
+                    let coarse = slot_start(slot, lower.step);
+                    let known = head.levels[level].update(
+                        &mut blocks,
+                        level,
+                        higher,
+                        lower,
+                        coarse,
+                        slot,
+                        value,
+                        now,
                     )?;
-                    next.insert((a + 1, lower_slot));
+                    if known.is_empty()
+                        || (known.len() as f64) / f64::from(lower.step / higher.step)
+                            < f64::from(meta.x_files_factor)
+                    {
+                        break;
+                    }
+                    (level, slot, value) = (level + 1, coarse, meta.aggregation.apply(&known));
+                    blocks.set_blind(level, lower.step, slot, value)?;
                 }
-                level = next;
             }
-            blocks.write_to(&mut batch, archives, now);
+            blocks.write_to(&mut batch, archives, now)?;
         }
         batch.commit()?;
         self.keyspace.persist(PersistMode::SyncAll)?;
@@ -522,6 +580,11 @@ impl Tsdb {
         if let Ok(mut pending) = self.pending.lock() {
             for (_, id) in &doomed {
                 pending.remove(id);
+            }
+        }
+        if let Ok(mut heads) = self.heads.lock() {
+            for (_, id) in &doomed {
+                heads.remove(id);
             }
         }
         let mut batch = self.keyspace.batch();
@@ -700,6 +763,8 @@ struct BlockSet<'a> {
     tsdb: &'a Tsdb,
     id: u32,
     loaded: BTreeMap<(usize, u64), LoadedBlock>,
+    /// Writes to blocks not read (slot index -> value), merged in if a block is read later.
+    blind: BTreeMap<(usize, u64), BTreeMap<usize, Option<f64>>>,
 }
 
 impl<'a> BlockSet<'a> {
@@ -708,6 +773,7 @@ impl<'a> BlockSet<'a> {
             tsdb,
             id,
             loaded: BTreeMap::new(),
+            blind: BTreeMap::new(),
         }
     }
 
@@ -734,6 +800,14 @@ impl<'a> BlockSet<'a> {
                         .blocks_corrupt
                         .fetch_add(1, Ordering::Relaxed);
                     tracing::warn!(error = %e, series = self.id, "skipping a corrupt metrics block");
+                }
+            }
+            if let Some(writes) = self.blind.remove(&(archive, block)) {
+                for (index, value) in writes {
+                    if let Some(cell) = loaded.slots.get_mut(index) {
+                        *cell = value;
+                        loaded.changed.insert(index, value);
+                    }
                 }
             }
             self.loaded.insert((archive, block), loaded);
@@ -769,6 +843,26 @@ impl<'a> BlockSet<'a> {
         Ok(value)
     }
 
+    /// Sets a slot without reading its block (a delta record carries the change), unless
+    /// the block is read already.
+    fn set_blind(
+        &mut self,
+        archive: usize,
+        step: u32,
+        slot: i64,
+        value: Option<f64>,
+    ) -> Result<()> {
+        let (block, index) = block_of(slot, step);
+        if self.loaded.contains_key(&(archive, block)) {
+            return self.set(archive, step, slot, value);
+        }
+        self.blind
+            .entry((archive, block))
+            .or_default()
+            .insert(index, value);
+        Ok(())
+    }
+
     fn set(&mut self, archive: usize, step: u32, slot: i64, value: Option<f64>) -> Result<()> {
         let (block, index) = block_of(slot, step);
         let entry = self.block(archive, block)?;
@@ -783,7 +877,25 @@ impl<'a> BlockSet<'a> {
     /// slots that changed (so a flush writes bytes per point, not a block per point); a
     /// complete block (last slot written, or its time over), or one with `FOLD_AFTER`
     /// deltas, is folded: its base rewritten (compressed once complete) and deltas removed.
-    fn write_to(self, batch: &mut fjall::Batch, archives: &[Archive], now: i64) {
+    fn write_to(mut self, batch: &mut fjall::Batch, archives: &[Archive], now: i64) -> Result<()> {
+        // A blind write that completes its block means folding it: read it first.
+        let completing: Vec<(usize, u64)> = self
+            .blind
+            .iter()
+            .filter(|((archive, block), writes)| {
+                writes.contains_key(&(SLOTS_PER_BLOCK as usize - 1))
+                    || block_end(*block, archives[*archive].step) <= now
+            })
+            .map(|(key, _)| *key)
+            .collect();
+        for (archive, block) in completing {
+            self.block(archive, block)?;
+        }
+        for ((archive, block), writes) in std::mem::take(&mut self.blind) {
+            let mut key = block_key(self.id, archive, block).to_vec();
+            key.extend_from_slice(&self.tsdb.next_delta().to_be_bytes());
+            batch.insert(&self.tsdb.blocks, key, block::encode_delta(&writes));
+        }
         for ((archive, block), loaded) in self.loaded {
             if loaded.changed.is_empty() {
                 continue;
@@ -806,6 +918,7 @@ impl<'a> BlockSet<'a> {
                 batch.insert(&self.tsdb.blocks, key, block::encode_delta(&loaded.changed));
             }
         }
+        Ok(())
     }
 
     /// Folds every loaded block into a compressed base, removing its deltas.
