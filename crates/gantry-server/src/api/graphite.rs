@@ -145,18 +145,12 @@ impl SeriesSource for Source {
         from: i64,
         until: i64,
     ) -> Result<Vec<Series>, RenderError> {
-        let matchers = exprs
-            .iter()
-            .map(|e| TagExpr::parse(e))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(RenderError::Source)?;
+        let names =
+            names_matching_tags(&self.state.tsdb.names(), exprs).map_err(RenderError::Source)?;
         let mut out = Vec::new();
-        for name in self.state.tsdb.names() {
-            let tags = gantry_render::series::tags_from_name(&name);
-            if matchers.iter().all(|m| m.matches(&tags)) {
-                if let Some(series) = self.fetch(&name, from, until)? {
-                    out.push(series);
-                }
+        for name in names {
+            if let Some(series) = self.fetch(&name, from, until)? {
+                out.push(series);
             }
         }
         Ok(out)
@@ -535,12 +529,14 @@ pub async fn tags(
 }
 
 /// Names of series matching every `expr` (seriesByTag expressions).
-fn series_matching(names: &[String], exprs: &[&str]) -> Result<Vec<String>, ApiError> {
+fn names_matching_tags<E: AsRef<str>>(
+    names: &[String],
+    exprs: &[E],
+) -> Result<Vec<String>, String> {
     let matchers = exprs
         .iter()
-        .map(|e| TagExpr::parse(e))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(ApiError::invalid)?;
+        .map(|e| TagExpr::parse(e.as_ref()))
+        .collect::<Result<Vec<_>, _>>()?;
     Ok(names
         .iter()
         .filter(|n| {
@@ -549,6 +545,11 @@ fn series_matching(names: &[String], exprs: &[&str]) -> Result<Vec<String>, ApiE
         })
         .cloned()
         .collect())
+}
+
+/// [`names_matching_tags`] for the HTTP endpoints.
+fn series_matching(names: &[String], exprs: &[&str]) -> Result<Vec<String>, ApiError> {
+    names_matching_tags(names, exprs).map_err(ApiError::invalid)
 }
 
 /// Tag names for autocompletion (`tagPrefix`, `expr` repeatable, `limit`).
