@@ -309,6 +309,12 @@ impl Client {
         Ok(list.series)
     }
 
+    /// Expires, folds and compacts the metrics store; returns the server's answer.
+    pub async fn compact_metrics(&self) -> Result<serde_json::Value> {
+        self.json(self.request(Method::POST, "/api/v1/metrics/compact"))
+            .await
+    }
+
     pub async fn whoami(&self) -> Result<Whoami> {
         self.json(self.request(Method::GET, "/api/v1/whoami")).await
     }

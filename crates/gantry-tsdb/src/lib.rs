@@ -606,6 +606,20 @@ impl Tsdb {
     /// time is over but that were last written while still being filled. Returns how many
     /// blocks were deleted.
     pub fn expire(&self, now: i64) -> Result<u64> {
+        self.maintain(now, false)
+    }
+
+    /// Everything [`Tsdb::expire`] does, then folds the delta records of blocks still
+    /// being filled too, and compacts the files: the smallest the store can be on disk now.
+    /// Returns how many blocks were deleted.
+    pub fn compact_all(&self, now: i64) -> Result<u64> {
+        let deleted = self.maintain(now, true)?;
+        self.keyspace.persist(PersistMode::SyncAll)?;
+        self.compact()?;
+        Ok(deleted)
+    }
+
+    fn maintain(&self, now: i64, include_open: bool) -> Result<u64> {
         let _guard = self
             .flushing
             .lock()
@@ -644,7 +658,11 @@ impl Tsdb {
                 }
                 // Blocks whose time is over but still have deltas or a raw base get folded
                 // and compressed.
-                let current = now.div_euclid(span).max(0) as u64;
+                let current = if include_open {
+                    u64::MAX
+                } else {
+                    now.div_euclid(span).max(0) as u64
+                };
                 let mut to_fold = BTreeSet::new();
                 for entry in self.blocks.range(end..block_key(id, a, current)) {
                     let (key, bytes) = entry?;

@@ -359,3 +359,21 @@ fn open_blocks_are_compressed_once_closed() {
     assert_eq!(before, after);
     assert_eq!(after.values.iter().flatten().count(), 20);
 }
+
+/// `compact_all` folds every delta record (open blocks too) without changing a value.
+#[test]
+fn compact_all_keeps_every_value() {
+    let dir = tempfile::tempdir().unwrap();
+    let tsdb = open(dir.path());
+    for i in 0..50 {
+        tsdb.write([("test.c", NOW - 500 + 10 * i, f64::from(i as u8))]);
+        tsdb.flush_at(NOW).unwrap();
+    }
+    let before = tsdb.fetch("test.c", NOW - 510, NOW, NOW).unwrap().unwrap();
+    tsdb.compact_all(NOW).unwrap();
+    assert_eq!(
+        tsdb.fetch("test.c", NOW - 510, NOW, NOW).unwrap().unwrap(),
+        before
+    );
+    assert_eq!(before.values.iter().flatten().count(), 50);
+}

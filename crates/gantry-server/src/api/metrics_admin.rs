@@ -13,7 +13,9 @@ use crate::extract::Query;
 use crate::state::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(list_series, delete_series))
+    OpenApiRouter::new()
+        .routes(routes!(list_series, delete_series))
+        .routes(routes!(compact))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -94,4 +96,41 @@ pub async fn delete_series(
     })?;
     tracing::info!(series = deleted.len(), by = %caller.name(), "deleted metric series");
     Ok(axum::Json(SeriesList { series: deleted }))
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Compacted {
+    /// Blocks past their retention that were deleted.
+    pub blocks_deleted: u64,
+    /// The store's size on disk afterwards, in bytes.
+    pub disk_bytes: u64,
+}
+
+/// Expire, fold and compact the metrics store now (normally hourly and in the background):
+/// the smallest it can be on disk. Admin only.
+#[utoipa::path(
+    post,
+    path = "/api/v1/metrics/compact",
+    tag = "metrics",
+    responses((status = 200, body = Compacted)),
+    security(("bearer" = []))
+)]
+pub async fn compact(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> ApiResult<axum::Json<Compacted>> {
+    caller.require(ScopeName::Admin, None, None)?;
+    let tsdb = state.tsdb.clone();
+    let blocks_deleted =
+        tokio::task::spawn_blocking(move || tsdb.compact_all(chrono::Utc::now().timestamp()))
+            .await
+            .map_err(|_| ApiError::internal())?
+            .map_err(|e| {
+                tracing::error!(error = %e, "cannot compact the metrics store");
+                ApiError::internal()
+            })?;
+    Ok(axum::Json(Compacted {
+        blocks_deleted,
+        disk_bytes: state.tsdb.disk_space(),
+    }))
 }

@@ -19,6 +19,8 @@ pub enum MetricsCommand {
         /// A Graphite glob over whole names.
         pattern: String,
     },
+    /// Expire, fold and compact the store now (it also happens hourly by itself).
+    Compact,
 }
 
 pub async fn run(global: &GlobalArgs, command: MetricsCommand) -> anyhow::Result<()> {
@@ -26,6 +28,17 @@ pub async fn run(global: &GlobalArgs, command: MetricsCommand) -> anyhow::Result
     let (names, deleted) = match command {
         MetricsCommand::List { pattern } => (client.list_series(pattern.as_deref()).await?, false),
         MetricsCommand::Delete { pattern } => (client.delete_series(&pattern).await?, true),
+        MetricsCommand::Compact => {
+            let answer = client.compact_metrics().await?;
+            if global.json {
+                return print_json(&answer);
+            }
+            eprintln!(
+                "compacted: {} expired blocks deleted, {} bytes on disk",
+                answer["blocks_deleted"], answer["disk_bytes"]
+            );
+            return Ok(());
+        }
     };
     if global.json {
         return print_json(&names);

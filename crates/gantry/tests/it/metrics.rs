@@ -371,6 +371,15 @@ fn list_and_delete_series_from_the_cli() {
     assert_eq!(server.ok(&["metrics", "delete", "old.*"]), "old.a\nold.b\n");
     assert_eq!(server.ok(&["metrics", "list", "old.*"]), "");
     assert_eq!(server.ok(&["metrics", "list", "keep.*"]), "keep.me\n");
+    let out = server.cli(&["metrics", "compact"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("compacted"));
+    assert_eq!(server.ok(&["metrics", "list", "keep.*"]), "keep.me\n");
+    render_until(&server, "target=keep.me&from=-5min", |b| total(b) >= 1.0);
     let refused = server.http().delete("/api/v1/metrics");
     assert_eq!(refused.status, 400);
     assert!(refused.body["message"]
