@@ -58,6 +58,7 @@ impl Modify for SecuritySchemes {
 /// `utoipa_axum`, so the document cannot miss one (a test checks the other direction).
 pub fn routes(state: &AppState) -> (Router<AppState>, OpenApiDoc) {
     let timeout = Duration::from_secs(state.config.request_timeout_secs);
+    let max_body = state.config.max_body_bytes;
     let short = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(api::changes::router())
         .merge(api::events::router())
@@ -69,7 +70,10 @@ pub fn routes(state: &AppState) -> (Router<AppState>, OpenApiDoc) {
         .layer(middleware::from_fn(move |req, next| {
             with_timeout(timeout, req, next)
         }))
-        .layer(DefaultBodyLimit::max(state.config.max_body_bytes));
+        .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
+        .layer(middleware::from_fn(move |req, next| {
+            refuse_oversized(max_body, req, next)
+        }));
     // Streams live as long as the client wants; only shutdown ends them.
     let long = api::changes::stream_router().layer(DefaultBodyLimit::max(1024));
     short.merge(long).split_for_parts()
@@ -110,6 +114,33 @@ async fn method_not_allowed(request: Request) -> ApiError {
             request.uri().path()
         ),
     )
+}
+
+/// Bodies up to this size are read to the end before a 413, so the client finishes
+/// sending and reads the answer instead of seeing its connection reset mid-upload.
+const DRAIN_LIMIT: u64 = 16 * 1024 * 1024;
+
+/// Refuses a body whose declared length is over the limit, with a 413 that says so.
+async fn refuse_oversized(limit: usize, request: Request, next: Next) -> Response {
+    let declared = request
+        .headers()
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    match declared {
+        Some(length) if length > limit as u64 => {
+            if length <= DRAIN_LIMIT {
+                let _ = axum::body::to_bytes(request.into_body(), DRAIN_LIMIT as usize).await;
+            }
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                format!("the request body is {length} bytes, larger than this endpoint accepts ({limit} bytes)"),
+            )
+            .into_response()
+        }
+        _ => next.run(request).await,
+    }
 }
 
 async fn with_timeout(limit: Duration, request: Request, next: Next) -> Response {
