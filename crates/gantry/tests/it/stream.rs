@@ -62,8 +62,17 @@ fn stream_delivers_and_resumes_with_last_event_id() {
 #[test]
 fn watch_follows_changes() {
     let server = Server::start();
+    // From the start of the log, so the test does not depend on when `watch` connects.
     let mut watch = std::process::Command::new(crate::harness::BIN)
-        .args(["--json", "change", "watch", "--service", "shop"])
+        .args([
+            "--json",
+            "change",
+            "watch",
+            "--service",
+            "shop",
+            "--after",
+            "0",
+        ])
         .env("GANTRY_URL", server.url())
         .env("GANTRY_TOKEN_FILE", server.data_dir.join("admin.token"))
         .stdout(std::process::Stdio::piped())
