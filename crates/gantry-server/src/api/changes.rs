@@ -57,6 +57,18 @@ pub async fn record_change(
     caller: Caller,
     Json(new): Json<NewChange>,
 ) -> ApiResult<impl IntoResponse> {
+    let change = record(&state, &caller, new).await?;
+    let location = format!("/api/v1/changes/{}", change.id);
+    Ok((
+        StatusCode::CREATED,
+        [(header::LOCATION, location)],
+        axum::Json(change),
+    ))
+}
+
+/// Records a new change for `caller`: the scope for its service and environment, the
+/// rules, a new id, the store. Both ways in (`/api/v1/changes`, Graphite's `/events/`) use it.
+pub(crate) async fn record(state: &AppState, caller: &Caller, new: NewChange) -> ApiResult<Change> {
     caller.require(
         ScopeName::Write,
         new.service.as_deref(),
@@ -68,16 +80,11 @@ pub async fn record_change(
         .metrics
         .time_store("insert_change", state.store.insert_change(&change))
         .await?;
-    let location = format!("/api/v1/changes/{}", change.id);
-    Ok((
-        StatusCode::CREATED,
-        [(header::LOCATION, location)],
-        axum::Json(change),
-    ))
+    Ok(change)
 }
 
 /// A change as recorded now by `actor`, with a new id.
-pub(crate) fn from_valid(valid: ValidNewChange, actor: &str) -> Change {
+fn from_valid(valid: ValidNewChange, actor: &str) -> Change {
     Change {
         id: Ulid::new(),
         kind: valid.kind,

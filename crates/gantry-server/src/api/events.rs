@@ -287,18 +287,7 @@ pub async fn post_event(
     caller: Caller,
     Json(event): Json<NewGraphiteEvent>,
 ) -> ApiResult<axum::Json<PostedEvent>> {
-    let new = event.into_new_change()?;
-    caller.require(
-        ScopeName::Write,
-        new.service.as_deref(),
-        new.environment.as_deref(),
-    )?;
-    let valid = new.validate(Utc::now())?;
-    let change = crate::api::changes::from_valid(valid, caller.name());
-    state
-        .metrics
-        .time_store("insert_change", state.store.insert_change(&change))
-        .await?;
+    let change = crate::api::changes::record(&state, &caller, event.into_new_change()?).await?;
     Ok(axum::Json(PostedEvent {
         id: change.id.to_string(),
     }))

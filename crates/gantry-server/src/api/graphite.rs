@@ -8,9 +8,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use axum::body::Bytes;
-use axum::extract::{FromRequestParts, RawQuery, State};
+use axum::extract::{FromRequest, FromRequestParts, Request, State};
+use axum::http::header;
 use axum::http::request::Parts;
-use axum::http::{header, HeaderMap};
 use axum::response::{IntoResponse, Response};
 use chrono::Utc;
 use gantry_core::time::parse_graphite_time;
@@ -56,19 +56,31 @@ impl FromRequestParts<AppState> for MetricsReader {
     }
 }
 
-/// Query string and form body together, as graphite-web reads `request.GET` + `request.POST`.
-fn params(raw: Option<&str>, headers: &HeaderMap, body: &[u8]) -> Vec<(String, String)> {
-    let mut out: Vec<(String, String)> = form_urlencoded::parse(raw.unwrap_or("").as_bytes())
-        .into_owned()
-        .collect();
-    let is_form = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
-    if is_form {
-        out.extend(form_urlencoded::parse(body).into_owned());
+/// Query string and form body together, as graphite-web reads `request.GET` +
+/// `request.POST`: the parameters of every Graphite read endpoint.
+pub struct GraphiteParams(Vec<(String, String)>);
+
+impl<S: Send + Sync> FromRequest<S> for GraphiteParams {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
+        let mut out: Vec<(String, String)> =
+            form_urlencoded::parse(request.uri().query().unwrap_or("").as_bytes())
+                .into_owned()
+                .collect();
+        let is_form = request
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
+        if is_form {
+            let body = Bytes::from_request(request, state)
+                .await
+                .map_err(|e| ApiError::new(e.status(), "invalid_request", e.body_text()))?;
+            out.extend(form_urlencoded::parse(&body).into_owned());
+        }
+        Ok(GraphiteParams(out))
     }
-    out
 }
 
 fn first<'a>(params: &'a [(String, String)], key: &str) -> Option<&'a str> {
@@ -253,11 +265,8 @@ impl TagExpr {
 pub async fn render(
     State(state): State<AppState>,
     _reader: MetricsReader,
-    RawQuery(raw): RawQuery,
-    headers: HeaderMap,
-    body: Bytes,
+    GraphiteParams(params): GraphiteParams,
 ) -> ApiResult<Response> {
-    let params = params(raw.as_deref(), &headers, &body);
     let now = Utc::now();
     let from =
         parse_graphite_time("from", first(&params, "from").unwrap_or("-24h"), now)?.timestamp();
@@ -414,11 +423,8 @@ struct TreeNode {
 pub async fn find(
     State(state): State<AppState>,
     _reader: MetricsReader,
-    RawQuery(raw): RawQuery,
-    headers: HeaderMap,
-    body: Bytes,
+    GraphiteParams(params): GraphiteParams,
 ) -> ApiResult<Response> {
-    let params = params(raw.as_deref(), &headers, &body);
     let query = first(&params, "query")
         .filter(|q| !q.is_empty())
         .ok_or_else(|| ApiError::invalid("query is required, e.g. query=*"))?;
@@ -466,11 +472,8 @@ pub async fn find(
 pub async fn expand(
     State(state): State<AppState>,
     _reader: MetricsReader,
-    RawQuery(raw): RawQuery,
-    headers: HeaderMap,
-    body: Bytes,
+    GraphiteParams(params): GraphiteParams,
 ) -> ApiResult<axum::Json<serde_json::Value>> {
-    let params = params(raw.as_deref(), &headers, &body);
     let leaves_only = flag(&params, "leavesOnly");
     let mut grouped = BTreeMap::new();
     for query in all(&params, "query") {
@@ -513,9 +516,8 @@ fn tag_index(names: &[String]) -> BTreeMap<String, BTreeSet<String>> {
 pub async fn tags(
     State(state): State<AppState>,
     _reader: MetricsReader,
-    RawQuery(raw): RawQuery,
+    GraphiteParams(params): GraphiteParams,
 ) -> ApiResult<axum::Json<Vec<serde_json::Value>>> {
-    let params = params(raw.as_deref(), &HeaderMap::new(), &[]);
     let filter = first(&params, "filter")
         .map(|f| regex::Regex::new(f).map_err(|e| ApiError::invalid(format!("filter '{f}': {e}"))))
         .transpose()?;
@@ -557,9 +559,8 @@ fn series_matching(names: &[String], exprs: &[&str]) -> Result<Vec<String>, ApiE
 pub async fn autocomplete_tags(
     State(state): State<AppState>,
     _reader: MetricsReader,
-    RawQuery(raw): RawQuery,
+    GraphiteParams(params): GraphiteParams,
 ) -> ApiResult<axum::Json<Vec<String>>> {
-    let params = params(raw.as_deref(), &HeaderMap::new(), &[]);
     let names = series_matching(&state.tsdb.names(), &all(&params, "expr"))?;
     let prefix = first(&params, "tagPrefix").unwrap_or("");
     let limit = first(&params, "limit")
@@ -579,9 +580,8 @@ pub async fn autocomplete_tags(
 pub async fn autocomplete_values(
     State(state): State<AppState>,
     _reader: MetricsReader,
-    RawQuery(raw): RawQuery,
+    GraphiteParams(params): GraphiteParams,
 ) -> ApiResult<axum::Json<Vec<String>>> {
-    let params = params(raw.as_deref(), &HeaderMap::new(), &[]);
     let tag = first(&params, "tag").ok_or_else(|| ApiError::invalid("tag is required"))?;
     let names = series_matching(&state.tsdb.names(), &all(&params, "expr"))?;
     let prefix = first(&params, "valuePrefix").unwrap_or("");
@@ -603,11 +603,8 @@ pub async fn autocomplete_values(
 pub async fn find_series(
     State(state): State<AppState>,
     _reader: MetricsReader,
-    RawQuery(raw): RawQuery,
-    headers: HeaderMap,
-    body: Bytes,
+    GraphiteParams(params): GraphiteParams,
 ) -> ApiResult<axum::Json<Vec<String>>> {
-    let params = params(raw.as_deref(), &headers, &body);
     let exprs = all(&params, "expr");
     if exprs.is_empty() {
         return Err(ApiError::invalid("expr is required, e.g. expr=name=cpu"));
