@@ -12,14 +12,17 @@ mod group_commit;
 mod postgres;
 mod queries;
 mod schema;
+mod ship_queries;
 mod sqlite;
 #[cfg(feature = "testing")]
 pub mod testing;
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use gantry_core::ship::{Build, Host, HostFacts, HostRelease, Rollout, Task};
 use gantry_core::{
     Change, ChangeEvent, ChangePatch, ChangeQuery, NewService, Scope, Service, TokenInfo,
 };
@@ -80,6 +83,92 @@ impl Default for StoreOptions {
 pub struct TokenRecord {
     pub info: TokenInfo,
     pub revoked: bool,
+}
+
+/// The channel shipping wake-ups travel on between servers.
+pub const SHIP_CHANNEL: &str = "gantry_ship";
+
+/// A wake-up about shipping work, sent by whichever server changed the tasks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ShipSignal {
+    /// These hosts have new tasks to fetch.
+    Dispatched(Vec<String>),
+    /// An agent reported on a task of this rollout.
+    Reported(Ulid),
+}
+
+impl ShipSignal {
+    /// `NOTIFY` payloads (PostgreSQL caps one at 8000 bytes): `d:host,host…` or `r:<rollout>`.
+    pub fn payloads(&self) -> Vec<String> {
+        match self {
+            ShipSignal::Reported(id) => vec![format!("r:{id}")],
+            ShipSignal::Dispatched(hosts) => {
+                let mut out = Vec::new();
+                let mut cur = String::from("d:");
+                for h in hosts {
+                    if cur.len() + h.len() + 1 > 7000 {
+                        out.push(std::mem::replace(&mut cur, String::from("d:")));
+                    }
+                    if cur.len() > 2 {
+                        cur.push(',');
+                    }
+                    cur.push_str(h);
+                }
+                if cur.len() > 2 {
+                    out.push(cur);
+                }
+                out
+            }
+        }
+    }
+
+    pub fn parse(payload: &str) -> Option<ShipSignal> {
+        if let Some(hosts) = payload.strip_prefix("d:") {
+            Some(ShipSignal::Dispatched(
+                hosts
+                    .split(',')
+                    .filter(|h| !h.is_empty())
+                    .map(str::to_string)
+                    .collect(),
+            ))
+        } else {
+            payload
+                .strip_prefix("r:")?
+                .parse()
+                .ok()
+                .map(ShipSignal::Reported)
+        }
+    }
+}
+
+/// A filter over builds; every field set must match. Newest first.
+#[derive(Debug, Clone, Default)]
+pub struct BuildQuery {
+    pub service: Option<String>,
+    pub version: Option<String>,
+    /// Ids starting with this (case-insensitive).
+    pub id_prefix: Option<String>,
+    pub sha256: Option<String>,
+    pub limit: u32,
+}
+
+/// A service's deploy configuration as stored (the TOML text as applied).
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeployConfigRecord {
+    pub service: String,
+    pub config: String,
+    pub updated_by: String,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// A rollout that left an environment running a build.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Deployment {
+    pub service: String,
+    pub environment: String,
+    pub at: DateTime<Utc>,
+    pub rollout_id: Ulid,
+    pub build_id: Ulid,
 }
 
 /// Everything Gantry keeps about its state. Implemented by [`SqliteStore`] and
@@ -174,6 +263,105 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<bool>;
     /// Gives the lease up if `holder` holds it.
     async fn release_lease(&self, name: &str, holder: &str) -> Result<()>;
+
+    // ---- shipping ----
+
+    /// Stores a build; `Conflict` when the service has that version already.
+    async fn insert_build(&self, build: &Build) -> Result<()>;
+    async fn get_build(&self, id: Ulid) -> Result<Option<Build>>;
+    async fn find_builds(&self, query: &BuildQuery) -> Result<Vec<Build>>;
+    async fn delete_build(&self, id: Ulid) -> Result<()>;
+    /// Builds that retention must keep: what environments run and what open tasks install.
+    async fn builds_in_use(&self, service: &str) -> Result<Vec<Ulid>>;
+
+    /// Size and chunk count of an artifact kept in the database.
+    async fn blob_size(&self, sha256: &str) -> Result<Option<(u64, u32)>>;
+    /// Writes chunk `n` of an upload in progress (invisible until [`Store::commit_blob`]).
+    async fn put_blob_chunk(&self, upload_key: &str, n: u32, data: &[u8]) -> Result<()>;
+    /// Makes an upload's chunks the blob `sha256`, atomically.
+    async fn commit_blob(
+        &self,
+        upload_key: &str,
+        sha256: &str,
+        size: u64,
+        chunks: u32,
+        now: DateTime<Utc>,
+    ) -> Result<()>;
+    /// Drops an upload that failed.
+    async fn drop_blob_chunks(&self, upload_key: &str) -> Result<()>;
+    async fn blob_chunk(&self, sha256: &str, n: u32) -> Result<Option<Vec<u8>>>;
+    async fn delete_blob(&self, sha256: &str) -> Result<()>;
+
+    /// Stores a service's deploy config; returns the previous text.
+    async fn put_deploy_config(
+        &self,
+        service: &str,
+        config: &str,
+        actor: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<String>>;
+    async fn get_deploy_config(&self, service: &str) -> Result<Option<DeployConfigRecord>>;
+
+    /// Enrolls a host (or changes its environment and roles).
+    async fn enroll_host(
+        &self,
+        name: &str,
+        environment: &str,
+        roles: &[String],
+        now: DateTime<Utc>,
+    ) -> Result<()>;
+    /// A host, with `status` left as `new` for the caller to compute.
+    async fn get_host(&self, name: &str) -> Result<Option<Host>>;
+    async fn list_hosts(&self, environment: Option<&str>) -> Result<Vec<Host>>;
+    /// Records a heartbeat with what the agent reported.
+    async fn host_seen(
+        &self,
+        name: &str,
+        facts: &HostFacts,
+        releases: &BTreeMap<String, HostRelease>,
+        now: DateTime<Utc>,
+    ) -> Result<()>;
+    async fn set_host_maintenance(&self, name: &str, on: bool) -> Result<()>;
+    async fn delete_host(&self, name: &str) -> Result<()>;
+
+    /// Creates a rollout with its tasks. `Conflict` naming who holds the service and
+    /// environment when another rollout is active there. Returns the hosts it dispatched to.
+    async fn insert_rollout(&self, rollout: &Rollout, tasks: &[Task]) -> Result<Vec<String>>;
+    async fn get_rollout(&self, id: Ulid) -> Result<Option<Rollout>>;
+    async fn active_rollout(&self, service: &str, environment: &str) -> Result<Option<Rollout>>;
+    async fn list_rollouts(
+        &self,
+        service: Option<&str>,
+        environment: Option<&str>,
+        active_only: bool,
+        limit: u32,
+    ) -> Result<Vec<Rollout>>;
+    /// Writes one orchestrator tick atomically. Returns the hosts it dispatched to.
+    async fn save_rollout(
+        &self,
+        rollout: &Rollout,
+        changed: &[&Task],
+        new: &[Task],
+        deployment: Option<&Deployment>,
+    ) -> Result<Vec<String>>;
+    async fn rollout_tasks(&self, rollout: Ulid) -> Result<Vec<Task>>;
+    async fn host_tasks(&self, host: &str, open_only: bool, limit: u32) -> Result<Vec<Task>>;
+    async fn get_task(&self, id: Ulid) -> Result<Option<Task>>;
+    /// Stores an agent's update of its open task; `false` when the task was no longer open.
+    async fn report_task(&self, task: &Task) -> Result<bool>;
+    /// Tasks outside any rollout (a host converging to its environment's build).
+    async fn insert_loose_tasks(&self, tasks: &[Task]) -> Result<()>;
+    /// Builds an environment was left on, newest first.
+    async fn deployments(
+        &self,
+        service: &str,
+        environment: &str,
+        limit: u32,
+    ) -> Result<Vec<Deployment>>;
+    /// Every environment's deployments of a build, oldest first.
+    async fn build_deployments(&self, build: Ulid) -> Result<Vec<Deployment>>;
+    /// Shipping wake-ups from every server (tasks dispatched, tasks reported).
+    fn subscribe_ship(&self) -> tokio::sync::broadcast::Receiver<ShipSignal>;
 
     /// Closes connections, waiting for work in flight.
     async fn close(&self);

@@ -9,24 +9,33 @@
 //! - Schema migration runs under a session advisory lock, so servers starting together
 //!   migrate once.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use gantry_core::ship::{Build, Host, HostFacts, HostRelease, Rollout, Task};
 use gantry_core::{Change, ChangeEvent, ChangePatch, ChangeQuery, NewService, Service, TokenInfo};
 use sqlx::postgres::{PgListener, PgPool, PgPoolOptions};
 use sqlx::Acquire;
-use tokio::sync::watch;
+use tokio::sync::{broadcast, watch};
 use ulid::Ulid;
 
 use crate::group_commit::GroupCommit;
 use crate::queries::Dialect;
 use crate::schema::{self, SchemaStatus, SCHEMA_VERSION};
-use crate::{Backend, Result, Store, StoreError, StoreOptions, TagMatch, TokenRecord};
+use crate::{
+    Backend, BuildQuery, DeployConfigRecord, Deployment, Result, ShipSignal, Store, StoreError,
+    StoreOptions, TagMatch, TokenRecord,
+};
 
 mod q {
     crate::queries::queries!(sqlx::Postgres);
+}
+
+mod sq {
+    crate::ship_queries::ship_queries!(sqlx::Postgres);
 }
 
 /// Advisory lock keys are arbitrary constants: "GANTRY" in ASCII and a purpose byte
@@ -35,6 +44,9 @@ const MIGRATION_LOCK: i64 = 0x0047_414e_5452_5901;
 
 /// The channel stream wake-ups travel on.
 pub const CHANNEL: &str = "gantry_changes";
+
+/// Sends a shipping wake-up: channel `$1`, payload `$2`.
+const NOTIFY_SQL: &str = "SELECT pg_notify($1, $2)";
 
 const DIALECT: Dialect = Dialect {
     event_lock: Some("SELECT pg_advisory_xact_lock(20056528024393986)"),
@@ -48,6 +60,7 @@ pub struct PostgresStore {
     pool: PgPool,
     schema: SchemaStatus,
     events: watch::Sender<i64>,
+    ship: broadcast::Sender<ShipSignal>,
     listener: tokio::task::JoinHandle<()>,
 }
 
@@ -67,7 +80,11 @@ impl PostgresStore {
         let schema = migrate(&pool).await?;
         let last = q::last_event_seq(&pool).await?;
         let (events, _) = watch::channel(last);
-        let listener = tokio::spawn(listen(pool.clone(), events.clone()));
+        let (ship, _) = broadcast::channel(4096);
+        let (ready_tx, ready) = tokio::sync::oneshot::channel();
+        let listener = tokio::spawn(listen(pool.clone(), events.clone(), ship.clone(), ready_tx));
+        // Wake-ups sent before the listener runs would be lost to this server: wait for it.
+        let _ = tokio::time::timeout(Duration::from_secs(10), ready).await;
         let inserts = {
             let pool = pool.clone();
             let auto_create = options.auto_create_services;
@@ -83,6 +100,7 @@ impl PostgresStore {
             pool,
             schema,
             events,
+            ship,
             listener,
         })
     }
@@ -91,7 +109,13 @@ impl PostgresStore {
 /// Follows `NOTIFY` on [`CHANNEL`] for as long as the store lives, reconnecting on failure
 /// and re-reading the newest `seq` after each reconnect (notifications sent while it was
 /// away are lost; the table is not).
-async fn listen(pool: PgPool, events: watch::Sender<i64>) {
+async fn listen(
+    pool: PgPool,
+    events: watch::Sender<i64>,
+    ship: broadcast::Sender<ShipSignal>,
+    ready: tokio::sync::oneshot::Sender<()>,
+) {
+    let mut ready = Some(ready);
     let bump = |seq: i64| {
         events.send_if_modified(|newest| {
             let newer = seq > *newest;
@@ -113,7 +137,7 @@ async fn listen(pool: PgPool, events: watch::Sender<i64>) {
                 continue;
             }
         };
-        if let Err(e) = listener.listen(CHANNEL).await {
+        if let Err(e) = listener.listen_all([CHANNEL, crate::SHIP_CHANNEL]).await {
             tracing::warn!(error = %e, "change stream listener cannot LISTEN; retrying");
             tokio::time::sleep(Duration::from_secs(1)).await;
             continue;
@@ -121,10 +145,17 @@ async fn listen(pool: PgPool, events: watch::Sender<i64>) {
         if let Ok(seq) = q::last_event_seq(&pool).await {
             bump(seq);
         }
+        if let Some(ready) = ready.take() {
+            let _ = ready.send(());
+        }
         loop {
             match listener.try_recv().await {
                 Ok(Some(notification)) => {
-                    if let Ok(seq) = notification.payload().parse::<i64>() {
+                    if notification.channel() == crate::SHIP_CHANNEL {
+                        if let Some(signal) = ShipSignal::parse(notification.payload()) {
+                            let _ = ship.send(signal);
+                        }
+                    } else if let Ok(seq) = notification.payload().parse::<i64>() {
                         bump(seq);
                     }
                 }
@@ -317,6 +348,195 @@ impl Store for PostgresStore {
 
     async fn release_lease(&self, name: &str, holder: &str) -> Result<()> {
         q::release_lease(&self.pool, name, holder).await
+    }
+
+    async fn insert_build(&self, build: &Build) -> Result<()> {
+        sq::insert_build(&self.pool, build).await
+    }
+
+    async fn get_build(&self, id: Ulid) -> Result<Option<Build>> {
+        sq::get_build(&self.pool, id).await
+    }
+
+    async fn find_builds(&self, query: &BuildQuery) -> Result<Vec<Build>> {
+        sq::find_builds(&self.pool, query).await
+    }
+
+    async fn delete_build(&self, id: Ulid) -> Result<()> {
+        sq::delete_build(&self.pool, id).await
+    }
+
+    async fn builds_in_use(&self, service: &str) -> Result<Vec<Ulid>> {
+        sq::builds_in_use(&self.pool, service).await
+    }
+
+    async fn blob_size(&self, sha256: &str) -> Result<Option<(u64, u32)>> {
+        sq::blob_size(&self.pool, sha256).await
+    }
+
+    async fn put_blob_chunk(&self, upload_key: &str, n: u32, data: &[u8]) -> Result<()> {
+        sq::put_blob_chunk(&self.pool, upload_key, n, data).await
+    }
+
+    async fn commit_blob(
+        &self,
+        upload_key: &str,
+        sha256: &str,
+        size: u64,
+        chunks: u32,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        sq::commit_blob(&self.pool, upload_key, sha256, size, chunks, now).await
+    }
+
+    async fn drop_blob_chunks(&self, upload_key: &str) -> Result<()> {
+        sq::drop_blob_chunks(&self.pool, upload_key).await
+    }
+
+    async fn blob_chunk(&self, sha256: &str, n: u32) -> Result<Option<Vec<u8>>> {
+        sq::blob_chunk(&self.pool, sha256, n).await
+    }
+
+    async fn delete_blob(&self, sha256: &str) -> Result<()> {
+        sq::delete_blob(&self.pool, sha256).await
+    }
+
+    async fn put_deploy_config(
+        &self,
+        service: &str,
+        config: &str,
+        actor: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<String>> {
+        sq::put_deploy_config(&self.pool, service, config, actor, now).await
+    }
+
+    async fn get_deploy_config(&self, service: &str) -> Result<Option<DeployConfigRecord>> {
+        sq::get_deploy_config(&self.pool, service).await
+    }
+
+    async fn enroll_host(
+        &self,
+        name: &str,
+        environment: &str,
+        roles: &[String],
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        sq::enroll_host(&self.pool, name, environment, roles, now).await
+    }
+
+    async fn get_host(&self, name: &str) -> Result<Option<Host>> {
+        sq::get_host(&self.pool, name).await
+    }
+
+    async fn list_hosts(&self, environment: Option<&str>) -> Result<Vec<Host>> {
+        sq::list_hosts(&self.pool, environment).await
+    }
+
+    async fn host_seen(
+        &self,
+        name: &str,
+        facts: &HostFacts,
+        releases: &BTreeMap<String, HostRelease>,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        sq::host_seen(&self.pool, name, facts, releases, now).await
+    }
+
+    async fn set_host_maintenance(&self, name: &str, on: bool) -> Result<()> {
+        sq::set_host_maintenance(&self.pool, name, on).await
+    }
+
+    async fn delete_host(&self, name: &str) -> Result<()> {
+        sq::delete_host(&self.pool, name).await
+    }
+
+    async fn insert_rollout(&self, rollout: &Rollout, tasks: &[Task]) -> Result<Vec<String>> {
+        sq::insert_rollout(&self.pool, Some(NOTIFY_SQL), rollout, tasks).await
+    }
+
+    async fn get_rollout(&self, id: Ulid) -> Result<Option<Rollout>> {
+        sq::get_rollout(&self.pool, id).await
+    }
+
+    async fn active_rollout(&self, service: &str, environment: &str) -> Result<Option<Rollout>> {
+        sq::active_rollout(&self.pool, service, environment).await
+    }
+
+    async fn list_rollouts(
+        &self,
+        service: Option<&str>,
+        environment: Option<&str>,
+        active_only: bool,
+        limit: u32,
+    ) -> Result<Vec<Rollout>> {
+        sq::list_rollouts(&self.pool, service, environment, active_only, limit).await
+    }
+
+    async fn save_rollout(
+        &self,
+        rollout: &Rollout,
+        changed: &[&Task],
+        new: &[Task],
+        deployment: Option<&Deployment>,
+    ) -> Result<Vec<String>> {
+        sq::save_rollout(
+            &self.pool,
+            Some(NOTIFY_SQL),
+            rollout,
+            changed,
+            new,
+            deployment,
+        )
+        .await
+    }
+
+    async fn rollout_tasks(&self, rollout: Ulid) -> Result<Vec<Task>> {
+        sq::rollout_tasks(&self.pool, rollout).await
+    }
+
+    async fn host_tasks(&self, host: &str, open_only: bool, limit: u32) -> Result<Vec<Task>> {
+        sq::host_tasks(&self.pool, host, open_only, limit).await
+    }
+
+    async fn get_task(&self, id: Ulid) -> Result<Option<Task>> {
+        sq::get_task(&self.pool, id).await
+    }
+
+    async fn report_task(&self, task: &Task) -> Result<bool> {
+        sq::report_task(&self.pool, Some(NOTIFY_SQL), task).await
+    }
+
+    async fn insert_loose_tasks(&self, tasks: &[Task]) -> Result<()> {
+        sq::insert_loose_tasks(&self.pool, tasks).await?;
+        let mut hosts: Vec<String> = tasks.iter().map(|t| t.host.clone()).collect();
+        hosts.sort();
+        hosts.dedup();
+        for payload in ShipSignal::Dispatched(hosts).payloads() {
+            sqlx::query(NOTIFY_SQL)
+                .bind(crate::SHIP_CHANNEL)
+                .bind(payload)
+                .execute(&self.pool)
+                .await?;
+        }
+        Ok(())
+    }
+
+    async fn deployments(
+        &self,
+        service: &str,
+        environment: &str,
+        limit: u32,
+    ) -> Result<Vec<Deployment>> {
+        sq::deployments(&self.pool, service, environment, limit).await
+    }
+
+    async fn build_deployments(&self, build: Ulid) -> Result<Vec<Deployment>> {
+        sq::build_deployments(&self.pool, build).await
+    }
+
+    fn subscribe_ship(&self) -> tokio::sync::broadcast::Receiver<ShipSignal> {
+        self.ship.subscribe()
     }
 
     async fn close(&self) {

@@ -11,7 +11,7 @@
 use crate::{Result, StoreError};
 
 /// The newest schema version this binary knows.
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 pub(crate) struct Migration {
     pub version: i64,
@@ -23,13 +23,23 @@ pub(crate) struct Migration {
     pub postgres: &'static str,
 }
 
-pub(crate) const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    min_binary_version: 1,
-    description: "changes, history, stream events, tags, services, environments, tokens, leases",
-    sqlite: include_str!("schema/0001_sqlite.sql"),
-    postgres: include_str!("schema/0001_postgres.sql"),
-}];
+pub(crate) const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        min_binary_version: 1,
+        description:
+            "changes, history, stream events, tags, services, environments, tokens, leases",
+        sqlite: include_str!("schema/0001_sqlite.sql"),
+        postgres: include_str!("schema/0001_postgres.sql"),
+    },
+    Migration {
+        version: 2,
+        min_binary_version: 1,
+        description: "builds, artifacts, deploy configs, hosts, rollouts, tasks, deployments",
+        sqlite: include_str!("schema/0002_sqlite.sql"),
+        postgres: include_str!("schema/0002_postgres.sql"),
+    },
+];
 
 /// What start-up found and did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -83,6 +93,8 @@ mod tests {
     #[test]
     fn plans() {
         assert_eq!(plan(0, 0, 1).unwrap(), vec![1]);
+        assert_eq!(plan(0, 0, 2).unwrap(), vec![1, 2]);
+        assert_eq!(plan(1, 1, 2).unwrap(), vec![2]);
         assert_eq!(plan(1, 1, 1).unwrap(), Vec::<i64>::new());
         // A newer schema that keeps older binaries able to run: run without migrating.
         assert_eq!(plan(2, 1, 1).unwrap(), Vec::<i64>::new());

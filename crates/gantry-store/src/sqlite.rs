@@ -6,6 +6,7 @@
 //! survives the process being killed (it is in the WAL, written through to the OS); only a
 //! power loss may take the last commits, which `synchronous_full` prevents at a cost.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::str::FromStr;
 use std::sync::Arc;
@@ -13,21 +14,29 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use gantry_core::ship::{Build, Host, HostFacts, HostRelease, Rollout, Task};
 use gantry_core::{Change, ChangeEvent, ChangePatch, ChangeQuery, NewService, Service, TokenInfo};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 use sqlx::{ConnectOptions, Connection};
-use tokio::sync::watch;
+use tokio::sync::{broadcast, watch};
 use ulid::Ulid;
 
 use crate::group_commit::GroupCommit;
 use crate::queries::Dialect;
 use crate::schema::{self, SchemaStatus, SCHEMA_VERSION};
-use crate::{Backend, Result, Store, StoreError, StoreOptions, TagMatch, TokenRecord};
+use crate::{
+    Backend, BuildQuery, DeployConfigRecord, Deployment, Result, ShipSignal, Store, StoreError,
+    StoreOptions, TagMatch, TokenRecord,
+};
 
 mod q {
     crate::queries::queries!(sqlx::Sqlite);
+}
+
+mod sq {
+    crate::ship_queries::ship_queries!(sqlx::Sqlite);
 }
 
 const DIALECT: Dialect = Dialect {
@@ -43,6 +52,7 @@ pub struct SqliteStore {
     reader: SqlitePool,
     schema: SchemaStatus,
     events: watch::Sender<i64>,
+    ship: broadcast::Sender<ShipSignal>,
 }
 
 impl SqliteStore {
@@ -75,6 +85,7 @@ impl SqliteStore {
             .await?;
         let last = q::last_event_seq(&reader).await?;
         let (events, _) = watch::channel(last);
+        let (ship, _) = broadcast::channel(4096);
         let inserts = {
             let writer = writer.clone();
             let events = events.clone();
@@ -98,6 +109,7 @@ impl SqliteStore {
             reader,
             schema,
             events,
+            ship,
         })
     }
 
@@ -291,6 +303,193 @@ impl Store for SqliteStore {
 
     async fn release_lease(&self, name: &str, holder: &str) -> Result<()> {
         q::release_lease(&self.writer, name, holder).await
+    }
+
+    async fn insert_build(&self, build: &Build) -> Result<()> {
+        sq::insert_build(&self.writer, build).await
+    }
+
+    async fn get_build(&self, id: Ulid) -> Result<Option<Build>> {
+        sq::get_build(&self.reader, id).await
+    }
+
+    async fn find_builds(&self, query: &BuildQuery) -> Result<Vec<Build>> {
+        sq::find_builds(&self.reader, query).await
+    }
+
+    async fn delete_build(&self, id: Ulid) -> Result<()> {
+        sq::delete_build(&self.writer, id).await
+    }
+
+    async fn builds_in_use(&self, service: &str) -> Result<Vec<Ulid>> {
+        sq::builds_in_use(&self.reader, service).await
+    }
+
+    async fn blob_size(&self, sha256: &str) -> Result<Option<(u64, u32)>> {
+        sq::blob_size(&self.reader, sha256).await
+    }
+
+    async fn put_blob_chunk(&self, upload_key: &str, n: u32, data: &[u8]) -> Result<()> {
+        sq::put_blob_chunk(&self.writer, upload_key, n, data).await
+    }
+
+    async fn commit_blob(
+        &self,
+        upload_key: &str,
+        sha256: &str,
+        size: u64,
+        chunks: u32,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        sq::commit_blob(&self.writer, upload_key, sha256, size, chunks, now).await
+    }
+
+    async fn drop_blob_chunks(&self, upload_key: &str) -> Result<()> {
+        sq::drop_blob_chunks(&self.writer, upload_key).await
+    }
+
+    async fn blob_chunk(&self, sha256: &str, n: u32) -> Result<Option<Vec<u8>>> {
+        sq::blob_chunk(&self.reader, sha256, n).await
+    }
+
+    async fn delete_blob(&self, sha256: &str) -> Result<()> {
+        sq::delete_blob(&self.writer, sha256).await
+    }
+
+    async fn put_deploy_config(
+        &self,
+        service: &str,
+        config: &str,
+        actor: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<String>> {
+        sq::put_deploy_config(&self.writer, service, config, actor, now).await
+    }
+
+    async fn get_deploy_config(&self, service: &str) -> Result<Option<DeployConfigRecord>> {
+        sq::get_deploy_config(&self.reader, service).await
+    }
+
+    async fn enroll_host(
+        &self,
+        name: &str,
+        environment: &str,
+        roles: &[String],
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        sq::enroll_host(&self.writer, name, environment, roles, now).await
+    }
+
+    async fn get_host(&self, name: &str) -> Result<Option<Host>> {
+        sq::get_host(&self.reader, name).await
+    }
+
+    async fn list_hosts(&self, environment: Option<&str>) -> Result<Vec<Host>> {
+        sq::list_hosts(&self.reader, environment).await
+    }
+
+    async fn host_seen(
+        &self,
+        name: &str,
+        facts: &HostFacts,
+        releases: &BTreeMap<String, HostRelease>,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        sq::host_seen(&self.writer, name, facts, releases, now).await
+    }
+
+    async fn set_host_maintenance(&self, name: &str, on: bool) -> Result<()> {
+        sq::set_host_maintenance(&self.writer, name, on).await
+    }
+
+    async fn delete_host(&self, name: &str) -> Result<()> {
+        sq::delete_host(&self.writer, name).await
+    }
+
+    async fn insert_rollout(&self, rollout: &Rollout, tasks: &[Task]) -> Result<Vec<String>> {
+        let hosts = sq::insert_rollout(&self.writer, None, rollout, tasks).await?;
+        if !hosts.is_empty() {
+            let _ = self.ship.send(ShipSignal::Dispatched(hosts.clone()));
+        }
+        Ok(hosts)
+    }
+
+    async fn get_rollout(&self, id: Ulid) -> Result<Option<Rollout>> {
+        sq::get_rollout(&self.reader, id).await
+    }
+
+    async fn active_rollout(&self, service: &str, environment: &str) -> Result<Option<Rollout>> {
+        sq::active_rollout(&self.reader, service, environment).await
+    }
+
+    async fn list_rollouts(
+        &self,
+        service: Option<&str>,
+        environment: Option<&str>,
+        active_only: bool,
+        limit: u32,
+    ) -> Result<Vec<Rollout>> {
+        sq::list_rollouts(&self.reader, service, environment, active_only, limit).await
+    }
+
+    async fn save_rollout(
+        &self,
+        rollout: &Rollout,
+        changed: &[&Task],
+        new: &[Task],
+        deployment: Option<&Deployment>,
+    ) -> Result<Vec<String>> {
+        let hosts = sq::save_rollout(&self.writer, None, rollout, changed, new, deployment).await?;
+        if !hosts.is_empty() {
+            let _ = self.ship.send(ShipSignal::Dispatched(hosts.clone()));
+        }
+        Ok(hosts)
+    }
+
+    async fn rollout_tasks(&self, rollout: Ulid) -> Result<Vec<Task>> {
+        sq::rollout_tasks(&self.reader, rollout).await
+    }
+
+    async fn host_tasks(&self, host: &str, open_only: bool, limit: u32) -> Result<Vec<Task>> {
+        sq::host_tasks(&self.reader, host, open_only, limit).await
+    }
+
+    async fn get_task(&self, id: Ulid) -> Result<Option<Task>> {
+        sq::get_task(&self.reader, id).await
+    }
+
+    async fn report_task(&self, task: &Task) -> Result<bool> {
+        let stored = sq::report_task(&self.writer, None, task).await?;
+        if let (true, Some(r)) = (stored, task.rollout_id) {
+            let _ = self.ship.send(ShipSignal::Reported(r));
+        }
+        Ok(stored)
+    }
+
+    async fn insert_loose_tasks(&self, tasks: &[Task]) -> Result<()> {
+        sq::insert_loose_tasks(&self.writer, tasks).await?;
+        let mut hosts: Vec<String> = tasks.iter().map(|t| t.host.clone()).collect();
+        hosts.sort();
+        hosts.dedup();
+        let _ = self.ship.send(ShipSignal::Dispatched(hosts));
+        Ok(())
+    }
+
+    async fn deployments(
+        &self,
+        service: &str,
+        environment: &str,
+        limit: u32,
+    ) -> Result<Vec<Deployment>> {
+        sq::deployments(&self.reader, service, environment, limit).await
+    }
+
+    async fn build_deployments(&self, build: Ulid) -> Result<Vec<Deployment>> {
+        sq::build_deployments(&self.reader, build).await
+    }
+
+    fn subscribe_ship(&self) -> tokio::sync::broadcast::Receiver<ShipSignal> {
+        self.ship.subscribe()
     }
 
     async fn close(&self) {
