@@ -6,6 +6,10 @@
 use std::time::Duration;
 
 use futures::{Stream, StreamExt, TryStreamExt};
+use gantry_core::ship::{
+    AgentHello, AgentWork, Build, BuildView, DeployConfigView, Enrolled, Enrollment, Host,
+    HostView, Maintenance, NewRollout, Rollout, RolloutView, Task, TaskReport,
+};
 use gantry_core::token::CreatedToken;
 use gantry_core::{
     Change, ChangeEvent, ChangePage, ChangePatch, NewChange, NewService, NewToken, Service,
@@ -318,6 +322,207 @@ impl Client {
     pub async fn whoami(&self) -> Result<Whoami> {
         self.json(self.request(Method::GET, "/api/v1/whoami")).await
     }
+
+    // ---- shipping ----
+
+    /// Streams an artifact file to the server as a new build.
+    pub async fn push_build(&self, file: &std::path::Path, params: &PushBuild) -> Result<Build> {
+        let f = tokio::fs::File::open(file)
+            .await
+            .map_err(|e| ClientError::Config(format!("cannot read {}: {e}", file.display())))?;
+        let len = f.metadata().await.map(|m| m.len()).ok();
+        let body =
+            reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::with_capacity(f, 256 * 1024));
+        let mut request = self
+            .request(Method::POST, "/api/v1/builds")
+            .query(params)
+            .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
+            .body(body);
+        if let Some(len) = len {
+            request = request.header(reqwest::header::CONTENT_LENGTH, len);
+        }
+        self.json(request).await
+    }
+
+    /// Registers a build agents fetch from `params.url` (with `params.sha256`).
+    pub async fn register_build(&self, params: &PushBuild) -> Result<Build> {
+        self.json(self.request(Method::POST, "/api/v1/builds").query(params))
+            .await
+    }
+
+    pub async fn list_builds(&self, service: Option<&str>, limit: u32) -> Result<Vec<Build>> {
+        let mut request = self
+            .request(Method::GET, "/api/v1/builds")
+            .query(&[("limit", limit)]);
+        if let Some(s) = service {
+            request = request.query(&[("service", s)]);
+        }
+        self.json(request).await
+    }
+
+    /// A build by version (with `service`), id or unique id prefix.
+    pub async fn get_build(&self, reference: &str, service: Option<&str>) -> Result<BuildView> {
+        let mut request = self.request(
+            Method::GET,
+            &format!("/api/v1/builds/{}", path_segment(reference)?),
+        );
+        if let Some(s) = service {
+            request = request.query(&[("service", s)]);
+        }
+        self.json(request).await
+    }
+
+    /// Applies a service's deploy config (TOML text).
+    pub async fn apply_deploy_config(
+        &self,
+        service: &str,
+        toml: String,
+    ) -> Result<DeployConfigView> {
+        self.json(
+            self.request(
+                Method::PUT,
+                &format!("/api/v1/services/{}/deploy-config", path_segment(service)?),
+            )
+            .header(reqwest::header::CONTENT_TYPE, "application/toml")
+            .body(toml),
+        )
+        .await
+    }
+
+    pub async fn enroll_host(&self, enrollment: &Enrollment) -> Result<Enrolled> {
+        self.json(self.request(Method::POST, "/api/v1/hosts").json(enrollment))
+            .await
+    }
+
+    pub async fn list_hosts(&self, environment: Option<&str>) -> Result<Vec<Host>> {
+        let mut request = self.request(Method::GET, "/api/v1/hosts");
+        if let Some(e) = environment {
+            request = request.query(&[("environment", e)]);
+        }
+        self.json(request).await
+    }
+
+    pub async fn get_host(&self, name: &str) -> Result<HostView> {
+        self.json(self.request(
+            Method::GET,
+            &format!("/api/v1/hosts/{}", path_segment(name)?),
+        ))
+        .await
+    }
+
+    pub async fn set_maintenance(&self, name: &str, on: bool) -> Result<Host> {
+        self.json(
+            self.request(
+                Method::PUT,
+                &format!("/api/v1/hosts/{}/maintenance", path_segment(name)?),
+            )
+            .json(&Maintenance { on }),
+        )
+        .await
+    }
+
+    pub async fn create_rollout(&self, new: &NewRollout) -> Result<Rollout> {
+        self.json(self.request(Method::POST, "/api/v1/rollouts").json(new))
+            .await
+    }
+
+    pub async fn list_rollouts(
+        &self,
+        service: Option<&str>,
+        environment: Option<&str>,
+        active: bool,
+        limit: u32,
+    ) -> Result<Vec<Rollout>> {
+        let mut request = self
+            .request(Method::GET, "/api/v1/rollouts")
+            .query(&[("limit", limit)])
+            .query(&[("active", active)]);
+        if let Some(s) = service {
+            request = request.query(&[("service", s)]);
+        }
+        if let Some(e) = environment {
+            request = request.query(&[("environment", e)]);
+        }
+        self.json(request).await
+    }
+
+    pub async fn get_rollout(&self, id: &str) -> Result<RolloutView> {
+        self.json(self.request(
+            Method::GET,
+            &format!("/api/v1/rollouts/{}", path_segment(id)?),
+        ))
+        .await
+    }
+
+    /// `pause`, `resume` or `abort`.
+    pub async fn control_rollout(&self, id: &str, action: &str) -> Result<Rollout> {
+        self.json(self.request(
+            Method::POST,
+            &format!(
+                "/api/v1/rollouts/{}/{}",
+                path_segment(id)?,
+                path_segment(action)?
+            ),
+        ))
+        .await
+    }
+
+    // ---- what agents call ----
+
+    /// The heartbeat long poll: waits up to `wait` for tasks.
+    pub async fn agent_poll(
+        &self,
+        hello: &AgentHello,
+        wait: Duration,
+        starting: bool,
+    ) -> Result<AgentWork> {
+        self.json(
+            self.request(Method::POST, "/api/v1/agent/poll")
+                .query(&[("wait", wait.as_secs())])
+                .query(&[("starting", starting)])
+                .timeout(wait + Duration::from_secs(30))
+                .json(hello),
+        )
+        .await
+    }
+
+    pub async fn agent_report(&self, task: &str, report: &TaskReport) -> Result<Task> {
+        self.json(
+            self.request(
+                Method::POST,
+                &format!("/api/v1/agent/tasks/{}", path_segment(task)?),
+            )
+            .timeout(Duration::from_secs(30))
+            .json(report),
+        )
+        .await
+    }
+
+    /// The HTTP client and token, for fetching artifacts with resume.
+    pub fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
+
+    pub fn token(&self) -> Option<&str> {
+        self.token.as_deref()
+    }
+}
+
+/// Query of `POST /api/v1/builds`.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct PushBuild {
+    pub service: String,
+    pub version: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub commit: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub commit_time: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub size: Option<u64>,
 }
 
 /// Refuses a path segment that would change the path it is put into.

@@ -6,9 +6,11 @@
 //! agent and SDKs.
 
 pub mod change;
+pub mod deploy;
 pub mod names;
 pub mod scope;
 pub mod service;
+pub mod ship;
 pub mod time;
 pub mod token;
 
@@ -16,6 +18,7 @@ pub use change::{
     Change, ChangeEvent, ChangeEventKind, ChangeHistoryEntry, ChangeKind, ChangePage, ChangePatch,
     ChangeQuery, ChangeStatus, CommitRange, Cursor, Link, NewChange, Size, ValidNewChange,
 };
+pub use deploy::{DeployConfig, HealthCheck, Hook, Hooks};
 pub use scope::{Grant, Scope, ScopeName};
 pub use service::{NewService, Service};
 pub use token::{NewToken, TokenInfo};

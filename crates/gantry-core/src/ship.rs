@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use ulid::Ulid;
 use utoipa::ToSchema;
 
+use crate::deploy::DeployConfig;
 use crate::Invalid;
 
 macro_rules! str_enum {
@@ -172,8 +173,7 @@ impl Host {
     /// Whether the host runs a service with these roles (`None`: every host).
     pub fn has_role(&self, roles: Option<&[String]>) -> bool {
         match roles {
-            None => true,
-            Some(wanted) if wanted.is_empty() => true,
+            None | Some([]) => true,
             Some(wanted) => self.roles.iter().any(|r| wanted.contains(r)),
         }
     }
@@ -337,6 +337,10 @@ pub struct Rollout {
     pub skipped: Vec<String>,
     /// Who aborted it, if someone did.
     pub aborted_by: Option<String>,
+    /// A person's pending request (`pause`, `resume`, `abort:<actor>`), applied by the
+    /// server driving the rollout on its next tick.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub control: Option<String>,
     /// For a rollback: the rollout it reverts.
     #[schema(value_type = Option<String>)]
     pub reverts: Option<Ulid>,
@@ -435,6 +439,10 @@ pub struct AgentHello {
     /// Service → what its `current` link points at.
     #[serde(default)]
     pub releases: BTreeMap<String, HostRelease>,
+    /// Tasks the agent is running now (not sent again).
+    #[serde(default)]
+    #[schema(value_type = Vec<String>)]
+    pub running: Vec<Ulid>,
 }
 
 /// A task as the agent receives it: everything it needs to act alone.
@@ -448,7 +456,7 @@ pub struct AgentTask {
     /// Whether `artifact_url` is on this server (send the agent token) or elsewhere.
     pub artifact_on_server: bool,
     #[schema(value_type = Object)]
-    pub config: crate::deploy::DeployConfig,
+    pub config: DeployConfig,
 }
 
 /// What `POST /api/v1/agent/poll` answers: the tasks to run now, in order.
@@ -457,6 +465,9 @@ pub struct AgentWork {
     pub tasks: Vec<AgentTask>,
     /// Poll again within this many seconds (it is the heartbeat).
     pub heartbeat_secs: u64,
+    /// The host is in maintenance: drain every service and keep it drained.
+    #[serde(default)]
+    pub maintenance: bool,
 }
 
 /// An agent's report on a task's progress.
@@ -836,6 +847,105 @@ pub fn abort(
     out
 }
 
+// ---- API bodies and views shared by the server and its clients ----
+
+/// A build and when each environment first ran it (lead time).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct BuildView {
+    #[serde(flatten)]
+    pub build: Build,
+    pub environments: Vec<FirstDeployed>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct FirstDeployed {
+    pub environment: String,
+    pub first_at: DateTime<Utc>,
+}
+
+/// The body of `POST /api/v1/hosts`.
+#[derive(Debug, Clone, Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Enrollment {
+    pub name: String,
+    pub environment: String,
+    #[serde(default)]
+    pub roles: Vec<String>,
+}
+
+/// The answer to an enrollment: the host's token, shown once.
+#[derive(Debug, Clone, Deserialize, Serialize, ToSchema)]
+pub struct Enrolled {
+    pub host: Host,
+    /// The agent's token, bound to this host: `gantry agent --token-file`.
+    pub token: String,
+}
+
+/// A host with its recent tasks.
+#[derive(Debug, Clone, Deserialize, Serialize, ToSchema)]
+pub struct HostView {
+    #[serde(flatten)]
+    pub host: Host,
+    pub tasks: Vec<Task>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Maintenance {
+    pub on: bool,
+}
+
+/// The body of `POST /api/v1/rollouts`.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewRollout {
+    /// `deploy` (the default), `rollback` or `promote`.
+    pub kind: Option<RolloutKind>,
+    pub service: String,
+    /// The environment to deploy to.
+    pub environment: String,
+    /// For `deploy`: a build id, a unique id prefix, or a version of the service.
+    pub build: Option<String>,
+    /// For `promote`: the environment whose build goes to `environment`.
+    pub from: Option<String>,
+    /// Cumulative wave sizes, e.g. `1,10%,50%,100%` (rollback: `100%`).
+    pub waves: Option<String>,
+    /// Bake time after each wave (`60s`, `5m`); rollback: none.
+    pub bake: Option<String>,
+    /// At most this many hosts at once within a wave (0: no limit).
+    pub parallel: Option<usize>,
+    /// Failed hosts tolerated before the rollout stops (default 0).
+    pub max_failed: Option<usize>,
+    /// Only hosts with one of these roles (default: the service's deploy config).
+    pub roles: Option<Vec<String>>,
+    /// Roll hosts back automatically when a gate fails (default true).
+    pub auto_rollback: Option<bool>,
+    /// Refuse to start when a target host is offline, instead of skipping it.
+    pub require_all: Option<bool>,
+}
+
+/// A rollout and its per-host tasks.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct RolloutView {
+    #[serde(flatten)]
+    pub rollout: Rollout,
+    pub tasks: Vec<Task>,
+}
+
+/// A service's deploy configuration as applied, and as Gantry reads it.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct DeployConfigView {
+    pub service: String,
+    /// The TOML text as applied.
+    pub source: String,
+    pub config: DeployConfig,
+    pub updated_by: String,
+    pub updated_at: chrono::DateTime<Utc>,
+    /// On apply: the change that recorded it (absent when nothing changed).
+    #[schema(value_type = Option<String>)]
+    pub change_id: Option<Ulid>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -868,6 +978,7 @@ mod tests {
             },
             skipped: vec![],
             aborted_by: None,
+            control: None,
             reverts: None,
             created_by: "t".into(),
             created_at: t0(),
@@ -1146,9 +1257,6 @@ mod tests {
         assert!(validate_version("../x").is_err());
         assert!(validate_sha256(&"a".repeat(64)).is_ok());
         assert!(validate_sha256(&"A".repeat(64)).is_err());
-        assert_eq!(
-            output_tail(&"é".repeat(10_000)).len() <= MAX_TASK_OUTPUT,
-            true
-        );
+        assert!(output_tail(&"é".repeat(10_000)).len() <= MAX_TASK_OUTPUT);
     }
 }

@@ -28,7 +28,11 @@ use crate::state::AppState;
     ),
     modifiers(&SecuritySchemes),
     tags(
+        (name = "agent", description = "What host agents call: the heartbeat long poll and task reports"),
+        (name = "builds", description = "Builds and their artifacts, made once and promoted unchanged"),
         (name = "changes", description = "The change log: every event that changed production"),
+        (name = "hosts", description = "Hosts running gantry agent: enrollment, health, maintenance"),
+        (name = "rollouts", description = "Deploys, rollbacks and promotes in waves with health gates"),
         (name = "graphite", description = "Graphite-compatible reads (render, find, tags) and events, for Grafana"),
         (name = "metrics", description = "Stored metric series"),
         (name = "services", description = "Services and their environment pipelines"),
@@ -67,6 +71,10 @@ pub fn routes(state: &AppState) -> (Router<AppState>, OpenApiDoc) {
         .merge(api::services::router())
         .merge(api::tokens::router())
         .merge(api::system::router())
+        .merge(api::builds::router())
+        .merge(api::hosts::router())
+        .merge(api::agent::router())
+        .merge(api::rollouts::router())
         .layer(middleware::from_fn(move |req, next| {
             with_timeout(timeout, req, next)
         }))
@@ -76,7 +84,16 @@ pub fn routes(state: &AppState) -> (Router<AppState>, OpenApiDoc) {
         }));
     // Streams live as long as the client wants; only shutdown ends them.
     let long = api::changes::stream_router().layer(DefaultBodyLimit::max(1024));
-    short.merge(long).split_for_parts()
+    // Agents' long polls end themselves within a heartbeat interval.
+    let poll = api::agent::poll_router().layer(DefaultBodyLimit::max(max_body));
+    // Artifacts: as large as [ship] max_artifact_bytes (checked while streaming), as long
+    // as the transfer takes.
+    let transfer = api::builds::transfer_router().layer(DefaultBodyLimit::disable());
+    short
+        .merge(long)
+        .merge(poll)
+        .merge(transfer)
+        .split_for_parts()
 }
 
 /// The application, ready to serve.

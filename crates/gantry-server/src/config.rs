@@ -47,6 +47,8 @@ pub struct ServerConfig {
     pub auth: AuthConfig,
     /// Beyond one machine: `[metrics.forward]`.
     pub metrics: MetricsConfig,
+    /// Builds, artifacts, agents and rollouts.
+    pub ship: crate::ship::ShipConfig,
 }
 
 /// The `[metrics]` section.
@@ -140,6 +142,7 @@ impl Default for ServerConfig {
             storage: gantry_tsdb::TsdbConfig::default(),
             auth: AuthConfig::default(),
             metrics: MetricsConfig::default(),
+            ship: crate::ship::ShipConfig::default(),
         }
     }
 }

@@ -16,6 +16,7 @@ pub mod ingest;
 pub mod metrics;
 pub mod remote_read;
 pub mod serve;
+pub mod ship;
 pub mod state;
 
 pub use app::app;

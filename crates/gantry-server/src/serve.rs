@@ -141,6 +141,7 @@ pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
         retention,
         state.shutdown.clone(),
     ));
+    start_shipping(&state).await;
 
     tracing::info!(addr = %addr, tls = tls.is_some(), "listening");
     let service = app(state).into_make_service_with_connect_info::<SocketAddr>();
@@ -350,4 +351,22 @@ async fn prune_stream(
             Err(e) => tracing::warn!(error = %e, "cannot prune change-stream events"),
         }
     }
+}
+
+/// The shipping side: artifact storage ready, agents' wake-ups, and the orchestrator.
+async fn start_shipping(state: &AppState) {
+    if let crate::ship::artifacts::Artifacts::Local(dir) = &state.artifacts {
+        // Uploads cut by a crash are never visible; drop their leftovers.
+        let _ = tokio::fs::remove_dir_all(dir.join("tmp")).await;
+    }
+    tracing::info!(storage = state.artifacts.kind(), "artifact storage ready");
+    tokio::spawn(state.bell.clone().follow(state.store.subscribe_ship()));
+    let orchestrator = std::sync::Arc::new(crate::ship::orchestrator::Orchestrator {
+        store: state.store.clone(),
+        bell: state.bell.clone(),
+        config: state.config.ship.clone(),
+        gates: Vec::new(),
+        holder: state.holder.clone(),
+    });
+    tokio::spawn(orchestrator.run(state.shutdown.clone()));
 }

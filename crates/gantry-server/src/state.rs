@@ -33,6 +33,12 @@ pub struct Inner {
     pub started_at: DateTime<Utc>,
     /// The address the HTTP listener actually bound (port 0 resolved).
     pub http_addr: OnceLock<SocketAddr>,
+    /// Where build artifacts are kept.
+    pub artifacts: crate::ship::artifacts::Artifacts,
+    /// Wakes agents' long polls and the orchestrator.
+    pub bell: Arc<crate::ship::bell::Bell>,
+    /// This process's name as a lease holder (rollouts it drives).
+    pub holder: String,
 }
 
 impl AppState {
@@ -45,7 +51,11 @@ impl AppState {
         let remote = crate::remote_read::RemoteRead::new(&config.metrics.remote_read)
             .ok()
             .flatten();
+        let artifacts = crate::ship::artifacts_for(&config, &store);
         AppState(Arc::new(Inner {
+            artifacts,
+            bell: Arc::new(crate::ship::bell::Bell::new()),
+            holder: format!("server-{}", ulid::Ulid::new()),
             remote,
             store,
             tsdb,

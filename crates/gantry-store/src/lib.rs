@@ -328,6 +328,8 @@ pub trait Store: Send + Sync + 'static {
     /// environment when another rollout is active there. Returns the hosts it dispatched to.
     async fn insert_rollout(&self, rollout: &Rollout, tasks: &[Task]) -> Result<Vec<String>>;
     async fn get_rollout(&self, id: Ulid) -> Result<Option<Rollout>>;
+    /// Asks the server driving a rollout to `pause`, `resume` or `abort:<actor>` it.
+    async fn control_rollout(&self, id: Ulid, control: &str) -> Result<()>;
     async fn active_rollout(&self, service: &str, environment: &str) -> Result<Option<Rollout>>;
     async fn list_rollouts(
         &self,

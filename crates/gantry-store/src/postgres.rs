@@ -455,6 +455,10 @@ impl Store for PostgresStore {
         sq::insert_rollout(&self.pool, Some(NOTIFY_SQL), rollout, tasks).await
     }
 
+    async fn control_rollout(&self, id: Ulid, control: &str) -> Result<()> {
+        sq::control_rollout(&self.pool, id, control).await
+    }
+
     async fn get_rollout(&self, id: Ulid) -> Result<Option<Rollout>> {
         sq::get_rollout(&self.pool, id).await
     }

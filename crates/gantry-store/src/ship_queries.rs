@@ -419,11 +419,27 @@ macro_rules! ship_queries {
 
         fn rollout_from_row(row: &DbRow) -> Result<Rollout> {
             let doc: String = row.try_get("doc")?;
-            from_json("rollout", &doc)
+            let mut r: Rollout = from_json("rollout", &doc)?;
+            r.control = row.try_get("control")?;
+            Ok(r)
+        }
+
+        /// Records a person's request for the driving server to apply on its next tick.
+        pub(crate) async fn control_rollout(pool: &Pool<Db>, id: Ulid, control: &str) -> Result<()> {
+            let done = sqlx::query("UPDATE rollouts SET control = $1 WHERE id = $2 AND active = 1")
+                .bind(control)
+                .bind(id.to_string())
+                .execute(pool)
+                .await?
+                .rows_affected();
+            if done == 0 {
+                return Err(StoreError::Conflict(format!("rollout {id} is not active (it has finished)")));
+            }
+            Ok(())
         }
 
         pub(crate) async fn get_rollout(pool: &Pool<Db>, id: Ulid) -> Result<Option<Rollout>> {
-            sqlx::query("SELECT doc FROM rollouts WHERE id = $1")
+            sqlx::query("SELECT doc, control FROM rollouts WHERE id = $1")
                 .bind(id.to_string())
                 .fetch_optional(pool)
                 .await?
@@ -432,7 +448,7 @@ macro_rules! ship_queries {
         }
 
         pub(crate) async fn active_rollout(pool: &Pool<Db>, service: &str, environment: &str) -> Result<Option<Rollout>> {
-            sqlx::query("SELECT doc FROM rollouts WHERE service = $1 AND environment = $2 AND active = 1")
+            sqlx::query("SELECT doc, control FROM rollouts WHERE service = $1 AND environment = $2 AND active = 1")
                 .bind(service)
                 .bind(environment)
                 .fetch_optional(pool)
@@ -442,7 +458,7 @@ macro_rules! ship_queries {
         }
 
         pub(crate) async fn list_rollouts(pool: &Pool<Db>, service: Option<&str>, environment: Option<&str>, active_only: bool, limit: u32) -> Result<Vec<Rollout>> {
-            let mut sql = QueryBuilder::<Db>::new("SELECT doc FROM rollouts WHERE 1 = 1");
+            let mut sql = QueryBuilder::<Db>::new("SELECT doc, control FROM rollouts WHERE 1 = 1");
             if let Some(s) = service {
                 sql.push(" AND service = ").push_bind(s.to_string());
             }
@@ -468,12 +484,16 @@ macro_rules! ship_queries {
             deployment: Option<&Deployment>,
         ) -> Result<Vec<String>> {
             let mut tx = pool.begin().await?;
-            sqlx::query("UPDATE rollouts SET state = $1, active = $2, doc = $3, updated_at = $4 WHERE id = $5")
+            // A request made since the tick read the rollout stays for the next tick.
+            let mut doc = r.clone();
+            doc.control = None;
+            sqlx::query("UPDATE rollouts SET state = $1, active = $2, doc = $3, updated_at = $4, control = CASE WHEN control = $6 THEN NULL ELSE control END WHERE id = $5")
                 .bind(r.state.as_str())
                 .bind(i32::from(!r.state.is_final()))
-                .bind(json("rollout", r)?)
+                .bind(json("rollout", &doc)?)
                 .bind(micros(r.updated_at))
                 .bind(r.id.to_string())
+                .bind(r.control.clone().unwrap_or_default())
                 .execute(&mut *tx)
                 .await?;
             update_tasks(&mut tx, changed).await?;

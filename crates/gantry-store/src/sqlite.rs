@@ -414,6 +414,10 @@ impl Store for SqliteStore {
         Ok(hosts)
     }
 
+    async fn control_rollout(&self, id: Ulid, control: &str) -> Result<()> {
+        sq::control_rollout(&self.writer, id, control).await
+    }
+
     async fn get_rollout(&self, id: Ulid) -> Result<Option<Rollout>> {
         sq::get_rollout(&self.reader, id).await
     }

@@ -78,6 +78,7 @@ fn rollout(service: &str, env: &str, b: &Build) -> Rollout {
         },
         skipped: vec![],
         aborted_by: None,
+        control: None,
         reverts: None,
         created_by: "alice".into(),
         created_at: at(0),

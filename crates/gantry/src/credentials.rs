@@ -13,7 +13,7 @@ pub fn client(global: &GlobalArgs) -> anyhow::Result<gantry_client::Client> {
     Ok(gantry_client::Client::new(&global.url, token)?)
 }
 
-fn resolve(global: &GlobalArgs) -> anyhow::Result<Option<String>> {
+pub fn resolve(global: &GlobalArgs) -> anyhow::Result<Option<String>> {
     if let Some(token) = &global.token {
         return Ok(Some(token.trim().to_string()));
     }

@@ -34,7 +34,8 @@ pub struct GlobalArgs {
         long,
         env = "GANTRY_URL",
         default_value = "http://127.0.0.1:7070",
-        global = true
+        global = true,
+        visible_alias = "server"
     )]
     pub url: String,
     /// API token. Prefer --token-file: a token on the command line shows up in `ps`.
@@ -74,6 +75,24 @@ enum Command {
     /// Manage services and their environment pipelines.
     #[command(subcommand)]
     Service(commands::service::ServiceCommand),
+    /// Push, register, list and show builds.
+    #[command(subcommand)]
+    Build(commands::ship::BuildCommand),
+    /// Deploy a build of a service to an environment in waves; prints the rollout id.
+    Deploy(commands::ship::DeployArgs),
+    /// Return an environment to the build that ran successfully before the current one.
+    Rollback(commands::ship::RollbackArgs),
+    /// Deploy exactly the build one environment runs to the next (refused unless its last
+    /// deploy there succeeded).
+    Promote(commands::ship::PromoteArgs),
+    /// List, follow, pause, resume and abort rollouts.
+    #[command(subcommand)]
+    Rollout(commands::ship::RolloutCommand),
+    /// Enroll, list and show hosts; maintenance mode.
+    #[command(subcommand)]
+    Host(commands::ship::HostCommand),
+    /// Run the host agent: install what the server sends, report every step.
+    Agent(commands::ship::AgentArgs),
     /// Send a directory of key=value drop files as metrics, every interval.
     Collect(commands::collect::CollectArgs),
     /// List and delete stored metric series.
@@ -100,7 +119,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let is_server = matches!(cli.command, Command::Server(_));
+    let is_server = matches!(cli.command, Command::Server(_) | Command::Agent(_));
     output::init_logging(cli.global.log_format, is_server);
     let result = runtime.block_on(async move {
         match cli.command {
@@ -110,6 +129,13 @@ fn main() -> ExitCode {
             Command::Token(cmd) => commands::token::run(&cli.global, cmd).await,
             Command::Metrics(cmd) => commands::metrics::run(&cli.global, cmd).await,
             Command::Collect(args) => commands::collect::run(args).await,
+            Command::Build(cmd) => commands::ship::build(&cli.global, cmd).await,
+            Command::Deploy(args) => commands::ship::deploy(&cli.global, args).await,
+            Command::Rollback(args) => commands::ship::rollback(&cli.global, args).await,
+            Command::Promote(args) => commands::ship::promote(&cli.global, args).await,
+            Command::Rollout(cmd) => commands::ship::rollout(&cli.global, cmd).await,
+            Command::Host(cmd) => commands::ship::host(&cli.global, cmd).await,
+            Command::Agent(args) => commands::ship::agent(&cli.global, args).await,
             Command::Whoami => commands::token::whoami(&cli.global).await,
             Command::Version => {
                 println!("gantry {}", env!("CARGO_PKG_VERSION"));

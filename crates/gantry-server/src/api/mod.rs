@@ -1,10 +1,14 @@
 //! The HTTP routes, one module per resource. Handlers are thin: they check the caller's
 //! scope, parse, call the store (or a domain function) and shape the answer.
 
+pub mod agent;
+pub mod builds;
 pub mod changes;
 pub mod events;
 pub mod graphite;
+pub mod hosts;
 pub mod metrics_admin;
+pub mod rollouts;
 pub mod services;
 pub mod system;
 pub mod tokens;

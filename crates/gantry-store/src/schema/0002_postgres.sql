@@ -61,6 +61,8 @@ CREATE TABLE rollouts (
     state TEXT NOT NULL,
     active INTEGER NOT NULL,
     doc TEXT NOT NULL,
+    -- A person's request (pause, resume, abort:<actor>) the driving server applies.
+    control TEXT,
     created_at BIGINT NOT NULL,
     updated_at BIGINT NOT NULL
 );

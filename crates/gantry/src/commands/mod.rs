@@ -6,4 +6,5 @@ pub mod collect;
 pub mod metrics;
 pub mod server;
 pub mod service;
+pub mod ship;
 pub mod token;

@@ -12,6 +12,9 @@ pub enum ServiceCommand {
     /// Register a service and its pipeline (or set the pipeline of one first seen in a
     /// change); prints its name.
     Create(CreateArgs),
+    /// Apply a service's deploy configuration (a TOML file kept in the app's repository;
+    /// needs an admin token, because its hooks run on every host). Prints the diff.
+    Apply { file: std::path::PathBuf },
     /// List services.
     List,
     /// Show a service.
@@ -51,6 +54,21 @@ pub async fn run(global: &GlobalArgs, command: ServiceCommand) -> anyhow::Result
                 return print_json(&service);
             }
             println!("{}", service.name);
+        }
+        ServiceCommand::Apply { file } => {
+            let text = tokio::fs::read_to_string(&file)
+                .await
+                .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", file.display()))?;
+            let parsed = gantry_core::deploy::DeployConfig::parse_toml(&text)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+            let view = client.apply_deploy_config(&parsed.name, text).await?;
+            if global.json {
+                return print_json(&view);
+            }
+            match view.change_id {
+                Some(id) => println!("{} applied (change {id})", view.service),
+                None => println!("{} unchanged", view.service),
+            }
         }
         ServiceCommand::List => {
             let services = client.list_services().await?;
