@@ -312,7 +312,10 @@ pub async fn create_rollout(
         previous.as_ref().and_then(|p| p.commit.clone()),
         build.commit.clone(),
     ) {
-        (Some(from), Some(to)) if from != to => Some(CommitRange { from, to }),
+        // A rollback ships no new commits; it returns to older ones.
+        (Some(from), Some(to)) if from != to && kind != RolloutKind::Rollback => {
+            Some(CommitRange { from, to })
+        }
         _ => None,
     };
     let mut metadata = serde_json::Map::new();

@@ -266,17 +266,22 @@ pub fn progress_text(r: &Rollout, tasks: &[Task], now: DateTime<Utc>) -> String 
         .iter()
         .filter(|t| t.state == TaskState::Failed)
         .count();
-    let verb = match r.kind {
-        RolloutKind::Rollback => "rollback to",
-        RolloutKind::Promote => "promote of",
-        RolloutKind::Deploy => "deploy of",
+    let what = match r.kind {
+        RolloutKind::Rollback => format!(
+            "rollback of {} to {} in {}",
+            r.service, r.version, r.environment
+        ),
+        RolloutKind::Promote => format!(
+            "promote of {} {} to {}",
+            r.service, r.version, r.environment
+        ),
+        RolloutKind::Deploy => {
+            format!("deploy of {} {} to {}", r.service, r.version, r.environment)
+        }
     };
     let mut s = format!(
-        "{} {} {} to {}: {}; {} of {} hosts succeeded, {} failed; wave {} of {} ({})",
-        verb,
-        r.service,
-        r.version,
-        r.environment,
+        "{}: {}; {} of {} hosts succeeded, {} failed; wave {} of {} ({})",
+        what,
         r.state,
         done,
         deploy.len(),

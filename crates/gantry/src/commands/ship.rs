@@ -19,9 +19,11 @@ use crate::GlobalArgs;
 #[derive(Debug, Subcommand)]
 pub enum BuildCommand {
     /// Upload an artifact (a .tar.gz) as a new build of a service; prints the build id.
+    #[command(disable_version_flag = true)]
     Push(PushArgs),
     /// Register a build that agents fetch from a URL (checked against its sha-256) instead
     /// of uploading it; prints the build id.
+    #[command(disable_version_flag = true)]
     Register(RegisterArgs),
     /// List builds, newest first.
     List {
@@ -58,7 +60,8 @@ pub struct PushArgs {
 #[derive(Debug, Args)]
 pub struct RegisterArgs {
     /// Where agents fetch the artifact (http or https).
-    url: String,
+    #[arg(value_name = "URL")]
+    artifact_url: String,
     #[arg(long)]
     sha256: String,
     #[arg(long)]
@@ -101,7 +104,7 @@ pub async fn build(global: &GlobalArgs, command: BuildCommand) -> anyhow::Result
                     version: a.version,
                     commit: a.commit,
                     commit_time: a.commit_time,
-                    url: Some(a.url),
+                    url: Some(a.artifact_url),
                     sha256: Some(a.sha256),
                     size: a.size,
                 })

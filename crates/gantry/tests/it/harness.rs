@@ -43,7 +43,12 @@ impl Server {
         };
         let mut command = Command::new(BIN);
         command
-            .args(["--log-format", "json", "server", "--listen", "127.0.0.1:0"])
+            .args(["--log-format", "json", "server"])
+            .args(if options.extra_args.iter().any(|a| a == "--listen") {
+                &[][..]
+            } else {
+                &["--listen", "127.0.0.1:0"][..]
+            })
             // Every listener on a free port, so tests run side by side.
             .args([
                 "--statsd-listen",

@@ -11,5 +11,6 @@ mod graphite_web;
 mod lifecycle;
 mod metrics;
 mod postgres;
+mod ship;
 mod stream;
 mod tidy;
