@@ -3,11 +3,13 @@
 //! million changes takes a minute, not an hour); `http` drives a running server the way
 //! clients would and prints what it measured. The metrics benchmarks (`scripts/bench/statsd`,
 //! `scripts/bench/graphite`) use `statsd-load`, `graphite-load`, `graphite-render` and
-//! `graphite-sink`.
+//! `graphite-sink`; the deploy benchmark (`scripts/bench/deploy`) runs many host agents in
+//! one process with `agents`.
 //!
 //! Invariant: results go to stdout as one line of `key=value` pairs, for the script to
 //! read; everything meant for people (progress, summaries, errors) goes to stderr.
 
+mod agents;
 mod graphite;
 mod http;
 mod load;
@@ -41,6 +43,9 @@ enum Command {
     GraphiteRender(graphite::RenderArgs),
     /// Collect Graphite plaintext on 127.0.0.1 into a file, until killed.
     GraphiteSink(graphite::SinkArgs),
+    /// Run many host agents in this one process, each with its own token, root directory
+    /// and HTTP connections, until SIGTERM (scripts/bench/deploy).
+    Agents(agents::AgentsArgs),
 }
 
 fn main() -> ExitCode {
@@ -63,6 +68,7 @@ fn main() -> ExitCode {
             Command::GraphiteLoad(args) => graphite::load(args).await,
             Command::GraphiteRender(args) => graphite::render(args).await,
             Command::GraphiteSink(args) => graphite::sink(args).await,
+            Command::Agents(args) => agents::run(args).await,
         }
     });
     match result {

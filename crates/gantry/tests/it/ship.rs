@@ -25,7 +25,9 @@ class H(http.server.BaseHTTPRequestHandler):
         self.wfile.write(body)
     def log_message(self, *args):
         pass
-http.server.ThreadingHTTPServer(("127.0.0.1", port), H).serve_forever()
+server = http.server.ThreadingHTTPServer(("127.0.0.1", port), H)
+open(os.path.join(here, "..", "..", "shared", "app.pid"), "w").write(str(os.getpid()))
+server.serve_forever()
 "#;
 
 const RESTART: &str = r#"#!/bin/sh
@@ -36,8 +38,8 @@ if [ -f "$pidfile" ]; then
   i=0
   while kill -0 "$pid" 2>/dev/null && [ $i -lt 100 ]; do sleep 0.05; i=$((i+1)); done
 fi
+[ -f config/slow ] && sleep 4
 nohup python3 app.py >../../shared/app.log 2>&1 &
-echo $! > "$pidfile"
 echo "started version $GANTRY_VERSION (was ${GANTRY_PREVIOUS_VERSION:-none})"
 "#;
 
@@ -200,7 +202,7 @@ fn ship_server(data_dir: Option<PathBuf>, config_dir: &Path) -> Server {
     let config = config_dir.join("gantry.toml");
     std::fs::write(
         &config,
-        "[ship]\nheartbeat_secs = 1\nhost_lost_after_secs = 6\ntick_ms = 100\n",
+        "[ship]\nheartbeat_secs = 1\nhost_lost_after_secs = 6\ntick_ms = 100\nmax_artifact_bytes = 4000000\n",
     )
     .unwrap();
     Server::start_with(Options {
@@ -680,6 +682,94 @@ fn a_rollout_survives_a_server_restart() {
     for h in &hosts {
         assert_eq!(h.serving().as_deref(), Some("1.0"), "{}", h.name);
     }
+}
+
+#[test]
+fn an_agent_killed_mid_step_finishes_the_task_when_it_returns() {
+    if !python_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let server = ship_server(None, dir.path());
+    let config = dir.path().join("shop.toml");
+    std::fs::write(&config, CONFIG).unwrap();
+    server.ok(&["service", "apply", config.to_str().unwrap()]);
+    let mut h = Host::enroll(&server, dir.path(), "web-1", "prod");
+    h.start_agent(&server, "prod");
+    wait_online(&server, &["web-1"]);
+
+    // Over [ship] max_artifact_bytes: refused, nothing stored.
+    let big = dir.path().join("big.tar.gz");
+    std::fs::write(&big, vec![7u8; 4_100_000]).unwrap();
+    let out = server.cli(&[
+        "build",
+        "push",
+        big.to_str().unwrap(),
+        "--service",
+        "shop",
+        "--version",
+        "big",
+    ]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("max_artifact_bytes"));
+    assert!(server.ok(&["build", "list"]).lines().count() <= 1);
+
+    let v1 = artifact(dir.path(), "1.0", &[]);
+    server.ok(&[
+        "build",
+        "push",
+        v1.to_str().unwrap(),
+        "--service",
+        "shop",
+        "--version",
+        "1.0",
+    ]);
+    // The restart hook takes 4 s; the agent is killed while it runs, after the switch.
+    std::fs::write(h.root.join("shop/shared/config/slow"), "").unwrap();
+    let id = server.ok(&["deploy", "shop", "1.0", "--env", "prod", "--bake", "0s"]);
+    let id = id.trim().to_string();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let r = rollout(&server, &id);
+        if r["tasks"][0]["step"] == "restart" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "never reached restart: {r}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let mut agent = h.agent.take().unwrap();
+    agent.kill().unwrap();
+    agent.wait().unwrap();
+    // The host really is on the new release: the agent reports it when it comes back and
+    // runs the task again (the release is on disk: no fetch, a switch and a restart).
+    assert!(h.current_release().unwrap().contains("releases/"));
+    std::fs::remove_file(h.root.join("shop/shared/config/slow")).unwrap();
+    h.start_agent(&server, "prod");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let r = rollout(&server, &id);
+        if r["state"] == "succeeded" {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "did not finish after the agent came back: {r}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // The slow first restart may still be sleeping; the app comes up either way.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while h.serving().as_deref() != Some("1.0") {
+        assert!(Instant::now() < deadline, "app not serving 1.0");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let releases = std::fs::read_dir(h.root.join("shop/releases"))
+        .unwrap()
+        .count();
+    assert_eq!(
+        releases, 1,
+        "the rerun reused the release instead of unpacking again"
+    );
 }
 
 /// A one-file HTTP server (Python's), for builds registered by URL.
