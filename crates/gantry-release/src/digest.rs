@@ -1,3 +1,6 @@
+//! SHA-256 of files, read in blocks off the async runtime, and the check against an expected
+//! digest.
+
 use std::fmt::Write as _;
 use std::fs::File;
 use std::io::Read;

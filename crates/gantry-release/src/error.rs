@@ -1,3 +1,5 @@
+//! What can go wrong installing a release; every message names the path, URL or archive entry.
+
 use std::io;
 use std::path::{Path, PathBuf};
 

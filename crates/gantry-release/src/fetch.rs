@@ -1,3 +1,6 @@
+//! Downloading an artifact: to a `.part` file, resumed with an HTTP range after a cut
+//! connection, size-capped, verified by SHA-256 before it is renamed into place.
+
 use std::ffi::OsString;
 use std::io;
 use std::path::{Path, PathBuf};

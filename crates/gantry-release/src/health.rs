@@ -1,3 +1,6 @@
+//! A release's health check: an HTTP URL (status and optional body text) or a command, with
+//! retries.
+
 use std::path::Path;
 use std::time::Duration;
 

@@ -1,3 +1,6 @@
+//! Running a hook: an argument vector (a shell only when the config says so) in its own
+//! process group, killed as a group on timeout, output kept as a bounded tail.
+
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};

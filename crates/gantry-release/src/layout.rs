@@ -1,3 +1,5 @@
+//! A service's directories under the agent's root, and its releases (`<build>-<timestamp>`).
+
 use std::fs;
 use std::io;
 use std::path::{Component, Path, PathBuf};

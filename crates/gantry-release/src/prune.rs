@@ -1,3 +1,6 @@
+//! Deleting old releases beyond the number to keep, never the current or a protected one, and
+//! leftovers of interrupted unpacks.
+
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};

@@ -1,3 +1,5 @@
+//! Linking the service's shared files and directories into a release.
+
 use std::fs::{self, OpenOptions};
 use std::io;
 use std::path::{Component, Path, PathBuf};

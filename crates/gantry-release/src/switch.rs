@@ -1,3 +1,5 @@
+//! The atomic switch: a new `current` link, renamed over the old one, the directory fsynced.
+
 use std::fs;
 use std::path::{Path, PathBuf};
 

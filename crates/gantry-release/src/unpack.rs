@@ -1,3 +1,6 @@
+//! Unpacking a tar.gz into a hidden directory renamed into place, refusing every entry that
+//! could write outside the release.
+
 use std::ffi::OsStr;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufReader, Read, Write};

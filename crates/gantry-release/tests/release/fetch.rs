@@ -1,3 +1,6 @@
+//! Fetch against a real local HTTP server: resume, a server that ignores ranges, corruption,
+//! size caps, retries.
+
 use gantry_release::{fetch, sha256_file, Error};
 use sha2::{Digest, Sha256};
 

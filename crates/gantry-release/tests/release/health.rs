@@ -1,3 +1,5 @@
+//! Health checks by URL and by command.
+
 use gantry_core::{HealthCheck, Hook};
 use gantry_release::health_check;
 

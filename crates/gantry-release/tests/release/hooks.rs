@@ -1,3 +1,5 @@
+//! Hooks as real processes: timeouts, huge output, environment, relative paths.
+
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;

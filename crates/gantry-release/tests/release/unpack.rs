@@ -1,3 +1,5 @@
+//! Unpacking real and malicious archives.
+
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
