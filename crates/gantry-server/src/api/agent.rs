@@ -82,7 +82,9 @@ pub async fn poll(
         .host_seen(&host.name, &hello.facts, &hello.releases, now)
         .await?;
     let bell = state.bell.host(&host.name);
-    if p.starting == Some(true) && !host.maintenance {
+    // A host that just started, or was lost and is back, converges to its environment.
+    let returning = host.status != gantry_core::ship::HostStatus::Online;
+    if (p.starting == Some(true) || returning) && !host.maintenance {
         converge(&state, &host, &hello).await?;
     }
     let deadline = tokio::time::Instant::now() + wait;

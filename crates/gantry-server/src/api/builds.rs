@@ -117,15 +117,19 @@ pub async fn push_build(
             .get(header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u64>().ok());
+        let mut body = request.into_body().into_data_stream();
         if declared.is_some_and(|n| n > limit) {
+            drain(&mut body).await;
             return Err(too_large(limit));
         }
-        let body = request.into_body().into_data_stream();
-        let (sha, size) = state
-            .artifacts
-            .put(body, limit)
-            .await
-            .map_err(artifact_error)?;
+        let stored = state.artifacts.put(&mut body, limit).await;
+        let (sha, size) = match stored {
+            Ok(s) => s,
+            Err(e) => {
+                drain(&mut body).await;
+                return Err(artifact_error(e));
+            }
+        };
         if let Some(expected) = &p.sha256 {
             if *expected != sha {
                 forget_blob(&state, &sha).await;
@@ -157,6 +161,19 @@ pub async fn push_build(
     tracing::info!(build = %build.id, service = %build.service, version = %build.version, size = build.size, "build pushed");
     apply_retention(&state, &build.service).await;
     Ok((StatusCode::CREATED, axum::Json(build)))
+}
+
+/// Reads what is left of a refused upload (up to 16 MiB), so the client finishes sending
+/// and reads the answer instead of seeing its connection reset.
+async fn drain(body: &mut axum::body::BodyDataStream) {
+    use futures::StreamExt;
+    let mut left: usize = 16 * 1024 * 1024;
+    while let Some(Ok(chunk)) = body.next().await {
+        left = left.saturating_sub(chunk.len());
+        if left == 0 {
+            break;
+        }
+    }
 }
 
 fn too_large(limit: u64) -> ApiError {

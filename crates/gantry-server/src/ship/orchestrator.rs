@@ -54,8 +54,9 @@ impl Orchestrator {
                 match reports.as_mut() {
                     Some(r) => {
                         let _ = r.changed().await;
-                        // Let a burst of reports land before looking again.
-                        tokio::time::sleep(Duration::from_millis(20)).await;
+                        // Let a burst of reports land before looking again: one tick
+                        // reads every task of a rollout.
+                        tokio::time::sleep(Duration::from_millis(50)).await;
                     }
                     None => std::future::pending().await,
                 }

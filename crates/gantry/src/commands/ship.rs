@@ -632,7 +632,8 @@ pub enum RolloutCommand {
         #[arg(long, default_value_t = 20)]
         limit: u32,
     },
-    /// Show a rollout and its hosts; live, with a progress bar per wave, with --follow.
+    /// Show a rollout and its hosts; on a terminal (or with --follow) live, with a progress
+    /// bar per wave, until it finishes.
     Status {
         id: String,
         #[arg(long)]
@@ -690,6 +691,8 @@ pub async fn rollout(global: &GlobalArgs, command: RolloutCommand) -> anyhow::Re
             );
         }
         RolloutCommand::Status { id, follow: live } => {
+            // On a terminal, a rollout in progress is shown live.
+            let live = live || (!global.json && std::io::stdout().is_terminal());
             let view = if live {
                 follow(&client, &id, !global.json).await?
             } else {
