@@ -823,3 +823,64 @@ fn python_available() -> bool {
     }
     ok
 }
+
+/// Two servers on one PostgreSQL: the artifact lives in the database, agents poll different
+/// servers, and a deploy started on one reaches the agents of both.
+#[test]
+fn two_servers_on_postgres_ship_together() {
+    if !python_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let url = crate::harness::postgres_url("ship_two_servers");
+    let config = dir.path().join("gantry.toml");
+    std::fs::write(
+        &config,
+        "[ship]\nheartbeat_secs = 1\nhost_lost_after_secs = 6\ntick_ms = 100\n",
+    )
+    .unwrap();
+    let start = || {
+        Server::start_with(Options {
+            database_url: Some(url.clone()),
+            extra_args: vec!["--config".into(), config.display().to_string()],
+            ..Default::default()
+        })
+    };
+    let a = start();
+    let b = start();
+    let admin = a.data_dir.join("admin.token");
+    let cfg = dir.path().join("shop.toml");
+    std::fs::write(&cfg, CONFIG).unwrap();
+    a.ok(&["service", "apply", cfg.to_str().unwrap()]);
+    let mut h1 = Host::enroll(&a, dir.path(), "web-1", "prod");
+    let mut h2 = Host::enroll(&a, dir.path(), "web-2", "prod");
+    h1.start_agent(&a, "prod");
+    h2.start_agent(&b, "prod");
+    wait_online(&a, &["web-1", "web-2"]);
+    let v1 = artifact(dir.path(), "1.0", &[]);
+    a.ok(&[
+        "build",
+        "push",
+        v1.to_str().unwrap(),
+        "--service",
+        "shop",
+        "--version",
+        "1.0",
+    ]);
+    let out = b.cli_with_token_file(
+        &admin,
+        &[
+            "deploy", "shop", "1.0", "--env", "prod", "--waves", "1,2", "--bake", "0s", "--wait",
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(h1.serving().as_deref(), Some("1.0"));
+    assert_eq!(h2.serving().as_deref(), Some("1.0"));
+    // The artifact is in the database, not in either server's directory.
+    assert!(!a.data_dir.join("artifacts").exists());
+    assert!(!b.data_dir.join("artifacts").exists());
+}
