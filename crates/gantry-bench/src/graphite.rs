@@ -289,21 +289,25 @@ async fn points_written(client: &reqwest::Client, url: &str, token: &str) -> any
         .context("/metrics has no gantry_tsdb_points_written_total")
 }
 
-/// Non-null values of `target` in [from, until] through `/render?format=json`.
+/// Through `/render?format=json`, the non-null values of `target` in the slots wholly inside
+/// the points sent (`[first, last + step)`), and how many such slots the answer has. With
+/// rollup archives the window is read from a coarser archive (whisper reads the finest one
+/// covering `from`), whose slots at the edges hold only some of the points sent and may stay
+/// empty under `xFilesFactor`; the slots wholly inside always get a value.
 async fn render_count(
     client: &reqwest::Client,
     url: &str,
     token: &str,
     target: &str,
-    from: i64,
-    until: i64,
-) -> anyhow::Result<u64> {
+    first: i64,
+    end: i64,
+) -> anyhow::Result<(u64, u64)> {
     let body: serde_json::Value = client
         .get(format!("{url}/render"))
         .query(&[
             ("target", target),
-            ("from", &from.to_string()),
-            ("until", &until.to_string()),
+            ("from", &(first - 1).to_string()),
+            ("until", &end.to_string()),
             ("format", "json"),
         ])
         .bearer_auth(token)
@@ -312,15 +316,28 @@ async fn render_count(
         .error_for_status()?
         .json()
         .await?;
-    let mut count = 0;
+    let (mut count, mut slots) = (0, 0);
     for series in body.as_array().into_iter().flatten() {
-        for point in series["datapoints"].as_array().into_iter().flatten() {
-            if !point[0].is_null() {
-                count += 1;
+        let points: Vec<&serde_json::Value> = series["datapoints"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .collect();
+        let times: Vec<i64> = points.iter().filter_map(|p| p[1].as_i64()).collect();
+        let step = match times.as_slice() {
+            [a, b, ..] => b - a,
+            _ => 1,
+        };
+        for (point, &t) in points.iter().zip(&times) {
+            if t >= first && t + step <= end {
+                slots += 1;
+                if !point[0].is_null() {
+                    count += 1;
+                }
             }
         }
     }
-    Ok(count)
+    Ok((count, slots))
 }
 
 pub async fn load(args: LoadArgs) -> anyhow::Result<()> {
@@ -402,14 +419,16 @@ pub async fn load(args: LoadArgs) -> anyhow::Result<()> {
         .take(args.sample.max(1))
         .collect();
     let until = last + args.step;
-    let expected = sample.len() as u64 * steps as u64;
-    let sampled = loop {
-        let mut sampled = 0;
+    let (sampled, expected) = loop {
+        let (mut sampled, mut expected) = (0, 0);
         for s in &sample {
-            sampled += render_count(&client, &url, &token, &s.name, first - 1, until).await?;
+            let (count, slots) = render_count(&client, &url, &token, &s.name, first, until).await?;
+            sampled += count;
+            // A series the answer does not have yet is not queryable yet.
+            expected += slots.max(1);
         }
         if sampled >= expected || last_growth.elapsed().as_secs_f64() > args.stall_secs {
-            break sampled;
+            break (sampled, expected);
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     };

@@ -157,6 +157,18 @@ async fn next_chunk(
     }
 }
 
+/// Waits while the store's write queue is full, so a TCP sender is slowed (its socket is
+/// not read, and the kernel's flow control holds it back) rather than memory growing.
+/// Everything already read is queued; returns at once on shutdown.
+async fn wait_for_room(sink: &Sink, shutdown: &CancellationToken) {
+    while !sink.tsdb.has_room() {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(Duration::from_millis(1)) => {}
+        }
+    }
+}
+
 async fn tcp_listener(addr: SocketAddr, flag: &str) -> anyhow::Result<TcpListener> {
     TcpListener::bind(addr).await.with_context(|| {
         format!("cannot listen on TCP {addr} (set another address with {flag}, or off)")
@@ -421,6 +433,7 @@ async fn start_graphite(
                     }
                 });
                 write_plaintext(lines.iter().map(Vec::as_slice), &sink, &stats);
+                wait_for_room(&sink, &shutdown).await;
             }
             // A half line left when the client went away is not a point.
             if buffer.has_partial() {
@@ -479,6 +492,7 @@ async fn start_pickle(
                     tracing::error!(%peer, %reason, "closing a pickle connection");
                     return;
                 }
+                wait_for_room(&sink, &shutdown).await;
             }
         }
     });

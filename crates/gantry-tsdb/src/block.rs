@@ -137,16 +137,19 @@ pub fn decode(bytes: &[u8]) -> Result<Vec<Option<f64>>, TsdbError> {
     if values.len() != present {
         return Err(corrupt("value count does not match the bitmap"));
     }
+    let mut slots = vec![None; n];
     let mut values = values.into_iter();
-    Ok((0..n)
-        .map(|i| {
-            if bitmap[i / 8] & (1 << (i % 8)) != 0 {
-                values.next()
-            } else {
-                None
+    for (byte, chunk) in bitmap.iter().zip(slots.chunks_mut(8)) {
+        if *byte == 0 {
+            continue;
+        }
+        for (bit, slot) in chunk.iter_mut().enumerate() {
+            if byte & (1 << bit) != 0 {
+                *slot = values.next();
             }
-        })
-        .collect())
+        }
+    }
+    Ok(slots)
 }
 
 #[cfg(test)]

@@ -93,6 +93,9 @@ pub struct TsdbConfig {
     pub max_new_series_per_minute: u64,
     /// Memory for cached blocks, in bytes.
     pub cache_bytes: u64,
+    /// Points queued in memory before the next flush starts early; writers over it are
+    /// asked to wait (`Tsdb::has_room`), so memory stays bounded under any send rate.
+    pub max_queued_points: u64,
     /// Retention rules, first match wins; the defaults follow after any given here.
     pub retention: Vec<RetentionRule>,
     /// Aggregation rules, first match wins; the defaults follow after any given here.
@@ -106,6 +109,7 @@ impl Default for TsdbConfig {
             max_series: 1_000_000,
             max_new_series_per_minute: 100_000,
             cache_bytes: 64 * 1024 * 1024,
+            max_queued_points: 1_000_000,
             retention: Vec::new(),
             aggregation: Vec::new(),
         }

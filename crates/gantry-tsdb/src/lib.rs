@@ -21,8 +21,8 @@ pub mod whisper;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use fjall::{Keyspace, PartitionCreateOptions, PartitionHandle, PersistMode};
 use regex::Regex;
@@ -108,6 +108,10 @@ pub struct Tsdb {
     blocks: PartitionHandle,
     index: RwLock<Index>,
     pending: Mutex<HashMap<u32, Vec<(i64, f64)>>>,
+    /// Points in `pending`.
+    queued: AtomicU64,
+    /// The flusher thread, woken early when the queue is full.
+    flusher: OnceLock<std::thread::Thread>,
     rules: Rules,
     config: TsdbConfig,
     stats: Stats,
@@ -132,16 +136,22 @@ struct Window {
     /// Start of the coarser slot the values make up; `i64::MIN` before the first write.
     start: i64,
     values: Vec<f64>,
+    /// Every slot of the finer archive at or after this is empty, in storage and in the
+    /// queue: moving the window to a coarser slot starting there needs no reads.
+    clean_from: i64,
 }
 
 impl Head {
-    fn new(archives: &[Archive]) -> Head {
+    /// `clean_from[i]`: where archive `i` is known to be empty from (see `Window`).
+    fn new(archives: &[Archive], clean_from: &[i64]) -> Head {
         Head {
             levels: archives
                 .windows(2)
-                .map(|pair| Window {
+                .zip(clean_from)
+                .map(|(pair, &clean_from)| Window {
                     start: i64::MIN,
                     values: vec![f64::NAN; (pair[1].step / pair[0].step) as usize],
+                    clean_from,
                 })
                 .collect(),
         }
@@ -166,12 +176,23 @@ impl Window {
         now: i64,
     ) -> Result<Vec<f64>> {
         let step = i64::from(higher.step);
-        if self.start != coarse || coarse < now - higher.retention() + i64::from(lower.step) {
+        // `slot` was just written: nothing else at or after `clean_from` was.
+        let fresh = coarse >= self.clean_from;
+        self.clean_from = self.clean_from.max(slot + step);
+        let edge = coarse < now - higher.retention() + i64::from(lower.step);
+        if self.start != coarse || edge {
             self.start = coarse;
-            for (i, cell) in self.values.iter_mut().enumerate() {
-                *cell = blocks
-                    .known(level, higher, coarse + i as i64 * step, now)?
-                    .unwrap_or(f64::NAN);
+            if fresh && !edge {
+                self.values.fill(f64::NAN);
+                if let Some(cell) = self.values.get_mut(((slot - coarse) / step) as usize) {
+                    *cell = value.unwrap_or(f64::NAN);
+                }
+            } else {
+                for (i, cell) in self.values.iter_mut().enumerate() {
+                    *cell = blocks
+                        .known(level, higher, coarse + i as i64 * step, now)?
+                        .unwrap_or(f64::NAN);
+                }
             }
         } else if let Some(cell) = self.values.get_mut(((slot - coarse) / step) as usize) {
             *cell = value.unwrap_or(f64::NAN);
@@ -182,6 +203,21 @@ impl Window {
             .copied()
             .filter(|v| !v.is_nan())
             .collect())
+    }
+}
+
+/// A flush applying at least this many points freed enough (the queue, the batch) to hand
+/// back to the OS.
+const TRIM_AFTER_POINTS: u64 = 100_000;
+
+/// Returns freed heap memory to the OS. glibc keeps what a burst freed in its arenas (a
+/// third of the store's resident memory after a bulk load, measured), so the server would
+/// stay at its peak; other allocators return it themselves.
+fn release_free_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only walks glibc's own arenas; it takes no pointers.
+    unsafe {
+        libc::malloc_trim(0);
     }
 }
 
@@ -274,6 +310,8 @@ impl Tsdb {
             blocks,
             index: RwLock::new(index),
             pending: Mutex::new(HashMap::new()),
+            queued: AtomicU64::new(0),
+            flusher: OnceLock::new(),
             rules,
             config,
             stats: Stats::default(),
@@ -288,19 +326,29 @@ impl Tsdb {
         });
         let weak = Arc::downgrade(&tsdb);
         let interval = Duration::from_secs_f64(tsdb.config.fsync_interval_secs.max(0.01));
-        std::thread::Builder::new()
+        let flusher = std::thread::Builder::new()
             .name("tsdb-flush".into())
-            .spawn(move || loop {
-                std::thread::sleep(interval);
-                let Some(tsdb) = weak.upgrade() else { return };
-                if tsdb.stop.load(Ordering::Relaxed) {
-                    return;
-                }
-                if let Err(e) = tsdb.flush_at(unix_now()) {
-                    tracing::error!(error = %e, "cannot flush metrics to disk");
+            .spawn(move || {
+                let mut due = Instant::now() + interval;
+                loop {
+                    // Every interval, or sooner when writers fill the queue (they unpark
+                    // this thread).
+                    std::thread::park_timeout(due.saturating_duration_since(Instant::now()));
+                    let Some(tsdb) = weak.upgrade() else { return };
+                    if tsdb.stop.load(Ordering::Relaxed) {
+                        return;
+                    }
+                    if Instant::now() < due && tsdb.has_room() {
+                        continue;
+                    }
+                    due = Instant::now() + interval;
+                    if let Err(e) = tsdb.flush_at(unix_now()) {
+                        tracing::error!(error = %e, "cannot flush metrics to disk");
+                    }
                 }
             })
             .map_err(|e| TsdbError::Storage(format!("cannot start the flusher: {e}")))?;
+        let _ = tsdb.flusher.set(flusher.thread().clone());
         Ok(tsdb)
     }
 
@@ -316,6 +364,13 @@ impl Tsdb {
     /// Bytes the store takes on disk.
     pub fn disk_space(&self) -> u64 {
         self.keyspace.disk_space()
+    }
+
+    /// Whether the write queue is below `max_queued_points`. Writers that can slow their
+    /// senders (TCP listeners) wait while it is not; [`Tsdb::write`] itself never refuses
+    /// or drops points for a full queue.
+    pub fn has_room(&self) -> bool {
+        self.queued.load(Ordering::Relaxed) < self.config.max_queued_points
     }
 
     /// Queues points; they are durable after the next flush (at most `fsync_interval_secs`).
@@ -350,6 +405,12 @@ impl Tsdb {
         if let Ok(mut pending) = self.pending.lock() {
             for (id, ts, value) in accepted {
                 pending.entry(id).or_default().push((ts, value));
+            }
+            self.queued.fetch_add(count as u64, Ordering::Relaxed);
+        }
+        if !self.has_room() {
+            if let Some(flusher) = self.flusher.get() {
+                flusher.unpark();
             }
         }
         count
@@ -406,12 +467,14 @@ impl Tsdb {
             .flushing
             .lock()
             .map_err(|_| TsdbError::Storage("flush lock poisoned".into()))?;
-        let pending = std::mem::take(
-            &mut *self
+        let pending = {
+            let mut pending = self
                 .pending
                 .lock()
-                .map_err(|_| TsdbError::Storage("poisoned".into()))?,
-        );
+                .map_err(|_| TsdbError::Storage("poisoned".into()))?;
+            self.queued.store(0, Ordering::Relaxed);
+            std::mem::take(&mut *pending)
+        };
         let (unsaved, metas, schemas) = {
             let mut index = self
                 .index
@@ -436,6 +499,7 @@ impl Tsdb {
         if pending.is_empty() && unsaved.is_empty() {
             return Ok(());
         }
+        let created: std::collections::HashSet<u32> = unsaved.iter().map(|u| u.1).collect();
         let mut batch = self.keyspace.batch();
         for (name, id, meta) in &unsaved {
             let mut value = id.to_le_bytes().to_vec();
@@ -459,7 +523,19 @@ impl Tsdb {
             let Some(meta) = metas.get(&id) else { continue };
             let archives = &schemas[meta.schema as usize];
             let mut blocks = BlockSet::new(self, id);
-            let head = heads.entry(id).or_insert_with(|| Head::new(archives));
+            let head = match heads.entry(id) {
+                std::collections::hash_map::Entry::Occupied(head) => head.into_mut(),
+                std::collections::hash_map::Entry::Vacant(vacant) => {
+                    // A series created since the last flush has nothing stored; another
+                    // is empty after its last stored block.
+                    let clean_from = if created.contains(&id) {
+                        vec![i64::MIN; archives.len()]
+                    } else {
+                        self.stored_until(id, archives)?
+                    };
+                    vacant.insert(Head::new(archives, &clean_from))
+                }
+            };
             for (ts, value) in points {
                 let Some(a) = write_archive(archives, now, ts) else {
                     self.stats
@@ -502,7 +578,40 @@ impl Tsdb {
         self.stats
             .points_written
             .fetch_add(written, Ordering::Relaxed);
+        drop(heads);
+        if written >= TRIM_AFTER_POINTS {
+            release_free_memory();
+        }
         Ok(())
+    }
+
+    /// For each archive of a series, the end of its last stored block (`i64::MIN` when it
+    /// has none): nothing is stored at or after it.
+    fn stored_until(&self, id: u32, archives: &[Archive]) -> Result<Vec<i64>> {
+        let mut ends = Vec::with_capacity(archives.len());
+        for (a, archive) in archives.iter().enumerate() {
+            let mut prefix = [0u8; 5];
+            prefix[..4].copy_from_slice(&id.to_be_bytes());
+            prefix[4] = a as u8;
+            let end = match self.blocks.prefix(prefix).next_back() {
+                Some(entry) => {
+                    let (key, _) = entry?;
+                    let number = key
+                        .get(5..13)
+                        .and_then(|b| <[u8; 8]>::try_from(b).ok())
+                        .map(u64::from_be_bytes)
+                        .ok_or_else(|| TsdbError::Corrupt("short block key".into()))?;
+                    i64::try_from(number)
+                        .ok()
+                        .and_then(|b| b.checked_add(1))
+                        .and_then(|b| b.checked_mul(i64::from(archive.step) * SLOTS_PER_BLOCK))
+                        .unwrap_or(i64::MAX)
+                }
+                None => i64::MIN,
+            };
+            ends.push(end);
+        }
+        Ok(ends)
     }
 
     /// Values of `name` in `[from, until]` as of `now`, from the finest archive that covers
@@ -525,13 +634,32 @@ impl Tsdb {
             return Ok(None);
         };
         let archive = archives[window.archive];
+        let step = i64::from(window.step);
         let mut blocks = BlockSet::new(self, id);
-        let mut values =
-            Vec::with_capacity(((window.end - window.start) / i64::from(window.step)) as usize);
+        let mut values = Vec::with_capacity(((window.end - window.start) / step) as usize);
+        // One scan reads every block of the window; then a block at a time, slots copied.
+        let (first, _) = block_of(window.start, window.step);
+        let (last, _) = block_of(window.end - step, window.step);
+        blocks.load_range(window.archive, first, last)?;
         let mut t = window.start;
         while t < window.end {
-            values.push(blocks.known(window.archive, archive, t, now)?);
-            t += i64::from(window.step);
+            let (block, index) = block_of(t, window.step);
+            let take = (SLOTS_PER_BLOCK as usize - index).min(((window.end - t) / step) as usize);
+            let slots = &blocks.block(window.archive, block)?.slots;
+            values.extend((index..index + take).map(|i| slots.get(i).copied().flatten()));
+            t += take as i64 * step;
+        }
+        // Whisper's ring: a slot older than the retention is gone once the slot one
+        // retention later has a value (see `BlockSet::known`).
+        let stale = now - archive.retention();
+        for (i, value) in values.iter_mut().enumerate() {
+            let slot = window.start + i as i64 * step;
+            if slot >= stale {
+                break;
+            }
+            if value.is_some() {
+                *value = blocks.known(window.archive, archive, slot, now)?;
+            }
         }
         Ok(Some(Fetched {
             start: window.start,
@@ -543,11 +671,21 @@ impl Tsdb {
 
     /// Names of all series, sorted.
     pub fn names(&self) -> Vec<String> {
+        self.names_with_prefix("")
+    }
+
+    /// Names of the series starting with `prefix`, sorted.
+    pub fn names_with_prefix(&self, prefix: &str) -> Vec<String> {
         let index = match self.index.read() {
             Ok(i) => i,
             Err(_) => return Vec::new(),
         };
-        let mut names: Vec<String> = index.ids.keys().map(|k| k.to_string()).collect();
+        let mut names: Vec<String> = index
+            .ids
+            .keys()
+            .filter(|k| k.starts_with(prefix))
+            .map(|k| k.to_string())
+            .collect();
         names.sort_unstable();
         names
     }
@@ -579,7 +717,10 @@ impl Tsdb {
         };
         if let Ok(mut pending) = self.pending.lock() {
             for (_, id) in &doomed {
-                pending.remove(id);
+                if let Some(points) = pending.remove(id) {
+                    self.queued
+                        .fetch_sub(points.len() as u64, Ordering::Relaxed);
+                }
             }
         }
         if let Ok(mut heads) = self.heads.lock() {
@@ -773,6 +914,16 @@ struct LoadedBlock {
     deltas: Vec<fjall::Slice>,
 }
 
+impl LoadedBlock {
+    fn empty() -> LoadedBlock {
+        LoadedBlock {
+            slots: vec![None; SLOTS_PER_BLOCK as usize],
+            changed: BTreeMap::new(),
+            deltas: Vec::new(),
+        }
+    }
+}
+
 /// A block gets at most this many delta records before they are folded into its base.
 const FOLD_AFTER: usize = 32;
 
@@ -798,41 +949,77 @@ impl<'a> BlockSet<'a> {
     /// Reads a block: its base (if any), then its delta records in the order written.
     fn block(&mut self, archive: usize, block: u64) -> Result<&mut LoadedBlock> {
         if !self.loaded.contains_key(&(archive, block)) {
-            let base_key = block_key(self.id, archive, block);
-            let mut loaded = LoadedBlock {
-                slots: vec![None; SLOTS_PER_BLOCK as usize],
-                changed: BTreeMap::new(),
-                deltas: Vec::new(),
-            };
-            for entry in self.tsdb.blocks.prefix(base_key) {
+            let mut loaded = LoadedBlock::empty();
+            for entry in self.tsdb.blocks.prefix(block_key(self.id, archive, block)) {
                 let (key, bytes) = entry?;
-                let applied = if key.len() == base_key.len() {
-                    block::decode(&bytes).map(|slots| loaded.slots = slots)
-                } else {
-                    loaded.deltas.push(key.clone());
-                    block::apply_delta(&bytes, &mut loaded.slots)
-                };
-                if let Err(e) = applied {
-                    self.tsdb
-                        .stats
-                        .blocks_corrupt
-                        .fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!(error = %e, series = self.id, "skipping a corrupt metrics block");
-                }
+                self.apply(&mut loaded, key, &bytes);
             }
-            if let Some(writes) = self.blind.remove(&(archive, block)) {
-                for (index, value) in writes {
-                    if let Some(cell) = loaded.slots.get_mut(index) {
-                        *cell = value;
-                        loaded.changed.insert(index, value);
-                    }
-                }
-            }
-            self.loaded.insert((archive, block), loaded);
+            self.insert_loaded(archive, block, loaded);
         }
         self.loaded
             .get_mut(&(archive, block))
             .ok_or_else(|| TsdbError::Storage("block vanished".into()))
+    }
+
+    /// Reads blocks `first..=last` of an archive with one scan (what a fetch does).
+    fn load_range(&mut self, archive: usize, first: u64, last: u64) -> Result<()> {
+        let start = block_key(self.id, archive, first);
+        let end = block_key(self.id, archive, last.saturating_add(1));
+        let mut read: BTreeMap<u64, LoadedBlock> = BTreeMap::new();
+        for entry in self.tsdb.blocks.range(start..end) {
+            let (key, bytes) = entry?;
+            let Some(number) = key
+                .get(5..13)
+                .and_then(|b| <[u8; 8]>::try_from(b).ok())
+                .map(u64::from_be_bytes)
+            else {
+                continue;
+            };
+            if self.loaded.contains_key(&(archive, number)) {
+                continue;
+            }
+            let loaded = read.entry(number).or_insert_with(LoadedBlock::empty);
+            self.apply(loaded, key, &bytes);
+        }
+        for block in first..=last {
+            if !self.loaded.contains_key(&(archive, block)) {
+                let loaded = read.remove(&block).unwrap_or_else(LoadedBlock::empty);
+                self.insert_loaded(archive, block, loaded);
+            }
+        }
+        Ok(())
+    }
+
+    /// Merges one stored record (a base, or a delta record: its key is longer) into a block
+    /// being read; a corrupt one is counted and skipped.
+    fn apply(&self, loaded: &mut LoadedBlock, key: fjall::Slice, bytes: &[u8]) {
+        let applied = if key.len() == 13 {
+            block::decode(bytes).map(|slots| loaded.slots = slots)
+        } else {
+            let applied = block::apply_delta(bytes, &mut loaded.slots);
+            loaded.deltas.push(key);
+            applied
+        };
+        if let Err(e) = applied {
+            self.tsdb
+                .stats
+                .blocks_corrupt
+                .fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(error = %e, series = self.id, "skipping a corrupt metrics block");
+        }
+    }
+
+    /// Adds a block just read, with the blind writes made to it merged in.
+    fn insert_loaded(&mut self, archive: usize, block: u64, mut loaded: LoadedBlock) {
+        if let Some(writes) = self.blind.remove(&(archive, block)) {
+            for (index, value) in writes {
+                if let Some(cell) = loaded.slots.get_mut(index) {
+                    *cell = value;
+                    loaded.changed.insert(index, value);
+                }
+            }
+        }
+        self.loaded.insert((archive, block), loaded);
     }
 
     fn get(&mut self, archive: usize, step: u32, slot: i64) -> Result<Option<f64>> {

@@ -133,7 +133,11 @@ impl SeriesSource for Source {
         };
         let mut out = Vec::new();
         if !matches!(remote, Some((RemoteMode::Replace, _))) {
-            for name in self.state.tsdb.names() {
+            // Only names sharing the pattern's literal start can match it.
+            let literal = pattern
+                .find(['*', '?', '[', '{'])
+                .map_or(pattern, |glob| &pattern[..glob]);
+            for name in self.state.tsdb.names_with_prefix(literal) {
                 if gantry_render::glob_match(pattern, &name) {
                     if let Some(series) = self.fetch(&name, from, until)? {
                         out.push(series);
