@@ -363,7 +363,7 @@ impl Agent {
             }
         };
 
-        step.report(TaskState::Running, "link_shared", None).await;
+        // Quick local steps are not reported on their own (the next report names where it is).
         gantry_release::link_shared(&layout, &release, &config.shared)
             .await
             .map_err(|e| ("link_shared", e.to_string()))?;
@@ -429,7 +429,6 @@ impl Agent {
             &env,
         )
         .await?;
-        step.report(TaskState::Running, "prune", None).await;
         let mut protect: Vec<&Path> = vec![release.as_path()];
         if let Some(p) = &previous {
             protect.push(p.path.as_path());

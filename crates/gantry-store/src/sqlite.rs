@@ -79,7 +79,7 @@ impl SqliteStore {
             .connect_with(connect.clone())
             .await?;
         let reader = SqlitePoolOptions::new()
-            .max_connections(4)
+            .max_connections(8)
             .acquire_timeout(Duration::from_secs(30))
             .connect_with(connect.read_only(true))
             .await?;
