@@ -235,6 +235,37 @@ fn wait_online(server: &Server, names: &[&str]) {
     }
 }
 
+/// Pushes an artifact as a build; returns its id.
+fn push(server: &Server, file: &Path, service: &str, version: &str) -> String {
+    let file = file.to_str().unwrap();
+    let out = server.ok(&[
+        "build",
+        "push",
+        file,
+        "--service",
+        service,
+        "--version",
+        version,
+    ]);
+    out.trim().to_string()
+}
+
+/// Polls a rollout until `done` holds (or fails after `secs`), returning it.
+fn wait_rollout(server: &Server, id: &str, secs: u64, done: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        let r = rollout(server, id);
+        if done(&r) {
+            return r;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "rollout {id} not there after {secs} s: {r}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 fn rollout(server: &Server, id: &str) -> Value {
     server.http().get(&format!("/api/v1/rollouts/{id}")).body
 }
@@ -481,15 +512,7 @@ fn faults_are_refused_or_handled() {
     h.start_agent(&server, "prod");
     wait_online(&server, &["web-1"]);
     let v1 = artifact(dir.path(), "1.0", &[]);
-    server.ok(&[
-        "build",
-        "push",
-        v1.to_str().unwrap(),
-        "--service",
-        "shop",
-        "--version",
-        "1.0",
-    ]);
+    push(&server, &v1, "shop", "1.0");
 
     // A version is immutable.
     let out = server.cli(&[
@@ -505,15 +528,7 @@ fn faults_are_refused_or_handled() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("already has a build of version '1.0'"));
 
     // A build of another service.
-    let cart = server.ok(&[
-        "build",
-        "push",
-        v1.to_str().unwrap(),
-        "--service",
-        "cart",
-        "--version",
-        "9",
-    ]);
+    let cart = push(&server, &v1, "cart", "9");
     let out = server.cli(&["deploy", "shop", cart.trim(), "--env", "prod"]);
     assert!(!out.status.success());
     assert!(
@@ -524,15 +539,7 @@ fn faults_are_refused_or_handled() {
 
     // An archive that tries to write outside its release directory fails at unpack.
     let evil = evil_artifact(dir.path(), "../../../escaped");
-    server.ok(&[
-        "build",
-        "push",
-        evil.to_str().unwrap(),
-        "--service",
-        "shop",
-        "--version",
-        "evil",
-    ]);
+    push(&server, &evil, "shop", "evil");
     let out = server.cli(&[
         "deploy", "shop", "evil", "--env", "prod", "--bake", "0s", "--wait",
     ]);
@@ -572,15 +579,7 @@ fn faults_are_refused_or_handled() {
         String::from_utf8_lossy(&out.stderr)
     );
     let v2 = artifact(dir.path(), "2.0", &[]);
-    server.ok(&[
-        "build",
-        "push",
-        v2.to_str().unwrap(),
-        "--service",
-        "shop",
-        "--version",
-        "2.0",
-    ]);
+    push(&server, &v2, "shop", "2.0");
     let first = server.ok(&[
         "deploy", "shop", "2.0", "--env", "prod", "--waves", "1", "--bake", "1h",
     ]);
@@ -593,15 +592,7 @@ fn faults_are_refused_or_handled() {
     );
     // Abort returns the host to 1.0 and frees the lock.
     server.ok(&["rollout", "abort", first.trim()]);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let r = rollout(&server, first.trim());
-        if r["state"] == "aborted" {
-            break;
-        }
-        assert!(Instant::now() < deadline, "abort did not finish: {r}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_rollout(&server, first.trim(), 30, |r| r["state"] == "aborted");
     assert_eq!(h.serving().as_deref(), Some("1.0"));
 
     // A revoked host token disconnects its agent.
@@ -630,29 +621,13 @@ fn a_rollout_survives_a_server_restart() {
     }
     wait_online(&server, &["web-1", "web-2"]);
     let v1 = artifact(dir.path(), "1.0", &[]);
-    server.ok(&[
-        "build",
-        "push",
-        v1.to_str().unwrap(),
-        "--service",
-        "shop",
-        "--version",
-        "1.0",
-    ]);
+    push(&server, &v1, "shop", "1.0");
     let id = server.ok(&[
         "deploy", "shop", "1.0", "--env", "prod", "--waves", "1,2", "--bake", "3s",
     ]);
     let id = id.trim().to_string();
     // Wait until wave 1 is baking, then kill the server.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let r = rollout(&server, &id);
-        if !r["bake_until"].is_null() {
-            break;
-        }
-        assert!(Instant::now() < deadline, "wave 1 never finished: {r}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_rollout(&server, &id, 30, |r| !r["bake_until"].is_null());
     let addr = server.addr.clone();
     server.kill();
     // Same data, same port: the agents reconnect on their own.
@@ -666,19 +641,11 @@ fn a_rollout_survives_a_server_restart() {
         ],
         ..Default::default()
     });
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let r = rollout(&restarted, &id);
-        if r["state"] == "succeeded" {
-            break;
-        }
-        assert!(
-            r["state"] == "running",
-            "the rollout must resume, not fail: {r}"
-        );
-        assert!(Instant::now() < deadline, "rollout did not resume: {r}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    let r = wait_rollout(&restarted, &id, 60, |r| r["state"] != "running");
+    assert_eq!(
+        r["state"], "succeeded",
+        "the rollout must resume, not fail: {r}"
+    );
     for h in &hosts {
         assert_eq!(h.serving().as_deref(), Some("1.0"), "{}", h.name);
     }
@@ -715,28 +682,12 @@ fn an_agent_killed_mid_step_finishes_the_task_when_it_returns() {
     assert!(server.ok(&["build", "list"]).lines().count() <= 1);
 
     let v1 = artifact(dir.path(), "1.0", &[]);
-    server.ok(&[
-        "build",
-        "push",
-        v1.to_str().unwrap(),
-        "--service",
-        "shop",
-        "--version",
-        "1.0",
-    ]);
+    push(&server, &v1, "shop", "1.0");
     // The restart hook takes 4 s; the agent is killed while it runs, after the switch.
     std::fs::write(h.root.join("shop/shared/config/slow"), "").unwrap();
     let id = server.ok(&["deploy", "shop", "1.0", "--env", "prod", "--bake", "0s"]);
     let id = id.trim().to_string();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let r = rollout(&server, &id);
-        if r["tasks"][0]["step"] == "restart" {
-            break;
-        }
-        assert!(Instant::now() < deadline, "never reached restart: {r}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_rollout(&server, &id, 30, |r| r["tasks"][0]["step"] == "restart");
     let mut agent = h.agent.take().unwrap();
     agent.kill().unwrap();
     agent.wait().unwrap();
@@ -745,18 +696,7 @@ fn an_agent_killed_mid_step_finishes_the_task_when_it_returns() {
     assert!(h.current_release().unwrap().contains("releases/"));
     std::fs::remove_file(h.root.join("shop/shared/config/slow")).unwrap();
     h.start_agent(&server, "prod");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let r = rollout(&server, &id);
-        if r["state"] == "succeeded" {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "did not finish after the agent came back: {r}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_rollout(&server, &id, 60, |r| r["state"] == "succeeded");
     // The slow first restart may still be sleeping; the app comes up either way.
     let deadline = Instant::now() + Duration::from_secs(15);
     while h.serving().as_deref() != Some("1.0") {
@@ -858,15 +798,7 @@ fn two_servers_on_postgres_ship_together() {
     h2.start_agent(&b, "prod");
     wait_online(&a, &["web-1", "web-2"]);
     let v1 = artifact(dir.path(), "1.0", &[]);
-    a.ok(&[
-        "build",
-        "push",
-        v1.to_str().unwrap(),
-        "--service",
-        "shop",
-        "--version",
-        "1.0",
-    ]);
+    push(&a, &v1, "shop", "1.0");
     let out = b.cli_with_token_file(
         &admin,
         &[
