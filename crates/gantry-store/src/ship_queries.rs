@@ -363,15 +363,24 @@ macro_rules! ship_queries {
             Ok(())
         }
 
-        fn dispatched_hosts(tasks: &[&Task]) -> Vec<String> {
+        /// Commits a transaction that wrote `tasks`, waking the hosts of those now pending
+        /// (in the transaction on PostgreSQL); returns those hosts.
+        async fn commit_dispatch<'t>(
+            mut tx: sqlx::Transaction<'_, Db>,
+            notify_sql: Option<&str>,
+            tasks: impl Iterator<Item = &'t Task>,
+        ) -> Result<Vec<String>> {
             let mut hosts: Vec<String> = tasks
-                .iter()
                 .filter(|t| t.state == gantry_core::ship::TaskState::Pending)
                 .map(|t| t.host.clone())
                 .collect();
             hosts.sort();
             hosts.dedup();
-            hosts
+            if !hosts.is_empty() {
+                notify(&mut tx, notify_sql, &ShipSignal::Dispatched(hosts.clone())).await?;
+            }
+            tx.commit().await?;
+            Ok(hosts)
         }
 
         /// Inserts a rollout and its tasks. `Conflict` naming the holder when the service
@@ -408,13 +417,7 @@ macro_rules! ship_queries {
                 Err(e) => return Err(e.into()),
             }
             insert_tasks(&mut tx, tasks).await?;
-            let refs: Vec<&Task> = tasks.iter().collect();
-            let hosts = dispatched_hosts(&refs);
-            if !hosts.is_empty() {
-                notify(&mut tx, notify_sql, &ShipSignal::Dispatched(hosts.clone())).await?;
-            }
-            tx.commit().await?;
-            Ok(hosts)
+            commit_dispatch(tx, notify_sql, tasks.iter()).await
         }
 
         fn rollout_from_row(row: &DbRow) -> Result<Rollout> {
@@ -501,14 +504,7 @@ macro_rules! ship_queries {
             if let Some(d) = deployment {
                 insert_deployment(&mut tx, d).await?;
             }
-            let mut all: Vec<&Task> = changed.to_vec();
-            all.extend(new.iter());
-            let hosts = dispatched_hosts(&all);
-            if !hosts.is_empty() {
-                notify(&mut tx, notify_sql, &ShipSignal::Dispatched(hosts.clone())).await?;
-            }
-            tx.commit().await?;
-            Ok(hosts)
+            commit_dispatch(tx, notify_sql, changed.iter().copied().chain(new.iter())).await
         }
 
         fn task_from_row(row: &DbRow) -> Result<Task> {
