@@ -235,6 +235,22 @@ fn wait_online(server: &Server, names: &[&str]) {
     }
 }
 
+/// Every host's app answers `version`.
+fn assert_fleet(hosts: &[Host], version: &str, when: &str) {
+    for h in hosts {
+        assert_eq!(h.serving().as_deref(), Some(version), "{} {when}", h.name);
+    }
+}
+
+/// Asserts a CLI call exited 0, showing its stderr otherwise.
+fn succeeded(out: &std::process::Output, what: &str) {
+    assert!(
+        out.status.success(),
+        "{what}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// Pushes an artifact as a build; returns its id.
 fn push(server: &Server, file: &Path, service: &str, version: &str) -> String {
     let file = file.to_str().unwrap();
@@ -316,14 +332,8 @@ fn deploys_in_waves_rolls_back_by_itself_and_promotes() {
     let out = server.cli(&[
         "deploy", "shop", "1.0", "--env", "prod", "--waves", "1,2,3", "--bake", "0s", "--wait",
     ]);
-    assert!(
-        out.status.success(),
-        "deploy 1.0: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    for h in &hosts {
-        assert_eq!(h.serving().as_deref(), Some("1.0"), "{}", h.name);
-    }
+    succeeded(&out, "deploy 1.0");
+    assert_fleet(&hosts, "1.0", "");
     // By id prefix, with a bake.
     let out = server.cli(&[
         "deploy",
@@ -339,19 +349,13 @@ fn deploys_in_waves_rolls_back_by_itself_and_promotes() {
         "1",
         "--wait",
     ]);
-    assert!(
-        out.status.success(),
-        "deploy 2.0: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    succeeded(&out, "deploy 2.0");
     let first_rollout = String::from_utf8_lossy(&out.stdout)
         .lines()
         .next()
         .unwrap()
         .to_string();
-    for h in &hosts {
-        assert_eq!(h.serving().as_deref(), Some("2.0"), "{}", h.name);
-    }
+    assert_fleet(&hosts, "2.0", "");
     let r = rollout(&server, &first_rollout);
     assert_eq!(r["state"], "succeeded");
     assert_eq!(r["tasks"].as_array().unwrap().len(), 3);
@@ -364,14 +368,7 @@ fn deploys_in_waves_rolls_back_by_itself_and_promotes() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("rolled back"), "{err}");
     assert!(err.contains("web-2") && err.contains("health"), "{err}");
-    for h in &hosts {
-        assert_eq!(
-            h.serving().as_deref(),
-            Some("2.0"),
-            "{} after rollback",
-            h.name
-        );
-    }
+    assert_fleet(&hosts, "2.0", "after rollback");
     let rollout_id = String::from_utf8_lossy(&out.stdout)
         .lines()
         .next()
@@ -406,19 +403,8 @@ fn deploys_in_waves_rolls_back_by_itself_and_promotes() {
 
     // One-command rollback: to the build before the current one (2.0 → 1.0), all at once.
     let out = server.cli(&["rollback", "shop", "--env", "prod", "--wait"]);
-    assert!(
-        out.status.success(),
-        "rollback: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    for h in &hosts {
-        assert_eq!(
-            h.serving().as_deref(),
-            Some("1.0"),
-            "{} after rollback",
-            h.name
-        );
-    }
+    succeeded(&out, "rollback");
+    assert_fleet(&hosts, "1.0", "after rollback");
     let changes = server.http().get("/api/v1/changes?kind=rollback").body;
     assert_eq!(changes["items"][0]["status"], "succeeded", "{changes}");
 
@@ -429,28 +415,13 @@ fn deploys_in_waves_rolls_back_by_itself_and_promotes() {
     let out = server.cli(&[
         "deploy", "shop", "2.0", "--env", "stage", "--bake", "0s", "--wait",
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    succeeded(&out, "");
     assert_eq!(stage.serving().as_deref(), Some("2.0"));
     let out = server.cli(&[
         "promote", "shop", "--from", "stage", "--to", "prod", "--bake", "0s", "--wait",
     ]);
-    assert!(
-        out.status.success(),
-        "promote: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    for h in &hosts {
-        assert_eq!(
-            h.serving().as_deref(),
-            Some("2.0"),
-            "{} after promote",
-            h.name
-        );
-    }
+    succeeded(&out, "promote");
+    assert_fleet(&hosts, "2.0", "after promote");
     // Lead time: the build knows when each environment first ran it.
     let b = server
         .http()
@@ -573,11 +544,7 @@ fn faults_are_refused_or_handled() {
     let out = server.cli(&[
         "deploy", "shop", "1.0", "--env", "prod", "--bake", "0s", "--wait",
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    succeeded(&out, "");
     let v2 = artifact(dir.path(), "2.0", &[]);
     push(&server, &v2, "shop", "2.0");
     let first = server.ok(&[
@@ -646,9 +613,7 @@ fn a_rollout_survives_a_server_restart() {
         r["state"], "succeeded",
         "the rollout must resume, not fail: {r}"
     );
-    for h in &hosts {
-        assert_eq!(h.serving().as_deref(), Some("1.0"), "{}", h.name);
-    }
+    assert_fleet(&hosts, "1.0", "");
 }
 
 #[test]
@@ -805,11 +770,7 @@ fn two_servers_on_postgres_ship_together() {
             "deploy", "shop", "1.0", "--env", "prod", "--waves", "1,2", "--bake", "0s", "--wait",
         ],
     );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    succeeded(&out, "");
     assert_eq!(h1.serving().as_deref(), Some("1.0"));
     assert_eq!(h2.serving().as_deref(), Some("1.0"));
     // The artifact is in the database, not in either server's directory.
