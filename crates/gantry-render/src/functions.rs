@@ -271,7 +271,6 @@ fn non_null(values: &[Option<f64>]) -> Vec<f64> {
 /// graphite-web's aggregation functions (its `safe*`): `None` for an unknown name or when
 /// there is nothing to aggregate.
 pub(crate) fn agg(func: &str, row: &[Option<f64>]) -> Option<f64> {
-    let v = non_null(row);
     let func = match func {
         "avg" => "average",
         "total" => "sum",
@@ -279,6 +278,33 @@ pub(crate) fn agg(func: &str, row: &[Option<f64>]) -> Option<f64> {
         "rangeOf" => "range",
         f => f.strip_suffix("Series").unwrap_or(f),
     };
+    // The common ones without collecting the values first (aggregating a few hundred
+    // series over ten thousand rows would allocate a vector per row); the same operations
+    // in the same order as below, so the same results to the bit.
+    let present = || row.iter().flatten().copied();
+    match func {
+        "sum" => return present().next().is_some().then(|| present().sum::<f64>()),
+        "average" => {
+            let count = present().count();
+            return (count > 0).then(|| present().sum::<f64>() / count as f64);
+        }
+        "min" => {
+            return present()
+                .next()
+                .is_some()
+                .then(|| present().fold(f64::INFINITY, f64::min))
+        }
+        "max" => {
+            return present()
+                .next()
+                .is_some()
+                .then(|| present().fold(f64::NEG_INFINITY, f64::max))
+        }
+        "last" => return present().last(),
+        "count" => return Some(present().count() as f64),
+        _ => {}
+    }
+    let v = non_null(row);
     match func {
         "count" => return Some(v.len() as f64),
         "avg_zero" => {
@@ -374,9 +400,10 @@ fn aggregate(list: &[&Series], func: &str) -> Option<Series> {
     let func = func.strip_suffix("Series").unwrap_or(func);
     let n = normalize(list)?;
     let name = format!("{func}Series({})", format_path_expressions(list));
+    let mut row = Vec::with_capacity(list.len());
     let values = (0..n.rows())
         .map(|i| {
-            let row = n.row(i);
+            n.fill_row(i, &mut row);
             if row.iter().any(Option::is_some) {
                 agg(func, &row)
             } else {
@@ -636,7 +663,15 @@ fn as_percent(a: &Args<'_, '_>) -> R {
     let total_expr = a.expr(1);
     let (total_values, total_text): (Vec<Option<f64>>, String) = match total_expr {
         None | Some((Expr::None { .. }, _)) => (
-            (0..norm.rows()).map(|i| agg("sum", &norm.row(i))).collect(),
+            {
+                let mut row = Vec::with_capacity(norm.values.len());
+                (0..norm.rows())
+                    .map(|i| {
+                        norm.fill_row(i, &mut row);
+                        agg("sum", &row)
+                    })
+                    .collect()
+            },
             format!("sumSeries({})", format_path_expressions(&refs)),
         ),
         Some((Expr::Number { value, .. }, _)) => {

@@ -238,10 +238,15 @@ impl Normalized {
 
     /// Row `i` across all series, missing points as null.
     pub fn row(&self, i: usize) -> Vec<Option<f64>> {
-        self.values
-            .iter()
-            .map(|v| v.get(i).copied().flatten())
-            .collect()
+        let mut row = Vec::with_capacity(self.values.len());
+        self.fill_row(i, &mut row);
+        row
+    }
+
+    /// Row `i` into `row` (cleared first), so a loop over rows allocates once.
+    pub fn fill_row(&self, i: usize, row: &mut Vec<Option<f64>>) {
+        row.clear();
+        row.extend(self.values.iter().map(|v| v.get(i).copied().flatten()));
     }
 }
 

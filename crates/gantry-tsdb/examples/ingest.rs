@@ -1,6 +1,7 @@
 //! A quick ingest probe (not the issue's end-to-end benchmark, which goes through the
 //! Graphite listener): SERIES series × DAYS days of 10 s points written as history, in
-//! time-major batches as a Graphite sender would, then bytes on disk per point sent.
+//! time-major batches as a Graphite sender would (waiting while the store's queue is full, as
+//! the listeners do), then bytes on disk per point sent.
 //!
 //! `cargo run --release -p gantry-tsdb --example ingest` (SERIES=1000 DAYS=1 to vary).
 
@@ -39,15 +40,18 @@ fn main() {
             }
         }
         sent += batch.len() as u64;
-        tsdb.write(batch);
-        if minute % 60 == 59 {
-            tsdb.flush_at(now).expect("flush");
+        // As the TCP listeners do: wait while the store's queue is full (its flusher
+        // thread applies it), so flushes are the size the server's are.
+        while !tsdb.has_room() {
+            std::thread::sleep(std::time::Duration::from_millis(1));
         }
+        tsdb.write(batch);
     }
     tsdb.flush_at(now).expect("flush");
     let elapsed = started.elapsed().as_secs_f64();
     tsdb.close().expect("close");
-    tsdb.compact().expect("compact");
+    // What the issue measures: the store after compaction (expired, folded, merged).
+    tsdb.compact_all(now).expect("compact");
     drop(tsdb);
     // fjall removes journals whose data is in segments in the background.
     std::thread::sleep(std::time::Duration::from_secs(2));

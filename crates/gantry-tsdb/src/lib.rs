@@ -24,7 +24,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use fjall::{Keyspace, PartitionCreateOptions, PartitionHandle, PersistMode};
+use fjall::{AbstractTree, Keyspace, PartitionCreateOptions, PartitionHandle, PersistMode};
 use regex::Regex;
 
 pub use config::{Aggregation, Archive, TsdbConfig};
@@ -364,6 +364,20 @@ impl Tsdb {
     /// Bytes the store takes on disk.
     pub fn disk_space(&self) -> u64 {
         self.keyspace.disk_space()
+    }
+
+    /// What the LSM tree holds, for tests of its housekeeping: (records in the series
+    /// partition, records in the blocks partition, bytes of the blocks partition's files).
+    #[doc(hidden)]
+    pub fn stored_records(&self) -> Result<(usize, usize, u64)> {
+        let mut counts = [0usize; 2];
+        for (count, partition) in counts.iter_mut().zip([&self.series, &self.blocks]) {
+            for entry in partition.iter() {
+                entry?;
+                *count += 1;
+            }
+        }
+        Ok((counts[0], counts[1], self.blocks.disk_space()))
     }
 
     /// Whether the write queue is below `max_queued_points`. Writers that can slow their
@@ -826,12 +840,23 @@ impl Tsdb {
         Ok(removed)
     }
 
-    /// Writes memory tables out and merges the block files, dropping overwritten versions
-    /// (what the LSM tree does by itself over time; this does it now).
+    /// Writes memory tables out and merges each partition's files into one sorted run,
+    /// keeping only the newest version of every key and dropping deleted ones (what the
+    /// LSM tree does by itself over time; this does it now).
+    ///
+    /// fjall's own `major_compact` keeps every version newer than its snapshot watermark,
+    /// which trails the newest write by up to 100 commits when no snapshot is ever taken;
+    /// and merging into the last level drops a tombstone while keeping such a version under
+    /// it, so a series deleted, a block expired or a delta record folded in the last 100
+    /// commits would come back. This store never reads from a snapshot (every read wants
+    /// the newest version), so its compaction keeps the newest version of each key only.
+    /// `tests/store.rs` `deleted_data_stays_deleted_after_compaction` guards it.
     pub fn compact(&self) -> Result<()> {
         for partition in [&self.series, &self.blocks] {
             partition.rotate_memtable_and_wait()?;
-            partition.major_compact()?;
+            partition
+                .tree
+                .major_compact(COMPACTED_FILE_BYTES, NEWEST_VERSION_ONLY)?;
         }
         Ok(())
     }
@@ -926,6 +951,12 @@ impl LoadedBlock {
 
 /// A block gets at most this many delta records before they are folded into its base.
 const FOLD_AFTER: usize = 32;
+
+/// Files written by [`Tsdb::compact`] (fjall's default target for its leveled compaction).
+const COMPACTED_FILE_BYTES: u64 = 64 * 1024 * 1024;
+
+/// A compaction watermark above every sequence number: keep only each key's newest version.
+const NEWEST_VERSION_ONLY: u64 = u64::MAX;
 
 /// The blocks of one series touched by a flush or read, loaded once, written back once.
 struct BlockSet<'a> {
@@ -1083,14 +1114,14 @@ impl<'a> BlockSet<'a> {
     /// complete block (last slot written, or its time over), or one with `FOLD_AFTER`
     /// deltas, is folded: its base rewritten (compressed once complete) and deltas removed.
     fn write_to(mut self, batch: &mut fjall::Batch, archives: &[Archive], now: i64) -> Result<()> {
-        // A blind write that completes its block means folding it: read it first.
+        // A blind write to a block's last slot completes it: read it first, to fold it.
+        // A block whose time is over but whose last slot is still empty takes deltas like
+        // any other (a history load writes such blocks in many flushes; folding at each
+        // would read and recompress the block every time); maintenance folds what is left.
         let completing: Vec<(usize, u64)> = self
             .blind
             .iter()
-            .filter(|((archive, block), writes)| {
-                writes.contains_key(&(SLOTS_PER_BLOCK as usize - 1))
-                    || block_end(*block, archives[*archive].step) <= now
-            })
+            .filter(|(_, writes)| writes.contains_key(&(SLOTS_PER_BLOCK as usize - 1)))
             .map(|(key, _)| *key)
             .collect();
         for (archive, block) in completing {

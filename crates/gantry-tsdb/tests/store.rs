@@ -377,3 +377,75 @@ fn compact_all_keeps_every_value() {
     );
     assert_eq!(before.values.iter().flatten().count(), 50);
 }
+
+/// Deleted series and folded delta records stay gone when compaction reaches the last
+/// level, and overwritten blocks are discarded rather than kept (fjall 2 keeps both unless
+/// the store moves its garbage-collection watermark; see `Tsdb::compact`).
+#[test]
+fn deleted_data_stays_deleted_after_compaction() {
+    let dir = tempfile::tempdir().unwrap();
+    let names: Vec<String> = (0..200).map(|i| format!("test.s{i:03}")).collect();
+    let write_all = |tsdb: &Tsdb, round: u8| {
+        for name in &names {
+            let points: Vec<(&str, i64, f64)> = (0..300)
+                .map(|i| {
+                    (
+                        name.as_str(),
+                        NOW - 3000 + 10 * i,
+                        f64::from(round) + i as f64,
+                    )
+                })
+                .collect();
+            tsdb.write(points);
+        }
+        tsdb.flush_at(NOW).unwrap();
+    };
+    let tsdb = open(dir.path());
+    write_all(&tsdb, 0);
+    tsdb.compact_all(NOW).unwrap();
+    let (series, blocks, first_bytes) = tsdb.stored_records().unwrap();
+    assert_eq!(series, 200);
+    // Rewrite every slot ten times: delta records folded away, old versions dropped.
+    for round in 1..=10 {
+        write_all(&tsdb, round);
+        tsdb.compact_all(NOW).unwrap();
+    }
+    let (_, blocks_after, bytes_after) = tsdb.stored_records().unwrap();
+    assert_eq!(
+        blocks_after, blocks,
+        "delta records left or folded ones back"
+    );
+    assert!(
+        bytes_after < first_bytes * 2,
+        "{first_bytes} bytes after one round, {bytes_after} after ten rewrites"
+    );
+    let deleted = tsdb.delete_where(|n| n >= "test.s100").unwrap();
+    assert_eq!(deleted.len(), 100);
+    tsdb.compact_all(NOW).unwrap();
+    let (series, blocks_left, _) = tsdb.stored_records().unwrap();
+    assert_eq!(series, 100, "deleted series came back");
+    assert_eq!(blocks_left, blocks / 2, "deleted blocks came back");
+    let (start, step, vals) = values(&tsdb, "test.s000", NOW - 3000, NOW - 10);
+    assert!(!vals.is_empty());
+    for (k, value) in vals.iter().enumerate() {
+        let i = (start - (NOW - 3000)) / i64::from(step) + k as i64;
+        assert_eq!(
+            *value,
+            Some(10.0 + i as f64),
+            "slot {i}: the last round's value"
+        );
+    }
+    // And after a restart, which rebuilds the index from what is stored.
+    tsdb.close().unwrap();
+    drop(tsdb);
+    let tsdb = open(dir.path());
+    assert_eq!(
+        tsdb.series_count(),
+        100,
+        "deleted series back after a restart"
+    );
+    assert!(tsdb
+        .fetch("test.s150", NOW - 3000, NOW, NOW)
+        .unwrap()
+        .is_none());
+}
