@@ -1,11 +1,10 @@
 //! The metrics listeners: StatsD (UDP and TCP), Graphite plaintext (TCP and UDP) and pickle
 //! (TCP), all writing into the embedded time-series store.
 //!
-//! StatsD: receive loops only read datagrams (one loop per core on one port, with
-//! `SO_REUSEPORT`, so the kernel keeps each sender on one loop and a sender's datagrams stay
-//! in order) and hand them, unparsed, to one aggregator task, which parses them in arrival
-//! order (gauges depend on order) and flushes every `flush_interval_secs`. Nothing a datagram
-//! passes through takes a lock.
+//! StatsD (`statsd`): one receive thread per core on one port (`SO_REUSEPORT`, so the
+//! kernel keeps each sender on one thread and a sender's datagrams stay in order), each
+//! parsing and aggregating its own datagrams into its own shard, merged at every flush.
+//! Nothing a datagram passes through is shared between threads.
 //!
 //! Bad input never stops a listener: a bad line is counted and logged at a bounded rate, the
 //! good lines of the same datagram are kept, a pickle with a forbidden opcode closes only
@@ -16,12 +15,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+mod statsd;
+
 use anyhow::Context;
-use gantry_statsd::{Aggregator, StatsdConfig};
+use gantry_statsd::StatsdConfig;
 use gantry_tsdb::Tsdb;
 use tokio::io::AsyncReadExt;
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Listen;
@@ -190,7 +190,7 @@ pub async fn start(
     let mut aggregator = None;
     if let Listen::On(addr) = statsd_listen {
         let (local, task) =
-            start_statsd(addr, statsd, sink.clone(), stats.clone(), shutdown.clone()).await?;
+            statsd::start(addr, statsd, sink.clone(), stats.clone(), shutdown.clone()).await?;
         bound.statsd = Some(local);
         aggregator = Some(task);
     }
@@ -202,167 +202,6 @@ pub async fn start(
         bound.pickle = Some(start_pickle(addr, sink, stats, shutdown).await?);
     }
     Ok((bound, aggregator))
-}
-
-async fn start_statsd(
-    addr: SocketAddr,
-    config: StatsdConfig,
-    sink: Sink,
-    stats: Arc<IngestStats>,
-    shutdown: CancellationToken,
-) -> anyhow::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
-    let (datagrams, received) = mpsc::channel::<Vec<u8>>(16_384);
-    // The TCP listener first: with port 0 it picks the port the UDP sockets then share.
-    let tcp = tcp_listener(addr, "--statsd-listen").await?;
-    let local = tcp.local_addr()?;
-    let loops = std::thread::available_parallelism()
-        .map_or(2, |n| n.get())
-        .clamp(1, 8);
-    for _ in 0..loops {
-        let socket = udp_socket(local, true, "--statsd-listen")?;
-        let datagrams = datagrams.clone();
-        let shutdown = shutdown.clone();
-        tokio::spawn(async move {
-            let mut buffer = vec![0u8; MAX_DATAGRAM];
-            loop {
-                tokio::select! {
-                    _ = shutdown.cancelled() => return,
-                    received = socket.recv_from(&mut buffer) => match received {
-                        Ok((n, _)) => {
-                            if datagrams.send(buffer[..n].to_vec()).await.is_err() {
-                                return;
-                            }
-                        }
-                        Err(e) => tracing::debug!(error = %e, "statsd receive failed"),
-                    }
-                }
-            }
-        });
-    }
-    serve_statsd_tcp(tcp, datagrams, shutdown.clone());
-    let aggregator = tokio::spawn(aggregate(
-        received,
-        config,
-        sink,
-        stats,
-        local.port(),
-        shutdown,
-    ));
-    Ok((local, aggregator))
-}
-
-/// StatsD over TCP: complete lines, a read's worth at a time, are one "datagram".
-fn serve_statsd_tcp(
-    listener: TcpListener,
-    datagrams: mpsc::Sender<Vec<u8>>,
-    shutdown: CancellationToken,
-) {
-    let reads = shutdown.clone();
-    spawn_accept_loop(listener, shutdown, move |mut stream, _| {
-        let (datagrams, shutdown) = (datagrams.clone(), reads.clone());
-        async move {
-            let mut buffer = gantry_graphite::plaintext::LineBuffer::default();
-            let mut chunk = vec![0u8; 64 * 1024];
-            while let Some(n) = next_chunk(&mut stream, &mut chunk, &shutdown).await {
-                let mut lines = Vec::new();
-                buffer.push(&chunk[..n], MAX_LINE, |line| {
-                    if let gantry_graphite::plaintext::Line::Complete(l) = line {
-                        lines.extend_from_slice(l);
-                        lines.push(b'\n');
-                    }
-                });
-                if !lines.is_empty() && datagrams.send(lines).await.is_err() {
-                    return;
-                }
-            }
-        }
-    });
-}
-
-static STATSD_BAD_LOG: RateLimitedLog = RateLimitedLog::new();
-
-/// Datagrams the kernel dropped on UDP sockets bound to `port` (their receive buffers were
-/// full), summed over IPv4 and IPv6; `None` where the OS does not say (not Linux).
-fn kernel_udp_drops(port: u16) -> Option<u64> {
-    let mut total = None;
-    for table in ["/proc/net/udp", "/proc/net/udp6"] {
-        let Ok(text) = std::fs::read_to_string(table) else {
-            continue;
-        };
-        for line in text.lines().skip(1) {
-            let fields: Vec<&str> = line.split_whitespace().collect();
-            let Some(local) = fields.get(1) else { continue };
-            let local_port = local
-                .rsplit(':')
-                .next()
-                .and_then(|p| u16::from_str_radix(p, 16).ok());
-            if local_port == Some(port) {
-                if let Some(drops) = fields.last().and_then(|d| d.parse::<u64>().ok()) {
-                    *total.get_or_insert(0) += drops;
-                }
-            }
-        }
-    }
-    total
-}
-
-/// Parses and aggregates datagrams in arrival order; flushes into the store on schedule
-/// and once more at shutdown.
-async fn aggregate(
-    mut datagrams: mpsc::Receiver<Vec<u8>>,
-    config: StatsdConfig,
-    sink: Sink,
-    stats: Arc<IngestStats>,
-    port: u16,
-    shutdown: CancellationToken,
-) {
-    let interval = Duration::from_secs_f64(config.flush_interval_secs);
-    let mut drops_seen = kernel_udp_drops(port).unwrap_or(0);
-    let mut aggregator = Aggregator::new(config);
-    let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
-    let mut bad = Vec::new();
-    loop {
-        tokio::select! {
-            received = datagrams.recv() => {
-                let Some(datagram) = received else { break };
-                let mut samples = Vec::with_capacity(64);
-                bad.clear();
-                let counts = gantry_statsd::parse(&datagram, aggregator.config(), &mut samples, &mut bad);
-                aggregator.record_packet(&counts);
-                aggregator.add_all(&samples);
-                stats.statsd_datagrams.fetch_add(1, Ordering::Relaxed);
-                if counts.bad > 0 {
-                    stats.statsd_bad_lines.fetch_add(counts.bad, Ordering::Relaxed);
-                    if let Some(first) = bad.first() {
-                        if STATSD_BAD_LOG.allow() {
-                            tracing::warn!(line = %first.line, reason = first.reason, "bad StatsD line");
-                        }
-                    }
-                }
-            }
-            _ = ticker.tick() => {
-                // What Etsy cannot see: datagrams lost before any loop read them.
-                if let Some(drops) = kernel_udp_drops(port) {
-                    aggregator.add_to_counter("statsd.kernel_drops", drops.saturating_sub(drops_seen) as f64);
-                    stats.statsd_kernel_drops.fetch_add(drops.saturating_sub(drops_seen), Ordering::Relaxed);
-                    drops_seen = drops;
-                }
-                flush(&mut aggregator, &sink);
-            }
-            _ = shutdown.cancelled() => break,
-        }
-    }
-    flush(&mut aggregator, &sink);
-}
-
-fn flush(aggregator: &mut Aggregator, sink: &Sink) {
-    let now = unix_now();
-    let points = aggregator.flush(now);
-    let points: Vec<(&str, i64, f64)> = points
-        .iter()
-        .map(|p| (p.name.as_str(), now, p.value))
-        .collect();
-    sink.write(&points);
 }
 
 static GRAPHITE_BAD_LOG: RateLimitedLog = RateLimitedLog::new();
@@ -497,20 +336,4 @@ async fn start_pickle(
         }
     });
     Ok(local)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn reads_kernel_drops_for_a_bound_port() {
-        let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-        let port = socket.local_addr().unwrap().port();
-        if cfg!(target_os = "linux") {
-            assert_eq!(kernel_udp_drops(port), Some(0));
-        }
-        drop(socket);
-        assert_eq!(kernel_udp_drops(port), None);
-    }
 }

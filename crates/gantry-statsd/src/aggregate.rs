@@ -1,10 +1,21 @@
 //! Per-key state between flushes, and the flush itself: Etsy's `process_metrics` math and
 //! its graphite backend's names.
+//!
+//! Receive loops each fill their own [`Shard`] (nothing shared on the per-packet path);
+//! at a flush the [`Aggregator`] merges the shards and computes the points. Gauges are the
+//! one kind whose result depends on order: a shard keeps its gauge updates as a function of
+//! the value before them (see `GaugeOps`), so merging applies each shard's updates, in the
+//! order of their last arrival, to the gauge's value exactly as Etsy would have applied them
+//! one by one. One sender's datagrams reach one receive loop, so its updates stay in order.
 
 use std::collections::{HashMap, HashSet};
 
 use crate::config::{Bin, StatsdConfig};
 use crate::parse::{sanitize_key, Kind, ParseCounts, Sample};
+
+/// Per-key maps with a fast hash (seeded per process, so keys cannot be chosen to collide).
+type Map<V> = HashMap<Box<str>, V, foldhash::fast::RandomState>;
+type Members = HashSet<Box<str>, foldhash::fast::RandomState>;
 
 /// One flushed value, named as Etsy's graphite backend names it.
 #[derive(Debug, Clone, PartialEq)]
@@ -27,50 +38,84 @@ struct Gauge {
     ttl: u32,
 }
 
+/// A shard's updates of one gauge since the last flush, as a function of the value the
+/// gauge had before them: Etsy's rule (a signed value moves a gauge that exists with a
+/// non-zero value, and sets it otherwise) depends on that value, which only the merge knows.
+#[derive(Debug, Default)]
+struct GaugeOps {
+    /// Signed values received before any unsigned one, in arrival order.
+    signed: Vec<f64>,
+    /// The value after the last unsigned one and the signed ones that followed it.
+    value: Option<f64>,
+    /// The caller's arrival stamp of the last update, which orders shards at a merge.
+    at: u64,
+}
+
+impl GaugeOps {
+    fn push(&mut self, value: f64, signed: bool, at: u64) {
+        self.at = at;
+        match (&mut self.value, signed) {
+            (Some(current), true) => *current = moved(Some(*current), value),
+            (slot, false) => {
+                *slot = Some(value);
+                self.signed.clear();
+            }
+            (None, true) => self.signed.push(value),
+        }
+    }
+
+    /// The gauge's value after these updates, from `before` (`None`: no such gauge yet).
+    fn apply(&self, before: Option<f64>) -> f64 {
+        if let Some(value) = self.value {
+            return value;
+        }
+        self.signed
+            .iter()
+            .fold(before, |current, &delta| Some(moved(current, delta)))
+            .unwrap_or(0.0)
+    }
+}
+
+/// A signed gauge value applied as Etsy applies it.
+fn moved(current: Option<f64>, delta: f64) -> f64 {
+    match current {
+        Some(value) if value != 0.0 => value + delta,
+        _ => delta,
+    }
+}
+
 const PACKETS_RECEIVED: &str = "statsd.packets_received";
 const METRICS_RECEIVED: &str = "statsd.metrics_received";
 const BAD_LINES_SEEN: &str = "statsd.bad_lines_seen";
 const TIMESTAMP_LAG: &str = "statsd.timestamp_lag";
 
-/// Everything received since the last flush (gauges: ever), by key.
-#[derive(Debug)]
-pub struct Aggregator {
-    config: StatsdConfig,
-    counters: HashMap<Box<str>, f64>,
-    timers: HashMap<Box<str>, Timer>,
-    gauges: HashMap<Box<str>, Gauge>,
-    sets: HashMap<Box<str>, HashSet<Box<str>>>,
-    last_flush: Option<i64>,
+/// What one receive loop gathered since the last flush, by key.
+#[derive(Debug, Default)]
+pub struct Shard {
+    counters: Map<f64>,
+    timers: Map<Timer>,
+    gauges: Map<GaugeOps>,
+    sets: Map<Members>,
 }
 
-impl Aggregator {
-    pub fn new(config: StatsdConfig) -> Aggregator {
-        let mut counters = HashMap::new();
-        for key in [BAD_LINES_SEEN, PACKETS_RECEIVED, METRICS_RECEIVED] {
-            counters.insert(Box::from(key), 0.0);
-        }
-        Aggregator {
-            config,
-            counters,
-            timers: HashMap::new(),
-            gauges: HashMap::new(),
-            sets: HashMap::new(),
-            last_flush: None,
-        }
-    }
-
-    pub fn config(&self) -> &StatsdConfig {
-        &self.config
+impl Shard {
+    pub fn new() -> Shard {
+        Shard::default()
     }
 
     /// Counts one received datagram and what parsing found in it.
     pub fn record_packet(&mut self, counts: &ParseCounts) {
-        self.add_to_counter(PACKETS_RECEIVED, 1.0);
+        self.record_packets(1, counts);
+    }
+
+    /// Counts `packets` received datagrams and what parsing found in all of them.
+    pub fn record_packets(&mut self, packets: u64, counts: &ParseCounts) {
+        self.add_to_counter(PACKETS_RECEIVED, packets as f64);
         self.add_to_counter(METRICS_RECEIVED, counts.lines as f64);
         self.add_to_counter(BAD_LINES_SEEN, counts.bad as f64);
     }
 
-    /// Adds to one of Gantry's own counters (e.g. datagrams the kernel dropped).
+    /// Adds to a counter (e.g. one of Gantry's own, such as datagrams the kernel dropped).
     pub fn add_to_counter(&mut self, key: &str, value: f64) {
         match self.counters.get_mut(key) {
             Some(total) => *total += value,
@@ -80,14 +125,15 @@ impl Aggregator {
         }
     }
 
-    /// Folds samples in, in order (the order matters for gauges).
-    pub fn add_all(&mut self, samples: &[Sample<'_>]) {
+    /// Folds samples in, in order; `at` stamps their arrival (any clock that increases),
+    /// which orders gauge updates of different shards at the merge.
+    pub fn add_all(&mut self, samples: &[Sample<'_>], at: u64) {
         for sample in samples {
-            self.add(sample);
+            self.add(sample, at);
         }
     }
 
-    pub fn add(&mut self, sample: &Sample<'_>) {
+    pub fn add(&mut self, sample: &Sample<'_>, at: u64) {
         let key: &str = &sample.key;
         match &sample.kind {
             Kind::Counter { value } => self.add_to_counter(key, *value),
@@ -100,22 +146,11 @@ impl Aggregator {
                 timer.count += count;
             }
             Kind::Gauge { value, signed } => {
-                let ttl = self.config.gauges_max_ttl;
-                match self.gauges.get_mut(key) {
-                    // A signed value moves a gauge only when it has a non-zero value.
-                    Some(g) if *signed && g.value != 0.0 => {
-                        g.value += value;
-                        g.ttl = ttl;
-                    }
-                    Some(g) => {
-                        g.value = *value;
-                        g.ttl = ttl;
-                    }
-                    None => {
-                        self.gauges
-                            .insert(Box::from(key), Gauge { value: *value, ttl });
-                    }
-                }
+                let ops = match self.gauges.get_mut(key) {
+                    Some(ops) => ops,
+                    None => self.gauges.entry(Box::from(key)).or_default(),
+                };
+                ops.push(*value, *signed, at);
             }
             Kind::Set { member } => {
                 let set = match self.sets.get_mut(key) {
@@ -125,6 +160,113 @@ impl Aggregator {
                 if !set.contains(member.as_ref()) {
                     set.insert(Box::from(member.as_ref()));
                 }
+            }
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.counters.is_empty()
+            && self.timers.is_empty()
+            && self.gauges.is_empty()
+            && self.sets.is_empty()
+    }
+}
+
+/// Everything received since the last flush (gauges: ever), by key.
+#[derive(Debug)]
+pub struct Aggregator {
+    config: StatsdConfig,
+    /// Counters, timers and sets of this interval; its gauge updates are applied at once.
+    interval: Shard,
+    gauges: Map<Gauge>,
+    last_flush: Option<i64>,
+}
+
+impl Aggregator {
+    pub fn new(config: StatsdConfig) -> Aggregator {
+        let mut interval = Shard::new();
+        for key in [BAD_LINES_SEEN, PACKETS_RECEIVED, METRICS_RECEIVED] {
+            interval.counters.insert(Box::from(key), 0.0);
+        }
+        Aggregator {
+            config,
+            interval,
+            gauges: Map::default(),
+            last_flush: None,
+        }
+    }
+
+    pub fn config(&self) -> &StatsdConfig {
+        &self.config
+    }
+
+    /// Counts one received datagram and what parsing found in it.
+    pub fn record_packet(&mut self, counts: &ParseCounts) {
+        self.interval.record_packet(counts);
+    }
+
+    /// Adds to one of Gantry's own counters (e.g. datagrams the kernel dropped).
+    pub fn add_to_counter(&mut self, key: &str, value: f64) {
+        self.interval.add_to_counter(key, value);
+    }
+
+    /// Folds samples in, in order (the order matters for gauges).
+    pub fn add_all(&mut self, samples: &[Sample<'_>]) {
+        for sample in samples {
+            self.add(sample);
+        }
+    }
+
+    pub fn add(&mut self, sample: &Sample<'_>) {
+        if let Kind::Gauge { value, signed } = sample.kind {
+            // Applied at once: a direct sample comes after everything merged before it.
+            let mut ops = GaugeOps::default();
+            ops.push(value, signed, 0);
+            self.apply_gauge(&sample.key, &ops);
+        } else {
+            self.interval.add(sample, 0);
+        }
+    }
+
+    /// Folds receive loops' shards in. Counters add up, timer values and set members join;
+    /// each gauge gets every shard's updates, the shard it last arrived at going last.
+    pub fn merge(&mut self, shards: impl IntoIterator<Item = Shard>) {
+        let mut gauge_updates: Vec<(Box<str>, GaugeOps)> = Vec::new();
+        for shard in shards {
+            for (key, value) in shard.counters {
+                *self.interval.counters.entry(key).or_insert(0.0) += value;
+            }
+            for (key, timer) in shard.timers {
+                let into = self.interval.timers.entry(key).or_default();
+                into.values.extend_from_slice(&timer.values);
+                into.count += timer.count;
+            }
+            for (key, members) in shard.sets {
+                let into = self.interval.sets.entry(key).or_default();
+                if into.is_empty() {
+                    *into = members;
+                } else {
+                    into.extend(members);
+                }
+            }
+            gauge_updates.extend(shard.gauges);
+        }
+        gauge_updates.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.at.cmp(&b.1.at)));
+        for (key, ops) in &gauge_updates {
+            self.apply_gauge(key, ops);
+        }
+    }
+
+    fn apply_gauge(&mut self, key: &str, ops: &GaugeOps) {
+        let ttl = self.config.gauges_max_ttl;
+        match self.gauges.get_mut(key) {
+            Some(gauge) => {
+                gauge.value = ops.apply(Some(gauge.value));
+                gauge.ttl = ttl;
+            }
+            None => {
+                let value = ops.apply(None);
+                self.gauges.insert(Box::from(key), Gauge { value, ttl });
             }
         }
     }
@@ -147,13 +289,13 @@ impl Aggregator {
 
         let names = Names::new(&self.config);
         let mut points = Vec::with_capacity(
-            2 * self.counters.len()
-                + 12 * self.timers.len()
+            2 * self.interval.counters.len()
+                + 12 * self.interval.timers.len()
                 + self.gauges.len()
-                + self.sets.len()
+                + self.interval.sets.len()
                 + 1,
         );
-        for (key, &value) in &self.counters {
+        for (key, &value) in &self.interval.counters {
             let rate = value / interval;
             if self.config.legacy_namespace {
                 points.push(Point {
@@ -179,7 +321,7 @@ impl Aggregator {
                 }
             }
         }
-        for (key, timer) in &mut self.timers {
+        for (key, timer) in &mut self.interval.timers {
             for (field, value) in timer_fields(&self.config, key, timer, interval) {
                 points.push(Point {
                     name: names.format(
@@ -197,13 +339,16 @@ impl Aggregator {
                 value: gauge.value,
             });
         }
-        for (key, set) in &self.sets {
+        for (key, set) in &self.interval.sets {
             points.push(Point {
                 name: names.format(&names.set, key, &["count"]),
                 value: set.len() as f64,
             });
         }
-        let stats = self.counters.len() + self.timers.len() + self.gauges.len() + self.sets.len();
+        let stats = self.interval.counters.len()
+            + self.interval.timers.len()
+            + self.gauges.len()
+            + self.interval.sets.len();
         let num_stats = if self.config.legacy_namespace {
             format!("statsd.numStats{}", names.suffix)
         } else {
@@ -220,25 +365,25 @@ impl Aggregator {
     fn reset(&mut self) {
         let (counters, timers, sets, gauges) = self.config.deletes();
         if counters {
-            self.counters.retain(|k, _| {
+            self.interval.counters.retain(|k, _| {
                 k.contains("packets_received")
                     || k.contains("metrics_received")
                     || k.contains("bad_lines_seen")
             });
         }
-        self.counters.values_mut().for_each(|v| *v = 0.0);
+        self.interval.counters.values_mut().for_each(|v| *v = 0.0);
         if timers {
-            self.timers.clear();
+            self.interval.timers.clear();
         } else {
-            for t in self.timers.values_mut() {
+            for t in self.interval.timers.values_mut() {
                 t.values.clear();
                 t.count = 0.0;
             }
         }
         if sets {
-            self.sets.clear();
+            self.interval.sets.clear();
         } else {
-            self.sets.values_mut().for_each(HashSet::clear);
+            self.interval.sets.values_mut().for_each(HashSet::clear);
         }
         if gauges {
             self.gauges.retain(|_, g| {
@@ -649,5 +794,80 @@ mod tests {
             second.contains_key("stats_counts.statsd.bad_lines_seen"),
             "own counters stay"
         );
+    }
+
+    /// Receive loops each see some senders; merged shards must flush what one aggregator
+    /// fed every datagram in order would, whatever loop a sender lands on.
+    #[test]
+    fn shards_merge_to_what_one_stream_gives() {
+        let senders: Vec<Vec<String>> = (0..4)
+            .map(|s| {
+                (0..60)
+                    .map(|i| match i % 6 {
+                        0 => format!("hits.{}:{}|c", s % 2, i),
+                        1 => format!("rt.{s}:{}|ms|@0.5", i * 3),
+                        2 => format!("load.{s}:{}|g", i),
+                        3 => format!("load.{s}:-{}|g", i / 2),
+                        4 => format!("drift.{s}:+{}|g", i % 5),
+                        _ => format!("users:u{}|s", (i * 7 + s) % 11),
+                    })
+                    .collect()
+            })
+            .collect();
+        let mut one = Aggregator::new(StatsdConfig::default());
+        let mut merged = Aggregator::new(StatsdConfig::default());
+        for round in 0..3 {
+            let mut shards: Vec<Shard> = (0..3).map(|_| Shard::new()).collect();
+            for (s, lines) in senders.iter().enumerate() {
+                for (i, line) in lines.iter().enumerate() {
+                    let mut samples = Vec::new();
+                    let counts =
+                        parse(line.as_bytes(), one.config(), &mut samples, &mut Vec::new());
+                    one.record_packet(&counts);
+                    one.add_all(&samples);
+                    let shard = &mut shards[s % 3];
+                    shard.record_packet(&counts);
+                    shard.add_all(&samples, (round * 1000 + i) as u64);
+                }
+            }
+            merged.merge(shards);
+            let expected: HashMap<String, f64> = one
+                .flush(100 + 10 * round as i64)
+                .into_iter()
+                .map(|p| (p.name, p.value))
+                .collect();
+            let got: HashMap<String, f64> = merged
+                .flush(100 + 10 * round as i64)
+                .into_iter()
+                .map(|p| (p.name, p.value))
+                .collect();
+            assert_eq!(got, expected, "flush {round}");
+        }
+    }
+
+    #[test]
+    fn signed_gauge_updates_wait_for_the_value_before_them() {
+        let mut agg = Aggregator::new(StatsdConfig::default());
+        let mut samples = Vec::new();
+        parse(b"g:10|g", agg.config(), &mut samples, &mut Vec::new());
+        agg.add_all(&samples);
+        let mut shard = Shard::new();
+        let mut samples = Vec::new();
+        // -10 brings it to 0, so +3 then sets it to 3; -1 moves it to 2.
+        parse(
+            b"g:-10|g\ng:+3|g\ng:-1|g\nnew:+4|g",
+            agg.config(),
+            &mut samples,
+            &mut Vec::new(),
+        );
+        shard.add_all(&samples, 1);
+        agg.merge([shard]);
+        let got: HashMap<String, f64> = agg
+            .flush(100)
+            .into_iter()
+            .map(|p| (p.name, p.value))
+            .collect();
+        assert_eq!(got["stats.gauges.g"], 2.0);
+        assert_eq!(got["stats.gauges.new"], 4.0);
     }
 }

@@ -1,5 +1,6 @@
 //! StatsD as Etsy's statsd 0.9.0 defines it, as a pure engine: [`parse`] turns a datagram
-//! into samples, [`Aggregator`] folds samples into per-key state, and
+//! into samples, a [`Shard`] (one per receive loop) folds samples into per-key state,
+//! [`Aggregator::merge`] joins the shards, and
 //! [`Aggregator::flush`] produces the `(name, value)` points Etsy's graphite backend would
 //! write, with the same names and the same values.
 //!
@@ -15,6 +16,6 @@ mod config;
 mod number;
 mod parse;
 
-pub use aggregate::{Aggregator, Point};
+pub use aggregate::{Aggregator, Point, Shard};
 pub use config::{HistogramBins, StatsdConfig};
-pub use parse::{parse, BadLine, Kind, Sample};
+pub use parse::{parse, BadLine, Kind, ParseCounts, Sample};

@@ -56,7 +56,13 @@ pub fn parse<'a>(
     bad_lines: &mut Vec<BadLine>,
 ) -> ParseCounts {
     let mut counts = ParseCounts::default();
-    for raw in packet.split(|&b| b == b'\n') {
+    let mut rest = packet;
+    while !rest.is_empty() {
+        let (raw, after) = match memchr::memchr(b'\n', rest) {
+            Some(at) => (&rest[..at], &rest[at + 1..]),
+            None => (rest, &[][..]),
+        };
+        rest = after;
         if raw.is_empty() {
             continue;
         }
@@ -107,10 +113,10 @@ fn parse_line<'a>(
     bad_lines: &mut Vec<BadLine>,
 ) -> u64 {
     // Tags: everything after the first `|#` up to a second one.
-    let (body, tags) = match line.find("|#") {
+    let (body, tags) = match find_tags(line) {
         Some(at) => {
             let rest = &line[at + 2..];
-            let tags = rest.split("|#").next().unwrap_or("");
+            let tags = find_tags(rest).map_or(rest, |end| &rest[..end]);
             (&line[..at], tags)
         }
         None => (line, ""),
@@ -142,6 +148,14 @@ fn parse_line<'a>(
         }
     }
     bad
+}
+
+/// Where `|#` starts in `text`, if anywhere.
+fn find_tags(text: &str) -> Option<usize> {
+    let bytes = text.as_bytes();
+    memchr::memchr_iter(b'#', bytes)
+        .find(|&at| at > 0 && bytes[at - 1] == b'|')
+        .map(|at| at - 1)
 }
 
 fn parse_value<'a>(value: &'a str, config: &StatsdConfig) -> Result<Kind<'a>, &'static str> {
@@ -187,8 +201,9 @@ fn timer(number: &str, sample_rate: f64) -> Result<Kind<'static>, &'static str> 
     })
 }
 
+/// Etsy's `isNumber(text)`, then the number: once.
 fn numeric(text: &str) -> Result<f64, &'static str> {
-    if !is_number(text) {
+    if text.is_empty() {
         return Err("value is not a finite number");
     }
     js_number(text).ok_or("value is not a finite number")

@@ -1,0 +1,505 @@
+//! The StatsD listener: receive threads over UDP, a TCP listener, and the flusher.
+//!
+//! Each receive thread owns one UDP socket on the StatsD port (`SO_REUSEPORT`: the kernel
+//! hashes each sender to one socket, so one sender's datagrams stay in order) and one
+//! [`Shard`]. It reads datagrams in batches (`recvmmsg` on Linux: one system call for
+//! every datagram waiting), parses each batch once and folds it into its shard; nothing on
+//! that path is shared with another thread. At every flush the flusher bumps a generation
+//! number; each thread, on its next batch or read timeout, hands its shard over and starts
+//! a new one. The flusher merges the shards (gauges in the order their updates arrived,
+//! see `gantry_statsd`), adds its own counters and writes the points to the store.
+//!
+//! StatsD over TCP is rare and per connection: connections pass complete lines to the
+//! flusher, which folds them into a shard of its own.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use gantry_statsd::{Aggregator, ParseCounts, Sample, Shard, StatsdConfig};
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::{
+    next_chunk, spawn_accept_loop, tcp_listener, unix_now, IngestStats, RateLimitedLog, Sink,
+    MAX_DATAGRAM, MAX_LINE, UDP_RECEIVE_BUFFER,
+};
+
+/// Datagrams one receive call may return.
+const BATCH_DATAGRAMS: usize = 32;
+/// How long a receive thread waits for a datagram before looking for a flush or shutdown.
+const READ_TIMEOUT: Duration = Duration::from_millis(100);
+/// After a batch that did not fill, a receive thread lets datagrams gather this long
+/// before reading again: at moderate rates, waking for every datagram costs more than
+/// parsing it (a wake-up, and caches gone cold in between); the kernel's receive buffer
+/// holds far more than this many milliseconds of traffic at any rate the threads keep up with.
+const GATHER: Duration = Duration::from_millis(5);
+/// How long a flush waits for every receive thread's shard (a late one joins the next).
+const HANDOFF_WAIT: Duration = Duration::from_secs(1);
+
+static STATSD_BAD_LOG: RateLimitedLog = RateLimitedLog::new();
+
+/// What the flusher asks of the receive threads.
+#[derive(Default)]
+struct Handoff {
+    /// Bumped at every flush: a thread that sees a new value hands its shard over.
+    generation: AtomicU64,
+    /// Set at shutdown: threads hand their last shard over and exit.
+    stop: AtomicBool,
+}
+
+/// A shard handed over: which thread, for which generation.
+struct Handed {
+    thread: usize,
+    generation: u64,
+    shard: Shard,
+}
+
+/// Arrival stamps for gauge ordering: nanoseconds since the first call, on a clock that
+/// only increases.
+fn stamp() -> u64 {
+    static START: OnceLock<Instant> = OnceLock::new();
+    START.get_or_init(Instant::now).elapsed().as_nanos() as u64
+}
+
+/// A UDP socket on the StatsD port for one receive thread: blocking, with a read timeout.
+fn receive_socket(addr: SocketAddr) -> anyhow::Result<std::net::UdpSocket> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    #[cfg(unix)]
+    socket.set_reuse_port(true)?;
+    let _ = socket.set_recv_buffer_size(UDP_RECEIVE_BUFFER);
+    socket.bind(&addr.into()).with_context(|| {
+        format!("cannot listen on UDP {addr} (set another address with --statsd-listen, or off)")
+    })?;
+    socket.set_read_timeout(Some(READ_TIMEOUT))?;
+    Ok(socket.into())
+}
+
+/// Starts the receive threads, the TCP listener and the flusher; returns the bound address
+/// and the flusher task (await it after shutdown so its last flush reaches the store).
+pub(super) async fn start(
+    addr: SocketAddr,
+    config: StatsdConfig,
+    sink: Sink,
+    stats: Arc<IngestStats>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
+    // The TCP listener first: with port 0 it picks the port the UDP sockets then share.
+    let tcp = tcp_listener(addr, "--statsd-listen").await?;
+    let local = tcp.local_addr()?;
+    let threads = std::thread::available_parallelism()
+        .map_or(2, |n| n.get())
+        .clamp(1, 8);
+    let handoff = Arc::new(Handoff::default());
+    let (handed, shards) = mpsc::unbounded_channel::<Handed>();
+    let mut sockets = Vec::with_capacity(threads);
+    for _ in 0..threads {
+        sockets.push(receive_socket(local)?);
+    }
+    for (thread, socket) in sockets.into_iter().enumerate() {
+        let (config, stats, handoff, handed) = (
+            config.clone(),
+            stats.clone(),
+            handoff.clone(),
+            handed.clone(),
+        );
+        std::thread::Builder::new()
+            .name(format!("statsd-recv-{thread}"))
+            .spawn(move || receive_loop(thread, socket, &config, &stats, &handoff, &handed))
+            .context("cannot start a StatsD receive thread")?;
+    }
+    drop(handed);
+    let (lines, tcp_lines) = mpsc::channel::<Vec<u8>>(1024);
+    serve_tcp(tcp, lines, shutdown.clone());
+    let flusher = tokio::spawn(
+        Flusher {
+            aggregator: Aggregator::new(config),
+            threads,
+            handoff,
+            shards,
+            sink,
+            stats,
+            port: local.port(),
+            tcp_shard: Shard::new(),
+        }
+        .run(tcp_lines, shutdown),
+    );
+    Ok((local, flusher))
+}
+
+/// One receive thread: read a batch, parse it, fold it into the shard; hand the shard
+/// over when the flusher asks.
+fn receive_loop(
+    thread: usize,
+    socket: std::net::UdpSocket,
+    config: &StatsdConfig,
+    stats: &IngestStats,
+    handoff: &Handoff,
+    handed: &mpsc::UnboundedSender<Handed>,
+) {
+    let mut batch = ReceiveBatch::new(BATCH_DATAGRAMS);
+    let mut shard = Shard::new();
+    let mut seen = handoff.generation.load(Ordering::Acquire);
+    loop {
+        match batch.receive(&socket) {
+            Ok(count) => {
+                let mut samples = Vec::with_capacity(48 * count);
+                fold(
+                    &mut shard,
+                    batch.datagrams(count),
+                    config,
+                    stats,
+                    &mut samples,
+                );
+                if count < BATCH_DATAGRAMS {
+                    std::thread::sleep(GATHER);
+                }
+            }
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock
+                        | std::io::ErrorKind::TimedOut
+                        | std::io::ErrorKind::Interrupted
+                ) => {}
+            Err(e) => {
+                tracing::debug!(error = %e, "statsd receive failed");
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+        let generation = handoff.generation.load(Ordering::Acquire);
+        let stopping = handoff.stop.load(Ordering::Acquire);
+        if generation != seen || stopping {
+            seen = generation;
+            let shard = std::mem::take(&mut shard);
+            if handed
+                .send(Handed {
+                    thread,
+                    generation,
+                    shard,
+                })
+                .is_err()
+                || stopping
+            {
+                return;
+            }
+        }
+    }
+}
+
+/// Parses datagrams (each once, in order) and folds the samples into `shard` in one pass.
+fn fold<'a>(
+    shard: &mut Shard,
+    datagrams: impl Iterator<Item = &'a [u8]>,
+    config: &StatsdConfig,
+    stats: &IngestStats,
+    samples: &mut Vec<Sample<'a>>,
+) {
+    let mut bad = Vec::new();
+    let mut total = ParseCounts::default();
+    let mut packets = 0;
+    for datagram in datagrams {
+        let counts = gantry_statsd::parse(datagram, config, samples, &mut bad);
+        total.lines += counts.lines;
+        total.bad += counts.bad;
+        packets += 1;
+    }
+    shard.record_packets(packets, &total);
+    shard.add_all(samples, stamp());
+    stats.statsd_datagrams.fetch_add(packets, Ordering::Relaxed);
+    if total.bad > 0 {
+        stats
+            .statsd_bad_lines
+            .fetch_add(total.bad, Ordering::Relaxed);
+        if let Some(first) = bad.first() {
+            if STATSD_BAD_LOG.allow() {
+                tracing::warn!(line = %first.line, reason = first.reason, "bad StatsD line");
+            }
+        }
+    }
+}
+
+/// StatsD over TCP: complete lines, a read's worth at a time, go to the flusher.
+fn serve_tcp(listener: TcpListener, lines: mpsc::Sender<Vec<u8>>, shutdown: CancellationToken) {
+    let reads = shutdown.clone();
+    spawn_accept_loop(listener, shutdown, move |mut stream, _| {
+        let (lines, shutdown) = (lines.clone(), reads.clone());
+        async move {
+            let mut buffer = gantry_graphite::plaintext::LineBuffer::default();
+            let mut chunk = vec![0u8; 64 * 1024];
+            while let Some(n) = next_chunk(&mut stream, &mut chunk, &shutdown).await {
+                let mut complete = Vec::new();
+                buffer.push(&chunk[..n], MAX_LINE, |line| {
+                    if let gantry_graphite::plaintext::Line::Complete(l) = line {
+                        complete.extend_from_slice(l);
+                        complete.push(b'\n');
+                    }
+                });
+                if !complete.is_empty() && lines.send(complete).await.is_err() {
+                    return;
+                }
+            }
+        }
+    });
+}
+
+struct Flusher {
+    aggregator: Aggregator,
+    threads: usize,
+    handoff: Arc<Handoff>,
+    shards: mpsc::UnboundedReceiver<Handed>,
+    sink: Sink,
+    stats: Arc<IngestStats>,
+    port: u16,
+    tcp_shard: Shard,
+}
+
+impl Flusher {
+    /// Flushes every `flush_interval_secs`, and once more at shutdown.
+    async fn run(mut self, mut tcp_lines: mpsc::Receiver<Vec<u8>>, shutdown: CancellationToken) {
+        let interval = Duration::from_secs_f64(self.aggregator.config().flush_interval_secs);
+        let mut drops_seen = kernel_udp_drops(self.port).unwrap_or(0);
+        let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
+        loop {
+            tokio::select! {
+                received = tcp_lines.recv() => {
+                    let Some(lines) = received else { continue };
+                    let config = self.aggregator.config().clone();
+                    let mut samples = Vec::new();
+                    fold(&mut self.tcp_shard, std::iter::once(lines.as_slice()), &config, &self.stats, &mut samples);
+                }
+                handed = self.shards.recv() => {
+                    // A shard that missed its flush's wait joins the next flush.
+                    if let Some(handed) = handed {
+                        self.aggregator.merge([handed.shard]);
+                    }
+                }
+                _ = ticker.tick() => {
+                    self.collect(false).await;
+                    // What Etsy cannot see: datagrams lost before any thread read them.
+                    if let Some(drops) = kernel_udp_drops(self.port) {
+                        let new = drops.saturating_sub(drops_seen);
+                        self.aggregator.add_to_counter("statsd.kernel_drops", new as f64);
+                        self.stats.statsd_kernel_drops.fetch_add(new, Ordering::Relaxed);
+                        drops_seen = drops;
+                    }
+                    self.flush();
+                }
+                _ = shutdown.cancelled() => break,
+            }
+        }
+        self.collect(true).await;
+        self.flush();
+    }
+
+    /// Asks every receive thread for its shard (at shutdown: its last one) and merges what
+    /// arrives within `HANDOFF_WAIT`.
+    async fn collect(&mut self, last: bool) {
+        let generation = self.handoff.generation.fetch_add(1, Ordering::AcqRel) + 1;
+        if last {
+            self.handoff.stop.store(true, Ordering::Release);
+        }
+        let mut answered = vec![false; self.threads];
+        let deadline = tokio::time::Instant::now() + HANDOFF_WAIT;
+        while answered.iter().any(|a| !a) {
+            match tokio::time::timeout_at(deadline, self.shards.recv()).await {
+                Ok(Some(handed)) => {
+                    if handed.generation >= generation {
+                        if let Some(slot) = answered.get_mut(handed.thread) {
+                            *slot = true;
+                        }
+                    }
+                    self.aggregator.merge([handed.shard]);
+                }
+                Ok(None) => break,
+                Err(_) => {
+                    tracing::warn!(
+                        "a StatsD receive thread did not hand its data over in time; it joins the next flush"
+                    );
+                    break;
+                }
+            }
+        }
+        let tcp = std::mem::take(&mut self.tcp_shard);
+        if !tcp.is_empty() {
+            self.aggregator.merge([tcp]);
+        }
+    }
+
+    fn flush(&mut self) {
+        let now = unix_now();
+        let points = self.aggregator.flush(now);
+        let points: Vec<(&str, i64, f64)> = points
+            .iter()
+            .map(|p| (p.name.as_str(), now, p.value))
+            .collect();
+        self.sink.write(&points);
+    }
+}
+
+/// Datagrams the kernel dropped on UDP sockets bound to `port` (their receive buffers were
+/// full), summed over IPv4 and IPv6; `None` where the OS does not say (not Linux).
+fn kernel_udp_drops(port: u16) -> Option<u64> {
+    let mut total = None;
+    for table in ["/proc/net/udp", "/proc/net/udp6"] {
+        let Ok(text) = std::fs::read_to_string(table) else {
+            continue;
+        };
+        for line in text.lines().skip(1) {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let Some(local) = fields.get(1) else { continue };
+            let local_port = local
+                .rsplit(':')
+                .next()
+                .and_then(|p| u16::from_str_radix(p, 16).ok());
+            if local_port == Some(port) {
+                if let Some(drops) = fields.last().and_then(|d| d.parse::<u64>().ok()) {
+                    *total.get_or_insert(0) += drops;
+                }
+            }
+        }
+    }
+    total
+}
+
+/// Buffers for reading many datagrams with one system call.
+struct ReceiveBatch {
+    buffers: Vec<Box<[u8]>>,
+    lengths: Vec<usize>,
+    #[cfg(target_os = "linux")]
+    iovecs: Vec<libc::iovec>,
+    #[cfg(target_os = "linux")]
+    headers: Vec<libc::mmsghdr>,
+}
+
+impl ReceiveBatch {
+    fn new(size: usize) -> ReceiveBatch {
+        let mut buffers: Vec<Box<[u8]>> = (0..size)
+            .map(|_| vec![0u8; MAX_DATAGRAM].into_boxed_slice())
+            .collect();
+        #[cfg(target_os = "linux")]
+        {
+            let mut iovecs: Vec<libc::iovec> = buffers
+                .iter_mut()
+                .map(|b| libc::iovec {
+                    iov_base: b.as_mut_ptr().cast(),
+                    iov_len: b.len(),
+                })
+                .collect();
+            let headers = iovecs
+                .iter_mut()
+                .map(|iov| {
+                    // SAFETY: an all-zero msghdr is valid (no name, no control data).
+                    let mut header: libc::mmsghdr = unsafe { std::mem::zeroed() };
+                    header.msg_hdr.msg_iov = iov;
+                    header.msg_hdr.msg_iovlen = 1;
+                    header
+                })
+                .collect();
+            ReceiveBatch {
+                buffers,
+                lengths: vec![0; size],
+                iovecs,
+                headers,
+            }
+        }
+        #[cfg(not(target_os = "linux"))]
+        ReceiveBatch {
+            buffers,
+            lengths: vec![0; size],
+        }
+    }
+
+    /// Waits (up to the socket's read timeout) for at least one datagram, then takes every
+    /// one already waiting, up to the batch size. Returns how many.
+    #[cfg(target_os = "linux")]
+    fn receive(&mut self, socket: &std::net::UdpSocket) -> std::io::Result<usize> {
+        use std::os::fd::AsRawFd;
+        debug_assert_eq!(self.iovecs.len(), self.headers.len());
+        // SAFETY: every header points at one iovec of `self.iovecs`, each covering one
+        // buffer of `self.buffers`; neither vector is resized after `new`, so the pointers
+        // stay valid, and the kernel writes at most `iov_len` bytes into each buffer.
+        let received = unsafe {
+            libc::recvmmsg(
+                socket.as_raw_fd(),
+                self.headers.as_mut_ptr(),
+                self.headers.len() as libc::c_uint,
+                libc::MSG_WAITFORONE,
+                std::ptr::null_mut(),
+            )
+        };
+        if received < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        let count = received as usize;
+        for (length, header) in self.lengths.iter_mut().zip(&self.headers).take(count) {
+            *length = header.msg_len as usize;
+        }
+        Ok(count)
+    }
+
+    #[cfg(not(target_os = "linux"))]
+    fn receive(&mut self, socket: &std::net::UdpSocket) -> std::io::Result<usize> {
+        let n = socket.recv(&mut self.buffers[0])?;
+        self.lengths[0] = n;
+        Ok(1)
+    }
+
+    /// The first `count` datagrams of the last receive.
+    fn datagrams(&self, count: usize) -> impl Iterator<Item = &[u8]> {
+        self.buffers
+            .iter()
+            .zip(&self.lengths)
+            .take(count)
+            .map(|(buffer, &length)| &buffer[..length.min(buffer.len())])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_kernel_drops_for_a_bound_port() {
+        let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let port = socket.local_addr().unwrap().port();
+        if cfg!(target_os = "linux") {
+            assert_eq!(kernel_udp_drops(port), Some(0));
+        }
+        drop(socket);
+        assert_eq!(kernel_udp_drops(port), None);
+    }
+
+    #[test]
+    fn a_batch_reads_every_waiting_datagram_in_order() {
+        let receiver = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        receiver.set_read_timeout(Some(READ_TIMEOUT)).unwrap();
+        let sender = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        for i in 0..5 {
+            sender
+                .send_to(
+                    format!("k{i}:1|c").as_bytes(),
+                    receiver.local_addr().unwrap(),
+                )
+                .unwrap();
+        }
+        std::thread::sleep(Duration::from_millis(50));
+        let mut batch = ReceiveBatch::new(BATCH_DATAGRAMS);
+        let mut got = Vec::new();
+        while got.len() < 5 {
+            let count = batch.receive(&receiver).unwrap();
+            got.extend(batch.datagrams(count).map(|d| d.to_vec()));
+        }
+        let expected: Vec<Vec<u8>> = (0..5).map(|i| format!("k{i}:1|c").into_bytes()).collect();
+        assert_eq!(got, expected);
+        let timed_out = batch.receive(&receiver).unwrap_err();
+        assert!(matches!(
+            timed_out.kind(),
+            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+        ));
+    }
+}
