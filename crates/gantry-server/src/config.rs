@@ -252,6 +252,13 @@ impl ServerConfig {
                 "statsd.flush_interval_secs must be at least 0.1".into(),
             ));
         }
+        if self.storage.checkpoint_interval_secs.is_nan()
+            || self.storage.checkpoint_interval_secs <= 0.0
+        {
+            return Err(ConfigError::Invalid(
+                "storage.checkpoint_interval_secs must be greater than 0".into(),
+            ));
+        }
         if self.storage.fsync_interval_secs.is_nan() || self.storage.fsync_interval_secs <= 0.0 {
             return Err(ConfigError::Invalid(
                 "storage.fsync_interval_secs must be greater than 0".into(),

@@ -286,6 +286,10 @@ async fn record_own_metrics(state: AppState) {
             ("gantry.tsdb.series_rejected", load(&tsdb.series_rejected)),
             ("gantry.tsdb.points_written", load(&tsdb.points_written)),
             (
+                "gantry.tsdb.pending_writes",
+                state.tsdb.pending_writes() as f64,
+            ),
+            (
                 "gantry.tsdb.points_out_of_range",
                 load(&tsdb.points_out_of_range),
             ),

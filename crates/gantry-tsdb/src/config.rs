@@ -96,6 +96,12 @@ pub struct TsdbConfig {
     /// Points queued in memory before the next flush starts early; writers over it are
     /// asked to wait (`Tsdb::has_room`), so memory stays bounded under any send rate.
     pub max_queued_points: u64,
+    /// Seconds between checkpoints, which write flushed points into the store's blocks.
+    /// Until then a flush is durable as one log record and the points are held in memory
+    /// (about 40 bytes a slot written), so a flush writes little however many series it has.
+    pub checkpoint_interval_secs: f64,
+    /// Slot writes held in memory before a checkpoint starts early.
+    pub max_pending_writes: u64,
     /// Retention rules, first match wins; the defaults follow after any given here.
     pub retention: Vec<RetentionRule>,
     /// Aggregation rules, first match wins; the defaults follow after any given here.
@@ -110,6 +116,8 @@ impl Default for TsdbConfig {
             max_new_series_per_minute: 100_000,
             cache_bytes: 64 * 1024 * 1024,
             max_queued_points: 1_000_000,
+            checkpoint_interval_secs: 300.0,
+            max_pending_writes: 2_000_000,
             retention: Vec::new(),
             aggregation: Vec::new(),
         }

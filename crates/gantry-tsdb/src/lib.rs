@@ -54,6 +54,9 @@ impl From<fjall::LsmError> for TsdbError {
 
 pub type Result<T, E = TsdbError> = std::result::Result<T, E>;
 
+/// Maps keyed by series ids and names: a fast hash, seeded per process.
+type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+
 /// Values of one series over a window: `values[i]` is at `start + i * step`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Fetched {
@@ -85,7 +88,7 @@ struct Meta {
 
 #[derive(Default)]
 struct Index {
-    ids: HashMap<Box<str>, u32>,
+    ids: FastMap<Box<str>, u32>,
     /// By id; `None` once deleted.
     metas: Vec<Option<Meta>>,
     schemas: Vec<Vec<Archive>>,
@@ -107,7 +110,8 @@ pub struct Tsdb {
     series: PartitionHandle,
     blocks: PartitionHandle,
     index: RwLock<Index>,
-    pending: Mutex<HashMap<u32, Vec<(i64, f64)>>>,
+    /// Points waiting for the next flush, in arrival order: (series id, timestamp, value).
+    pending: Mutex<Vec<(u32, i64, f64)>>,
     /// Points in `pending`.
     queued: AtomicU64,
     /// The flusher thread, woken early when the queue is full.
@@ -123,8 +127,21 @@ pub struct Tsdb {
     delta_seq: AtomicU64,
     /// Per series, the finer values of the coarse slot each archive is rolling up into, so
     /// writes at the head of a series need no reads.
-    heads: Mutex<HashMap<u32, Head>>,
+    heads: Mutex<FastMap<u32, Head>>,
+    /// The flush log: one record of raw points per flush since the last checkpoint.
+    log: PartitionHandle,
+    /// Per series, the slot writes flushed (durable in the log) but not yet in blocks;
+    /// sharded by series id so reads of one series wait only for a flush of its shard.
+    writes: Vec<Mutex<FastMap<u32, Writes>>>,
+    /// Slot writes in `writes` (overwrites of a slot included).
+    pending_writes: AtomicU64,
+    /// The newest log record whose points are in `writes` or in blocks.
+    applied_log: AtomicU64,
+    last_checkpoint: Mutex<Instant>,
 }
+
+/// Shards of [`Tsdb::writes`].
+const WRITE_SHARDS: usize = 64;
 
 /// The rollup windows of one series: for each archive but the coarsest, the values of the
 /// slots making up the coarser slot last written (NaN for no value).
@@ -174,7 +191,8 @@ impl Window {
         slot: i64,
         value: Option<f64>,
         now: i64,
-    ) -> Result<Vec<f64>> {
+        known: &mut Vec<f64>,
+    ) -> Result<()> {
         let step = i64::from(higher.step);
         // `slot` was just written: nothing else at or after `clean_from` was.
         let fresh = coarse >= self.clean_from;
@@ -197,12 +215,9 @@ impl Window {
         } else if let Some(cell) = self.values.get_mut(((slot - coarse) / step) as usize) {
             *cell = value.unwrap_or(f64::NAN);
         }
-        Ok(self
-            .values
-            .iter()
-            .copied()
-            .filter(|v| !v.is_nan())
-            .collect())
+        known.clear();
+        known.extend(self.values.iter().copied().filter(|v| !v.is_nan()));
+        Ok(())
     }
 }
 
@@ -265,6 +280,7 @@ impl Tsdb {
             })?;
         let series = keyspace.open_partition("series", PartitionCreateOptions::default())?;
         let blocks = keyspace.open_partition("blocks", PartitionCreateOptions::default())?;
+        let log = keyspace.open_partition("log", PartitionCreateOptions::default())?;
         let mut index = Index::default();
         for entry in series.iter() {
             let (name, value) = entry?;
@@ -309,7 +325,7 @@ impl Tsdb {
             series,
             blocks,
             index: RwLock::new(index),
-            pending: Mutex::new(HashMap::new()),
+            pending: Mutex::new(Vec::new()),
             queued: AtomicU64::new(0),
             flusher: OnceLock::new(),
             rules,
@@ -317,13 +333,21 @@ impl Tsdb {
             stats: Stats::default(),
             flushing: Mutex::new(()),
             stop: AtomicBool::new(false),
-            heads: Mutex::new(HashMap::new()),
+            heads: Mutex::new(FastMap::default()),
             delta_seq: AtomicU64::new(
                 SystemTime::now()
                     .duration_since(UNIX_EPOCH)
                     .map_or(0, |d| d.as_micros() as u64),
             ),
+            log,
+            writes: (0..WRITE_SHARDS)
+                .map(|_| Mutex::new(FastMap::default()))
+                .collect(),
+            pending_writes: AtomicU64::new(0),
+            applied_log: AtomicU64::new(0),
+            last_checkpoint: Mutex::new(Instant::now()),
         });
+        tsdb.replay(unix_now())?;
         let weak = Arc::downgrade(&tsdb);
         let interval = Duration::from_secs_f64(tsdb.config.fsync_interval_secs.max(0.01));
         let flusher = std::thread::Builder::new()
@@ -380,6 +404,33 @@ impl Tsdb {
         Ok((counts[0], counts[1], self.blocks.disk_space()))
     }
 
+    /// Records in the flush log (flushes not yet checkpointed), for tests.
+    #[doc(hidden)]
+    pub fn log_records(&self) -> Result<usize> {
+        let mut count = 0;
+        for entry in self.log.iter() {
+            entry?;
+            count += 1;
+        }
+        Ok(count)
+    }
+
+    /// Slot writes flushed but not yet written into blocks (held in memory, durable in the
+    /// flush log).
+    pub fn pending_writes(&self) -> u64 {
+        self.pending_writes.load(Ordering::Relaxed)
+    }
+
+    /// Writes every flushed point into blocks now and empties the flush log (the flusher
+    /// does this every `checkpoint_interval_secs`, and maintenance and `close` do too).
+    pub fn checkpoint(&self, now: i64) -> Result<()> {
+        let _guard = self
+            .flushing
+            .lock()
+            .map_err(|_| TsdbError::Storage("flush lock poisoned".into()))?;
+        self.checkpoint_locked(now)
+    }
+
     /// Whether the write queue is below `max_queued_points`. Writers that can slow their
     /// senders (TCP listeners) wait while it is not; [`Tsdb::write`] itself never refuses
     /// or drops points for a full queue.
@@ -417,9 +468,7 @@ impl Tsdb {
         }
         let count = accepted.len();
         if let Ok(mut pending) = self.pending.lock() {
-            for (id, ts, value) in accepted {
-                pending.entry(id).or_default().push((ts, value));
-            }
+            pending.extend_from_slice(&accepted);
             self.queued.fetch_add(count as u64, Ordering::Relaxed);
         }
         if !self.has_room() {
@@ -475,13 +524,24 @@ impl Tsdb {
         Some(id)
     }
 
-    /// Applies every queued point as of `now` in one atomic, fsynced batch.
+    /// Applies every queued point as of `now`: durable at once (one fsynced log record),
+    /// visible to reads at once, written into blocks at the next checkpoint.
     pub fn flush_at(&self, now: i64) -> Result<()> {
         let _guard = self
             .flushing
             .lock()
             .map_err(|_| TsdbError::Storage("flush lock poisoned".into()))?;
-        let pending = {
+        self.flush_locked(now, true)?;
+        if self.checkpoint_due() {
+            self.checkpoint_locked(now)?;
+        }
+        Ok(())
+    }
+
+    /// The flush, with the flush lock held. `log`: write the points to the log (not when
+    /// replaying the log itself).
+    fn flush_locked(&self, now: i64, log: bool) -> Result<()> {
+        let mut pending = {
             let mut pending = self
                 .pending
                 .lock()
@@ -489,6 +549,8 @@ impl Tsdb {
             self.queued.store(0, Ordering::Relaxed);
             std::mem::take(&mut *pending)
         };
+        // Grouped by series, each series' points still in arrival order (a stable sort).
+        pending.sort_by_key(|p| p.0);
         let (unsaved, metas, schemas) = {
             let mut index = self
                 .index
@@ -504,9 +566,12 @@ impl Tsdb {
                     ))
                 })
                 .collect();
-            let metas: HashMap<u32, Meta> = pending
-                .keys()
-                .filter_map(|&id| Some((id, index.metas.get(id as usize).copied().flatten()?)))
+            let metas: FastMap<u32, Meta> = pending
+                .chunk_by(|a, b| a.0 == b.0)
+                .filter_map(|group| {
+                    let id = group[0].0;
+                    Some((id, index.metas.get(id as usize).copied().flatten()?))
+                })
                 .collect();
             (unsaved, metas, index.schemas.clone())
         };
@@ -515,6 +580,12 @@ impl Tsdb {
         }
         let created: std::collections::HashSet<u32> = unsaved.iter().map(|u| u.1).collect();
         let mut batch = self.keyspace.batch();
+        let log_key = log.then(|| self.next_delta());
+        if let Some(key) = log_key {
+            batch.insert(&self.log, key.to_be_bytes(), encode_log(now, &pending));
+        }
+        let mut added = 0u64;
+        let mut known = Vec::new();
         for (name, id, meta) in &unsaved {
             let mut value = id.to_le_bytes().to_vec();
             value.extend_from_slice(
@@ -533,10 +604,15 @@ impl Tsdb {
             .heads
             .lock()
             .map_err(|_| TsdbError::Storage("heads lock poisoned".into()))?;
-        for (id, points) in pending {
+        for points in pending.chunk_by(|a, b| a.0 == b.0) {
+            let id = points[0].0;
             let Some(meta) = metas.get(&id) else { continue };
             let archives = &schemas[meta.schema as usize];
-            let mut blocks = BlockSet::new(self, id);
+            let mut shard = self.writes[id as usize % WRITE_SHARDS]
+                .lock()
+                .map_err(|_| TsdbError::Storage("write shard lock poisoned".into()))?;
+            let slot_writes = shard.entry(id).or_default();
+            let mut blocks = BlockSet::view(self, id, std::mem::take(slot_writes));
             let head = match heads.entry(id) {
                 std::collections::hash_map::Entry::Occupied(head) => head.into_mut(),
                 std::collections::hash_map::Entry::Vacant(vacant) => {
@@ -550,7 +626,7 @@ impl Tsdb {
                     vacant.insert(Head::new(archives, &clean_from))
                 }
             };
-            for (ts, value) in points {
+            for &(_, ts, value) in points {
                 let Some(a) = write_archive(archives, now, ts) else {
                     self.stats
                         .points_out_of_range
@@ -558,6 +634,7 @@ impl Tsdb {
                     continue;
                 };
                 written += 1;
+                added += 1;
                 // Write, then propagate to coarser archives as whisper does after each write.
                 let (mut level, mut slot, mut value) =
                     (a, slot_start(ts, archives[a].step), Some(value));
@@ -565,7 +642,7 @@ impl Tsdb {
                 while let Some(&lower) = archives.get(level + 1) {
                     let higher = archives[level];
                     let coarse = slot_start(slot, lower.step);
-                    let known = head.levels[level].update(
+                    head.levels[level].update(
                         &mut blocks,
                         level,
                         higher,
@@ -574,6 +651,7 @@ impl Tsdb {
                         slot,
                         value,
                         now,
+                        &mut known,
                     )?;
                     if known.is_empty()
                         || (known.len() as f64) / f64::from(lower.step / higher.step)
@@ -583,18 +661,116 @@ impl Tsdb {
                     }
                     (level, slot, value) = (level + 1, coarse, meta.aggregation.apply(&known));
                     blocks.set_blind(level, lower.step, slot, value)?;
+                    added += 1;
                 }
             }
-            blocks.write_to(&mut batch, archives, now)?;
+            *shard.entry(id).or_default() = blocks.into_pending();
         }
         batch.commit()?;
         self.keyspace.persist(PersistMode::SyncAll)?;
+        if let Some(key) = log_key {
+            self.applied_log.store(key, Ordering::Release);
+        }
+        self.pending_writes.fetch_add(added, Ordering::Relaxed);
         self.stats
             .points_written
             .fetch_add(written, Ordering::Relaxed);
         drop(heads);
         if written >= TRIM_AFTER_POINTS {
             release_free_memory();
+        }
+        Ok(())
+    }
+
+    fn checkpoint_due(&self) -> bool {
+        let pending = self.pending_writes.load(Ordering::Relaxed);
+        pending > 0
+            && (pending >= self.config.max_pending_writes
+                || self.last_checkpoint.lock().map_or(true, |at| {
+                    at.elapsed().as_secs_f64() >= self.config.checkpoint_interval_secs
+                }))
+    }
+
+    /// Writes every pending slot write into blocks (a small delta record per block, or the
+    /// block folded when complete) and drops the log records they came from, in one atomic
+    /// batch. Reads see the same values before, during and after.
+    fn checkpoint_locked(&self, now: i64) -> Result<()> {
+        let mut pending: Vec<(u32, Writes)> = Vec::new();
+        for shard in &self.writes {
+            let shard = shard
+                .lock()
+                .map_err(|_| TsdbError::Storage("write shard lock poisoned".into()))?;
+            pending.extend(shard.iter().map(|(&id, w)| (id, w.clone())));
+        }
+        let applied = self.applied_log.load(Ordering::Acquire);
+        let mut batch = self.keyspace.batch();
+        {
+            let index = self
+                .index
+                .read()
+                .map_err(|_| TsdbError::Storage("index lock poisoned".into()))?;
+            for (id, writes) in pending {
+                let Some(meta) = index.metas.get(id as usize).copied().flatten() else {
+                    continue;
+                };
+                let archives = &index.schemas[meta.schema as usize];
+                BlockSet::new(self, id, writes).write_to(&mut batch, archives, now)?;
+            }
+        }
+        for entry in self.log.range(..=applied.to_be_bytes()) {
+            let (key, _) = entry?;
+            batch.remove(&self.log, key);
+        }
+        batch.commit()?;
+        self.keyspace.persist(PersistMode::SyncAll)?;
+        // Nothing wrote to `writes` meanwhile (the flush lock is held): all of it is in
+        // blocks now.
+        for shard in &self.writes {
+            if let Ok(mut shard) = shard.lock() {
+                shard.clear();
+                shard.shrink_to_fit();
+            }
+        }
+        self.pending_writes.store(0, Ordering::Relaxed);
+        if let Ok(mut at) = self.last_checkpoint.lock() {
+            *at = Instant::now();
+        }
+        release_free_memory();
+        Ok(())
+    }
+
+    /// Applies the log records a crash left (flushed, not yet checkpointed), then checkpoints.
+    fn replay(&self, now: i64) -> Result<()> {
+        let _guard = self
+            .flushing
+            .lock()
+            .map_err(|_| TsdbError::Storage("flush lock poisoned".into()))?;
+        let mut replayed = 0u64;
+        for entry in self.log.iter() {
+            let (key, bytes) = entry?;
+            match decode_log(&bytes) {
+                Ok((flushed_at, points)) => {
+                    let count = points.len();
+                    if let Ok(mut queue) = self.pending.lock() {
+                        queue.extend(points);
+                    }
+                    self.queued.fetch_add(count as u64, Ordering::Relaxed);
+                    self.flush_locked(flushed_at, false)?;
+                    replayed += count as u64;
+                }
+                Err(e) => {
+                    self.stats.blocks_corrupt.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(error = %e, "skipping a corrupt metrics log record");
+                }
+            }
+            if let Some(key) = key.get(..8).and_then(|k| <[u8; 8]>::try_from(k).ok()) {
+                self.applied_log
+                    .store(u64::from_be_bytes(key), Ordering::Release);
+            }
+        }
+        if replayed > 0 || self.log.iter().next().is_some() {
+            tracing::info!(points = replayed, "replayed the metrics flush log");
+            self.checkpoint_locked(now)?;
         }
         Ok(())
     }
@@ -649,7 +825,18 @@ impl Tsdb {
         };
         let archive = archives[window.archive];
         let step = i64::from(window.step);
-        let mut blocks = BlockSet::new(self, id);
+        // This archive's writes not yet in blocks.
+        let pending: Writes = self.writes[id as usize % WRITE_SHARDS]
+            .lock()
+            .map_err(|_| TsdbError::Storage("write shard lock poisoned".into()))?
+            .get(&id)
+            .map(|w| {
+                w.range((window.archive, 0)..=(window.archive, u64::MAX))
+                    .map(|(k, v)| (*k, v.clone()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let mut blocks = BlockSet::view(self, id, pending);
         let mut values = Vec::with_capacity(((window.end - window.start) / step) as usize);
         // One scan reads every block of the window; then a block at a time, slots copied.
         let (first, _) = block_of(window.start, window.step);
@@ -730,16 +917,20 @@ impl Tsdb {
             doomed
         };
         if let Ok(mut pending) = self.pending.lock() {
-            for (_, id) in &doomed {
-                if let Some(points) = pending.remove(id) {
-                    self.queued
-                        .fetch_sub(points.len() as u64, Ordering::Relaxed);
-                }
-            }
+            let ids: std::collections::HashSet<u32> = doomed.iter().map(|d| d.1).collect();
+            let before = pending.len();
+            pending.retain(|p| !ids.contains(&p.0));
+            self.queued
+                .fetch_sub((before - pending.len()) as u64, Ordering::Relaxed);
         }
         if let Ok(mut heads) = self.heads.lock() {
             for (_, id) in &doomed {
                 heads.remove(id);
+            }
+        }
+        for (_, id) in &doomed {
+            if let Ok(mut shard) = self.writes[*id as usize % WRITE_SHARDS].lock() {
+                shard.remove(id);
             }
         }
         let mut batch = self.keyspace.batch();
@@ -779,6 +970,8 @@ impl Tsdb {
             .flushing
             .lock()
             .map_err(|_| TsdbError::Storage("flush lock poisoned".into()))?;
+        // Everything pending into blocks first, so what follows sees every block whole.
+        self.checkpoint_locked(now)?;
         let live: Vec<(u32, Vec<Archive>)> = {
             let index = self
                 .index
@@ -828,7 +1021,7 @@ impl Tsdb {
                     }
                 }
                 if !to_fold.is_empty() {
-                    let mut set = BlockSet::new(self, id);
+                    let mut set = BlockSet::new(self, id, Writes::new());
                     for block in to_fold {
                         set.block(a, block)?;
                     }
@@ -852,7 +1045,7 @@ impl Tsdb {
     /// the newest version), so its compaction keeps the newest version of each key only.
     /// `tests/store.rs` `deleted_data_stays_deleted_after_compaction` guards it.
     pub fn compact(&self) -> Result<()> {
-        for partition in [&self.series, &self.blocks] {
+        for partition in [&self.series, &self.blocks, &self.log] {
             partition.rotate_memtable_and_wait()?;
             partition
                 .tree
@@ -865,10 +1058,16 @@ impl Tsdb {
         self.delta_seq.fetch_add(1, Ordering::Relaxed)
     }
 
-    /// Flushes what is queued and stops the flusher.
+    /// Flushes what is queued, writes every pending write into blocks and stops the flusher.
     pub fn close(&self) -> Result<()> {
         self.stop.store(true, Ordering::Relaxed);
-        self.flush_at(unix_now())
+        let now = unix_now();
+        let _guard = self
+            .flushing
+            .lock()
+            .map_err(|_| TsdbError::Storage("flush lock poisoned".into()))?;
+        self.flush_locked(now, true)?;
+        self.checkpoint_locked(now)
     }
 }
 
@@ -893,6 +1092,56 @@ impl Index {
         self.names[i] = Some(Box::from(name));
         self.ids.insert(Box::from(name), id);
     }
+}
+
+/// A flush log record: `now i64 | series u32 | per series: id u32, n u32, n × (ts i64,
+/// value f64)`, little-endian. `now` is the flush's, so a replay decides as it did.
+/// `points` is grouped by series id.
+fn encode_log(now: i64, points: &[(u32, i64, f64)]) -> Vec<u8> {
+    let groups: Vec<&[(u32, i64, f64)]> = points.chunk_by(|a, b| a.0 == b.0).collect();
+    let mut out = Vec::with_capacity(12 + 8 * groups.len() + 16 * points.len());
+    out.extend_from_slice(&now.to_le_bytes());
+    out.extend_from_slice(&(groups.len() as u32).to_le_bytes());
+    for series in groups {
+        out.extend_from_slice(&series[0].0.to_le_bytes());
+        out.extend_from_slice(&(series.len() as u32).to_le_bytes());
+        for (_, ts, value) in series {
+            out.extend_from_slice(&ts.to_le_bytes());
+            out.extend_from_slice(&value.to_le_bytes());
+        }
+    }
+    out
+}
+
+/// A decoded log record: the flush's `now` and its points, grouped by series.
+type LogRecord = (i64, Vec<(u32, i64, f64)>);
+
+fn decode_log(bytes: &[u8]) -> Result<LogRecord> {
+    let corrupt = || TsdbError::Corrupt("flush log record is cut short".into());
+    let mut rest = bytes;
+    let mut take = |n: usize| -> Result<&[u8]> {
+        let (head, tail) = rest.split_at_checked(n).ok_or_else(corrupt)?;
+        rest = tail;
+        Ok(head)
+    };
+    let word = |b: &[u8]| u32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+    let eight = |b: &[u8]| [b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]];
+    let now = i64::from_le_bytes(eight(take(8)?));
+    let count = word(take(4)?);
+    let mut points = Vec::new();
+    for _ in 0..count {
+        let id = word(take(4)?);
+        let n = word(take(4)?) as usize;
+        let body = take(n.checked_mul(16).ok_or_else(corrupt)?)?;
+        points.extend(body.chunks_exact(16).map(|c| {
+            (
+                id,
+                i64::from_le_bytes(eight(&c[..8])),
+                f64::from_le_bytes(eight(&c[8..])),
+            )
+        }));
+    }
+    Ok((now, points))
 }
 
 fn compile(config: &TsdbConfig) -> Result<Rules> {
@@ -958,23 +1207,75 @@ const COMPACTED_FILE_BYTES: u64 = 64 * 1024 * 1024;
 /// A compaction watermark above every sequence number: keep only each key's newest version.
 const NEWEST_VERSION_ONLY: u64 = u64::MAX;
 
-/// The blocks of one series touched by a flush or read, loaded once, written back once.
+/// Slot writes not yet in the blocks partition, by (archive, block).
+type Writes = BTreeMap<(usize, u64), SlotWrites>;
+
+/// Writes to the slots of one block in the order made (a later one wins), with a repeated
+/// write to the last slot written folded in place (a rollup slot is rewritten at every
+/// flush until its coarse slot is over).
+#[derive(Debug, Clone, Default)]
+struct SlotWrites(Vec<(u16, Option<f64>)>);
+
+impl SlotWrites {
+    fn push(&mut self, index: usize, value: Option<f64>) {
+        let index = index as u16;
+        match self.0.last_mut() {
+            Some(last) if last.0 == index => last.1 = value,
+            _ => self.0.push((index, value)),
+        }
+    }
+
+    fn iter(&self) -> impl Iterator<Item = (usize, Option<f64>)> + '_ {
+        self.0.iter().map(|&(i, v)| (usize::from(i), v))
+    }
+
+    fn touches(&self, index: usize) -> bool {
+        self.0.iter().any(|&(i, _)| usize::from(i) == index)
+    }
+
+    /// The last value written to each slot.
+    fn latest(&self) -> BTreeMap<usize, Option<f64>> {
+        self.iter().collect()
+    }
+}
+
+/// The blocks of one series a flush, read or checkpoint touches, each loaded once.
 struct BlockSet<'a> {
     tsdb: &'a Tsdb,
     id: u32,
     loaded: BTreeMap<(usize, u64), LoadedBlock>,
-    /// Writes to blocks not read (slot index -> value), merged in if a block is read later.
-    blind: BTreeMap<(usize, u64), BTreeMap<usize, Option<f64>>>,
+    /// Writes to blocks, merged into a block when it is loaded.
+    blind: Writes,
+    /// A view (a flush or a read): `blind` is the series' pending writes and stays whole
+    /// (loaded blocks are copies with it applied, writes go to both). Otherwise (a
+    /// checkpoint or maintenance) loaded blocks take their writes over and are written back.
+    view: bool,
 }
 
 impl<'a> BlockSet<'a> {
-    fn new(tsdb: &'a Tsdb, id: u32) -> BlockSet<'a> {
+    /// For writing blocks back (checkpoints, maintenance), with `writes` to apply.
+    fn new(tsdb: &'a Tsdb, id: u32, writes: Writes) -> BlockSet<'a> {
         BlockSet {
             tsdb,
             id,
             loaded: BTreeMap::new(),
-            blind: BTreeMap::new(),
+            blind: writes,
+            view: false,
         }
+    }
+
+    /// For a flush or a read: stored blocks as `pending` (the series' writes since the
+    /// last checkpoint) changes them; writes join `pending` (see [`BlockSet::into_pending`]).
+    fn view(tsdb: &'a Tsdb, id: u32, pending: Writes) -> BlockSet<'a> {
+        BlockSet {
+            view: true,
+            ..BlockSet::new(tsdb, id, pending)
+        }
+    }
+
+    /// A view's pending writes, with the ones it made.
+    fn into_pending(self) -> Writes {
+        self.blind
     }
 
     /// Reads a block: its base (if any), then its delta records in the order written.
@@ -1040,14 +1341,17 @@ impl<'a> BlockSet<'a> {
         }
     }
 
-    /// Adds a block just read, with the blind writes made to it merged in.
+    /// Adds a block just read, with the writes made to it applied (a view keeps them).
     fn insert_loaded(&mut self, archive: usize, block: u64, mut loaded: LoadedBlock) {
-        if let Some(writes) = self.blind.remove(&(archive, block)) {
-            for (index, value) in writes {
-                if let Some(cell) = loaded.slots.get_mut(index) {
-                    *cell = value;
-                    loaded.changed.insert(index, value);
-                }
+        let writes = if self.view {
+            self.blind.get(&(archive, block)).cloned()
+        } else {
+            self.blind.remove(&(archive, block))
+        };
+        for (index, value) in writes.iter().flat_map(SlotWrites::iter) {
+            if let Some(cell) = loaded.slots.get_mut(index) {
+                *cell = value;
+                loaded.changed.insert(index, value);
             }
         }
         self.loaded.insert((archive, block), loaded);
@@ -1095,7 +1399,7 @@ impl<'a> BlockSet<'a> {
         self.blind
             .entry((archive, block))
             .or_default()
-            .insert(index, value);
+            .push(index, value);
         Ok(())
     }
 
@@ -1105,6 +1409,12 @@ impl<'a> BlockSet<'a> {
         if let Some(cell) = entry.slots.get_mut(index) {
             *cell = value;
             entry.changed.insert(index, value);
+        }
+        if self.view {
+            self.blind
+                .entry((archive, block))
+                .or_default()
+                .push(index, value);
         }
         Ok(())
     }
@@ -1121,7 +1431,7 @@ impl<'a> BlockSet<'a> {
         let completing: Vec<(usize, u64)> = self
             .blind
             .iter()
-            .filter(|(_, writes)| writes.contains_key(&(SLOTS_PER_BLOCK as usize - 1)))
+            .filter(|(_, writes)| writes.touches(SLOTS_PER_BLOCK as usize - 1))
             .map(|(key, _)| *key)
             .collect();
         for (archive, block) in completing {
@@ -1130,7 +1440,11 @@ impl<'a> BlockSet<'a> {
         for ((archive, block), writes) in std::mem::take(&mut self.blind) {
             let mut key = block_key(self.id, archive, block).to_vec();
             key.extend_from_slice(&self.tsdb.next_delta().to_be_bytes());
-            batch.insert(&self.tsdb.blocks, key, block::encode_delta(&writes));
+            batch.insert(
+                &self.tsdb.blocks,
+                key,
+                block::encode_delta(&writes.latest()),
+            );
         }
         for ((archive, block), loaded) in self.loaded {
             if loaded.changed.is_empty() {

@@ -228,6 +228,55 @@ fn bad_rules_are_named() {
     assert!(err.contains("pattern '('"), "{err}");
 }
 
+/// A flush is durable as one log record and read from memory; a checkpoint moves the points
+/// into blocks and empties the log; a crash in between loses nothing (the log is replayed
+/// at the next open), and none of it changes a value a read returns.
+#[test]
+fn flushed_points_live_in_the_log_until_a_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let windows = |tsdb: &Tsdb| -> Vec<(i64, u32, Vec<Option<f64>>)> {
+        let mut out = Vec::new();
+        for name in ["test.a", "test.b", "test.c.count"] {
+            out.push(values(tsdb, name, NOW - 3000, NOW - 10));
+            out.push(values(tsdb, name, NOW - 80_000, NOW - 10));
+        }
+        out
+    };
+    let write_round = |tsdb: &Tsdb, round: i64| {
+        let mut points = Vec::new();
+        for i in 0..300i64 {
+            // Out of order within a round, and rewriting the previous round's slots.
+            let t = NOW - 3000 + 10 * ((i * 7) % 300);
+            points.push(("test.a", t, (round * 1000 + i) as f64));
+            points.push(("test.b", t - 600 * round, i as f64 / 3.0));
+            points.push(("test.c.count", t, 1.0));
+        }
+        tsdb.write(points);
+        tsdb.flush_at(NOW).unwrap();
+    };
+    let tsdb = open(dir.path());
+    write_round(&tsdb, 0);
+    write_round(&tsdb, 1);
+    assert_eq!(tsdb.log_records().unwrap(), 2);
+    assert!(tsdb.pending_writes() > 0);
+    let before = windows(&tsdb);
+    assert!(before[0].2.iter().all(Option::is_some));
+    // A crash: the store goes away without closing.
+    drop(tsdb);
+    let tsdb = open(dir.path());
+    assert_eq!(tsdb.log_records().unwrap(), 0, "replayed and checkpointed");
+    assert_eq!(tsdb.pending_writes(), 0);
+    assert_eq!(windows(&tsdb), before, "the same values after the replay");
+    write_round(&tsdb, 2);
+    let pending = windows(&tsdb);
+    tsdb.checkpoint(NOW).unwrap();
+    assert_eq!(tsdb.log_records().unwrap(), 0);
+    assert_eq!(windows(&tsdb), pending, "a checkpoint changes no value");
+    tsdb.close().unwrap();
+    drop(tsdb);
+    assert_eq!(windows(&open(dir.path())), pending);
+}
+
 /// The child half of `sigkill_loses_at_most_the_unflushed_interval`: writes, flushes, says
 /// so, then keeps writing without flushing until it is killed.
 #[test]
