@@ -5,10 +5,12 @@
 //! reports every step with the last lines of hook output.
 //!
 //! Invariant: the agent acts only on tasks the server sends for its own host (the server
-//! binds the token to the host), runs at most one task per service at a time, and reads the
-//! host's real state (the `current` links) before every report, so an agent killed mid-step
-//! tells the truth when it comes back and simply runs the task again (every step is
-//! idempotent: a release already unpacked is reused, the switch is an atomic rename).
+//! binds the token to the host), runs the tasks of one service one at a time in the order
+//! the server sent them, and sends the host's real state (the `current` links) in a
+//! heartbeat before it reports a task finished, so the server never sees a task done while
+//! it still records the release from before; an agent killed mid-step tells the truth when
+//! it comes back and simply runs the task again (every step is idempotent: a release
+//! already unpacked is reused, the switch is an atomic rename).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -18,6 +20,7 @@ use std::time::Duration;
 use gantry_client::{Client, ClientError};
 use gantry_core::ship::{AgentHello, AgentTask, HostFacts, HostRelease, TaskReport, TaskState};
 use gantry_release::{Release, ServiceLayout};
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use ulid::Ulid;
 
@@ -111,23 +114,16 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> Result<(),
                 backoff = Duration::from_millis(500);
                 heartbeat = Duration::from_secs(work.heartbeat_secs.max(1));
                 agent.clone().maintenance(work.maintenance).await;
+                // Oldest first, as the server sends them: each service's queue keeps that
+                // order (a rollback sent with, or after, the deploy it undoes runs after it).
                 for task in work.tasks {
-                    let id = task.task.id;
                     let fresh = agent
                         .running
                         .lock()
                         .unwrap_or_else(|p| p.into_inner())
-                        .insert(id);
+                        .insert(task.task.id);
                     if fresh {
-                        let agent = agent.clone();
-                        tokio::spawn(async move {
-                            agent.run_task(task).await;
-                            agent
-                                .running
-                                .lock()
-                                .unwrap_or_else(|p| p.into_inner())
-                                .remove(&id);
-                        });
+                        agent.enqueue(task);
                     }
                 }
             }
@@ -152,9 +148,11 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> Result<(),
 struct Agent {
     client: Client,
     config: AgentConfig,
+    /// Tasks received and not yet finished (queued or running).
     running: Mutex<HashSet<Ulid>>,
-    /// One lock per service: never two tasks of one service at once.
-    services: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// One queue per service, worked by one task: never two tasks of one service at once,
+    /// and they run in the order they arrived.
+    services: Mutex<HashMap<String, mpsc::UnboundedSender<AgentTask>>>,
     drained: tokio::sync::Mutex<bool>,
 }
 
@@ -173,6 +171,12 @@ impl Step<'_> {
             output: self.output.clone(),
             error,
         };
+        if state.is_final() {
+            // What the host runs now reaches the server before the task's end does: a
+            // rollout started once this one is done reads each host's release to know its
+            // way back (and the long poll in flight carries the links from before).
+            self.agent.heartbeat().await;
+        }
         let id = self.task.task.id.to_string();
         for attempt in 0..5u32 {
             match self.agent.client.agent_report(&id, &report).await {
@@ -239,13 +243,43 @@ impl Agent {
         hello
     }
 
-    fn service_lock(&self, service: &str) -> Arc<tokio::sync::Mutex<()>> {
-        self.services
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .entry(service.to_string())
-            .or_default()
-            .clone()
+    /// A heartbeat that waits for nothing: the server records the host's releases now.
+    /// A failure is only logged (the next poll carries them again).
+    async fn heartbeat(&self) {
+        let hello = self.hello().await;
+        if let Err(e) = self.client.agent_poll(&hello, Duration::ZERO, false).await {
+            tracing::warn!(error = %e, "heartbeat before a report failed");
+        }
+    }
+
+    /// Queues a task behind the other tasks of its service (starting the service's worker
+    /// when it has none).
+    fn enqueue(self: &Arc<Self>, task: AgentTask) {
+        let mut services = self.services.lock().unwrap_or_else(|p| p.into_inner());
+        let task = match services.get(&task.task.service) {
+            Some(queue) => match queue.send(task) {
+                Ok(()) => return,
+                // The worker is gone (it panicked): start another.
+                Err(mpsc::error::SendError(task)) => task,
+            },
+            None => task,
+        };
+        let (queue, mut tasks) = mpsc::unbounded_channel::<AgentTask>();
+        let service = task.task.service.clone();
+        let _ = queue.send(task);
+        services.insert(service, queue);
+        let agent = self.clone();
+        tokio::spawn(async move {
+            while let Some(task) = tasks.recv().await {
+                let id = task.task.id;
+                agent.run_task(task).await;
+                agent
+                    .running
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .remove(&id);
+            }
+        });
     }
 
     /// Drains every service when the host goes into maintenance; undrains when it leaves.
@@ -286,8 +320,6 @@ impl Agent {
     }
 
     async fn run_task(&self, task: AgentTask) {
-        let lock = self.service_lock(&task.task.service);
-        let _held = lock.lock().await;
         let mut step = Step {
             agent: self,
             task: &task,
