@@ -28,7 +28,7 @@ pub struct HookOutcome {
     pub signal: Option<i32>,
     /// It ran out of time and its process group was killed.
     pub timed_out: bool,
-    /// The last lines of its stdout and stderr, interleaved as they arrived; or why it
+    /// The last lines of its stdout and stderr, in the order it wrote them; or why it
     /// could not start.
     pub tail: String,
     pub duration: Duration,
@@ -92,16 +92,30 @@ pub async fn run_hook(
             command.env_remove(key);
         }
     }
+    // One pipe for stdout and stderr, as `2>&1` would: the tail keeps the hook's lines in
+    // the order it wrote them (two pipes read side by side can deliver them out of order).
+    let (reader, writer) = match std::io::pipe() {
+        Ok(pipe) => pipe,
+        Err(e) => return not_started(format!("cannot make a pipe for the hook's output: {e}")),
+    };
+    let writer_for_stderr = match writer.try_clone() {
+        Ok(w) => w,
+        Err(e) => return not_started(format!("cannot make a pipe for the hook's output: {e}")),
+    };
     command
         .envs(env.iter().map(|(k, v)| (k, v)))
         .current_dir(cwd)
         .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
+        .stdout(writer)
+        .stderr(writer_for_stderr)
         .process_group(0)
         .kill_on_drop(true);
 
-    let mut child = match command.spawn() {
+    let spawned = command.spawn();
+    // The command holds this process's copies of the pipe's write end: without dropping
+    // them the output would never end.
+    drop(command);
+    let mut child = match spawned {
         Ok(child) => child,
         Err(e) => {
             return not_started(format!(
@@ -112,27 +126,25 @@ pub async fn run_hook(
         }
     };
     let mut group = GroupGuard(child.id().and_then(|id| i32::try_from(id).ok()));
-    let (Some(mut stdout), Some(mut stderr)) = (child.stdout.take(), child.stderr.take()) else {
-        return not_started("cannot read the hook's output".into());
-    };
+    let mut output =
+        match tokio::net::unix::pipe::Receiver::from_owned_fd(std::os::fd::OwnedFd::from(reader)) {
+            Ok(output) => output,
+            Err(e) => return not_started(format!("cannot read the hook's output: {e}")),
+        };
 
     let mut tail = Tail::new(tail_lines);
-    let (mut out_buf, mut err_buf) = (vec![0u8; 16 * 1024], vec![0u8; 16 * 1024]);
-    let (mut out_open, mut err_open) = (true, true);
+    let mut buffer = vec![0u8; 16 * 1024];
+    let mut open = true;
     let deadline = tokio::time::Instant::from_std(started + timeout);
     let mut drain_deadline = deadline;
     let mut status: Option<std::io::Result<ExitStatus>> = None;
     let mut timed_out = false;
 
-    while out_open || err_open || status.is_none() {
+    while open || status.is_none() {
         tokio::select! {
-            read = stdout.read(&mut out_buf), if out_open => match read {
-                Ok(0) | Err(_) => out_open = false,
-                Ok(n) => tail.push(&out_buf[..n]),
-            },
-            read = stderr.read(&mut err_buf), if err_open => match read {
-                Ok(0) | Err(_) => err_open = false,
-                Ok(n) => tail.push(&err_buf[..n]),
+            read = output.read(&mut buffer), if open => match read {
+                Ok(0) | Err(_) => open = false,
+                Ok(n) => tail.push(&buffer[..n]),
             },
             exited = child.wait(), if status.is_none() => {
                 // Reaped: the group id may be reused from now on, so no more killpg.

@@ -330,11 +330,19 @@ async fn only_open_tasks_take_reports() {
         running.state = TaskState::Running;
         running.step = Some("fetch".into());
         assert!(store.report_task(&running).await.unwrap());
-        let signal = tokio::time::timeout(std::time::Duration::from_secs(5), signals.recv())
-            .await
-            .unwrap()
-            .unwrap();
-        assert_eq!(signal, ShipSignal::Reported(r.id));
+        // PostgreSQL delivers notifications asynchronously: the insert's own (its task is
+        // dispatched to web-1) may arrive after `subscribe_ship`. The report's must follow.
+        let reported = tokio::time::timeout(std::time::Duration::from_secs(5), async {
+            loop {
+                match signals.recv().await.unwrap() {
+                    ShipSignal::Dispatched(hosts) => assert_eq!(hosts, vec!["web-1".to_string()]),
+                    other => break other,
+                }
+            }
+        })
+        .await
+        .unwrap();
+        assert_eq!(reported, ShipSignal::Reported(r.id));
         // Another host cannot report on this task.
         let mut forged = running.clone();
         forged.host = "web-2".into();
