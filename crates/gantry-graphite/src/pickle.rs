@@ -112,7 +112,7 @@ fn point(entry: Value, now: i64) -> Option<Point> {
         return None;
     }
     Some(Point {
-        path: normalise(&path).ok()?,
+        path: normalise(&path).ok()?.into_owned(),
         value,
         timestamp,
     })

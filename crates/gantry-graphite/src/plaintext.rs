@@ -32,6 +32,24 @@ pub enum LineError {
 
 /// Parses one line (without its newline). `now` replaces a timestamp of `-1`.
 pub fn parse_line(line: &[u8], now: i64) -> Result<Point, LineError> {
+    parse_line_borrowed(line, now).map(|p| Point {
+        path: p.path.into_owned(),
+        value: p.value,
+        timestamp: p.timestamp,
+    })
+}
+
+/// A point whose path borrows from the line it was read from (tagged paths, which are
+/// rewritten, are owned).
+#[derive(Debug, Clone, PartialEq)]
+pub struct PointRef<'a> {
+    pub path: std::borrow::Cow<'a, str>,
+    pub value: f64,
+    pub timestamp: i64,
+}
+
+/// [`parse_line`] without copying the path: what the listeners use.
+pub fn parse_line_borrowed(line: &[u8], now: i64) -> Result<PointRef<'_>, LineError> {
     let line = std::str::from_utf8(line).map_err(|_| LineError::NotUtf8)?;
     let mut fields = line.split_ascii_whitespace();
     let (Some(path), Some(value), Some(timestamp), None) =
@@ -43,27 +61,51 @@ pub fn parse_line(line: &[u8], now: i64) -> Result<Point, LineError> {
     if value.is_nan() {
         return Err(LineError::NaN);
     }
-    let seconds = parse_float(timestamp)
-        .filter(|t| t.is_finite())
-        .ok_or_else(|| LineError::BadTimestamp(timestamp.to_string()))?;
-    let timestamp = if seconds == -1.0 { now } else { seconds as i64 };
+    let timestamp = match parse_timestamp(timestamp) {
+        Some(t) => t,
+        None => {
+            let seconds = parse_float(timestamp)
+                .filter(|t| t.is_finite())
+                .ok_or_else(|| LineError::BadTimestamp(timestamp.to_string()))?;
+            if seconds == -1.0 {
+                now
+            } else {
+                seconds as i64
+            }
+        }
+    };
     if timestamp < 0 {
-        return Err(LineError::BadTimestamp(seconds.to_string()));
+        return Err(LineError::BadTimestamp(timestamp.to_string()));
     }
-    Ok(Point {
+    Ok(PointRef {
         path: normalise(path)?,
         value,
         timestamp,
     })
 }
 
-/// A float as Python's `float()` reads it (what carbon calls): decimal, exponent, `nan`,
-/// `inf` in any case.
+/// The common timestamp, whole epoch seconds (up to 18 digits), without the float parser;
+/// `None` for anything else (which the general rules then read).
+fn parse_timestamp(text: &str) -> Option<i64> {
+    if text.is_empty() || text.len() > 18 || !text.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    text.bytes().try_fold(0i64, |n, b| {
+        n.checked_mul(10)?.checked_add(i64::from(b - b'0'))
+    })
+}
+
 fn parse_float(text: &str) -> Option<f64> {
-    let lower = text.to_ascii_lowercase();
-    let unsigned = lower.trim_start_matches(['+', '-']);
-    if matches!(unsigned, "nan" | "inf" | "infinity") {
-        return lower.parse().ok();
+    let first = *text.as_bytes().first()?;
+    if first.is_ascii_digit() || first == b'.' {
+        return text.parse().ok();
+    }
+    let unsigned = text.trim_start_matches(['+', '-']);
+    if unsigned.eq_ignore_ascii_case("nan")
+        || unsigned.eq_ignore_ascii_case("inf")
+        || unsigned.eq_ignore_ascii_case("infinity")
+    {
+        return text.to_ascii_lowercase().parse().ok();
     }
     if !unsigned.starts_with(|c: char| c.is_ascii_digit() || c == '.') {
         return None;
@@ -71,8 +113,6 @@ fn parse_float(text: &str) -> Option<f64> {
     text.parse().ok()
 }
 
-/// Splits a TCP byte stream into lines, keeping an unfinished last line for the next read.
-/// A line longer than `max_line` is dropped whole (counted as bad by the caller).
 #[derive(Debug, Default)]
 pub struct LineBuffer {
     partial: Vec<u8>,
@@ -90,7 +130,7 @@ impl LineBuffer {
     /// Feeds a chunk; calls `each` for every complete line (without `\n` or `\r`).
     pub fn push(&mut self, chunk: &[u8], max_line: usize, mut each: impl FnMut(Line<'_>)) {
         let mut rest = chunk;
-        while let Some(end) = rest.iter().position(|&b| b == b'\n') {
+        while let Some(end) = memchr::memchr(b'\n', rest) {
             let (head, tail) = rest.split_at(end);
             rest = &tail[1..];
             if self.overlong {

@@ -15,10 +15,10 @@ pub enum TagError {
 }
 
 /// Validates a path and, if tagged, returns it with tags sorted by key (later duplicates of
-/// a key win, as in carbon). Untagged paths come back unchanged.
-pub fn normalise(path: &str) -> Result<String, TagError> {
+/// a key win, as in carbon). Untagged paths come back unchanged (and uncopied).
+pub fn normalise(path: &str) -> Result<std::borrow::Cow<'_, str>, TagError> {
     let Some((name, tags)) = path.split_once(';') else {
-        return Ok(path.to_string());
+        return Ok(std::borrow::Cow::Borrowed(path));
     };
     if name.is_empty() {
         return Err(TagError::EmptyName);
@@ -48,7 +48,7 @@ pub fn normalise(path: &str) -> Result<String, TagError> {
         out.push('=');
         out.push_str(value);
     }
-    Ok(out)
+    Ok(std::borrow::Cow::Owned(out))
 }
 
 #[cfg(test)]

@@ -214,7 +214,7 @@ fn write_plaintext<'a>(lines: impl Iterator<Item = &'a [u8]>, sink: &Sink, stats
         if line.is_empty() {
             continue;
         }
-        match gantry_graphite::plaintext::parse_line(line, now) {
+        match gantry_graphite::plaintext::parse_line_borrowed(line, now) {
             Ok(p) => points.push(p),
             Err(e) => {
                 stats.graphite_bad_lines.fetch_add(1, Ordering::Relaxed);
@@ -229,9 +229,35 @@ fn write_plaintext<'a>(lines: impl Iterator<Item = &'a [u8]>, sink: &Sink, stats
         .fetch_add(points.len() as u64, Ordering::Relaxed);
     let points: Vec<(&str, i64, f64)> = points
         .iter()
-        .map(|p| (p.path.as_str(), p.timestamp, p.value))
+        .map(|p| (p.path.as_ref(), p.timestamp, p.value))
         .collect();
     sink.write(&points);
+}
+
+/// Complete lines of one read, copied once into one buffer (a line may span reads).
+#[derive(Default)]
+struct Lines {
+    bytes: Vec<u8>,
+    ends: Vec<usize>,
+}
+
+impl Lines {
+    fn clear(&mut self) {
+        self.bytes.clear();
+        self.ends.clear();
+    }
+
+    fn push(&mut self, line: &[u8]) {
+        self.bytes.extend_from_slice(line);
+        self.ends.push(self.bytes.len());
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &[u8]> {
+        let starts = std::iter::once(0).chain(self.ends.iter().copied());
+        starts
+            .zip(self.ends.iter().copied())
+            .map(|(start, end)| &self.bytes[start..end])
+    }
 }
 
 async fn start_graphite(
@@ -263,15 +289,16 @@ async fn start_graphite(
         async move {
             let mut buffer = gantry_graphite::plaintext::LineBuffer::default();
             let mut chunk = vec![0u8; 64 * 1024];
+            let mut lines = Lines::default();
             while let Some(n) = next_chunk(&mut stream, &mut chunk, &shutdown).await {
-                let mut lines: Vec<Vec<u8>> = Vec::new();
+                lines.clear();
                 buffer.push(&chunk[..n], MAX_LINE, |line| match line {
-                    gantry_graphite::plaintext::Line::Complete(l) => lines.push(l.to_vec()),
+                    gantry_graphite::plaintext::Line::Complete(l) => lines.push(l),
                     gantry_graphite::plaintext::Line::TooLong => {
                         stats.graphite_bad_lines.fetch_add(1, Ordering::Relaxed);
                     }
                 });
-                write_plaintext(lines.iter().map(Vec::as_slice), &sink, &stats);
+                write_plaintext(lines.iter(), &sink, &stats);
                 wait_for_room(&sink, &shutdown).await;
             }
             // A half line left when the client went away is not a point.

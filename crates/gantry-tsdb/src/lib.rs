@@ -441,7 +441,8 @@ impl Tsdb {
     /// Queues points; they are durable after the next flush (at most `fsync_interval_secs`).
     /// Returns how many were accepted (the rest hit the cardinality caps).
     pub fn write<'a>(&self, points: impl IntoIterator<Item = (&'a str, i64, f64)>) -> usize {
-        let mut accepted: Vec<(u32, i64, f64)> = Vec::new();
+        let points = points.into_iter();
+        let mut accepted: Vec<(u32, i64, f64)> = Vec::with_capacity(points.size_hint().0);
         {
             let mut missing = Vec::new();
             if let Ok(index) = self.index.read() {
