@@ -225,10 +225,24 @@ impl Window {
 /// back to the OS.
 const TRIM_AFTER_POINTS: u64 = 100_000;
 
-/// Returns freed heap memory to the OS. glibc keeps what a burst freed in its arenas (a
-/// third of the store's resident memory after a bulk load, measured), so the server would
-/// stay at its peak; other allocators return it themselves.
+/// What the process runs to hand freed heap memory back to the OS after a checkpoint or
+/// maintenance; see [`set_memory_release`].
+static MEMORY_RELEASE: OnceLock<fn()> = OnceLock::new();
+
+/// Sets what the store calls after it freed a lot of memory (the flush queue, a
+/// checkpoint's pending writes): the binary that picks the global allocator knows how to
+/// make that allocator return free pages now (an allocator keeps what a burst freed until
+/// its own thread next runs, so an idle server would stay at its peak). The first call
+/// wins. Without one, glibc's `malloc_trim` runs (a no-op for other allocators).
+pub fn set_memory_release(release: fn()) {
+    let _ = MEMORY_RELEASE.set(release);
+}
+
 fn release_free_memory() {
+    if let Some(release) = MEMORY_RELEASE.get() {
+        release();
+        return;
+    }
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: malloc_trim only walks glibc's own arenas; it takes no pointers.
     unsafe {
@@ -1031,6 +1045,7 @@ impl Tsdb {
             }
         }
         batch.commit()?;
+        release_free_memory();
         Ok(removed)
     }
 
@@ -1052,6 +1067,7 @@ impl Tsdb {
                 .tree
                 .major_compact(COMPACTED_FILE_BYTES, NEWEST_VERSION_ONLY)?;
         }
+        release_free_memory();
         Ok(())
     }
 

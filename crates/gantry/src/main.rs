@@ -10,11 +10,29 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-/// mimalloc returns freed memory to the system on its own (glibc's allocator keeps what a
-/// burst of ingest freed, so the server would stay at its peak) and is faster on the
-/// metrics path's many small allocations.
+/// jemalloc, with its background thread returning freed pages to the system over time:
+/// the metrics path makes many small allocations in bursts, and both glibc's allocator
+/// and mimalloc kept most of what an ingest burst freed, so the server stayed near its
+/// peak (docs/decisions/0003-allocator.md has the measurements).
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
+/// What the metrics store runs after freeing a lot (a checkpoint, maintenance): purge
+/// every arena's unused pages now rather than over jemalloc's decay time.
+fn release_free_memory() {
+    // SAFETY: the name is a NUL-terminated mallctl name; `arena.<i>.purge` takes no old or
+    // new value, so every pointer is null and the length 0, as jemalloc requires; arena
+    // 4096 is MALLCTL_ARENAS_ALL.
+    unsafe {
+        tikv_jemalloc_sys::mallctl(
+            c"arena.4096.purge".as_ptr(),
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+            0,
+        );
+    }
+}
 
 /// Continuous-deployment machinery in one binary: a change log, and everything that hangs
 /// off it.
@@ -114,6 +132,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    gantry_tsdb::set_memory_release(release_free_memory);
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
