@@ -19,6 +19,7 @@ pub mod config;
 pub mod whisper;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::hash::BuildHasher;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
@@ -86,15 +87,24 @@ struct Meta {
     x_files_factor: f32,
 }
 
+/// Names, ids and rules of the series. A name is kept once, in one string holding every
+/// name back to back, and the lookup table holds only ids: the per-series state lives in a
+/// few large allocations, which the allocator can return whole, instead of small ones
+/// scattered among a burst's short-lived allocations (that kept pages resident).
 #[derive(Default)]
 struct Index {
-    ids: FastMap<Box<str>, u32>,
+    /// Every name created since open, back to back; `spans[id]` is where one is.
+    text: String,
+    /// By id: start and end of its name in `text`.
+    spans: Vec<(u32, u32)>,
+    /// Ids of the live series, by the hash of their name.
+    ids: hashbrown::HashTable<u32>,
+    hasher: foldhash::fast::RandomState,
     /// By id; `None` once deleted.
     metas: Vec<Option<Meta>>,
     schemas: Vec<Vec<Archive>>,
     /// Series created since the last flush, to persist with it.
     unsaved: Vec<u32>,
-    names: Vec<Option<Box<str>>>,
     minute: i64,
     created_this_minute: u64,
 }
@@ -127,7 +137,7 @@ pub struct Tsdb {
     delta_seq: AtomicU64,
     /// Per series, the finer values of the coarse slot each archive is rolling up into, so
     /// writes at the head of a series need no reads.
-    heads: Mutex<FastMap<u32, Head>>,
+    heads: Mutex<Heads>,
     /// The flush log: one record of raw points per flush since the last checkpoint.
     log: PartitionHandle,
     /// Per series, the slot writes flushed (durable in the log) but not yet in blocks;
@@ -143,34 +153,64 @@ pub struct Tsdb {
 /// Shards of [`Tsdb::writes`].
 const WRITE_SHARDS: usize = 64;
 
-/// The rollup windows of one series: for each archive but the coarsest, the values of the
-/// slots making up the coarser slot last written (NaN for no value).
-struct Head {
-    levels: Vec<Window>,
+/// The rollup windows of every series: for each archive of a series but its coarsest, the
+/// values of the slots making up the coarser slot last written (NaN for no value). All of
+/// them in two vectors, for the reason [`Index`] keeps names in one string.
+#[derive(Default)]
+struct Heads {
+    /// By series id: the index of its first window in `windows` and of its first value in
+    /// `values`; `NO_HEAD` before its first flush (and after it is deleted: the space is
+    /// reused on the next open).
+    at: Vec<(u32, u32)>,
+    windows: Vec<Window>,
+    values: Vec<f64>,
 }
 
+const NO_HEAD: (u32, u32) = (u32::MAX, u32::MAX);
+
+#[derive(Clone, Copy)]
 struct Window {
     /// Start of the coarser slot the values make up; `i64::MIN` before the first write.
     start: i64,
-    values: Vec<f64>,
     /// Every slot of the finer archive at or after this is empty, in storage and in the
     /// queue: moving the window to a coarser slot starting there needs no reads.
     clean_from: i64,
 }
 
-impl Head {
-    /// `clean_from[i]`: where archive `i` is known to be empty from (see `Window`).
-    fn new(archives: &[Archive], clean_from: &[i64]) -> Head {
-        Head {
-            levels: archives
-                .windows(2)
-                .zip(clean_from)
-                .map(|(pair, &clean_from)| Window {
-                    start: i64::MIN,
-                    values: vec![f64::NAN; (pair[1].step / pair[0].step) as usize],
-                    clean_from,
-                })
-                .collect(),
+impl Heads {
+    /// Where the windows of series `id` are, made with `clean_from()` (for each archive,
+    /// where it is known to be empty from) when it has none yet.
+    fn get_or_insert(
+        &mut self,
+        id: u32,
+        archives: &[Archive],
+        clean_from: impl FnOnce() -> Result<Vec<i64>>,
+    ) -> Result<(usize, usize)> {
+        if let Some(&at) = self.at.get(id as usize) {
+            if at != NO_HEAD {
+                return Ok((at.0 as usize, at.1 as usize));
+            }
+        }
+        let clean_from = clean_from()?;
+        let at = (self.windows.len(), self.values.len());
+        for (pair, &clean_from) in archives.windows(2).zip(&clean_from) {
+            self.windows.push(Window {
+                start: i64::MIN,
+                clean_from,
+            });
+            let len = self.values.len() + (pair[1].step / pair[0].step) as usize;
+            self.values.resize(len, f64::NAN);
+        }
+        if self.at.len() <= id as usize {
+            self.at.resize(id as usize + 1, NO_HEAD);
+        }
+        self.at[id as usize] = (at.0 as u32, at.1 as u32);
+        Ok(at)
+    }
+
+    fn remove(&mut self, id: u32) {
+        if let Some(at) = self.at.get_mut(id as usize) {
+            *at = NO_HEAD;
         }
     }
 }
@@ -179,10 +219,11 @@ impl Window {
     /// Records `value` at `slot` of archive `level` and returns the known values of the
     /// coarser slot at `coarse`, reading them from storage when the window held another
     /// slot, or when the slot is at the edge of the archive's retention (where whisper's
-    /// ring may already have overwritten a value).
+    /// ring may already have overwritten a value). `values` are the window's.
     #[allow(clippy::too_many_arguments)]
     fn update(
         &mut self,
+        values: &mut [f64],
         blocks: &mut BlockSet<'_>,
         level: usize,
         higher: Archive,
@@ -201,22 +242,22 @@ impl Window {
         if self.start != coarse || edge {
             self.start = coarse;
             if fresh && !edge {
-                self.values.fill(f64::NAN);
-                if let Some(cell) = self.values.get_mut(((slot - coarse) / step) as usize) {
+                values.fill(f64::NAN);
+                if let Some(cell) = values.get_mut(((slot - coarse) / step) as usize) {
                     *cell = value.unwrap_or(f64::NAN);
                 }
             } else {
-                for (i, cell) in self.values.iter_mut().enumerate() {
+                for (i, cell) in values.iter_mut().enumerate() {
                     *cell = blocks
                         .known(level, higher, coarse + i as i64 * step, now)?
                         .unwrap_or(f64::NAN);
                 }
             }
-        } else if let Some(cell) = self.values.get_mut(((slot - coarse) / step) as usize) {
+        } else if let Some(cell) = values.get_mut(((slot - coarse) / step) as usize) {
             *cell = value.unwrap_or(f64::NAN);
         }
         known.clear();
-        known.extend(self.values.iter().copied().filter(|v| !v.is_nan()));
+        known.extend(values.iter().copied().filter(|v| !v.is_nan()));
         Ok(())
     }
 }
@@ -347,7 +388,7 @@ impl Tsdb {
             stats: Stats::default(),
             flushing: Mutex::new(()),
             stop: AtomicBool::new(false),
-            heads: Mutex::new(FastMap::default()),
+            heads: Mutex::new(Heads::default()),
             delta_seq: AtomicU64::new(
                 SystemTime::now()
                     .duration_since(UNIX_EPOCH)
@@ -396,7 +437,7 @@ impl Tsdb {
 
     /// How many series the store holds.
     pub fn series_count(&self) -> usize {
-        self.index.read().map_or(0, |i| i.ids.len())
+        self.index.read().map_or(0, |i| i.len())
     }
 
     /// Bytes the store takes on disk.
@@ -461,8 +502,8 @@ impl Tsdb {
             let mut missing = Vec::new();
             if let Ok(index) = self.index.read() {
                 for (name, ts, value) in points {
-                    match index.ids.get(name) {
-                        Some(&id) => accepted.push((id, ts, value)),
+                    match index.get(name) {
+                        Some(id) => accepted.push((id, ts, value)),
                         None => missing.push((name, ts, value)),
                     }
                 }
@@ -495,7 +536,7 @@ impl Tsdb {
     }
 
     fn create(&self, index: &mut Index, name: &str, now: i64) -> Option<u32> {
-        if let Some(&id) = index.ids.get(name) {
+        if let Some(id) = index.get(name) {
             return Some(id);
         }
         let minute = now / 60;
@@ -505,7 +546,7 @@ impl Tsdb {
         }
         let own = name.starts_with("gantry.");
         if !own
-            && (index.ids.len() as u64 >= self.config.max_series
+            && (index.len() as u64 >= self.config.max_series
                 || index.created_this_minute >= self.config.max_new_series_per_minute)
         {
             return None;
@@ -575,7 +616,7 @@ impl Tsdb {
                 .into_iter()
                 .filter_map(|id| {
                     Some((
-                        index.names[id as usize].clone()?,
+                        Box::<str>::from(index.name(id)?),
                         id,
                         index.metas[id as usize]?,
                     ))
@@ -628,19 +669,15 @@ impl Tsdb {
                 .map_err(|_| TsdbError::Storage("write shard lock poisoned".into()))?;
             let slot_writes = shard.entry(id).or_default();
             let mut blocks = BlockSet::view(self, id, std::mem::take(slot_writes));
-            let head = match heads.entry(id) {
-                std::collections::hash_map::Entry::Occupied(head) => head.into_mut(),
-                std::collections::hash_map::Entry::Vacant(vacant) => {
-                    // A series created since the last flush has nothing stored; another
-                    // is empty after its last stored block.
-                    let clean_from = if created.contains(&id) {
-                        vec![i64::MIN; archives.len()]
-                    } else {
-                        self.stored_until(id, archives)?
-                    };
-                    vacant.insert(Head::new(archives, &clean_from))
+            // A series created since the last flush has nothing stored; another is empty
+            // after its last stored block.
+            let (first_window, first_value) = heads.get_or_insert(id, archives, || {
+                if created.contains(&id) {
+                    Ok(vec![i64::MIN; archives.len()])
+                } else {
+                    self.stored_until(id, archives)
                 }
-            };
+            })?;
             for &(_, ts, value) in points {
                 let Some(a) = write_archive(archives, now, ts) else {
                     self.stats
@@ -654,10 +691,21 @@ impl Tsdb {
                 let (mut level, mut slot, mut value) =
                     (a, slot_start(ts, archives[a].step), Some(value));
                 blocks.set_blind(level, archives[level].step, slot, value)?;
+                // The values of level `a`'s window follow those of the finer levels.
+                let mut values_at = first_value
+                    + archives[..=a]
+                        .windows(2)
+                        .map(|pair| (pair[1].step / pair[0].step) as usize)
+                        .sum::<usize>();
                 while let Some(&lower) = archives.get(level + 1) {
                     let higher = archives[level];
                     let coarse = slot_start(slot, lower.step);
-                    head.levels[level].update(
+                    let len = (lower.step / higher.step) as usize;
+                    let Heads {
+                        windows, values, ..
+                    } = &mut *heads;
+                    windows[first_window + level].update(
+                        &mut values[values_at..values_at + len],
                         &mut blocks,
                         level,
                         higher,
@@ -675,6 +723,7 @@ impl Tsdb {
                         break;
                     }
                     (level, slot, value) = (level + 1, coarse, meta.aggregation.apply(&known));
+                    values_at += len;
                     blocks.set_blind(level, lower.step, slot, value)?;
                     added += 1;
                 }
@@ -827,7 +876,7 @@ impl Tsdb {
                 .index
                 .read()
                 .map_err(|_| TsdbError::Storage("index lock poisoned".into()))?;
-            let Some(&id) = index.ids.get(name) else {
+            let Some(id) = index.get(name) else {
                 return Ok(None);
             };
             let Some(meta) = index.metas[id as usize] else {
@@ -897,10 +946,9 @@ impl Tsdb {
             Err(_) => return Vec::new(),
         };
         let mut names: Vec<String> = index
-            .ids
-            .keys()
-            .filter(|k| k.starts_with(prefix))
-            .map(|k| k.to_string())
+            .iter()
+            .filter(|(name, _)| name.starts_with(prefix))
+            .map(|(name, _)| name.to_string())
             .collect();
         names.sort_unstable();
         names
@@ -919,15 +967,12 @@ impl Tsdb {
                 .write()
                 .map_err(|_| TsdbError::Storage("index lock poisoned".into()))?;
             let doomed: Vec<(String, u32)> = index
-                .ids
                 .iter()
                 .filter(|(n, _)| matches(n))
-                .map(|(n, &id)| (n.to_string(), id))
+                .map(|(n, id)| (n.to_string(), id))
                 .collect();
-            for (name, id) in &doomed {
-                index.ids.remove(name.as_str());
-                index.metas[*id as usize] = None;
-                index.names[*id as usize] = None;
+            for (_, id) in &doomed {
+                index.remove(*id);
             }
             doomed
         };
@@ -940,7 +985,7 @@ impl Tsdb {
         }
         if let Ok(mut heads) = self.heads.lock() {
             for (_, id) in &doomed {
-                heads.remove(id);
+                heads.remove(*id);
             }
         }
         for (_, id) in &doomed {
@@ -1099,15 +1144,67 @@ impl Index {
         }
     }
 
+    /// Adds a series (its name not yet in the index).
     fn insert(&mut self, name: &str, id: u32, meta: Meta) {
         let i = id as usize;
         if self.metas.len() <= i {
             self.metas.resize(i + 1, None);
-            self.names.resize(i + 1, None);
+            self.spans.resize(i + 1, (0, 0));
         }
+        let start = self.text.len() as u32;
+        self.text.push_str(name);
         self.metas[i] = Some(meta);
-        self.names[i] = Some(Box::from(name));
-        self.ids.insert(Box::from(name), id);
+        self.spans[i] = (start, self.text.len() as u32);
+        let hash = self.hasher.hash_one(name);
+        let Index {
+            ids,
+            text,
+            spans,
+            hasher,
+            ..
+        } = self;
+        ids.insert_unique(hash, id, |&other| {
+            let (a, b) = spans[other as usize];
+            hasher.hash_one(&text[a as usize..b as usize])
+        });
+    }
+
+    /// The name of a live series.
+    fn name(&self, id: u32) -> Option<&str> {
+        self.metas.get(id as usize)?.as_ref()?;
+        let (a, b) = *self.spans.get(id as usize)?;
+        self.text.get(a as usize..b as usize)
+    }
+
+    fn get(&self, name: &str) -> Option<u32> {
+        let hash = self.hasher.hash_one(name);
+        self.ids
+            .find(hash, |&id| {
+                let (a, b) = self.spans[id as usize];
+                &self.text[a as usize..b as usize] == name
+            })
+            .copied()
+    }
+
+    fn len(&self) -> usize {
+        self.ids.len()
+    }
+
+    /// Live series: (name, id).
+    fn iter(&self) -> impl Iterator<Item = (&str, u32)> + '_ {
+        self.ids.iter().filter_map(|&id| Some((self.name(id)?, id)))
+    }
+
+    /// Forgets a series (its name's bytes stay in `text` until the next open).
+    fn remove(&mut self, id: u32) {
+        let Some(name) = self.name(id) else { return };
+        let hash = self.hasher.hash_one(name);
+        if let Ok(entry) = self.ids.find_entry(hash, |&other| other == id) {
+            entry.remove();
+        }
+        if let Some(meta) = self.metas.get_mut(id as usize) {
+            *meta = None;
+        }
     }
 }
 
