@@ -3,15 +3,76 @@
 //! characters, never a `.`), `?` (one character), `[a-z0-9]` / `[!a-z]` (a class) and
 //! `{a,b,c}` (alternatives, each itself a glob).
 
-/// Whether `path` matches the graphite glob `pattern` (`*` does not cross `.`).
+/// Whether `path` matches the graphite glob `pattern` (`*` does not cross `.`). To test
+/// many paths against one pattern, compile it once with [`Glob::new`].
 pub fn glob_match(pattern: &str, path: &str) -> bool {
-    let pattern_nodes = split_nodes(pattern);
-    let path_nodes: Vec<&str> = path.split('.').collect();
-    pattern_nodes.len() == path_nodes.len()
-        && pattern_nodes
-            .iter()
-            .zip(&path_nodes)
-            .all(|(p, n)| node_match(p, n))
+    Glob::new(pattern).matches(path)
+}
+
+/// A graphite glob, parsed once: per node, its alternatives (braces expanded), each as
+/// characters, or as a literal when it has no wildcard.
+#[derive(Debug, Clone)]
+pub struct Glob {
+    nodes: Vec<Vec<Alternative>>,
+}
+
+#[derive(Debug, Clone)]
+enum Alternative {
+    Literal(String),
+    Wildcard(Vec<char>),
+}
+
+impl Glob {
+    pub fn new(pattern: &str) -> Glob {
+        Glob {
+            nodes: split_nodes(pattern)
+                .iter()
+                .map(|node| {
+                    expand_braces(node)
+                        .into_iter()
+                        .map(|p| {
+                            if p.contains(['*', '?', '[']) {
+                                Alternative::Wildcard(p.chars().collect())
+                            } else {
+                                Alternative::Literal(p)
+                            }
+                        })
+                        .collect()
+                })
+                .collect(),
+        }
+    }
+
+    /// Whether `path` matches (as many nodes, each matching one of its alternatives).
+    pub fn matches(&self, path: &str) -> bool {
+        let mut chars = Vec::new();
+        let mut names = path.split('.');
+        for node in &self.nodes {
+            let Some(name) = names.next() else {
+                return false;
+            };
+            chars.clear();
+            let mut matched = false;
+            for alternative in node {
+                matched = match alternative {
+                    Alternative::Literal(literal) => literal == name,
+                    Alternative::Wildcard(p) => {
+                        if chars.is_empty() {
+                            chars.extend(name.chars());
+                        }
+                        wildcard(p, &chars)
+                    }
+                };
+                if matched {
+                    break;
+                }
+            }
+            if !matched {
+                return false;
+            }
+        }
+        names.next().is_none()
+    }
 }
 
 /// Splits on dots that are not inside a `{…}` group.
@@ -33,15 +94,6 @@ fn split_nodes(pattern: &str) -> Vec<String> {
         }
     }
     nodes
-}
-
-/// Whether one node matches, braces expanded first.
-fn node_match(pattern: &str, name: &str) -> bool {
-    expand_braces(pattern).iter().any(|p| {
-        let p: Vec<char> = p.chars().collect();
-        let n: Vec<char> = name.chars().collect();
-        wildcard(&p, &n)
-    })
 }
 
 /// `a{b,c}d{e,f}` → `abde`, `abdf`, `acde`, `acdf` (nested groups too).

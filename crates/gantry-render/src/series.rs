@@ -222,18 +222,19 @@ pub(crate) fn lcm(a: i64, b: i64) -> i64 {
 }
 
 /// Series on one step: the least common multiple of theirs, each consolidated to it.
-pub(crate) struct Normalized {
+pub(crate) struct Normalized<'a> {
     pub start: i64,
     pub end: i64,
     pub step: i64,
-    /// Consolidated values, one vector per input series, in input order.
-    pub values: Vec<Vec<Option<f64>>>,
+    /// Consolidated values, one per input series, in input order (a series already on the
+    /// common step is borrowed, not copied).
+    pub values: Vec<std::borrow::Cow<'a, [Option<f64>]>>,
 }
 
-impl Normalized {
+impl Normalized<'_> {
     /// The longest row count (graphite-web zips with `zip_longest`).
     pub fn rows(&self) -> usize {
-        self.values.iter().map(Vec::len).max().unwrap_or(0)
+        self.values.iter().map(|v| v.len()).max().unwrap_or(0)
     }
 
     /// Row `i` across all series, missing points as null.
@@ -251,7 +252,7 @@ impl Normalized {
 }
 
 /// graphite-web's `normalize`: `None` for no series.
-pub(crate) fn normalize(list: &[&Series]) -> Option<Normalized> {
+pub(crate) fn normalize<'a>(list: &[&'a Series]) -> Option<Normalized<'a>> {
     let first = list.first()?;
     let step = list.iter().map(|s| s.step).fold(first.step, lcm);
     let start = list.iter().map(|s| s.start).min().unwrap_or(first.start);
@@ -263,7 +264,11 @@ pub(crate) fn normalize(list: &[&Series]) -> Option<Normalized> {
         .iter()
         .map(|s| {
             let vpp = if s.step > 0 { step / s.step } else { 1 };
-            s.consolidated_values(vpp.max(1) as usize)
+            if vpp <= 1 {
+                std::borrow::Cow::Borrowed(s.values.as_slice())
+            } else {
+                std::borrow::Cow::Owned(s.consolidated_values(vpp as usize))
+            }
         })
         .collect();
     Some(Normalized {

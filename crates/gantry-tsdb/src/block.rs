@@ -107,19 +107,39 @@ pub fn is_raw(bytes: &[u8]) -> bool {
 
 /// Decodes a block, refusing anything inconsistent.
 pub fn decode(bytes: &[u8]) -> Result<Vec<Option<f64>>, TsdbError> {
+    let mut slots = vec![None; slot_count(bytes)?];
+    decode_into(bytes, &mut slots)?;
+    Ok(slots)
+}
+
+fn slot_count(bytes: &[u8]) -> Result<usize, TsdbError> {
+    bytes
+        .get(1..3)
+        .map(|b| u16::from_le_bytes([b[0], b[1]]) as usize)
+        .ok_or_else(|| TsdbError::Corrupt("block: no length".into()))
+}
+
+/// Decodes a block into `slots` (as many as the block has), refusing anything
+/// inconsistent; on an error `slots` may hold part of the block.
+pub fn decode_into(bytes: &[u8], slots: &mut [Option<f64>]) -> Result<(), TsdbError> {
     let corrupt = |why: &str| TsdbError::Corrupt(format!("block: {why}"));
     let (&format, rest) = bytes.split_first().ok_or_else(|| corrupt("empty"))?;
-    let n = rest
-        .get(..2)
-        .map(|b| u16::from_le_bytes([b[0], b[1]]) as usize)
-        .ok_or_else(|| corrupt("no length"))?;
+    let n = slot_count(bytes)?;
+    if n != slots.len() {
+        return Err(corrupt(&format!(
+            "{n} slots where {} were expected",
+            slots.len()
+        )));
+    }
     let bitmap = rest
         .get(2..2 + n.div_ceil(8))
         .ok_or_else(|| corrupt("short bitmap"))?;
     let payload = &rest[2 + n.div_ceil(8)..];
-    let present = (0..n)
-        .filter(|i| bitmap[i / 8] & (1 << (i % 8)) != 0)
-        .count();
+    let present: usize = bitmap.iter().map(|b| b.count_ones() as usize).sum();
+    // Bits past the last slot must be clear.
+    if n % 8 != 0 && bitmap.last().is_some_and(|b| b >> (n % 8) != 0) {
+        return Err(corrupt("bitmap marks slots past the end"));
+    }
     let values: Vec<f64> = match format {
         RAW => {
             if payload.len() != 8 * present {
@@ -137,19 +157,17 @@ pub fn decode(bytes: &[u8]) -> Result<Vec<Option<f64>>, TsdbError> {
     if values.len() != present {
         return Err(corrupt("value count does not match the bitmap"));
     }
-    let mut slots = vec![None; n];
     let mut values = values.into_iter();
     for (byte, chunk) in bitmap.iter().zip(slots.chunks_mut(8)) {
-        if *byte == 0 {
-            continue;
-        }
         for (bit, slot) in chunk.iter_mut().enumerate() {
-            if byte & (1 << bit) != 0 {
-                *slot = values.next();
-            }
+            *slot = if byte & (1 << bit) != 0 {
+                values.next()
+            } else {
+                None
+            };
         }
     }
-    Ok(slots)
+    Ok(())
 }
 
 #[cfg(test)]

@@ -162,14 +162,14 @@ struct Heads {
     /// `values`; `NO_HEAD` before its first flush (and after it is deleted: the space is
     /// reused on the next open).
     at: Vec<(u32, u32)>,
-    windows: Vec<Window>,
+    windows: Vec<RollupWindow>,
     values: Vec<f64>,
 }
 
 const NO_HEAD: (u32, u32) = (u32::MAX, u32::MAX);
 
 #[derive(Clone, Copy)]
-struct Window {
+struct RollupWindow {
     /// Start of the coarser slot the values make up; `i64::MIN` before the first write.
     start: i64,
     /// Every slot of the finer archive at or after this is empty, in storage and in the
@@ -194,7 +194,7 @@ impl Heads {
         let clean_from = clean_from()?;
         let at = (self.windows.len(), self.values.len());
         for (pair, &clean_from) in archives.windows(2).zip(&clean_from) {
-            self.windows.push(Window {
+            self.windows.push(RollupWindow {
                 start: i64::MIN,
                 clean_from,
             });
@@ -215,7 +215,7 @@ impl Heads {
     }
 }
 
-impl Window {
+impl RollupWindow {
     /// Records `value` at `slot` of archive `level` and returns the known values of the
     /// coarser slot at `coarse`, reading them from storage when the window held another
     /// slot, or when the slot is at the edge of the archive's retention (where whisper's
@@ -900,30 +900,84 @@ impl Tsdb {
                     .collect()
             })
             .unwrap_or_default();
-        let mut blocks = BlockSet::view(self, id, pending);
-        let mut values = Vec::with_capacity(((window.end - window.start) / step) as usize);
-        // One scan reads every block of the window; then a block at a time, slots copied.
+        let slots = ((window.end - window.start) / step) as usize;
+        let mut values: Vec<Option<f64>> = vec![None; slots];
+        // Each stored block of the window in one scan, its records (the base, then its
+        // delta records in the order written) applied to one reused block of slots, which
+        // is then copied into place.
         let (first, _) = block_of(window.start, window.step);
         let (last, _) = block_of(window.end - step, window.step);
-        blocks.load_range(window.archive, first, last)?;
-        let mut t = window.start;
-        while t < window.end {
-            let (block, index) = block_of(t, window.step);
-            let take = (SLOTS_PER_BLOCK as usize - index).min(((window.end - t) / step) as usize);
-            let slots = &blocks.block(window.archive, block)?.slots;
-            values.extend((index..index + take).map(|i| slots.get(i).copied().flatten()));
-            t += take as i64 * step;
+        let span = step * SLOTS_PER_BLOCK;
+        let mut place = |number: u64, block: &[Option<f64>]| {
+            let block_start = number as i64 * span;
+            for (i, value) in block.iter().enumerate() {
+                let t = block_start + i as i64 * step;
+                if value.is_some() && t >= window.start && t < window.end {
+                    values[((t - window.start) / step) as usize] = *value;
+                }
+            }
+        };
+        let mut block = vec![None; SLOTS_PER_BLOCK as usize];
+        let mut current: Option<u64> = None;
+        let start = block_key(id, window.archive, first);
+        let end = block_key(id, window.archive, last.saturating_add(1));
+        for entry in self.blocks.range(start..end) {
+            let (key, bytes) = entry?;
+            let Some(number) = key
+                .get(5..13)
+                .and_then(|b| <[u8; 8]>::try_from(b).ok())
+                .map(u64::from_be_bytes)
+            else {
+                continue;
+            };
+            if current != Some(number) {
+                if let Some(done) = current {
+                    place(done, &block);
+                }
+                block.fill(None);
+                current = Some(number);
+            }
+            let applied = if key.len() == 13 {
+                block::decode_into(&bytes, &mut block)
+            } else {
+                block::apply_delta(&bytes, &mut block)
+            };
+            if let Err(e) = applied {
+                self.stats.blocks_corrupt.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(error = %e, series = id, "skipping a corrupt metrics block");
+            }
+        }
+        if let Some(done) = current {
+            place(done, &block);
+        }
+        // Then the writes not yet in blocks, in the order made.
+        for (&(_, number), writes) in &pending {
+            let block_start = number as i64 * span;
+            for (index, value) in writes.iter() {
+                let t = block_start + index as i64 * step;
+                if t >= window.start && t < window.end {
+                    values[((t - window.start) / step) as usize] = value;
+                }
+            }
         }
         // Whisper's ring: a slot older than the retention is gone once the slot one
         // retention later has a value (see `BlockSet::known`).
         let stale = now - archive.retention();
-        for (i, value) in values.iter_mut().enumerate() {
-            let slot = window.start + i as i64 * step;
-            if slot >= stale {
-                break;
-            }
-            if value.is_some() {
-                *value = blocks.known(window.archive, archive, slot, now)?;
+        let ringed = values
+            .iter()
+            .enumerate()
+            .take_while(|(i, _)| window.start + *i as i64 * step < stale)
+            .any(|(_, v)| v.is_some());
+        if ringed {
+            let mut blocks = BlockSet::view(self, id, pending);
+            for (i, value) in values.iter_mut().enumerate() {
+                let slot = window.start + i as i64 * step;
+                if slot >= stale {
+                    break;
+                }
+                if value.is_some() {
+                    *value = blocks.known(window.archive, archive, slot, now)?;
+                }
             }
         }
         Ok(Some(Fetched {
@@ -1405,35 +1459,6 @@ impl<'a> BlockSet<'a> {
         self.loaded
             .get_mut(&(archive, block))
             .ok_or_else(|| TsdbError::Storage("block vanished".into()))
-    }
-
-    /// Reads blocks `first..=last` of an archive with one scan (what a fetch does).
-    fn load_range(&mut self, archive: usize, first: u64, last: u64) -> Result<()> {
-        let start = block_key(self.id, archive, first);
-        let end = block_key(self.id, archive, last.saturating_add(1));
-        let mut read: BTreeMap<u64, LoadedBlock> = BTreeMap::new();
-        for entry in self.tsdb.blocks.range(start..end) {
-            let (key, bytes) = entry?;
-            let Some(number) = key
-                .get(5..13)
-                .and_then(|b| <[u8; 8]>::try_from(b).ok())
-                .map(u64::from_be_bytes)
-            else {
-                continue;
-            };
-            if self.loaded.contains_key(&(archive, number)) {
-                continue;
-            }
-            let loaded = read.entry(number).or_insert_with(LoadedBlock::empty);
-            self.apply(loaded, key, &bytes);
-        }
-        for block in first..=last {
-            if !self.loaded.contains_key(&(archive, block)) {
-                let loaded = read.remove(&block).unwrap_or_else(LoadedBlock::empty);
-                self.insert_loaded(archive, block, loaded);
-            }
-        }
-        Ok(())
     }
 
     /// Merges one stored record (a base, or a delta record: its key is longer) into a block

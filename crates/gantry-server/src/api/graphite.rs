@@ -187,7 +187,8 @@ impl SeriesSource for Source {
                 .find(['*', '?', '[', '{'])
                 .map_or(pattern, |glob| &pattern[..glob]);
             let mut names = self.state.tsdb.names_with_prefix(literal);
-            names.retain(|name| gantry_render::glob_match(pattern, name));
+            let glob = gantry_render::Glob::new(pattern);
+            names.retain(|name| glob.matches(name));
             out = self.fetch_all(&names, from, until)?;
         }
         if let Some((_, remote)) = remote {

@@ -36,10 +36,10 @@ fn matching(state: &AppState, pattern: Option<&str>) -> Vec<String> {
     let names = state.tsdb.names();
     match pattern {
         None => names,
-        Some(p) => names
-            .into_iter()
-            .filter(|n| gantry_render::glob_match(p, n))
-            .collect(),
+        Some(p) => {
+            let glob = gantry_render::Glob::new(p);
+            names.into_iter().filter(|n| glob.matches(n)).collect()
+        }
     }
 }
 
@@ -86,7 +86,8 @@ pub async fn delete_series(
         })?;
     let tsdb = state.tsdb.clone();
     let deleted = tokio::task::spawn_blocking(move || {
-        tsdb.delete_where(|name| gantry_render::glob_match(&pattern, name))
+        let glob = gantry_render::Glob::new(&pattern);
+        tsdb.delete_where(|name| glob.matches(name))
     })
     .await
     .map_err(|_| ApiError::internal())?
