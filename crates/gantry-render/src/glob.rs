@@ -215,7 +215,28 @@ fn class(p: &[char], c: char) -> Option<(bool, usize)> {
 
 #[cfg(test)]
 mod tests {
-    use super::glob_match;
+    use super::{glob_match, Glob};
+
+    #[test]
+    fn one_compiled_glob_tests_many_paths() {
+        // A compiled glob keeps no state between paths: a path that fails half-way (or
+        // has non-ASCII names) does not change the answer for the next one.
+        let glob = Glob::new("servers.{web,db}[0-9]*.cpu.?ser");
+        let cases = [
+            ("servers.web01.cpu.user", true),
+            ("servers.web01.cpu", false),
+            ("servers.db7.cpu.user", true),
+            ("servers.dbx.cpu.user", false),
+            ("servers.web01.cpu.user.extra", false),
+            ("servers.wéb1.cpu.user", false),
+            ("servers.web1é.cpu.üser", true),
+            ("servers.web9.cpu.user", true),
+            ("", false),
+        ];
+        for (path, want) in cases {
+            assert_eq!(glob.matches(path), want, "{path}");
+        }
+    }
 
     #[test]
     fn globs_match_as_graphite_does() {

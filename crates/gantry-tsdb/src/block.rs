@@ -243,4 +243,30 @@ mod tests {
             assert!(decode(bad).is_err(), "{bad:?}");
         }
     }
+
+    #[test]
+    fn decoding_into_a_reused_buffer_leaves_nothing_of_the_last_block() {
+        let full: Vec<Option<f64>> = (0..360).map(|i| Some(f64::from(i))).collect();
+        let sparse: Vec<Option<f64>> = (0..360).map(|i| (i % 90 == 0).then_some(7.0)).collect();
+        let mut buffer = vec![None; 360];
+        for compress in [true, false] {
+            decode_into(&encode(&full, compress), &mut buffer).unwrap();
+            assert_eq!(buffer, full);
+            decode_into(&encode(&sparse, compress), &mut buffer).unwrap();
+            assert_eq!(buffer, sparse);
+        }
+    }
+
+    #[test]
+    fn decoding_into_refuses_a_block_of_another_size_or_with_stray_bits() {
+        let bytes = encode(&[Some(1.0), Some(2.0), None], false);
+        let mut four = vec![None; 4];
+        let err = decode_into(&bytes, &mut four).unwrap_err().to_string();
+        assert!(err.contains("3 slots where 4 were expected"), "{err}");
+        // Bit 3 set in a 3-slot bitmap.
+        let mut stray = bytes.clone();
+        stray[3] |= 1 << 3;
+        let mut three = vec![None; 3];
+        assert!(decode_into(&stray, &mut three).is_err());
+    }
 }
