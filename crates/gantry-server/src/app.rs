@@ -89,10 +89,13 @@ pub fn routes(state: &AppState) -> (Router<AppState>, OpenApiDoc) {
     // Artifacts: as large as [ship] max_artifact_bytes (checked while streaming), as long
     // as the transfer takes.
     let transfer = api::builds::transfer_router().layer(DefaultBodyLimit::disable());
+    // Metrics compaction: as long as the store's size makes it.
+    let maintenance = api::metrics_admin::maintenance_router().layer(DefaultBodyLimit::max(1024));
     short
         .merge(long)
         .merge(poll)
         .merge(transfer)
+        .merge(maintenance)
         .split_for_parts()
 }
 

@@ -262,10 +262,6 @@ impl RollupWindow {
     }
 }
 
-/// A flush applying at least this many points freed enough (the queue, the batch) to hand
-/// back to the OS.
-const TRIM_AFTER_POINTS: u64 = 100_000;
-
 /// What the process runs to hand freed heap memory back to the OS after a checkpoint or
 /// maintenance; see [`set_memory_release`].
 static MEMORY_RELEASE: OnceLock<fn()> = OnceLock::new();
@@ -487,7 +483,9 @@ impl Tsdb {
             .flushing
             .lock()
             .map_err(|_| TsdbError::Storage("flush lock poisoned".into()))?;
-        self.checkpoint_locked(now)
+        self.checkpoint_locked(now)?;
+        release_free_memory();
+        Ok(())
     }
 
     /// Whether the write queue is below `max_queued_points`. Writers that can slow their
@@ -592,8 +590,14 @@ impl Tsdb {
             .lock()
             .map_err(|_| TsdbError::Storage("flush lock poisoned".into()))?;
         self.flush_locked(now, true)?;
-        if self.checkpoint_due() {
+        if let Some(by_count) = self.checkpoint_due() {
             self.checkpoint_locked(now)?;
+            // While writes keep filling `max_pending_writes` the next flush reuses what
+            // this one freed (handing it back would only fault it in again, a tenth of
+            // the CPU of a bulk load); a checkpoint on the timer means the burst is over.
+            if !by_count {
+                release_free_memory();
+            }
         }
         Ok(())
     }
@@ -744,19 +748,25 @@ impl Tsdb {
             .points_written
             .fetch_add(written, Ordering::Relaxed);
         drop(heads);
-        if written >= TRIM_AFTER_POINTS {
-            release_free_memory();
-        }
         Ok(())
     }
 
-    fn checkpoint_due(&self) -> bool {
+    /// Whether a checkpoint is due: `Some(true)` because `max_pending_writes` are held,
+    /// `Some(false)` because `checkpoint_interval_secs` passed.
+    fn checkpoint_due(&self) -> Option<bool> {
         let pending = self.pending_writes.load(Ordering::Relaxed);
-        pending > 0
-            && (pending >= self.config.max_pending_writes
-                || self.last_checkpoint.lock().map_or(true, |at| {
-                    at.elapsed().as_secs_f64() >= self.config.checkpoint_interval_secs
-                }))
+        if pending == 0 {
+            return None;
+        }
+        if pending >= self.config.max_pending_writes {
+            return Some(true);
+        }
+        self.last_checkpoint
+            .lock()
+            .map_or(true, |at| {
+                at.elapsed().as_secs_f64() >= self.config.checkpoint_interval_secs
+            })
+            .then_some(false)
     }
 
     /// Writes every pending slot write into blocks (a small delta record per block, or the
@@ -803,7 +813,6 @@ impl Tsdb {
         if let Ok(mut at) = self.last_checkpoint.lock() {
             *at = Instant::now();
         }
-        release_free_memory();
         Ok(())
     }
 
@@ -839,6 +848,7 @@ impl Tsdb {
         if replayed > 0 || self.log.iter().next().is_some() {
             tracing::info!(points = replayed, "replayed the metrics flush log");
             self.checkpoint_locked(now)?;
+            release_free_memory();
         }
         Ok(())
     }

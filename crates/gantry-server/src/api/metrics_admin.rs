@@ -13,9 +13,13 @@ use crate::extract::Query;
 use crate::state::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new()
-        .routes(routes!(list_series, delete_series))
-        .routes(routes!(compact))
+    OpenApiRouter::new().routes(routes!(list_series, delete_series))
+}
+
+/// Compaction takes as long as the store is large (minutes for a week of 10,000 series),
+/// so it is served outside `request_timeout_secs`.
+pub fn maintenance_router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(compact))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -108,7 +112,8 @@ pub struct Compacted {
 }
 
 /// Expire, fold and compact the metrics store now (normally hourly and in the background):
-/// the smallest it can be on disk. Admin only.
+/// the smallest it can be on disk. Admin only. Answers when done, however long that takes
+/// (not bound by `request_timeout_secs`).
 #[utoipa::path(
     post,
     path = "/api/v1/metrics/compact",
