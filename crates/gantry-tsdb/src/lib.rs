@@ -549,7 +549,9 @@ impl Tsdb {
         let own = name.starts_with("gantry.");
         if !own
             && (index.len() as u64 >= self.config.max_series
-                || index.created_this_minute >= self.config.max_new_series_per_minute)
+                || index.created_this_minute >= self.config.max_new_series_per_minute
+                // Name offsets are 32-bit (4 GiB of names: far beyond any sane `max_series`).
+                || index.text.len() + name.len() > u32::MAX as usize)
         {
             return None;
         }
