@@ -158,15 +158,15 @@ const WRITE_SHARDS: usize = 64;
 /// them in two vectors, for the reason [`Index`] keeps names in one string.
 #[derive(Default)]
 struct Heads {
-    /// By series id: the index of its first window in `windows` and of its first value in
-    /// `values`; `NO_HEAD` before its first flush (and after it is deleted: the space is
-    /// reused on the next open).
-    at: Vec<(u32, u32)>,
+    /// By series id: the index of its first window in `windows` (one per archive but the
+    /// coarsest, in order); `NO_HEAD` before its first flush (and after it is deleted: the
+    /// space is reused on the next open).
+    at: Vec<u32>,
     windows: Vec<RollupWindow>,
     values: Vec<f64>,
 }
 
-const NO_HEAD: (u32, u32) = (u32::MAX, u32::MAX);
+const NO_HEAD: u32 = u32::MAX;
 
 #[derive(Clone, Copy)]
 struct RollupWindow {
@@ -175,6 +175,9 @@ struct RollupWindow {
     /// Every slot of the finer archive at or after this is empty, in storage and in the
     /// queue: moving the window to a coarser slot starting there needs no reads.
     clean_from: i64,
+    /// Where its values start in [`Heads::values`] (as many as finer slots make one
+    /// coarser slot).
+    values_at: u32,
 }
 
 impl Heads {
@@ -185,18 +188,19 @@ impl Heads {
         id: u32,
         archives: &[Archive],
         clean_from: impl FnOnce() -> Result<Vec<i64>>,
-    ) -> Result<(usize, usize)> {
+    ) -> Result<usize> {
         if let Some(&at) = self.at.get(id as usize) {
             if at != NO_HEAD {
-                return Ok((at.0 as usize, at.1 as usize));
+                return Ok(at as usize);
             }
         }
         let clean_from = clean_from()?;
-        let at = (self.windows.len(), self.values.len());
+        let at = self.windows.len();
         for (pair, &clean_from) in archives.windows(2).zip(&clean_from) {
             self.windows.push(RollupWindow {
                 start: i64::MIN,
                 clean_from,
+                values_at: self.values.len() as u32,
             });
             let len = self.values.len() + (pair[1].step / pair[0].step) as usize;
             self.values.resize(len, f64::NAN);
@@ -204,7 +208,7 @@ impl Heads {
         if self.at.len() <= id as usize {
             self.at.resize(id as usize + 1, NO_HEAD);
         }
-        self.at[id as usize] = (at.0 as u32, at.1 as u32);
+        self.at[id as usize] = at as u32;
         Ok(at)
     }
 
@@ -291,6 +295,14 @@ fn unix_now() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64)
+}
+
+/// The block number of a block or delta record key (`block_key`, then for a delta a
+/// sequence number).
+fn block_number(key: &[u8]) -> Option<u64> {
+    key.get(5..13)
+        .and_then(|b| <[u8; 8]>::try_from(b).ok())
+        .map(u64::from_be_bytes)
 }
 
 fn block_key(id: u32, archive: usize, block: u64) -> [u8; 13] {
@@ -681,7 +693,7 @@ impl Tsdb {
             let mut blocks = BlockSet::view(self, id, std::mem::take(slot_writes));
             // A series created since the last flush has nothing stored; another is empty
             // after its last stored block.
-            let (first_window, first_value) = heads.get_or_insert(id, archives, || {
+            let first_window = heads.get_or_insert(id, archives, || {
                 if created.contains(&id) {
                     Ok(vec![i64::MIN; archives.len()])
                 } else {
@@ -701,12 +713,6 @@ impl Tsdb {
                 let (mut level, mut slot, mut value) =
                     (a, slot_start(ts, archives[a].step), Some(value));
                 blocks.set_blind(level, archives[level].step, slot, value)?;
-                // The values of level `a`'s window follow those of the finer levels.
-                let mut values_at = first_value
-                    + archives[..=a]
-                        .windows(2)
-                        .map(|pair| (pair[1].step / pair[0].step) as usize)
-                        .sum::<usize>();
                 while let Some(&lower) = archives.get(level + 1) {
                     let higher = archives[level];
                     let coarse = slot_start(slot, lower.step);
@@ -714,7 +720,9 @@ impl Tsdb {
                     let Heads {
                         windows, values, ..
                     } = &mut *heads;
-                    windows[first_window + level].update(
+                    let window = &mut windows[first_window + level];
+                    let values_at = window.values_at as usize;
+                    window.update(
                         &mut values[values_at..values_at + len],
                         &mut blocks,
                         level,
@@ -733,7 +741,6 @@ impl Tsdb {
                         break;
                     }
                     (level, slot, value) = (level + 1, coarse, meta.aggregation.apply(&known));
-                    values_at += len;
                     blocks.set_blind(level, lower.step, slot, value)?;
                     added += 1;
                 }
@@ -866,10 +873,7 @@ impl Tsdb {
             let end = match self.blocks.prefix(prefix).next_back() {
                 Some(entry) => {
                     let (key, _) = entry?;
-                    let number = key
-                        .get(5..13)
-                        .and_then(|b| <[u8; 8]>::try_from(b).ok())
-                        .map(u64::from_be_bytes)
+                    let number = block_number(&key)
                         .ok_or_else(|| TsdbError::Corrupt("short block key".into()))?;
                     i64::try_from(number)
                         .ok()
@@ -939,11 +943,7 @@ impl Tsdb {
         let end = block_key(id, window.archive, last.saturating_add(1));
         for entry in self.blocks.range(start..end) {
             let (key, bytes) = entry?;
-            let Some(number) = key
-                .get(5..13)
-                .and_then(|b| <[u8; 8]>::try_from(b).ok())
-                .map(u64::from_be_bytes)
-            else {
+            let Some(number) = block_number(&key) else {
                 continue;
             };
             if current != Some(number) {
@@ -953,15 +953,7 @@ impl Tsdb {
                 block.fill(None);
                 current = Some(number);
             }
-            let applied = if key.len() == 13 {
-                block::decode_into(&bytes, &mut block)
-            } else {
-                block::apply_delta(&bytes, &mut block)
-            };
-            if let Err(e) = applied {
-                self.stats.blocks_corrupt.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(error = %e, series = id, "skipping a corrupt metrics block");
-            }
+            self.merge_record(id, &key, &bytes, &mut block);
         }
         if let Some(done) = current {
             place(done, &block);
@@ -1145,9 +1137,7 @@ impl Tsdb {
                 for entry in self.blocks.range(end..block_key(id, a, current)) {
                     let (key, bytes) = entry?;
                     if key.len() > 13 || block::is_raw(&bytes) {
-                        let mut number = [0u8; 8];
-                        number.copy_from_slice(&key[5..13]);
-                        to_fold.insert(u64::from_be_bytes(number));
+                        to_fold.extend(block_number(&key));
                     }
                 }
                 if !to_fold.is_empty() {
@@ -1184,6 +1174,23 @@ impl Tsdb {
         }
         release_free_memory();
         Ok(())
+    }
+
+    /// Merges one stored record of series `id` into a block's slots: a base (a 13-byte
+    /// key) replaces them, a delta record (a longer key) changes some. A corrupt one is
+    /// counted and skipped. Returns whether it was a delta record.
+    fn merge_record(&self, id: u32, key: &[u8], bytes: &[u8], slots: &mut [Option<f64>]) -> bool {
+        let delta = key.len() != 13;
+        let merged = if delta {
+            block::apply_delta(bytes, slots)
+        } else {
+            block::decode_into(bytes, slots)
+        };
+        if let Err(e) = merged {
+            self.stats.blocks_corrupt.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(error = %e, series = id, "skipping a corrupt metrics block");
+        }
+        delta
     }
 
     fn next_delta(&self) -> u64 {
@@ -1234,25 +1241,20 @@ impl Index {
             ..
         } = self;
         ids.insert_unique(hash, id, |&other| {
-            let (a, b) = spans[other as usize];
-            hasher.hash_one(&text[a as usize..b as usize])
+            hasher.hash_one(spanned(text, spans, other))
         });
     }
 
     /// The name of a live series.
     fn name(&self, id: u32) -> Option<&str> {
         self.metas.get(id as usize)?.as_ref()?;
-        let (a, b) = *self.spans.get(id as usize)?;
-        self.text.get(a as usize..b as usize)
+        Some(spanned(&self.text, &self.spans, id))
     }
 
     fn get(&self, name: &str) -> Option<u32> {
         let hash = self.hasher.hash_one(name);
         self.ids
-            .find(hash, |&id| {
-                let (a, b) = self.spans[id as usize];
-                &self.text[a as usize..b as usize] == name
-            })
+            .find(hash, |&id| spanned(&self.text, &self.spans, id) == name)
             .copied()
     }
 
@@ -1276,6 +1278,14 @@ impl Index {
             *meta = None;
         }
     }
+}
+
+/// The name of series `id` in [`Index::text`] (empty for an id never created).
+fn spanned<'a>(text: &'a str, spans: &[(u32, u32)], id: u32) -> &'a str {
+    spans
+        .get(id as usize)
+        .and_then(|&(a, b)| text.get(a as usize..b as usize))
+        .unwrap_or("")
 }
 
 /// A flush log record: `now i64 | series u32 | per series: id u32, n u32, n × (ts i64,
@@ -1480,19 +1490,11 @@ impl<'a> BlockSet<'a> {
     /// Merges one stored record (a base, or a delta record: its key is longer) into a block
     /// being read; a corrupt one is counted and skipped.
     fn apply(&self, loaded: &mut LoadedBlock, key: fjall::Slice, bytes: &[u8]) {
-        let applied = if key.len() == 13 {
-            block::decode(bytes).map(|slots| loaded.slots = slots)
-        } else {
-            let applied = block::apply_delta(bytes, &mut loaded.slots);
+        if self
+            .tsdb
+            .merge_record(self.id, &key, bytes, &mut loaded.slots)
+        {
             loaded.deltas.push(key);
-            applied
-        };
-        if let Err(e) = applied {
-            self.tsdb
-                .stats
-                .blocks_corrupt
-                .fetch_add(1, Ordering::Relaxed);
-            tracing::warn!(error = %e, series = self.id, "skipping a corrupt metrics block");
         }
     }
 
