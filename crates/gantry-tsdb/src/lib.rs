@@ -145,8 +145,10 @@ pub struct Tsdb {
     writes: Vec<Mutex<FastMap<u32, Writes>>>,
     /// Slot writes in `writes` (overwrites of a slot included).
     pending_writes: AtomicU64,
-    /// The newest log record whose points are in `writes` or in blocks.
-    applied_log: AtomicU64,
+    /// Keys of the log records whose points are in `writes` (or in blocks): what the next
+    /// checkpoint removes. Kept here so a checkpoint never reads the records back (a bulk
+    /// load's log records are megabytes each and reading them was most of its CPU).
+    applied_log: Mutex<Vec<u64>>,
     last_checkpoint: Mutex<Instant>,
 }
 
@@ -411,7 +413,7 @@ impl Tsdb {
                 .map(|_| Mutex::new(FastMap::default()))
                 .collect(),
             pending_writes: AtomicU64::new(0),
-            applied_log: AtomicU64::new(0),
+            applied_log: Mutex::new(Vec::new()),
             last_checkpoint: Mutex::new(Instant::now()),
         });
         tsdb.replay(unix_now())?;
@@ -750,7 +752,9 @@ impl Tsdb {
         batch.commit()?;
         self.keyspace.persist(PersistMode::SyncAll)?;
         if let Some(key) = log_key {
-            self.applied_log.store(key, Ordering::Release);
+            if let Ok(mut applied) = self.applied_log.lock() {
+                applied.push(key);
+            }
         }
         self.pending_writes.fetch_add(added, Ordering::Relaxed);
         self.stats
@@ -789,7 +793,12 @@ impl Tsdb {
                 .map_err(|_| TsdbError::Storage("write shard lock poisoned".into()))?;
             pending.extend(shard.iter().map(|(&id, w)| (id, w.clone())));
         }
-        let applied = self.applied_log.load(Ordering::Acquire);
+        let applied = std::mem::take(
+            &mut *self
+                .applied_log
+                .lock()
+                .map_err(|_| TsdbError::Storage("log key lock poisoned".into()))?,
+        );
         let mut batch = self.keyspace.batch();
         {
             let index = self
@@ -804,9 +813,8 @@ impl Tsdb {
                 BlockSet::new(self, id, writes).write_to(&mut batch, archives, now)?;
             }
         }
-        for entry in self.log.range(..=applied.to_be_bytes()) {
-            let (key, _) = entry?;
-            batch.remove(&self.log, key);
+        for key in applied {
+            batch.remove(&self.log, key.to_be_bytes());
         }
         batch.commit()?;
         self.keyspace.persist(PersistMode::SyncAll)?;
@@ -849,9 +857,14 @@ impl Tsdb {
                     tracing::warn!(error = %e, "skipping a corrupt metrics log record");
                 }
             }
-            if let Some(key) = key.get(..8).and_then(|k| <[u8; 8]>::try_from(k).ok()) {
-                self.applied_log
-                    .store(u64::from_be_bytes(key), Ordering::Release);
+            match <[u8; 8]>::try_from(&key[..]) {
+                Ok(key) => {
+                    if let Ok(mut applied) = self.applied_log.lock() {
+                        applied.push(u64::from_be_bytes(key));
+                    }
+                }
+                // Not a key this store writes: nothing to replay, nothing to keep.
+                Err(_) => self.log.remove(key)?,
             }
         }
         if replayed > 0 || self.log.iter().next().is_some() {
