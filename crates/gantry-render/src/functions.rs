@@ -7,7 +7,7 @@ use gantry_graphite::target::{parse, Expr};
 use regex::Regex;
 
 use crate::eval::Args;
-use crate::series::{normalize, tags_from_name, Consolidation};
+use crate::series::{normalize, tags_from_name, Consolidation, Normalized};
 use crate::time::parse_time_offset;
 use crate::{RenderError, Series};
 
@@ -400,17 +400,19 @@ fn aggregate(list: &[&Series], func: &str) -> Option<Series> {
     let func = func.strip_suffix("Series").unwrap_or(func);
     let n = normalize(list)?;
     let name = format!("{func}Series({})", format_path_expressions(list));
-    let mut row = Vec::with_capacity(list.len());
-    let values = (0..n.rows())
-        .map(|i| {
-            n.fill_row(i, &mut row);
-            if row.iter().any(Option::is_some) {
-                agg(func, &row)
-            } else {
-                None
-            }
-        })
-        .collect();
+    let values = columns(&n, func).unwrap_or_else(|| {
+        let mut row = Vec::with_capacity(list.len());
+        (0..n.rows())
+            .map(|i| {
+                n.fill_row(i, &mut row);
+                if row.iter().any(Option::is_some) {
+                    agg(func, &row)
+                } else {
+                    None
+                }
+            })
+            .collect()
+    });
     let mut tags = list[0].tags.clone();
     for s in list {
         tags.retain(|k, v| s.tags.get(k) == Some(v));
@@ -420,6 +422,50 @@ fn aggregate(list: &[&Series], func: &str) -> Option<Series> {
     let mut out = Series::new(name, n.start, n.end, n.step, values);
     out.tags = tags;
     Some(out)
+}
+
+/// `agg` of every row for the aggregations that fold one value at a time, computed a
+/// series at a time (each series read in order, not a hundred series gathered per row):
+/// the same operations in the same order per row as `agg`, so the same results to the bit.
+/// `None` for the others.
+fn columns(n: &Normalized<'_>, func: &str) -> Option<Vec<Option<f64>>> {
+    // What `agg` starts each fold at (for a sum, what `Iterator::sum` starts at).
+    let func = match func {
+        "avg" => "average",
+        "total" => "sum",
+        "current" => "last",
+        f => f,
+    };
+    let (start, op): (f64, fn(f64, f64) -> f64) = match func {
+        "sum" | "average" => (std::iter::empty::<f64>().sum(), |a, v| a + v),
+        "min" => (f64::INFINITY, f64::min),
+        "max" => (f64::NEG_INFINITY, f64::max),
+        "count" | "last" => (0.0, |_, v| v),
+        _ => return None,
+    };
+    let rows = n.rows();
+    let mut acc = vec![start; rows];
+    let mut counts = vec![0u32; rows];
+    for column in &n.values {
+        for ((acc, count), value) in acc.iter_mut().zip(counts.iter_mut()).zip(column.iter()) {
+            if let Some(v) = *value {
+                *count += 1;
+                *acc = op(*acc, v);
+            }
+        }
+    }
+    Some(
+        acc.into_iter()
+            .zip(counts)
+            .map(|(acc, count)| {
+                (count > 0).then(|| match func {
+                    "average" => acc / f64::from(count),
+                    "count" => f64::from(count),
+                    _ => acc,
+                })
+            })
+            .collect(),
+    )
 }
 
 fn all_series(a: &Args<'_, '_>, from: usize) -> R {
@@ -1578,6 +1624,56 @@ fn events(a: &Args<'_, '_>) -> R {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The series-at-a-time aggregations give what `agg` gives row by row, to the bit:
+    /// nulls, NaN, infinities, negative zero and series of different lengths included.
+    #[test]
+    fn columns_match_rows_bit_for_bit() {
+        let list = [
+            Series::new(
+                "a",
+                0,
+                60,
+                10,
+                vec![Some(1.5), None, Some(-0.0), Some(f64::NAN), Some(0.1), None],
+            ),
+            Series::new(
+                "b",
+                0,
+                60,
+                10,
+                vec![
+                    Some(2.25),
+                    None,
+                    Some(-0.0),
+                    Some(3.0),
+                    Some(0.2),
+                    Some(f64::INFINITY),
+                ],
+            ),
+            Series::new("c", 0, 40, 10, vec![None, None, Some(0.0), Some(-7.5)]),
+        ];
+        let refs: Vec<&Series> = list.iter().collect();
+        let n = normalize(&refs).unwrap();
+        for func in [
+            "sum", "average", "avg", "min", "max", "count", "last", "total", "current",
+        ] {
+            let by_columns = columns(&n, func).unwrap();
+            let by_rows: Vec<Option<f64>> = (0..n.rows())
+                .map(|i| {
+                    let row = n.row(i);
+                    row.iter()
+                        .any(Option::is_some)
+                        .then(|| agg(func, &row))
+                        .flatten()
+                })
+                .collect();
+            let bits =
+                |v: &[Option<f64>]| v.iter().map(|x| x.map(f64::to_bits)).collect::<Vec<_>>();
+            assert_eq!(bits(&by_columns), bits(&by_rows), "{func}");
+        }
+        assert!(columns(&n, "median").is_none());
+    }
 
     #[test]
     fn python_g_format() {

@@ -157,8 +157,19 @@ pub fn decode_into(bytes: &[u8], slots: &mut [Option<f64>]) -> Result<(), TsdbEr
     if values.len() != present {
         return Err(corrupt("value count does not match the bitmap"));
     }
+    if present == n {
+        // A complete block (the usual case once a block is folded): no bits to test.
+        for (slot, value) in slots.iter_mut().zip(values) {
+            *slot = Some(value);
+        }
+        return Ok(());
+    }
     let mut values = values.into_iter();
-    for (byte, chunk) in bitmap.iter().zip(slots.chunks_mut(8)) {
+    for (&byte, chunk) in bitmap.iter().zip(slots.chunks_mut(8)) {
+        if byte == 0 {
+            chunk.fill(None);
+            continue;
+        }
         for (bit, slot) in chunk.iter_mut().enumerate() {
             *slot = if byte & (1 << bit) != 0 {
                 values.next()

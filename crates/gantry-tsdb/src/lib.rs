@@ -936,22 +936,27 @@ impl Tsdb {
         let slots = ((window.end - window.start) / step) as usize;
         let mut values: Vec<Option<f64>> = vec![None; slots];
         // Each stored block of the window in one scan, its records (the base, then its
-        // delta records in the order written) applied to one reused block of slots, which
-        // is then copied into place.
+        // delta records in the order written) applied in place: straight into the answer
+        // for a block wholly inside the window (most of them), else into a block of slots
+        // from which the part inside is copied.
         let (first, _) = block_of(window.start, window.step);
         let (last, _) = block_of(window.end - step, window.step);
         let span = step * SLOTS_PER_BLOCK;
-        let mut place = |number: u64, block: &[Option<f64>]| {
-            let block_start = number as i64 * span;
-            for (i, value) in block.iter().enumerate() {
-                let t = block_start + i as i64 * step;
-                if value.is_some() && t >= window.start && t < window.end {
-                    values[((t - window.start) / step) as usize] = *value;
+        let block_len = SLOTS_PER_BLOCK as usize;
+        // Where block `number` starts in the answer, in slots (negative: before the window).
+        let offset = |number: u64| (number as i64 * span - window.start) / step;
+        let mut edge = vec![None; block_len];
+        let copy_edge = |values: &mut [Option<f64>], number: u64, edge: &[Option<f64>]| {
+            let at = offset(number);
+            for (i, value) in edge.iter().enumerate() {
+                let to = at + i as i64;
+                if value.is_some() && to >= 0 && (to as usize) < values.len() {
+                    values[to as usize] = *value;
                 }
             }
         };
-        let mut block = vec![None; SLOTS_PER_BLOCK as usize];
-        let mut current: Option<u64> = None;
+        // The block being read, and whether it is read into `edge`.
+        let mut current: Option<(u64, bool)> = None;
         let start = block_key(id, window.archive, first);
         let end = block_key(id, window.archive, last.saturating_add(1));
         for entry in self.blocks.range(start..end) {
@@ -959,17 +964,28 @@ impl Tsdb {
             let Some(number) = block_number(&key) else {
                 continue;
             };
-            if current != Some(number) {
-                if let Some(done) = current {
-                    place(done, &block);
+            if current.map(|(n, _)| n) != Some(number) {
+                if let Some((done, true)) = current {
+                    copy_edge(&mut values, done, &edge);
                 }
-                block.fill(None);
-                current = Some(number);
+                let at = offset(number);
+                let inside = at >= 0 && at as usize + block_len <= slots;
+                if !inside {
+                    edge.fill(None);
+                }
+                current = Some((number, !inside));
             }
-            self.merge_record(id, &key, &bytes, &mut block);
+            let target = match current {
+                Some((_, true)) | None => &mut edge[..],
+                Some((number, false)) => {
+                    let at = offset(number) as usize;
+                    &mut values[at..at + block_len]
+                }
+            };
+            self.merge_record(id, &key, &bytes, target);
         }
-        if let Some(done) = current {
-            place(done, &block);
+        if let Some((done, true)) = current {
+            copy_edge(&mut values, done, &edge);
         }
         // Then the writes not yet in blocks, in the order made.
         for (&(_, number), writes) in &pending {
