@@ -663,6 +663,13 @@ impl Tsdb {
         let log_key = log.then(|| self.next_delta());
         if let Some(key) = log_key {
             batch.insert(&self.log, key.to_be_bytes(), encode_log(now, &pending));
+            // Remembered before the commit: whatever happens to this flush, its points go
+            // to `writes` below, so the next checkpoint must drop its record if it exists
+            // (a record left behind would be replayed over newer values).
+            self.applied_log
+                .lock()
+                .map_err(|_| TsdbError::Storage("log key lock poisoned".into()))?
+                .push(key);
         }
         let mut added = 0u64;
         let mut known = Vec::new();
@@ -751,11 +758,6 @@ impl Tsdb {
         }
         batch.commit()?;
         self.keyspace.persist(PersistMode::SyncAll)?;
-        if let Some(key) = log_key {
-            if let Ok(mut applied) = self.applied_log.lock() {
-                applied.push(key);
-            }
-        }
         self.pending_writes.fetch_add(added, Ordering::Relaxed);
         self.stats
             .points_written

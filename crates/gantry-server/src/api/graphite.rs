@@ -137,34 +137,36 @@ impl Source {
             }
             return Ok(out);
         }
-        let chunk = names.len().div_ceil(threads);
-        let parts: Vec<Result<Vec<Series>, RenderError>> = std::thread::scope(|scope| {
-            let workers: Vec<_> = names
-                .chunks(chunk)
-                .map(|part| {
-                    scope.spawn(move || {
-                        let mut out = Vec::with_capacity(part.len());
-                        for name in part {
-                            out.extend(self.fetch(name, from, until)?);
-                        }
-                        Ok(out)
-                    })
-                })
-                .collect();
-            workers
-                .into_iter()
-                .map(|w| {
-                    w.join().unwrap_or_else(|_| {
-                        Err(RenderError::Source("a fetch thread panicked".into()))
-                    })
-                })
-                .collect()
+        // Each thread takes the next name until none are left, so a thread the scheduler
+        // pauses (another process, the kernel writing back) holds up one series, not half.
+        // The calling thread works too.
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        let work = || {
+            let mut out = Vec::new();
+            loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let Some(name) = names.get(i) else {
+                    return Ok(out);
+                };
+                out.extend(self.fetch(name, from, until)?.map(|s| (i, s)));
+            }
+        };
+        let parts: Vec<Result<Vec<(usize, Series)>, RenderError>> = std::thread::scope(|scope| {
+            let helpers: Vec<_> = (1..threads).map(|_| scope.spawn(work)).collect();
+            let mut parts = vec![work()];
+            parts.extend(helpers.into_iter().map(|w| {
+                w.join()
+                    .unwrap_or_else(|_| Err(RenderError::Source("a fetch thread panicked".into())))
+            }));
+            parts
         });
-        let mut out = Vec::with_capacity(names.len());
+        let mut fetched = Vec::with_capacity(names.len());
         for part in parts {
-            out.extend(part?);
+            fetched.extend(part?);
         }
-        Ok(out)
+        // In the order asked.
+        fetched.sort_unstable_by_key(|(i, _)| *i);
+        Ok(fetched.into_iter().map(|(_, s)| s).collect())
     }
 }
 
