@@ -429,13 +429,14 @@ fn aggregate(list: &[&Series], func: &str) -> Option<Series> {
 /// the same operations in the same order per row as `agg`, so the same results to the bit.
 /// `None` for the others.
 fn columns(n: &Normalized<'_>, func: &str) -> Option<Vec<Option<f64>>> {
-    // What `agg` starts each fold at (for a sum, what `Iterator::sum` starts at).
+    // `agg`'s names for the same aggregations.
     let func = match func {
         "avg" => "average",
         "total" => "sum",
         "current" => "last",
         f => f,
     };
+    // What `agg` starts each fold at (for a sum, what `Iterator::sum` starts at).
     let (start, op): (f64, fn(f64, f64) -> f64) = match func {
         "sum" | "average" => (std::iter::empty::<f64>().sum(), |a, v| a + v),
         "min" => (f64::INFINITY, f64::min),
