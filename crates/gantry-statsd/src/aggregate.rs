@@ -33,10 +33,7 @@ struct Key {
 
 impl Key {
     fn new(name: &str) -> Key {
-        Key {
-            id: key_id(name),
-            name: Box::from(name),
-        }
+        Key::from(&Lookup::new(name))
     }
 }
 
@@ -80,6 +77,47 @@ fn key_id(name: &str) -> u128 {
     static SEEDS: OnceLock<[foldhash::quality::RandomState; 2]> = OnceLock::new();
     let [a, b] = SEEDS.get_or_init(Default::default);
     (u128::from(a.hash_one(name)) << 64) | u128::from(b.hash_one(name))
+}
+
+/// `key`'s value in `map`, made with `Default` when it has none (the text copied only then).
+fn entry<'m, V: Default>(map: &'m mut Map<V>, key: &str) -> &'m mut V {
+    map.entry_ref(&Lookup::new(key)).or_default()
+}
+
+/// A key being looked up: its identity, and its text to copy if it is new.
+struct Lookup<'a> {
+    id: u128,
+    name: &'a str,
+}
+
+impl<'a> Lookup<'a> {
+    fn new(name: &'a str) -> Lookup<'a> {
+        Lookup {
+            id: key_id(name),
+            name,
+        }
+    }
+}
+
+impl Hash for Lookup<'_> {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        Id(self.id).hash(state);
+    }
+}
+
+impl hashbrown::Equivalent<Key> for Lookup<'_> {
+    fn equivalent(&self, key: &Key) -> bool {
+        self.id == key.id
+    }
+}
+
+impl From<&Lookup<'_>> for Key {
+    fn from(lookup: &Lookup<'_>) -> Key {
+        Key {
+            id: lookup.id,
+            name: Box::from(lookup.name),
+        }
+    }
 }
 
 /// The map's hasher: the identity is a hash already, its low half is used as it is.
@@ -201,17 +239,10 @@ impl Shard {
 
     /// Adds to a counter (e.g. one of Gantry's own, such as datagrams the kernel dropped).
     pub fn add_to_counter(&mut self, key: &str, value: f64) {
-        let id = key_id(key);
-        match self.counters.get_mut(&Id(id)) {
-            Some(total) => *total += value,
-            None => {
-                self.counters.insert(
-                    Key {
-                        id,
-                        name: Box::from(key),
-                    },
-                    value,
-                );
+        match self.counters.entry_ref(&Lookup::new(key)) {
+            hashbrown::hash_map::EntryRef::Occupied(mut total) => *total.get_mut() += value,
+            hashbrown::hash_map::EntryRef::Vacant(new) => {
+                new.insert(value);
             }
         }
     }
@@ -226,37 +257,16 @@ impl Shard {
 
     pub fn add(&mut self, sample: &Sample<'_>, at: u64) {
         let key: &str = &sample.key;
-        if let Kind::Counter { value } = sample.kind {
-            self.add_to_counter(key, value);
-            return;
-        }
-        let id = Id(key_id(key));
-        let new = || Key {
-            id: id.0,
-            name: Box::from(key),
-        };
         match &sample.kind {
-            Kind::Counter { .. } => {}
+            Kind::Counter { value } => self.add_to_counter(key, *value),
             Kind::Timer { value, count } => {
-                let timer = match self.timers.get_mut(&id) {
-                    Some(t) => t,
-                    None => self.timers.entry(new()).or_default(),
-                };
+                let timer = entry(&mut self.timers, key);
                 timer.values.push(*value);
                 timer.count += count;
             }
-            Kind::Gauge { value, signed } => {
-                let ops = match self.gauges.get_mut(&id) {
-                    Some(ops) => ops,
-                    None => self.gauges.entry(new()).or_default(),
-                };
-                ops.push(*value, *signed, at);
-            }
+            Kind::Gauge { value, signed } => entry(&mut self.gauges, key).push(*value, *signed, at),
             Kind::Set { member } => {
-                let set = match self.sets.get_mut(&id) {
-                    Some(s) => s,
-                    None => self.sets.entry(new()).or_default(),
-                };
+                let set = entry(&mut self.sets, key);
                 if !set.contains(member.as_ref()) {
                     set.insert(Box::from(member.as_ref()));
                 }

@@ -666,10 +666,7 @@ impl Tsdb {
             // Remembered before the commit: whatever happens to this flush, its points go
             // to `writes` below, so the next checkpoint must drop its record if it exists
             // (a record left behind would be replayed over newer values).
-            self.applied_log
-                .lock()
-                .map_err(|_| TsdbError::Storage("log key lock poisoned".into()))?
-                .push(key);
+            self.remember_log_key(key)?;
         }
         let mut added = 0u64;
         let mut known = Vec::new();
@@ -860,11 +857,7 @@ impl Tsdb {
                 }
             }
             match <[u8; 8]>::try_from(&key[..]) {
-                Ok(key) => {
-                    if let Ok(mut applied) = self.applied_log.lock() {
-                        applied.push(u64::from_be_bytes(key));
-                    }
-                }
+                Ok(key) => self.remember_log_key(u64::from_be_bytes(key))?,
                 // Not a key this store writes: nothing to replay, nothing to keep.
                 Err(_) => self.log.remove(key)?,
             }
@@ -945,20 +938,23 @@ impl Tsdb {
         let (last, _) = block_of(window.end - step, window.step);
         let span = step * SLOTS_PER_BLOCK;
         let block_len = SLOTS_PER_BLOCK as usize;
-        // Where block `number` starts in the answer, in slots (negative: before the window).
-        let offset = |number: u64| (number as i64 * span - window.start) / step;
+        // Where block `number` starts in the answer, in slots, when it lies wholly inside.
+        let inside = |number: u64| {
+            let at = (number as i64 * span - window.start) / step;
+            (at >= 0 && at as usize + block_len <= slots).then_some(at as usize)
+        };
+        // An edge block's slots, and what of them lies inside the window.
         let mut edge = vec![None; block_len];
         let copy_edge = |values: &mut [Option<f64>], number: u64, edge: &[Option<f64>]| {
-            let at = offset(number);
+            let block_start = number as i64 * span;
             for (i, value) in edge.iter().enumerate() {
-                let to = at + i as i64;
-                if value.is_some() && to >= 0 && (to as usize) < values.len() {
-                    values[to as usize] = *value;
+                let t = block_start + i as i64 * step;
+                if value.is_some() && t >= window.start && t < window.end {
+                    values[((t - window.start) / step) as usize] = *value;
                 }
             }
         };
-        // The block being read, and whether it is read into `edge`.
-        let mut current: Option<(u64, bool)> = None;
+        let mut current: Option<u64> = None;
         let start = block_key(id, window.archive, first);
         let end = block_key(id, window.archive, last.saturating_add(1));
         for entry in self.blocks.range(start..end) {
@@ -966,27 +962,22 @@ impl Tsdb {
             let Some(number) = block_number(&key) else {
                 continue;
             };
-            if current.map(|(n, _)| n) != Some(number) {
-                if let Some((done, true)) = current {
+            if current != Some(number) {
+                if let Some(done) = current.filter(|&n| inside(n).is_none()) {
                     copy_edge(&mut values, done, &edge);
                 }
-                let at = offset(number);
-                let inside = at >= 0 && at as usize + block_len <= slots;
-                if !inside {
+                if inside(number).is_none() {
                     edge.fill(None);
                 }
-                current = Some((number, !inside));
+                current = Some(number);
             }
-            let target = match current {
-                Some((_, true)) | None => &mut edge[..],
-                Some((number, false)) => {
-                    let at = offset(number) as usize;
-                    &mut values[at..at + block_len]
-                }
+            let target = match inside(number) {
+                Some(at) => &mut values[at..at + block_len],
+                None => &mut edge[..],
             };
             self.merge_record(id, &key, &bytes, target);
         }
-        if let Some((done, true)) = current {
+        if let Some(done) = current.filter(|&n| inside(n).is_none()) {
             copy_edge(&mut values, done, &edge);
         }
         // Then the writes not yet in blocks, in the order made.
@@ -1222,6 +1213,15 @@ impl Tsdb {
             tracing::warn!(error = %e, series = id, "skipping a corrupt metrics block");
         }
         delta
+    }
+
+    /// Notes a log record for the next checkpoint to remove (see [`Tsdb::applied_log`]).
+    fn remember_log_key(&self, key: u64) -> Result<()> {
+        self.applied_log
+            .lock()
+            .map_err(|_| TsdbError::Storage("log key lock poisoned".into()))?
+            .push(key);
+        Ok(())
     }
 
     fn next_delta(&self) -> u64 {

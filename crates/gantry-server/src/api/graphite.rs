@@ -129,14 +129,11 @@ impl Source {
         from: i64,
         until: i64,
     ) -> Result<Vec<Series>, RenderError> {
-        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-        if threads < 2 || names.len() < PARALLEL_FETCH_FROM {
-            let mut out = Vec::with_capacity(names.len());
-            for name in names {
-                out.extend(self.fetch(name, from, until)?);
-            }
-            return Ok(out);
-        }
+        let threads = if names.len() < PARALLEL_FETCH_FROM {
+            1
+        } else {
+            std::thread::available_parallelism().map_or(1, |n| n.get())
+        };
         // Each thread takes the next name until none are left, so a thread the scheduler
         // pauses (another process, the kernel writing back) holds up one series, not half.
         // The calling thread works too.
