@@ -147,3 +147,32 @@ mod tests {
         );
     }
 }
+
+/// What the process's heap allocator reports of itself, in bytes, for `GET /metrics`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct AllocatorStats {
+    /// Bytes the program holds in live allocations.
+    pub allocated: u64,
+    /// Bytes in pages the allocator has handed out at least partly (allocated + the free
+    /// space inside those pages: fragmentation).
+    pub active: u64,
+    /// Bytes of the allocator's pages resident in memory (active, its own metadata, and
+    /// free pages it has not returned yet).
+    pub resident: u64,
+    /// Bytes of the allocator's own metadata.
+    pub metadata: u64,
+}
+
+static ALLOCATOR_STATS: std::sync::OnceLock<fn() -> Option<AllocatorStats>> =
+    std::sync::OnceLock::new();
+
+/// Sets how `GET /metrics` reads the allocator's figures: the binary that picks the global
+/// allocator knows how to ask it. The first call wins; without one, no allocator figures
+/// are served.
+pub fn set_allocator_stats(read: fn() -> Option<AllocatorStats>) {
+    let _ = ALLOCATOR_STATS.set(read);
+}
+
+pub(crate) fn allocator_stats() -> Option<AllocatorStats> {
+    ALLOCATOR_STATS.get().and_then(|read| read())
+}

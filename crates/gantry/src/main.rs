@@ -34,6 +34,48 @@ fn release_free_memory() {
     }
 }
 
+/// jemalloc's own figures for `GET /metrics`: `epoch` refreshes its statistics, then each
+/// `stats.*` value is read as a `size_t`.
+fn allocator_stats() -> Option<gantry_server::metrics::AllocatorStats> {
+    fn read(name: &std::ffi::CStr) -> Option<u64> {
+        let mut value: usize = 0;
+        let mut len = std::mem::size_of::<usize>();
+        // SAFETY: the name is NUL-terminated; `value` and `len` describe a `size_t` that
+        // jemalloc writes, which is the type every `stats.*` value read here has.
+        let status = unsafe {
+            tikv_jemalloc_sys::mallctl(
+                name.as_ptr(),
+                (&raw mut value).cast(),
+                &mut len,
+                std::ptr::null_mut(),
+                0,
+            )
+        };
+        (status == 0).then_some(value as u64)
+    }
+    let mut epoch: u64 = 1;
+    let mut len = std::mem::size_of::<u64>();
+    // SAFETY: `epoch` takes and returns a uint64_t; both pointers describe one.
+    let status = unsafe {
+        tikv_jemalloc_sys::mallctl(
+            c"epoch".as_ptr(),
+            (&raw mut epoch).cast(),
+            &mut len,
+            (&raw mut epoch).cast(),
+            len,
+        )
+    };
+    if status != 0 {
+        return None;
+    }
+    Some(gantry_server::metrics::AllocatorStats {
+        allocated: read(c"stats.allocated")?,
+        active: read(c"stats.active")?,
+        resident: read(c"stats.resident")?,
+        metadata: read(c"stats.metadata")?,
+    })
+}
+
 /// Continuous-deployment machinery in one binary: a change log, and everything that hangs
 /// off it.
 #[derive(Debug, Parser)]
@@ -133,6 +175,7 @@ enum Command {
 
 fn main() -> ExitCode {
     gantry_tsdb::set_memory_release(release_free_memory);
+    gantry_server::metrics::set_allocator_stats(allocator_stats);
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

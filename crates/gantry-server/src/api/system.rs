@@ -167,6 +167,34 @@ pub async fn metrics(State(state): State<AppState>, request: Request) -> ApiResu
             "# HELP {name} {help}.\n# TYPE {name} counter\n{name}_total {value}\n"
         ));
     }
+    if let Some(memory) = crate::metrics::allocator_stats() {
+        for (name, help, value) in [
+            (
+                "gantry_memory_allocated_bytes",
+                "Heap bytes in live allocations",
+                memory.allocated,
+            ),
+            (
+                "gantry_memory_active_bytes",
+                "Heap bytes in pages in use, fragmentation included",
+                memory.active,
+            ),
+            (
+                "gantry_memory_resident_bytes",
+                "Heap bytes resident, free pages not yet returned included",
+                memory.resident,
+            ),
+            (
+                "gantry_memory_metadata_bytes",
+                "Heap bytes of the allocator's own metadata",
+                memory.metadata,
+            ),
+        ] {
+            text.push_str(&format!(
+                "# HELP {name} {help}.\n# TYPE {name} gauge\n{name} {value}\n"
+            ));
+        }
+    }
     text.push_str("# EOF\n");
     Ok((
         [(

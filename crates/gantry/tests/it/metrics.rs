@@ -164,6 +164,27 @@ fn graphite_plaintext_and_pickle_reach_the_graph() {
     );
 }
 
+/// The allocator's own figures are on /metrics, and they are consistent: what is allocated
+/// lies in active pages, which are resident.
+#[test]
+fn allocator_figures_on_metrics() {
+    let (server, _dir) = metrics_server();
+    let metrics = server.http().get("/metrics").text;
+    let gauge = |name: &str| -> u64 {
+        let line = metrics
+            .lines()
+            .find(|l| l.starts_with(&format!("{name} ")))
+            .unwrap_or_else(|| panic!("no {name} in {metrics}"));
+        line[name.len() + 1..].parse().unwrap()
+    };
+    let allocated = gauge("gantry_memory_allocated_bytes");
+    let active = gauge("gantry_memory_active_bytes");
+    let resident = gauge("gantry_memory_resident_bytes");
+    assert!(allocated > 0 && gauge("gantry_memory_metadata_bytes") > 0);
+    assert!(allocated <= active && active <= resident, "{metrics}");
+    assert!(metrics.contains("# TYPE gantry_memory_resident_bytes gauge"));
+}
+
 /// What Grafana's Graphite data source sends, replayed.
 #[test]
 fn grafana_replay() {
