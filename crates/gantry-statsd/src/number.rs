@@ -39,7 +39,7 @@ pub fn js_number(text: &str) -> Option<f64> {
 /// The common case without the general rules: `[-]digits[.digits]` with at most 15
 /// digits, which is exact in an `f64` and reads the same in JavaScript and Rust. `None`
 /// means "use the general rules", not "not a number".
-fn plain_decimal(text: &str) -> Option<f64> {
+pub(crate) fn plain_decimal(text: &str) -> Option<f64> {
     let bytes = text.as_bytes();
     let (negative, digits) = match bytes.split_first()? {
         (b'-', rest) => (true, rest),
