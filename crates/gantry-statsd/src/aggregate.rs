@@ -225,6 +225,21 @@ impl Shard {
         Shard::default()
     }
 
+    /// An empty shard with room for as many keys of each kind as this one holds: the next
+    /// interval of a receive loop mostly sees the same keys, and a map grown from empty
+    /// rehashes every key at each doubling.
+    pub fn sized_like(&self) -> Shard {
+        fn like<V>(map: &Map<V>) -> Map<V> {
+            Map::with_capacity_and_hasher(map.len(), BuildHasherDefault::default())
+        }
+        Shard {
+            counters: like(&self.counters),
+            timers: like(&self.timers),
+            gauges: like(&self.gauges),
+            sets: like(&self.sets),
+        }
+    }
+
     /// Counts one received datagram and what parsing found in it.
     pub fn record_packet(&mut self, counts: &ParseCounts) {
         self.record_packets(1, counts);

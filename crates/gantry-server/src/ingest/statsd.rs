@@ -5,9 +5,11 @@
 //! [`Shard`]. It reads datagrams in batches (`recvmmsg` on Linux: one system call for
 //! every datagram waiting), parses each batch once and folds it into its shard; nothing on
 //! that path is shared with another thread. At every flush the flusher bumps a generation
-//! number; each thread, on its next batch or read timeout, hands its shard over and starts
-//! a new one. The flusher merges the shards (gauges in the order their updates arrived,
-//! see `gantry_statsd`), adds its own counters and writes the points to the store.
+//! number and wakes every thread (a `mio` waker beside its socket, so an idle thread
+//! sleeps until a datagram or the flusher comes, never on a timer); each thread then hands
+//! its shard over and starts a new one. The flusher merges the shards (gauges in the order
+//! their updates arrived, see `gantry_statsd`), adds its own counters and writes the points
+//! to the store.
 //!
 //! StatsD over TCP is rare and per connection: connections pass complete lines to the
 //! flusher, which folds them into a shard of its own.
@@ -30,8 +32,13 @@ use super::{
 
 /// Datagrams one receive call may return.
 const BATCH_DATAGRAMS: usize = 32;
-/// How long a receive thread waits for a datagram before looking for a flush or shutdown.
-const READ_TIMEOUT: Duration = Duration::from_millis(100);
+/// How long an idle receive thread sleeps before looking for a flush or shutdown on its own.
+/// The flusher wakes it for both, so this only bounds a lost wake-up; it is longer than
+/// [`HANDOFF_WAIT`] so that one would show as a late shard, not pass unseen.
+const IDLE_WAIT: Duration = Duration::from_secs(5);
+/// The poll token of a thread's socket; its waker has the other.
+const SOCKET: mio::Token = mio::Token(0);
+const WAKE: mio::Token = mio::Token(1);
 /// After a batch that did not fill, a receive thread lets datagrams gather before reading
 /// again: at moderate rates, waking for every few datagrams costs more than parsing them (a
 /// wake-up, and caches gone cold in between). At most this long (measured at 50,000
@@ -45,7 +52,7 @@ const MAX_GATHER: Duration = Duration::from_millis(50);
 const GATHER_WORST_RATE: f64 = 100e6;
 
 /// How long a receive thread on `socket` lets datagrams gather; see [`MAX_GATHER`].
-fn gather_time(socket: &std::net::UdpSocket) -> Duration {
+fn gather_time(socket: &mio::net::UdpSocket) -> Duration {
     let buffer = socket2::SockRef::from(socket)
         .recv_buffer_size()
         .unwrap_or(0);
@@ -65,6 +72,18 @@ struct Handoff {
     generation: AtomicU64,
     /// Set at shutdown: threads hand their last shard over and exit.
     stop: AtomicBool,
+    /// One per receive thread: wakes it from its poll to look at the two above.
+    wakers: Vec<mio::Waker>,
+}
+
+impl Handoff {
+    fn wake_all(&self) {
+        for waker in &self.wakers {
+            if let Err(e) = waker.wake() {
+                tracing::debug!(error = %e, "cannot wake a StatsD receive thread");
+            }
+        }
+    }
 }
 
 /// A shard handed over: which thread, for which generation.
@@ -81,8 +100,8 @@ fn stamp() -> u64 {
     START.get_or_init(Instant::now).elapsed().as_nanos() as u64
 }
 
-/// A UDP socket on the StatsD port for one receive thread: blocking, with a read timeout.
-fn receive_socket(addr: SocketAddr) -> anyhow::Result<std::net::UdpSocket> {
+/// A UDP socket on the StatsD port for one receive thread, non-blocking (its thread polls).
+fn receive_socket(addr: SocketAddr) -> anyhow::Result<mio::net::UdpSocket> {
     use socket2::{Domain, Protocol, Socket, Type};
     let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
     #[cfg(unix)]
@@ -91,8 +110,15 @@ fn receive_socket(addr: SocketAddr) -> anyhow::Result<std::net::UdpSocket> {
     socket.bind(&addr.into()).with_context(|| {
         format!("cannot listen on UDP {addr} (set another address with --statsd-listen, or off)")
     })?;
-    socket.set_read_timeout(Some(READ_TIMEOUT))?;
-    Ok(socket.into())
+    socket.set_nonblocking(true)?;
+    Ok(mio::net::UdpSocket::from_std(socket.into()))
+}
+
+/// What one receive thread waits on: its socket, and a waker for the flusher.
+struct Waiting {
+    poll: mio::Poll,
+    events: mio::Events,
+    socket: mio::net::UdpSocket,
 }
 
 /// Starts the receive threads, the TCP listener and the flusher; returns the bound address
@@ -110,13 +136,27 @@ pub(super) async fn start(
     let threads = std::thread::available_parallelism()
         .map_or(2, |n| n.get())
         .clamp(1, 8);
-    let handoff = Arc::new(Handoff::default());
     let (handed, shards) = mpsc::unbounded_channel::<Handed>();
-    let mut sockets = Vec::with_capacity(threads);
+    let mut waiting = Vec::with_capacity(threads);
+    let mut wakers = Vec::with_capacity(threads);
     for _ in 0..threads {
-        sockets.push(receive_socket(local)?);
+        let mut socket = receive_socket(local)?;
+        let poll = mio::Poll::new().context("cannot create a poller for StatsD")?;
+        poll.registry()
+            .register(&mut socket, SOCKET, mio::Interest::READABLE)
+            .context("cannot poll a StatsD socket")?;
+        wakers.push(mio::Waker::new(poll.registry(), WAKE).context("cannot create a waker")?);
+        waiting.push(Waiting {
+            poll,
+            events: mio::Events::with_capacity(4),
+            socket,
+        });
     }
-    for (thread, socket) in sockets.into_iter().enumerate() {
+    let handoff = Arc::new(Handoff {
+        wakers,
+        ..Handoff::default()
+    });
+    for (thread, waiting) in waiting.into_iter().enumerate() {
         let (config, stats, handoff, handed) = (
             config.clone(),
             stats.clone(),
@@ -125,7 +165,7 @@ pub(super) async fn start(
         );
         std::thread::Builder::new()
             .name(format!("statsd-recv-{thread}"))
-            .spawn(move || receive_loop(thread, socket, &config, &stats, &handoff, &handed))
+            .spawn(move || receive_loop(thread, waiting, &config, &stats, &handoff, &handed))
             .context("cannot start a StatsD receive thread")?;
     }
     drop(handed);
@@ -151,7 +191,7 @@ pub(super) async fn start(
 /// over when the flusher asks.
 fn receive_loop(
     thread: usize,
-    socket: std::net::UdpSocket,
+    mut waiting: Waiting,
     config: &StatsdConfig,
     stats: &IngestStats,
     handoff: &Handoff,
@@ -159,7 +199,7 @@ fn receive_loop(
 ) {
     let mut batch = ReceiveBatch::new(BATCH_DATAGRAMS);
     let mut shard = Shard::new();
-    let gather = gather_time(&socket);
+    let gather = gather_time(&waiting.socket);
     if thread == 0 {
         tracing::debug!(
             gather_ms = gather.as_secs_f64() * 1e3,
@@ -168,7 +208,7 @@ fn receive_loop(
     }
     let mut seen = handoff.generation.load(Ordering::Acquire);
     loop {
-        match batch.receive(&socket) {
+        match batch.receive(&waiting.socket) {
             Ok(count) => {
                 let mut samples = Vec::with_capacity(48 * count);
                 fold(
@@ -182,13 +222,19 @@ fn receive_loop(
                     std::thread::sleep(gather);
                 }
             }
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock
-                        | std::io::ErrorKind::TimedOut
-                        | std::io::ErrorKind::Interrupted
-                ) => {}
+            // Drained (the poll is edge-triggered: it reports only what arrives after this).
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                let generation = handoff.generation.load(Ordering::Acquire);
+                if generation == seen && !handoff.stop.load(Ordering::Acquire) {
+                    if let Err(e) = waiting.poll.poll(&mut waiting.events, Some(IDLE_WAIT)) {
+                        if e.kind() != std::io::ErrorKind::Interrupted {
+                            tracing::debug!(error = %e, "statsd poll failed");
+                            std::thread::sleep(Duration::from_millis(10));
+                        }
+                    }
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
             Err(e) => {
                 tracing::debug!(error = %e, "statsd receive failed");
                 std::thread::sleep(Duration::from_millis(10));
@@ -198,7 +244,8 @@ fn receive_loop(
         let stopping = handoff.stop.load(Ordering::Acquire);
         if generation != seen || stopping {
             seen = generation;
-            let shard = std::mem::take(&mut shard);
+            let next = shard.sized_like();
+            let shard = std::mem::replace(&mut shard, next);
             if handed
                 .send(Handed {
                     thread,
@@ -326,6 +373,7 @@ impl Flusher {
         if last {
             self.handoff.stop.store(true, Ordering::Release);
         }
+        self.handoff.wake_all();
         let mut answered = vec![false; self.threads];
         let deadline = tokio::time::Instant::now() + HANDOFF_WAIT;
         while answered.iter().any(|a| !a) {
@@ -440,7 +488,7 @@ impl ReceiveBatch {
     /// Waits (up to the socket's read timeout) for at least one datagram, then takes every
     /// one already waiting, up to the batch size. Returns how many.
     #[cfg(target_os = "linux")]
-    fn receive(&mut self, socket: &std::net::UdpSocket) -> std::io::Result<usize> {
+    fn receive(&mut self, socket: &mio::net::UdpSocket) -> std::io::Result<usize> {
         use std::os::fd::AsRawFd;
         debug_assert_eq!(self.iovecs.len(), self.headers.len());
         // SAFETY: every header points at one iovec of `self.iovecs`, each covering one
@@ -466,7 +514,7 @@ impl ReceiveBatch {
     }
 
     #[cfg(not(target_os = "linux"))]
-    fn receive(&mut self, socket: &std::net::UdpSocket) -> std::io::Result<usize> {
+    fn receive(&mut self, socket: &mio::net::UdpSocket) -> std::io::Result<usize> {
         let n = socket.recv(&mut self.buffers[0])?;
         self.lengths[0] = n;
         Ok(1)
@@ -499,8 +547,7 @@ mod tests {
 
     #[test]
     fn a_batch_reads_every_waiting_datagram_in_order() {
-        let receiver = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-        receiver.set_read_timeout(Some(READ_TIMEOUT)).unwrap();
+        let receiver = receive_socket("127.0.0.1:0".parse().unwrap()).unwrap();
         let sender = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
         for i in 0..5 {
             sender
@@ -519,10 +566,61 @@ mod tests {
         }
         let expected: Vec<Vec<u8>> = (0..5).map(|i| format!("k{i}:1|c").into_bytes()).collect();
         assert_eq!(got, expected);
-        let timed_out = batch.receive(&receiver).unwrap_err();
-        assert!(matches!(
-            timed_out.kind(),
-            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-        ));
+        let drained = batch.receive(&receiver).unwrap_err();
+        assert_eq!(drained.kind(), std::io::ErrorKind::WouldBlock);
+    }
+
+    /// An idle receive thread sleeps in its poll; the flusher's wake-up, not a timer, makes
+    /// it hand its shard over (and exit at shutdown).
+    #[test]
+    fn the_flusher_wakes_an_idle_receive_thread() {
+        let mut socket = receive_socket("127.0.0.1:0".parse().unwrap()).unwrap();
+        let addr = socket.local_addr().unwrap();
+        let poll = mio::Poll::new().unwrap();
+        poll.registry()
+            .register(&mut socket, SOCKET, mio::Interest::READABLE)
+            .unwrap();
+        let handoff = Arc::new(Handoff {
+            wakers: vec![mio::Waker::new(poll.registry(), WAKE).unwrap()],
+            ..Handoff::default()
+        });
+        let (handed, mut shards) = mpsc::unbounded_channel();
+        let thread = {
+            let handoff = handoff.clone();
+            std::thread::spawn(move || {
+                let waiting = Waiting {
+                    poll,
+                    events: mio::Events::with_capacity(4),
+                    socket,
+                };
+                let stats = IngestStats::default();
+                receive_loop(
+                    0,
+                    waiting,
+                    &StatsdConfig::default(),
+                    &stats,
+                    &handoff,
+                    &handed,
+                );
+            })
+        };
+        let sender = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        sender.send_to(b"woken:1|c", addr).unwrap();
+        // Let the thread read it and go back to sleep in its poll.
+        std::thread::sleep(Duration::from_millis(300));
+        let asked = Instant::now();
+        handoff.generation.fetch_add(1, Ordering::AcqRel);
+        handoff.wake_all();
+        let first = shards.blocking_recv().expect("a shard");
+        // Well under IDLE_WAIT: only the wake-up can have ended the poll this soon.
+        assert!(asked.elapsed() < IDLE_WAIT - Duration::from_secs(1));
+        assert_eq!(first.generation, 1);
+        assert!(!first.shard.is_empty());
+        handoff.stop.store(true, Ordering::Release);
+        handoff.wake_all();
+        let last = shards.blocking_recv().expect("the last shard");
+        assert!(last.shard.is_empty());
+        thread.join().unwrap();
+        assert!(asked.elapsed() < IDLE_WAIT - Duration::from_secs(1));
     }
 }
