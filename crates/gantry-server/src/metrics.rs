@@ -119,35 +119,6 @@ impl Metrics {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[tokio::test]
-    async fn renders_prometheus_text() {
-        let m = Metrics::default();
-        m.requests
-            .get_or_create(&RequestLabels {
-                method: "GET".into(),
-                route: "/healthz".into(),
-                status: 200,
-            })
-            .inc();
-        let _ = m.time_store("ping", async { Ok::<_, ()>(()) }).await;
-        let text = m.render();
-        assert!(
-            text.contains(
-                r#"gantry_http_requests_total{method="GET",route="/healthz",status="200"} 1"#
-            ),
-            "{text}"
-        );
-        assert!(
-            text.contains(r#"gantry_store_operation_duration_seconds_count{operation="ping"} 1"#),
-            "{text}"
-        );
-    }
-}
-
 /// What the process's heap allocator reports of itself, in bytes, for `GET /metrics`.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct AllocatorStats {
@@ -175,4 +146,33 @@ pub fn set_allocator_stats(read: fn() -> Option<AllocatorStats>) {
 
 pub(crate) fn allocator_stats() -> Option<AllocatorStats> {
     ALLOCATOR_STATS.get().and_then(|read| read())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn renders_prometheus_text() {
+        let m = Metrics::default();
+        m.requests
+            .get_or_create(&RequestLabels {
+                method: "GET".into(),
+                route: "/healthz".into(),
+                status: 200,
+            })
+            .inc();
+        let _ = m.time_store("ping", async { Ok::<_, ()>(()) }).await;
+        let text = m.render();
+        assert!(
+            text.contains(
+                r#"gantry_http_requests_total{method="GET",route="/healthz",status="200"} 1"#
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"gantry_store_operation_duration_seconds_count{operation="ping"} 1"#),
+            "{text}"
+        );
+    }
 }
