@@ -166,63 +166,45 @@ fn parse_general<'a>(
 }
 
 /// The common line, `key:value|type` or `key:value|type|@rate` with one value, no tags, a
-/// key that sanitising leaves alone, a plain decimal value and a type written exactly, read
-/// in one pass. `None` sends the line through the general rules (`parse_line`), which give
-/// the same sample for every line this accepts (`simple_lines_match_the_general_rules`);
-/// every line with an error goes there too, to be reported.
+/// key that sanitising leaves alone and a plain decimal value, read in one pass (the type
+/// then means what it means to the general rules: [`value_kind`]). `None` sends the line
+/// through the general rules (`parse_line`), which give the same sample for every line this
+/// accepts (`simple_lines_match_the_general_rules`); every line with an error goes there
+/// too, to be reported.
 fn simple_line<'a>(line: &'a str, config: &StatsdConfig) -> Option<Sample<'a>> {
     let bytes = line.as_bytes();
     let colon = bytes.iter().position(|&b| !is_clean_key_byte(b))?;
     if colon == 0 || bytes[colon] != b':' {
         return None;
     }
-    let rest = &bytes[colon + 1..];
-    let bar = memchr::memchr(b'|', rest)?;
-    let (number, after) = (&line[colon + 1..colon + 1 + bar], &rest[bar + 1..]);
+    let rest = &line[colon + 1..];
+    let bar = memchr::memchr(b'|', rest.as_bytes())?;
+    let (number, after) = (&rest[..bar], &rest[bar + 1..]);
     // Nothing the general rules would read differently: a second value, tags, a field
     // after the rate.
     if memchr::memchr3(b':', b'#', b'|', number.as_bytes()).is_some() {
         return None;
     }
-    let (kind, rate) = match memchr::memchr(b'|', after) {
+    let (kind, rate) = match after.split_once('|') {
         None => (after, None),
-        Some(at) => (&after[..at], Some(&after[at + 1..])),
+        Some((kind, rate)) => (kind, Some(rate)),
     };
     let sample_rate = match rate {
         None => 1.0,
-        Some(rate) => {
-            if memchr::memchr3(b':', b'#', b'|', rate).is_some() {
-                return None;
-            }
-            parse_sample_rate(std::str::from_utf8(rate).ok()?).ok()?
+        Some(rate) if memchr::memchr3(b':', b'#', b'|', rate.as_bytes()).is_some() => {
+            return None;
         }
+        Some(rate) => parse_sample_rate(rate).ok()?,
     };
-    let key = Cow::Borrowed(&line[..colon]);
-    let timer = |value: f64| {
-        (value >= 0.0).then_some(Kind::Timer {
-            value,
-            count: 1.0 / sample_rate,
-        })
-    };
-    let kind = match kind {
-        b"c" => Kind::Counter {
-            value: plain_decimal(number)? / sample_rate,
-        },
-        b"ms" => timer(plain_decimal(number)?)?,
-        b"g" => Kind::Gauge {
-            value: plain_decimal(number)?,
-            signed: number.starts_with('-'),
-        },
-        b"s" if !number.is_empty() => Kind::Set {
-            member: Cow::Borrowed(number),
-        },
-        b"h" | b"d" if config.histograms_as_timers => timer(plain_decimal(number)?)?,
-        b"h" | b"d" => Kind::Counter {
-            value: plain_decimal(number)? / sample_rate,
-        },
-        _ => return None,
-    };
-    Some(Sample { key, kind })
+    // A value that is not a plain decimal, or any error, goes to the general rules.
+    let kind = value_kind(kind.trim(), number, sample_rate, config, |text| {
+        plain_decimal(text).ok_or("")
+    })
+    .ok()?;
+    Some(Sample {
+        key: Cow::Borrowed(&line[..colon]),
+        kind,
+    })
 }
 
 /// Where `|#` starts in `text`, if anywhere.
@@ -243,30 +225,38 @@ fn parse_value<'a>(value: &'a str, config: &StatsdConfig) -> Result<Kind<'a>, &'
         None => 1.0,
         Some(rate) => parse_sample_rate(rate)?,
     };
-    let kind = kind.trim();
+    value_kind(kind.trim(), number, sample_rate, config, numeric)
+}
+
+/// What a value `number` of type `kind` makes, its number read by `read` where the type
+/// has one (the general rules read any number Etsy reads; the common-line reader only plain
+/// decimals).
+fn value_kind<'a>(
+    kind: &str,
+    number: &'a str,
+    sample_rate: f64,
+    config: &StatsdConfig,
+    read: impl Fn(&str) -> Result<f64, &'static str>,
+) -> Result<Kind<'a>, &'static str> {
     let as_timer = config.histograms_as_timers && matches!(kind, "h" | "d");
     match kind {
         "s" => Ok(Kind::Set {
             member: Cow::Borrowed(if number.is_empty() { "0" } else { number }),
         }),
-        "g" => {
-            let value = numeric(number)?;
-            Ok(Kind::Gauge {
-                value,
-                signed: number.starts_with(['+', '-']),
-            })
-        }
-        "ms" => timer(number, sample_rate),
-        _ if as_timer => timer(number, sample_rate),
+        "g" => Ok(Kind::Gauge {
+            value: read(number)?,
+            signed: number.starts_with(['+', '-']),
+        }),
+        "ms" => timer(read(number)?, sample_rate),
+        _ if as_timer => timer(read(number)?, sample_rate),
         // Every other type, known or not, counts: Etsy's rule.
         _ => Ok(Kind::Counter {
-            value: numeric(number)? / sample_rate,
+            value: read(number)? / sample_rate,
         }),
     }
 }
 
-fn timer(number: &str, sample_rate: f64) -> Result<Kind<'static>, &'static str> {
-    let value = numeric(number)?;
+fn timer(value: f64, sample_rate: f64) -> Result<Kind<'static>, &'static str> {
     if value < 0.0 {
         return Err("negative timing");
     }

@@ -121,6 +121,23 @@ struct Waiting {
     socket: mio::net::UdpSocket,
 }
 
+impl Waiting {
+    /// Polls `socket`; the waker returned is the flusher's way to end the poll.
+    fn new(mut socket: mio::net::UdpSocket) -> anyhow::Result<(Waiting, mio::Waker)> {
+        let poll = mio::Poll::new().context("cannot create a poller for StatsD")?;
+        poll.registry()
+            .register(&mut socket, SOCKET, mio::Interest::READABLE)
+            .context("cannot poll a StatsD socket")?;
+        let waker = mio::Waker::new(poll.registry(), WAKE).context("cannot create a waker")?;
+        let waiting = Waiting {
+            poll,
+            events: mio::Events::with_capacity(4),
+            socket,
+        };
+        Ok((waiting, waker))
+    }
+}
+
 /// Starts the receive threads, the TCP listener and the flusher; returns the bound address
 /// and the flusher task (await it after shutdown so its last flush reaches the store).
 pub(super) async fn start(
@@ -140,17 +157,9 @@ pub(super) async fn start(
     let mut waiting = Vec::with_capacity(threads);
     let mut wakers = Vec::with_capacity(threads);
     for _ in 0..threads {
-        let mut socket = receive_socket(local)?;
-        let poll = mio::Poll::new().context("cannot create a poller for StatsD")?;
-        poll.registry()
-            .register(&mut socket, SOCKET, mio::Interest::READABLE)
-            .context("cannot poll a StatsD socket")?;
-        wakers.push(mio::Waker::new(poll.registry(), WAKE).context("cannot create a waker")?);
-        waiting.push(Waiting {
-            poll,
-            events: mio::Events::with_capacity(4),
-            socket,
-        });
+        let (thread_waiting, waker) = Waiting::new(receive_socket(local)?)?;
+        waiting.push(thread_waiting);
+        wakers.push(waker);
     }
     let handoff = Arc::new(Handoff {
         wakers,
@@ -574,25 +583,17 @@ mod tests {
     /// it hand its shard over (and exit at shutdown).
     #[test]
     fn the_flusher_wakes_an_idle_receive_thread() {
-        let mut socket = receive_socket("127.0.0.1:0".parse().unwrap()).unwrap();
+        let socket = receive_socket("127.0.0.1:0".parse().unwrap()).unwrap();
         let addr = socket.local_addr().unwrap();
-        let poll = mio::Poll::new().unwrap();
-        poll.registry()
-            .register(&mut socket, SOCKET, mio::Interest::READABLE)
-            .unwrap();
+        let (waiting, waker) = Waiting::new(socket).unwrap();
         let handoff = Arc::new(Handoff {
-            wakers: vec![mio::Waker::new(poll.registry(), WAKE).unwrap()],
+            wakers: vec![waker],
             ..Handoff::default()
         });
         let (handed, mut shards) = mpsc::unbounded_channel();
         let thread = {
             let handoff = handoff.clone();
             std::thread::spawn(move || {
-                let waiting = Waiting {
-                    poll,
-                    events: mio::Events::with_capacity(4),
-                    socket,
-                };
                 let stats = IngestStats::default();
                 receive_loop(
                     0,
