@@ -9,135 +9,13 @@
 //! one by one. One sender's datagrams reach one receive loop, so its updates stay in order.
 
 use std::collections::HashSet;
-use std::hash::{BuildHasher, BuildHasherDefault, Hash, Hasher};
-use std::sync::OnceLock;
 
 use crate::config::{Bin, StatsdConfig};
-use crate::parse::{sanitize_key, Kind, ParseCounts, Sample};
+use crate::parse::{is_clean_key_byte, sanitize_key, Kind, ParseCounts, Sample};
+use crate::table::{Id, IdMap, Key};
 
-/// Per-key maps, keyed by the key's 128-bit identity (see [`Key`]).
-type Map<V> = hashbrown::HashMap<Key, V, BuildHasherDefault<IdHasher>>;
 /// Set members, with a fast hash seeded per process (members cannot be chosen to collide).
 type Members = HashSet<Box<str>, foldhash::fast::RandomState>;
-
-/// A key and its identity: two independently seeded 64-bit hashes of its text, random per
-/// process. Maps compare identities, never the text: at 50,000 lines/s a lookup's compare
-/// of the stored text was a cache miss, a sixth of the receive threads' time. Two keys
-/// share an identity with probability about n² / 2¹²⁹ (10¹⁵ keys for odds of 10⁻⁹), and
-/// the seeds are secret, so keys cannot be chosen to collide.
-#[derive(Debug, Clone)]
-struct Key {
-    id: u128,
-    name: Box<str>,
-}
-
-impl Key {
-    fn new(name: &str) -> Key {
-        Key::from(&Lookup::new(name))
-    }
-}
-
-impl std::ops::Deref for Key {
-    type Target = str;
-    fn deref(&self) -> &str {
-        &self.name
-    }
-}
-
-impl PartialEq for Key {
-    fn eq(&self, other: &Key) -> bool {
-        self.id == other.id
-    }
-}
-
-impl Eq for Key {}
-
-impl Hash for Key {
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        state.write_u64(self.id as u64);
-    }
-}
-
-/// A lookup by identity alone (nothing to allocate or compare byte by byte).
-struct Id(u128);
-
-impl Hash for Id {
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        state.write_u64(self.0 as u64);
-    }
-}
-
-impl hashbrown::Equivalent<Key> for Id {
-    fn equivalent(&self, key: &Key) -> bool {
-        self.0 == key.id
-    }
-}
-
-fn key_id(name: &str) -> u128 {
-    static SEEDS: OnceLock<[foldhash::quality::RandomState; 2]> = OnceLock::new();
-    let [a, b] = SEEDS.get_or_init(Default::default);
-    (u128::from(a.hash_one(name)) << 64) | u128::from(b.hash_one(name))
-}
-
-/// `key`'s value in `map`, made with `Default` when it has none (the text copied only then).
-fn entry<'m, V: Default>(map: &'m mut Map<V>, key: &str) -> &'m mut V {
-    map.entry_ref(&Lookup::new(key)).or_default()
-}
-
-/// A key being looked up: its identity, and its text to copy if it is new.
-struct Lookup<'a> {
-    id: u128,
-    name: &'a str,
-}
-
-impl<'a> Lookup<'a> {
-    fn new(name: &'a str) -> Lookup<'a> {
-        Lookup {
-            id: key_id(name),
-            name,
-        }
-    }
-}
-
-impl Hash for Lookup<'_> {
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        Id(self.id).hash(state);
-    }
-}
-
-impl hashbrown::Equivalent<Key> for Lookup<'_> {
-    fn equivalent(&self, key: &Key) -> bool {
-        self.id == key.id
-    }
-}
-
-impl From<&Lookup<'_>> for Key {
-    fn from(lookup: &Lookup<'_>) -> Key {
-        Key {
-            id: lookup.id,
-            name: Box::from(lookup.name),
-        }
-    }
-}
-
-/// The map's hasher: the identity is a hash already, its low half is used as it is.
-#[derive(Default)]
-struct IdHasher(u64);
-
-impl Hasher for IdHasher {
-    fn write_u64(&mut self, value: u64) {
-        self.0 = value;
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        // Only `write_u64` is used by `Key` and `Id`; anything else still hashes.
-        for &byte in bytes {
-            self.0 = (self.0.rotate_left(8) ^ u64::from(byte)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-        }
-    }
-    fn finish(&self) -> u64 {
-        self.0
-    }
-}
 
 /// One flushed value, named as Etsy's graphite backend names it.
 #[derive(Debug, Clone, PartialEq)]
@@ -214,10 +92,12 @@ const TIMESTAMP_LAG: &str = "statsd.timestamp_lag";
 /// What one receive loop gathered since the last flush, by key.
 #[derive(Debug, Default)]
 pub struct Shard {
-    counters: Map<f64>,
-    timers: Map<Timer>,
-    gauges: Map<GaugeOps>,
-    sets: Map<Members>,
+    counters: IdMap<f64>,
+    timers: IdMap<Timer>,
+    gauges: IdMap<GaugeOps>,
+    sets: IdMap<Members>,
+    /// The identities of the batch being folded in (kept for its allocation).
+    ids: Vec<Id>,
 }
 
 impl Shard {
@@ -229,14 +109,15 @@ impl Shard {
     /// interval of a receive loop mostly sees the same keys, and a map grown from empty
     /// rehashes every key at each doubling.
     pub fn sized_like(&self) -> Shard {
-        fn like<V>(map: &Map<V>) -> Map<V> {
-            Map::with_capacity_and_hasher(map.len(), BuildHasherDefault::default())
+        fn like<V>(map: &IdMap<V>) -> IdMap<V> {
+            IdMap::with_capacity(map.len())
         }
         Shard {
             counters: like(&self.counters),
             timers: like(&self.timers),
             gauges: like(&self.gauges),
             sets: like(&self.sets),
+            ids: Vec::new(),
         }
     }
 
@@ -254,34 +135,60 @@ impl Shard {
 
     /// Adds to a counter (e.g. one of Gantry's own, such as datagrams the kernel dropped).
     pub fn add_to_counter(&mut self, key: &str, value: f64) {
-        match self.counters.entry_ref(&Lookup::new(key)) {
-            hashbrown::hash_map::EntryRef::Occupied(mut total) => *total.get_mut() += value,
-            hashbrown::hash_map::EntryRef::Vacant(new) => {
-                new.insert(value);
-            }
-        }
+        *self.counters.get_or_insert_with(Id::of(key), key, || 0.0) += value;
     }
 
     /// Folds samples in, in order; `at` stamps their arrival (any clock that increases),
     /// which orders gauge updates of different shards at the merge.
+    ///
+    /// Each sample's map entry is asked for [`AHEAD`] samples before it is needed, so the
+    /// cache misses of a batch overlap (the entries are rarely in cache: see [`IdMap`]).
     pub fn add_all(&mut self, samples: &[Sample<'_>], at: u64) {
-        for sample in samples {
-            self.add(sample, at);
+        /// How many samples ahead to prefetch: enough to cover a miss with the work of
+        /// that many samples, few enough that the lines are still in L1 when used.
+        const AHEAD: usize = 8;
+        let mut ids = std::mem::take(&mut self.ids);
+        ids.clear();
+        ids.extend(samples.iter().map(|sample| Id::of(&sample.key)));
+        for (i, (sample, &id)) in samples.iter().zip(&ids).enumerate() {
+            if let (Some(next), Some(&next_id)) = (samples.get(i + AHEAD), ids.get(i + AHEAD)) {
+                self.prefetch(&next.kind, next_id);
+            }
+            self.add_with_id(sample, id, at);
         }
+        self.ids = ids;
     }
 
     pub fn add(&mut self, sample: &Sample<'_>, at: u64) {
+        self.add_with_id(sample, Id::of(&sample.key), at);
+    }
+
+    fn prefetch(&self, kind: &Kind<'_>, id: Id) {
+        match kind {
+            Kind::Counter { .. } => self.counters.prefetch(id),
+            Kind::Timer { .. } => self.timers.prefetch(id),
+            Kind::Gauge { .. } => self.gauges.prefetch(id),
+            Kind::Set { .. } => self.sets.prefetch(id),
+        }
+    }
+
+    fn add_with_id(&mut self, sample: &Sample<'_>, id: Id, at: u64) {
         let key: &str = &sample.key;
         match &sample.kind {
-            Kind::Counter { value } => self.add_to_counter(key, *value),
+            Kind::Counter { value } => {
+                *self.counters.get_or_insert_with(id, key, || 0.0) += value;
+            }
             Kind::Timer { value, count } => {
-                let timer = entry(&mut self.timers, key);
+                let timer = self.timers.get_or_insert_with(id, key, Timer::default);
                 timer.values.push(*value);
                 timer.count += count;
             }
-            Kind::Gauge { value, signed } => entry(&mut self.gauges, key).push(*value, *signed, at),
+            Kind::Gauge { value, signed } => self
+                .gauges
+                .get_or_insert_with(id, key, GaugeOps::default)
+                .push(*value, *signed, at),
             Kind::Set { member } => {
-                let set = entry(&mut self.sets, key);
+                let set = self.sets.get_or_insert_with(id, key, Members::default);
                 if !set.contains(member.as_ref()) {
                     set.insert(Box::from(member.as_ref()));
                 }
@@ -289,11 +196,15 @@ impl Shard {
         }
     }
 
+    /// Whether nothing was folded in since the shard was made or last absorbed.
     pub fn is_empty(&self) -> bool {
         self.counters.is_empty()
-            && self.timers.is_empty()
-            && self.gauges.is_empty()
-            && self.sets.is_empty()
+            && self.timers.iter().all(|(_, t)| t.values.is_empty())
+            && self
+                .gauges
+                .iter()
+                .all(|(_, g)| g.value.is_none() && g.signed.is_empty())
+            && self.sets.iter().all(|(_, m)| m.is_empty())
     }
 }
 
@@ -303,7 +214,7 @@ pub struct Aggregator {
     config: StatsdConfig,
     /// Counters, timers and sets of this interval; its gauge updates are applied at once.
     interval: Shard,
-    gauges: Map<Gauge>,
+    gauges: IdMap<Gauge>,
     last_flush: Option<i64>,
 }
 
@@ -311,12 +222,12 @@ impl Aggregator {
     pub fn new(config: StatsdConfig) -> Aggregator {
         let mut interval = Shard::new();
         for key in [BAD_LINES_SEEN, PACKETS_RECEIVED, METRICS_RECEIVED] {
-            interval.counters.insert(Key::new(key), 0.0);
+            interval.counters.entry(Key::new(key), || 0.0);
         }
         Aggregator {
             config,
             interval,
-            gauges: Map::default(),
+            gauges: IdMap::default(),
             last_flush: None,
         }
     }
@@ -354,44 +265,90 @@ impl Aggregator {
     }
 
     /// Folds receive loops' shards in. Counters add up, timer values and set members join;
-    /// each gauge gets every shard's updates, the shard it last arrived at going last.
+    /// each gauge gets every shard's updates, in the order of their last arrival.
     pub fn merge(&mut self, shards: impl IntoIterator<Item = Shard>) {
-        let mut gauge_updates: Vec<(Key, GaugeOps)> = Vec::new();
-        for shard in shards {
-            for (key, value) in shard.counters {
-                *self.interval.counters.entry(key).or_insert(0.0) += value;
-            }
-            for (key, timer) in shard.timers {
-                let into = self.interval.timers.entry(key).or_default();
-                into.values.extend_from_slice(&timer.values);
-                into.count += timer.count;
-            }
-            for (key, members) in shard.sets {
-                let into = self.interval.sets.entry(key).or_default();
-                if into.is_empty() {
-                    *into = members;
-                } else {
-                    into.extend(members);
-                }
-            }
-            gauge_updates.extend(shard.gauges);
+        let mut gauge_updates = Vec::new();
+        for mut shard in shards {
+            self.take_from(&mut shard, &mut gauge_updates);
         }
-        gauge_updates.sort_by(|a, b| a.0.id.cmp(&b.0.id).then(a.1.at.cmp(&b.1.at)));
-        for (key, ops) in &gauge_updates {
+        self.apply_gauges(gauge_updates);
+    }
+
+    /// Folds one shard in, as [`merge`](Self::merge) does, and leaves it empty for the next
+    /// interval with its memory kept: the tables keep their size, and the keys of timers,
+    /// gauges and sets seen in this interval stay with their value buffers (a key not seen
+    /// in an interval is dropped at the next absorb). A receive loop that gets its shard
+    /// back this way starts the next interval without growing a vector or faulting in a
+    /// fresh page for every active timer.
+    pub fn absorb(&mut self, shard: &mut Shard) {
+        let mut gauge_updates = Vec::new();
+        self.take_from(shard, &mut gauge_updates);
+        self.apply_gauges(gauge_updates);
+    }
+
+    /// Moves what `shard` saw into this interval; gauge updates go to `gauge_updates`.
+    fn take_from(&mut self, shard: &mut Shard, gauge_updates: &mut Vec<(Key, GaugeOps)>) {
+        let interval = &mut self.interval;
+        for (key, &value) in shard.counters.iter() {
+            *interval.counters.get_or_insert_with(key.id, key, || 0.0) += value;
+        }
+        shard.counters.clear();
+        // Every update leaves a mark (a timer value, a set member, a gauge value or delta),
+        // so an entry without one was not seen since the last absorb.
+        shard.timers.retain(|key, timer| {
+            if timer.values.is_empty() {
+                return false;
+            }
+            let into = interval
+                .timers
+                .get_or_insert_with(key.id, key, Timer::default);
+            into.values.extend_from_slice(&timer.values);
+            into.count += timer.count;
+            timer.values.clear();
+            timer.count = 0.0;
+            true
+        });
+        shard.sets.retain(|key, members| {
+            if members.is_empty() {
+                return false;
+            }
+            let into = interval
+                .sets
+                .get_or_insert_with(key.id, key, Members::default);
+            if into.is_empty() {
+                // The members move; the shard keeps the empty set it gets back.
+                std::mem::swap(into, members);
+            } else {
+                into.extend(members.drain());
+            }
+            true
+        });
+        shard.gauges.retain(|key, ops| {
+            if ops.value.is_none() && ops.signed.is_empty() {
+                return false;
+            }
+            gauge_updates.push((key.clone(), std::mem::take(ops)));
+            true
+        });
+    }
+
+    fn apply_gauges(&mut self, mut updates: Vec<(Key, GaugeOps)>) {
+        updates.sort_by(|a, b| a.0.id.cmp(&b.0.id).then(a.1.at.cmp(&b.1.at)));
+        for (key, ops) in &updates {
             self.apply_gauge(key, ops);
         }
     }
 
     fn apply_gauge(&mut self, key: &Key, ops: &GaugeOps) {
         let ttl = self.config.gauges_max_ttl;
-        match self.gauges.get_mut(&Id(key.id)) {
+        match self.gauges.get_mut(key.id) {
             Some(gauge) => {
                 gauge.value = ops.apply(Some(gauge.value));
                 gauge.ttl = ttl;
             }
             None => {
                 let value = ops.apply(None);
-                self.gauges.insert(key.clone(), Gauge { value, ttl });
+                self.gauges.entry(key.clone(), || Gauge { value, ttl });
             }
         }
     }
@@ -420,7 +377,7 @@ impl Aggregator {
                 + self.interval.sets.len()
                 + 1,
         );
-        for (key, &value) in &self.interval.counters {
+        for (key, &value) in self.interval.counters.iter() {
             let rate = value / interval;
             if self.config.legacy_namespace {
                 points.push(Point {
@@ -446,25 +403,32 @@ impl Aggregator {
                 }
             }
         }
-        for (key, timer) in &mut self.interval.timers {
-            for (field, value) in timer_fields(&self.config, key, timer, interval) {
+        let field_names = TimerFieldNames::new(&self.config);
+        let mut fields = Vec::new();
+        for (key, timer) in self.interval.timers.iter_mut() {
+            fields.clear();
+            timer_fields(
+                &self.config,
+                &field_names,
+                key,
+                timer,
+                interval,
+                &mut fields,
+            );
+            for &(field, value) in &fields {
                 points.push(Point {
-                    name: names.format(
-                        &names.timer,
-                        key,
-                        &field.iter().map(String::as_str).collect::<Vec<_>>(),
-                    ),
+                    name: names.format(&names.timer, key, &[field]),
                     value,
                 });
             }
         }
-        for (key, gauge) in &self.gauges {
+        for (key, gauge) in self.gauges.iter() {
             points.push(Point {
                 name: names.format(&names.gauge, key, &[]),
                 value: gauge.value,
             });
         }
-        for (key, set) in &self.interval.sets {
+        for (key, set) in self.interval.sets.iter() {
             points.push(Point {
                 name: names.format(&names.set, key, &["count"]),
                 value: set.len() as f64,
@@ -519,16 +483,67 @@ impl Aggregator {
     }
 }
 
-/// Etsy's timer statistics for one key: `(path elements after the key, value)`.
-fn timer_fields(
+/// The names of the timer fields that depend on the configuration, made once a flush.
+struct TimerFieldNames {
+    /// Per percent threshold: `count_P`, `mean_P`, `upper_P` (`lower_topP`), `sum_P`,
+    /// `sum_squares_P`.
+    thresholds: Vec<[String; 5]>,
+    /// Per configured histogram: `histogram.bin_<label>` for each of its bins.
+    bins: Vec<Vec<String>>,
+}
+
+impl TimerFieldNames {
+    fn new(config: &StatsdConfig) -> TimerFieldNames {
+        let thresholds = config
+            .percent_thresholds
+            .iter()
+            .map(|&pct| {
+                let clean = js_number_text(pct)
+                    .replacen('.', "_", 1)
+                    .replacen('-', "top", 1);
+                let bound = if pct > 0.0 { "upper" } else { "lower" };
+                [
+                    format!("count_{clean}"),
+                    format!("mean_{clean}"),
+                    format!("{bound}_{clean}"),
+                    format!("sum_{clean}"),
+                    format!("sum_squares_{clean}"),
+                ]
+            })
+            .collect();
+        let bins = config
+            .histogram
+            .iter()
+            .map(|histogram| {
+                histogram
+                    .bins
+                    .iter()
+                    .map(|bin| {
+                        let label = match bin {
+                            Bin::Below(b) => js_number_text(*b).replacen('.', "_", 1),
+                            Bin::Infinite(_) => "inf".to_string(),
+                        };
+                        format!("histogram.bin_{label}")
+                    })
+                    .collect()
+            })
+            .collect();
+        TimerFieldNames { thresholds, bins }
+    }
+}
+
+/// Etsy's timer statistics for one key, into `fields` as `(path after the key, value)`.
+fn timer_fields<'n>(
     config: &StatsdConfig,
+    names: &'n TimerFieldNames,
     key: &str,
     timer: &mut Timer,
     interval: f64,
-) -> Vec<(Vec<String>, f64)> {
-    let one = |name: &str, value: f64| (vec![name.to_string()], value);
+    fields: &mut Vec<(&'n str, f64)>,
+) {
     if timer.values.is_empty() {
-        return vec![one("count", 0.0), one("count_ps", 0.0)];
+        fields.extend([("count", 0.0), ("count_ps", 0.0)]);
+        return;
     }
     let values = &mut timer.values;
     values.sort_by(f64::total_cmp);
@@ -543,10 +558,9 @@ fn timer_fields(
         cumulative.push(values[i] + cumulative[i - 1]);
         cumulative_squares.push(values[i] * values[i] + cumulative_squares[i - 1]);
     }
-    let mut fields = Vec::with_capacity(10 + 5 * config.percent_thresholds.len());
     // With one value, every percentile is that value (Etsy carries these over).
     let (mut sum, mut sum_squares, mut mean, mut boundary) = (min, min * min, min, max);
-    for &pct in &config.percent_thresholds {
+    for (&pct, threshold) in config.percent_thresholds.iter().zip(&names.thresholds) {
         let mut in_threshold = count;
         if count > 1 {
             in_threshold = (pct.abs() / 100.0 * count as f64).round() as usize;
@@ -570,17 +584,14 @@ fn timer_fields(
             }
             mean = sum / in_threshold as f64;
         }
-        let clean = js_number_text(pct)
-            .replacen('.', "_", 1)
-            .replacen('-', "top", 1);
-        fields.push(one(&format!("count_{clean}"), in_threshold as f64));
-        fields.push(one(&format!("mean_{clean}"), mean));
-        fields.push(one(
-            &format!("{}_{clean}", if pct > 0.0 { "upper" } else { "lower" }),
-            boundary,
-        ));
-        fields.push(one(&format!("sum_{clean}"), sum));
-        fields.push(one(&format!("sum_squares_{clean}"), sum_squares));
+        let [count_p, mean_p, bound_p, sum_p, sum_squares_p] = threshold;
+        fields.extend([
+            (count_p.as_str(), in_threshold as f64),
+            (mean_p.as_str(), mean),
+            (bound_p.as_str(), boundary),
+            (sum_p.as_str(), sum),
+            (sum_squares_p.as_str(), sum_squares),
+        ]);
     }
     let sum = cumulative[count - 1];
     let sum_squares = cumulative_squares[count - 1];
@@ -595,22 +606,25 @@ fn timer_fields(
     } else {
         (values[mid - 1] + values[mid]) / 2.0
     };
-    fields.push(one("std", (sum_of_diffs / count as f64).sqrt()));
-    fields.push(one("upper", max));
-    fields.push(one("lower", min));
-    fields.push(one("count", timer.count));
-    fields.push(one("count_ps", timer.count / interval));
-    fields.push(one("sum", sum));
-    fields.push(one("sum_squares", sum_squares));
-    fields.push(one("mean", mean));
-    fields.push(one("median", median));
-    if let Some(histogram) = config
+    fields.extend([
+        ("std", (sum_of_diffs / count as f64).sqrt()),
+        ("upper", max),
+        ("lower", min),
+        ("count", timer.count),
+        ("count_ps", timer.count / interval),
+        ("sum", sum),
+        ("sum_squares", sum_squares),
+        ("mean", mean),
+        ("median", median),
+    ]);
+    if let Some((histogram, labels)) = config
         .histogram
         .iter()
-        .find(|h| key.contains(h.metric.as_str()))
+        .zip(&names.bins)
+        .find(|(h, _)| key.contains(h.metric.as_str()))
     {
         let mut i = 0;
-        for bin in &histogram.bins {
+        for (bin, label) in histogram.bins.iter().zip(labels) {
             let mut frequency = 0;
             while i < count
                 && match bin {
@@ -621,17 +635,9 @@ fn timer_fields(
                 frequency += 1;
                 i += 1;
             }
-            let label = match bin {
-                Bin::Below(b) => js_number_text(*b).replacen('.', "_", 1),
-                Bin::Infinite(_) => "inf".to_string(),
-            };
-            fields.push((
-                vec!["histogram".to_string(), format!("bin_{label}")],
-                frequency as f64,
-            ));
+            fields.push((label.as_str(), frequency as f64));
         }
     }
-    fields
 }
 
 /// A number as JavaScript's `String(n)` writes it, for the values configs hold (`90`,
@@ -708,7 +714,9 @@ impl Names {
             out.push_str(part.as_ref());
             out.push('.');
         }
-        if self.sanitize {
+        // Parsed keys are sanitised already (and sanitising twice changes nothing): only
+        // a key from elsewhere pays for it here.
+        if self.sanitize && !name.bytes().all(is_clean_key_byte) {
             out.push_str(&sanitize_key(name));
         } else {
             out.push_str(name);
@@ -968,6 +976,73 @@ mod tests {
                 .map(|p| (p.name, p.value))
                 .collect();
             assert_eq!(got, expected, "flush {round}");
+        }
+    }
+
+    #[test]
+    fn a_shard_reused_through_absorb_gives_what_fresh_shards_give() {
+        // Keys come and go between rounds (each kind has keys seen every round, every other
+        // round, and once), with and without Etsy's deletion of idle stats.
+        let lines = |round: usize| -> Vec<String> {
+            let mut lines = Vec::new();
+            for k in 0..12usize {
+                if k.is_multiple_of(3)
+                    || (k % 3 == 1 && round.is_multiple_of(2))
+                    || (k % 3 == 2 && k == round)
+                {
+                    lines.push(format!("hits.{k}:{}|c|@0.5", round + k));
+                    lines.push(format!("rt.{k}:{}|ms", 10 * round + k));
+                    lines.push(format!("rt.{k}:{}|ms|@0.25", round));
+                    lines.push(format!("load.{k}:{}|g", round * k));
+                    lines.push(format!("load.{k}:-{}|g", k));
+                    lines.push(format!("drift.{k}:+{}|g", round));
+                    lines.push(format!("users.{k}:u{}|s", (round + k) % 5));
+                    lines.push(format!("users.{k}:u{}|s", k % 3));
+                }
+            }
+            lines
+        };
+        for config in [
+            StatsdConfig::default(),
+            StatsdConfig {
+                delete_idle_stats: true,
+                ..StatsdConfig::default()
+            },
+        ] {
+            let mut fresh = Aggregator::new(config.clone());
+            let mut reusing = Aggregator::new(config.clone());
+            let mut reused = Shard::new();
+            for round in 0..8 {
+                let mut shard = Shard::new();
+                for (i, line) in lines(round).iter().enumerate() {
+                    let mut samples = Vec::new();
+                    let counts = parse(line.as_bytes(), &config, &mut samples, &mut Vec::new());
+                    for s in [&mut shard, &mut reused] {
+                        s.record_packet(&counts);
+                        s.add_all(&samples, (round * 100 + i) as u64);
+                    }
+                }
+                fresh.merge([shard]);
+                reusing.absorb(&mut reused);
+                assert!(reused.is_empty(), "absorb leaves nothing to merge twice");
+                let at = 100 + 10 * round as i64;
+                let expected: HashMap<String, f64> = fresh
+                    .flush(at)
+                    .into_iter()
+                    .map(|p| (p.name, p.value))
+                    .collect();
+                let got: HashMap<String, f64> = reusing
+                    .flush(at)
+                    .into_iter()
+                    .map(|p| (p.name, p.value))
+                    .collect();
+                assert_eq!(got, expected, "round {round}, {config:?}");
+            }
+            // Only keys seen in the last round stay in the reused shard (rounds are 0..8:
+            // the every-other-round keys were not seen in round 7, nor the once-only ones).
+            assert_eq!(reused.timers.len(), 4);
+            assert_eq!(reused.sets.len(), 4);
+            assert_eq!(reused.gauges.len(), 8);
         }
     }
 

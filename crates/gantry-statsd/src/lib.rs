@@ -15,6 +15,7 @@ mod aggregate;
 mod config;
 mod number;
 mod parse;
+mod table;
 
 pub use aggregate::{Aggregator, Point, Shard};
 pub use config::{HistogramBins, StatsdConfig};

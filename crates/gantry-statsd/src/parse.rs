@@ -313,9 +313,21 @@ fn make_key<'a>(raw: &'a str, tags: &str, sanitize: bool) -> Cow<'a, str> {
     Cow::Owned(sanitize_key(&key))
 }
 
-fn is_clean_key_byte(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b';' | b'=')
+pub(crate) fn is_clean_key_byte(b: u8) -> bool {
+    CLEAN_KEY_BYTES[usize::from(b)]
 }
+
+/// [`is_clean_key_byte`] as a table: the common-line reader asks it of every key byte.
+static CLEAN_KEY_BYTES: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let byte = b as u8;
+        table[b] = byte.is_ascii_alphanumeric() || matches!(byte, b'_' | b'-' | b'.' | b';' | b'=');
+        b += 1;
+    }
+    table
+};
 
 /// Etsy's key sanitising: runs of whitespace to `_`, `/` to `-`, then anything outside
 /// `[A-Za-z0-9_.;=-]` dropped.

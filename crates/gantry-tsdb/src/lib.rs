@@ -674,12 +674,10 @@ impl Tsdb {
                     ))
                 })
                 .collect();
-            let metas: FastMap<u32, Meta> = pending
+            // Each series' meta, in the order of its points' group below.
+            let metas: Vec<Option<Meta>> = pending
                 .chunk_by(|a, b| a.0 == b.0)
-                .filter_map(|group| {
-                    let id = group[0].0;
-                    Some((id, index.metas.get(id as usize).copied().flatten()?))
-                })
+                .map(|group| index.metas.get(group[0].0 as usize).copied().flatten())
                 .collect();
             (unsaved, metas, index.schemas.clone())
         };
@@ -716,9 +714,9 @@ impl Tsdb {
             .heads
             .lock()
             .map_err(|_| TsdbError::Storage("heads lock poisoned".into()))?;
-        for points in pending.chunk_by(|a, b| a.0 == b.0) {
+        for (points, meta) in pending.chunk_by(|a, b| a.0 == b.0).zip(&metas) {
             let id = points[0].0;
-            let Some(meta) = metas.get(&id) else { continue };
+            let Some(meta) = meta else { continue };
             let archives = &schemas[meta.schema as usize];
             let mut shard = self.writes[id as usize % WRITE_SHARDS]
                 .lock()
@@ -779,7 +777,7 @@ impl Tsdb {
                     added += 1;
                 }
             }
-            *shard.entry(id).or_default() = blocks.into_pending();
+            *slot_writes = blocks.into_pending();
         }
         batch.commit()?;
         self.keyspace.persist(PersistMode::SyncAll)?;

@@ -156,25 +156,31 @@ pub(super) async fn start(
     let (handed, shards) = mpsc::unbounded_channel::<Handed>();
     let mut waiting = Vec::with_capacity(threads);
     let mut wakers = Vec::with_capacity(threads);
+    let mut returns = Vec::with_capacity(threads);
+    let mut returned = Vec::with_capacity(threads);
     for _ in 0..threads {
         let (thread_waiting, waker) = Waiting::new(receive_socket(local)?)?;
         waiting.push(thread_waiting);
         wakers.push(waker);
+        let (give_back, take_back) = std::sync::mpsc::channel::<Shard>();
+        returns.push(give_back);
+        returned.push(take_back);
     }
     let handoff = Arc::new(Handoff {
         wakers,
         ..Handoff::default()
     });
-    for (thread, waiting) in waiting.into_iter().enumerate() {
+    for (thread, (waiting, returned)) in waiting.into_iter().zip(returned).enumerate() {
         let (config, stats, handoff, handed) = (
             config.clone(),
             stats.clone(),
             handoff.clone(),
             handed.clone(),
         );
+        let channels = Channels { handed, returned };
         std::thread::Builder::new()
             .name(format!("statsd-recv-{thread}"))
-            .spawn(move || receive_loop(thread, waiting, &config, &stats, &handoff, &handed))
+            .spawn(move || receive_loop(thread, waiting, &config, &stats, &handoff, &channels))
             .context("cannot start a StatsD receive thread")?;
     }
     drop(handed);
@@ -186,6 +192,7 @@ pub(super) async fn start(
             threads,
             handoff,
             shards,
+            returns,
             sink,
             stats,
             port: local.port(),
@@ -196,18 +203,27 @@ pub(super) async fn start(
     Ok((local, flusher))
 }
 
+/// A receive thread's ends of the hand-off: full shards go to the flusher, absorbed ones
+/// come back empty for reuse.
+struct Channels {
+    handed: mpsc::UnboundedSender<Handed>,
+    returned: std::sync::mpsc::Receiver<Shard>,
+}
+
 /// One receive thread: read a batch, parse it, fold it into the shard; hand the shard
-/// over when the flusher asks.
+/// over when the flusher asks, and go on with one the flusher gave back (or a new one).
 fn receive_loop(
     thread: usize,
     mut waiting: Waiting,
     config: &StatsdConfig,
     stats: &IngestStats,
     handoff: &Handoff,
-    handed: &mpsc::UnboundedSender<Handed>,
+    channels: &Channels,
 ) {
     let mut batch = ReceiveBatch::new(BATCH_DATAGRAMS);
     let mut shard = Shard::new();
+    // The samples of one batch, its allocation kept from batch to batch.
+    let mut samples: Vec<Sample<'static>> = Vec::new();
     let gather = gather_time(&waiting.socket);
     if thread == 0 {
         tracing::debug!(
@@ -219,14 +235,15 @@ fn receive_loop(
     loop {
         match batch.receive(&waiting.socket) {
             Ok(count) => {
-                let mut samples = Vec::with_capacity(48 * count);
+                let mut batch_samples = reuse(std::mem::take(&mut samples));
                 fold(
                     &mut shard,
                     batch.datagrams(count),
                     config,
                     stats,
-                    &mut samples,
+                    &mut batch_samples,
                 );
+                samples = reuse(batch_samples);
                 if count < BATCH_DATAGRAMS {
                     std::thread::sleep(gather);
                 }
@@ -253,9 +270,13 @@ fn receive_loop(
         let stopping = handoff.stop.load(Ordering::Acquire);
         if generation != seen || stopping {
             seen = generation;
-            let next = shard.sized_like();
+            let next = channels
+                .returned
+                .try_recv()
+                .unwrap_or_else(|_| shard.sized_like());
             let shard = std::mem::replace(&mut shard, next);
-            if handed
+            if channels
+                .handed
                 .send(Handed {
                     thread,
                     generation,
@@ -268,6 +289,18 @@ fn receive_loop(
             }
         }
     }
+}
+
+/// An empty vector of samples with `samples`' allocation, free of its borrows: a batch's
+/// samples borrow the batch's buffers, so the vector is emptied and re-typed between
+/// batches (the standard library collects a mapped vector in place when the element
+/// layout is the same, which it is here).
+fn reuse<'b>(mut samples: Vec<Sample<'_>>) -> Vec<Sample<'b>> {
+    samples.clear();
+    samples
+        .into_iter()
+        .map(|_| unreachable!("the vector is empty"))
+        .collect()
 }
 
 /// Parses datagrams (each once, in order) and folds the samples into `shard` in one pass.
@@ -331,6 +364,8 @@ struct Flusher {
     threads: usize,
     handoff: Arc<Handoff>,
     shards: mpsc::UnboundedReceiver<Handed>,
+    /// Per receive thread: where its absorbed shards go back for reuse.
+    returns: Vec<std::sync::mpsc::Sender<Shard>>,
     sink: Sink,
     stats: Arc<IngestStats>,
     port: u16,
@@ -354,7 +389,7 @@ impl Flusher {
                 handed = self.shards.recv() => {
                     // A shard that missed its flush's wait joins the next flush.
                     if let Some(handed) = handed {
-                        self.aggregator.merge([handed.shard]);
+                        self.absorb(handed);
                     }
                 }
                 _ = ticker.tick() => {
@@ -375,6 +410,15 @@ impl Flusher {
         self.flush();
     }
 
+    /// Folds a receive thread's shard in and gives it back to the thread, empty.
+    fn absorb(&mut self, mut handed: Handed) {
+        self.aggregator.absorb(&mut handed.shard);
+        if let Some(back) = self.returns.get(handed.thread) {
+            // A thread that has ended no longer needs it.
+            let _ = back.send(handed.shard);
+        }
+    }
+
     /// Asks every receive thread for its shard (at shutdown: its last one) and merges what
     /// arrives within `HANDOFF_WAIT`.
     async fn collect(&mut self, last: bool) {
@@ -393,7 +437,7 @@ impl Flusher {
                             *slot = true;
                         }
                     }
-                    self.aggregator.merge([handed.shard]);
+                    self.absorb(handed);
                 }
                 Ok(None) => break,
                 Err(_) => {
@@ -579,6 +623,25 @@ mod tests {
         assert_eq!(drained.kind(), std::io::ErrorKind::WouldBlock);
     }
 
+    /// A batch's sample vector is reused across batches: its allocation survives `reuse`.
+    #[test]
+    fn a_batch_vector_keeps_its_allocation() {
+        let text = String::from("a:1|c");
+        let mut samples = Vec::with_capacity(1000);
+        gantry_statsd::parse(
+            text.as_bytes(),
+            &StatsdConfig::default(),
+            &mut samples,
+            &mut Vec::new(),
+        );
+        assert_eq!(samples.len(), 1);
+        let (pointer, capacity) = (samples.as_ptr() as usize, samples.capacity());
+        let again: Vec<Sample<'static>> = reuse(samples);
+        assert!(again.is_empty());
+        assert_eq!(again.capacity(), capacity);
+        assert_eq!(again.as_ptr() as usize, pointer);
+    }
+
     /// An idle receive thread sleeps in its poll; the flusher's wake-up, not a timer, makes
     /// it hand its shard over (and exit at shutdown).
     #[test]
@@ -591,6 +654,7 @@ mod tests {
             ..Handoff::default()
         });
         let (handed, mut shards) = mpsc::unbounded_channel();
+        let (give_back, returned) = std::sync::mpsc::channel();
         let thread = {
             let handoff = handoff.clone();
             std::thread::spawn(move || {
@@ -601,7 +665,7 @@ mod tests {
                     &StatsdConfig::default(),
                     &stats,
                     &handoff,
-                    &handed,
+                    &Channels { handed, returned },
                 );
             })
         };
@@ -617,6 +681,12 @@ mod tests {
         assert!(asked.elapsed() < IDLE_WAIT - Duration::from_secs(1));
         assert_eq!(first.generation, 1);
         assert!(!first.shard.is_empty());
+        // Absorbed and given back, the shard is what the thread fills next.
+        let mut aggregator = Aggregator::new(StatsdConfig::default());
+        let mut shard = first.shard;
+        aggregator.absorb(&mut shard);
+        assert!(shard.is_empty());
+        give_back.send(shard).unwrap();
         handoff.stop.store(true, Ordering::Release);
         handoff.wake_all();
         let last = shards.blocking_recv().expect("the last shard");
