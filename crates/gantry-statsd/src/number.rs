@@ -5,7 +5,7 @@
 /// The value JavaScript's `Number(text)` gives, or `None` where it gives `NaN`. Infinite
 /// results are `None` too: Gantry refuses them (see the crate docs).
 pub fn js_number(text: &str) -> Option<f64> {
-    if let Some(value) = plain_decimal(text) {
+    if let Some(value) = plain_decimal(text.as_bytes()) {
         return Some(value);
     }
     let t = text.trim_matches(is_js_whitespace);
@@ -39,8 +39,7 @@ pub fn js_number(text: &str) -> Option<f64> {
 /// The common case without the general rules: `[-]digits[.digits]` with at most 15
 /// digits, which is exact in an `f64` and reads the same in JavaScript and Rust. `None`
 /// means "use the general rules", not "not a number".
-pub(crate) fn plain_decimal(text: &str) -> Option<f64> {
-    let bytes = text.as_bytes();
+pub(crate) fn plain_decimal(bytes: &[u8]) -> Option<f64> {
     let (negative, digits) = match bytes.split_first()? {
         (b'-', rest) => (true, rest),
         _ => (false, bytes),
@@ -155,7 +154,7 @@ mod tests {
         }
         for text in &texts {
             let general: Option<f64> = text.parse::<f64>().ok();
-            if let Some(fast) = plain_decimal(text) {
+            if let Some(fast) = plain_decimal(text.as_bytes()) {
                 assert_eq!(Some(fast.to_bits()), general.map(f64::to_bits), "{text}");
             }
             // These texts read the same in JavaScript and Rust.

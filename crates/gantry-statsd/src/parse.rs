@@ -67,12 +67,16 @@ pub fn parse<'a>(
             continue;
         }
         counts.lines += 1;
+        if let Some(sample) = simple_line(raw, config) {
+            samples.push(sample);
+            continue;
+        }
         match std::str::from_utf8(raw) {
-            Ok(line) => counts.bad += parse_line(line, config, samples, bad_lines),
+            Ok(line) => counts.bad += parse_general(line, config, samples, bad_lines),
             Err(_) => {
                 let line = String::from_utf8_lossy(raw).into_owned();
                 let mut owned = Vec::new();
-                counts.bad += parse_line(&line, config, &mut owned, bad_lines);
+                counts.bad += parse_general(&line, config, &mut owned, bad_lines);
                 samples.extend(owned.into_iter().map(into_owned));
             }
         }
@@ -103,20 +107,6 @@ fn report(bad_lines: &mut Vec<BadLine>, line: &str, reason: &'static str) {
             reason,
         });
     }
-}
-
-/// Parses one line; returns how many of its values were bad.
-fn parse_line<'a>(
-    line: &'a str,
-    config: &StatsdConfig,
-    samples: &mut Vec<Sample<'a>>,
-    bad_lines: &mut Vec<BadLine>,
-) -> u64 {
-    if let Some(sample) = simple_line(line, config) {
-        samples.push(sample);
-        return 0;
-    }
-    parse_general(line, config, samples, bad_lines)
 }
 
 /// Parses one line by Etsy's rules, whatever it holds; returns how many of its values were
@@ -165,46 +155,102 @@ fn parse_general<'a>(
     bad
 }
 
-/// The common line, `key:value|type` or `key:value|type|@rate` with one value, no tags, a
-/// key that sanitising leaves alone and a plain decimal value, read in one pass (the type
-/// then means what it means to the general rules: [`value_kind`]). `None` sends the line
-/// through the general rules (`parse_line`), which give the same sample for every line this
-/// accepts (`simple_lines_match_the_general_rules`); every line with an error goes there
-/// too, to be reported.
-fn simple_line<'a>(line: &'a str, config: &StatsdConfig) -> Option<Sample<'a>> {
-    let bytes = line.as_bytes();
-    let colon = bytes.iter().position(|&b| !is_clean_key_byte(b))?;
-    if colon == 0 || bytes[colon] != b':' {
+/// The common line, read in one pass over its bytes: `key:value|type`, then optionally
+/// `|@rate` and `|#tags`, with one value, a key that sanitising leaves alone, a plain
+/// decimal value (any text for a set), one of the types `c`, `ms`, `g`, `s`, `h`, `d`, and
+/// tags of clean bytes with at most one `:` each. `None` sends the line through the general
+/// rules ([`parse_general`]), which give the same sample for every line this accepts
+/// (`simple_lines_match_the_general_rules`); every line with an error goes there too, to be
+/// reported. Everything it accepts is ASCII but a set's member, which it checks is UTF-8.
+fn simple_line<'a>(line: &'a [u8], config: &StatsdConfig) -> Option<Sample<'a>> {
+    let colon = memchr::memchr(b':', line)?;
+    if colon == 0 || !all_clean(&line[..colon]) {
         return None;
     }
+    let key = ascii(&line[..colon]);
     let rest = &line[colon + 1..];
-    let bar = memchr::memchr(b'|', rest.as_bytes())?;
-    let (number, after) = (&rest[..bar], &rest[bar + 1..]);
-    // Nothing the general rules would read differently: a second value, tags, a field
-    // after the rate.
-    if memchr::memchr3(b':', b'#', b'|', number.as_bytes()).is_some() {
+    // The value ends at the first `|`; a `:` before it is a second value, a `#` is left to
+    // the general rules' reading of tags.
+    let bar = rest.iter().position(|&b| matches!(b, b'|' | b':' | b'#'))?;
+    if rest[bar] != b'|' {
         return None;
     }
-    let (kind, rate) = match after.split_once('|') {
-        None => (after, None),
-        Some((kind, rate)) => (kind, Some(rate)),
+    let (number, after) = (&rest[..bar], &rest[bar + 1..]);
+    let (kind, mut tail) = match after.iter().position(|&b| b == b'|') {
+        Some(at) => (&after[..at], &after[at + 1..]),
+        None => (after, &[][..]),
     };
-    let sample_rate = match rate {
-        None => 1.0,
-        Some(rate) if memchr::memchr3(b':', b'#', b'|', rate.as_bytes()).is_some() => {
+    let kind = match kind {
+        b"c" => "c",
+        b"ms" => "ms",
+        b"g" => "g",
+        b"s" => "s",
+        b"h" => "h",
+        b"d" => "d",
+        _ => return None,
+    };
+    let mut sample_rate = 1.0;
+    if let Some(rate) = tail.strip_prefix(b"@") {
+        let (rate, tags) = match rate.iter().position(|&b| b == b'|') {
+            Some(at) => (&rate[..at], &rate[at + 1..]),
+            None => (rate, &[][..]),
+        };
+        // A plain decimal is read the same by Etsy's rate rules (no sign, digits and dots).
+        sample_rate = plain_decimal(rate).filter(|&r| r > 0.0)?;
+        if !tags.is_empty() && tags[0] != b'#' {
             return None;
         }
-        Some(rate) => parse_sample_rate(rate).ok()?,
+        tail = tags;
+    }
+    let key = match tail {
+        [] => Cow::Borrowed(key),
+        [b'#', tags @ ..] => Cow::Owned(simple_tags(key, tags)?),
+        _ => return None,
     };
-    // A value that is not a plain decimal, or any error, goes to the general rules.
-    let kind = value_kind(kind.trim(), number, sample_rate, config, |text| {
-        plain_decimal(text).ok_or("")
+    let number = if number.is_ascii() {
+        ascii(number)
+    } else {
+        std::str::from_utf8(number).ok()?
+    };
+    let kind = value_kind(kind, number, sample_rate, config, |text| {
+        plain_decimal(text.as_bytes()).ok_or("")
     })
     .ok()?;
-    Some(Sample {
-        key: Cow::Borrowed(&line[..colon]),
-        kind,
-    })
+    Some(Sample { key, kind })
+}
+
+/// `key` with DogStatsD tags `k:v,flag,…` appended as Graphite tags (`key;k=v;flag`), when
+/// every tag is non-empty, of clean key bytes, with at most one `:`; `None` otherwise.
+fn simple_tags(key: &str, tags: &[u8]) -> Option<String> {
+    let mut out = String::with_capacity(key.len() + tags.len() + 1);
+    out.push_str(key);
+    for tag in tags.split(|&b| b == b',') {
+        let mut colons = 0;
+        for &b in tag {
+            if b == b':' {
+                colons += 1;
+            } else if !is_clean_key_byte(b) || b == b';' {
+                return None;
+            }
+        }
+        if tag.is_empty() || colons > 1 {
+            return None;
+        }
+        out.push(';');
+        out.extend(
+            tag.iter()
+                .map(|&b| if b == b':' { '=' } else { char::from(b) }),
+        );
+    }
+    Some(out)
+}
+
+/// Bytes the caller checked to be ASCII (clean key bytes, or `is_ascii`) as text, without
+/// a second UTF-8 validation: the common-line reader did that check on the way.
+fn ascii(bytes: &[u8]) -> &str {
+    debug_assert!(bytes.is_ascii());
+    // SAFETY: every caller passes bytes it checked to be ASCII, and ASCII is UTF-8.
+    unsafe { std::str::from_utf8_unchecked(bytes) }
 }
 
 /// Where `|#` starts in `text`, if anywhere.
@@ -315,6 +361,21 @@ fn make_key<'a>(raw: &'a str, tags: &str, sanitize: bool) -> Cow<'a, str> {
 
 pub(crate) fn is_clean_key_byte(b: u8) -> bool {
     CLEAN_KEY_BYTES[usize::from(b)]
+}
+
+/// Whether every byte of `key` is a clean key byte, without a branch per byte (the
+/// compiler turns the range checks into vector instructions; a table would not be).
+fn all_clean(key: &[u8]) -> bool {
+    key.iter().fold(true, |all, &b| {
+        let lower = b | 0x20;
+        all & ((b.wrapping_sub(b'0') < 10)
+            | (lower.wrapping_sub(b'a') < 26)
+            | (b == b'_')
+            | (b == b'-')
+            | (b == b'.')
+            | (b == b';')
+            | (b == b'='))
+    })
 }
 
 /// [`is_clean_key_byte`] as a table: the common-line reader asks it of every key byte.
@@ -542,6 +603,8 @@ mod tests {
             "123456789012345678",
             "3|x",
             "-2.25",
+            "ü",
+            "a#b",
         ];
         let kinds = ["c", "ms", "g", "s", "h", "d", "x", "", " c", "C"];
         let rates = [
@@ -558,6 +621,17 @@ mod tests {
             "|@0.5|#t:v",
             "|@+0.5",
             "|@1e-1",
+            "|#a:b,flag,c-d:e.f",
+            "|#a:b:c",
+            "|#a;b",
+            "|#",
+            "|#a,,b",
+            "|#a=b",
+            "|#a:b|#c:d",
+            "|#a:b|x",
+            "|#é:v",
+            "|#a b:v",
+            "|@0.5|x|#a:b",
         ];
         let mut checked = 0;
         let mut simple = 0;
@@ -578,7 +652,7 @@ mod tests {
                                     let n = parse_general(&line, &config, &mut samples, &mut bad);
                                     (samples, n)
                                 };
-                                if let Some(sample) = simple_line(&line, &config) {
+                                if let Some(sample) = simple_line(line.as_bytes(), &config) {
                                     simple += 1;
                                     assert_eq!(general, (vec![sample], 0), "{line:?}");
                                 }
@@ -590,6 +664,16 @@ mod tests {
             }
         }
         assert!(simple > 1000 && simple < checked, "{simple} of {checked}");
+    }
+
+    #[test]
+    fn clean_key_bytes_are_ascii_and_read_alike_by_table_and_ranges() {
+        for b in 0..=255u8 {
+            assert_eq!(all_clean(&[b]), is_clean_key_byte(b), "byte {b:#x}");
+            assert!(!is_clean_key_byte(b) || b.is_ascii(), "byte {b:#x}");
+        }
+        assert!(all_clean(b"app.svc01-x_y;k=v"));
+        assert!(!all_clean(b"app svc"));
     }
 
     #[test]
