@@ -31,7 +31,7 @@ struct Timer {
     count: f64,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Default)]
 struct Gauge {
     value: f64,
     /// Flushes left before an idle gauge is forgotten (with `delete_gauges`).
@@ -109,7 +109,7 @@ impl Shard {
     /// interval of a receive loop mostly sees the same keys, and a map grown from empty
     /// rehashes every key at each doubling.
     pub fn sized_like(&self) -> Shard {
-        fn like<V>(map: &IdMap<V>) -> IdMap<V> {
+        fn like<V: Default>(map: &IdMap<V>) -> IdMap<V> {
             IdMap::with_capacity(map.len())
         }
         Shard {

@@ -3,7 +3,7 @@
 //! A receive loop's cost per line is dominated by one memory access: the map entry of the
 //! line's key, which is rarely still in cache when the next datagrams arrive (the loop
 //! sleeps while they gather, and other work runs on the core). [`IdMap`] is an
-//! open-addressing table whose entries hold the value itself, so finding a key touches one
+//! open-addressing table whose slots hold the identity and the value itself, so finding a key touches one
 //! place that is known from the key's identity alone, and [`IdMap::prefetch`] can ask for
 //! it several lines ahead: the misses of a batch overlap instead of following each other.
 
@@ -13,8 +13,9 @@ use std::sync::OnceLock;
 /// A key's identity: two independently seeded 64-bit hashes of its text, random per
 /// process. Maps compare identities, never the text: at 50,000 lines/s a compare of the
 /// stored text was a cache miss, a sixth of the receive threads' time. Two keys share an
-/// identity with probability about n² / 2¹²⁹ (10¹⁵ keys for odds of 10⁻⁹), and the seeds
-/// are secret, so keys cannot be chosen to collide.
+/// identity with probability about n² / 2¹²⁸ (10¹⁴ keys for odds of 10⁻⁹; one bit is fixed
+/// so no key's identity is [`Id::EMPTY`]), and the seeds are secret, so keys cannot be
+/// chosen to collide.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub(crate) struct Id {
     hi: u64,
@@ -23,11 +24,14 @@ pub(crate) struct Id {
 }
 
 impl Id {
+    /// Marks a free slot of an [`IdMap`]; no key has it (the top bit of `hi` is set).
+    const EMPTY: Id = Id { hi: 0, lo: 0 };
+
     pub(crate) fn of(name: &str) -> Id {
         static SEEDS: OnceLock<[foldhash::quality::RandomState; 2]> = OnceLock::new();
         let [a, b] = SEEDS.get_or_init(Default::default);
         Id {
-            hi: a.hash_one(name),
+            hi: a.hash_one(name) | 1 << 63,
             lo: b.hash_one(name),
         }
     }
@@ -57,31 +61,38 @@ impl std::ops::Deref for Key {
 }
 
 /// A map from keys to `V`, found by identity: linear probing from the identity's low half,
-/// at most half full, the entries (key and value) in the table itself.
+/// at most three quarters full. A lookup reads only `slots` (identity and value side by
+/// side, no key text: the smaller the table, the more of it stays in cache between a
+/// receive thread's wake-ups); the keys' text is in `keys`, at the same index, for naming
+/// what is flushed.
 #[derive(Debug)]
 pub(crate) struct IdMap<V> {
-    slots: Box<[Option<(Key, V)>]>,
+    /// `(Id::EMPTY, V::default())` where free.
+    slots: Box<[(Id, V)]>,
+    keys: Box<[Option<Key>]>,
     len: usize,
 }
 
-impl<V> Default for IdMap<V> {
+impl<V: Default> Default for IdMap<V> {
     fn default() -> IdMap<V> {
         IdMap::with_capacity(0)
     }
 }
 
-impl<V> IdMap<V> {
+impl<V: Default> IdMap<V> {
     const MIN_SLOTS: usize = 8;
 
     /// A map that holds `keys` keys before it grows.
     pub(crate) fn with_capacity(keys: usize) -> IdMap<V> {
-        let slots = keys
-            .saturating_mul(2)
+        let slots = (keys.saturating_mul(4) / 3 + 1)
             .max(Self::MIN_SLOTS)
             .checked_next_power_of_two()
             .unwrap_or(usize::MAX / 2 + 1);
         IdMap {
-            slots: std::iter::repeat_with(|| None).take(slots).collect(),
+            slots: std::iter::repeat_with(|| (Id::EMPTY, V::default()))
+                .take(slots)
+                .collect(),
+            keys: std::iter::repeat_with(|| None).take(slots).collect(),
             len: 0,
         }
     }
@@ -98,15 +109,16 @@ impl<V> IdMap<V> {
         id.lo as usize & (self.slots.len() - 1)
     }
 
-    /// Where `id` is, or the empty slot where it would go.
+    /// Where `id` is, or the free slot where it would go.
     fn find(&self, id: Id) -> usize {
         let mask = self.slots.len() - 1;
         let mut at = self.home(id);
         loop {
-            match &self.slots[at] {
-                Some((key, _)) if key.id != id => at = (at + 1) & mask,
-                _ => return at,
+            let here = self.slots[at].0;
+            if here == id || here == Id::EMPTY {
+                return at;
             }
+            at = (at + 1) & mask;
         }
     }
 
@@ -129,7 +141,8 @@ impl<V> IdMap<V> {
 
     pub(crate) fn get_mut(&mut self, id: Id) -> Option<&mut V> {
         let at = self.find(id);
-        self.slots[at].as_mut().map(|(_, value)| value)
+        let (here, value) = &mut self.slots[at];
+        (*here == id).then_some(value)
     }
 
     /// `id`'s value, made by `make` with a copy of `name` as the key when there is none.
@@ -162,18 +175,16 @@ impl<V> IdMap<V> {
         make: impl FnOnce() -> V,
     ) -> &mut V {
         let mut at = self.find(id);
-        if self.slots[at].is_none() {
-            if 2 * (self.len + 1) > self.slots.len() {
+        if self.slots[at].0 != id {
+            if 4 * (self.len + 1) > 3 * self.slots.len() {
                 self.grow();
                 at = self.find(id);
             }
-            self.slots[at] = Some((key(), make()));
+            self.slots[at] = (id, make());
+            self.keys[at] = Some(key());
             self.len += 1;
         }
-        match &mut self.slots[at] {
-            Some((_, value)) => value,
-            None => unreachable!("the slot was just filled"),
-        }
+        &mut self.slots[at].1
     }
 
     fn grow(&mut self) {
@@ -187,33 +198,38 @@ impl<V> IdMap<V> {
     /// Puts an entry whose key is not in the map yet into its slot (no growing).
     fn place(&mut self, key: Key, value: V) {
         let at = self.find(key.id);
-        self.slots[at] = Some((key, value));
+        self.slots[at] = (key.id, value);
+        self.keys[at] = Some(key);
         self.len += 1;
     }
 
     pub(crate) fn iter(&self) -> impl Iterator<Item = (&Key, &V)> {
-        self.slots.iter().flatten().map(|(key, value)| (key, value))
+        self.keys
+            .iter()
+            .zip(self.slots.iter())
+            .filter_map(|(key, (_, value))| Some((key.as_ref()?, value)))
     }
 
     pub(crate) fn iter_mut(&mut self) -> impl Iterator<Item = (&Key, &mut V)> {
-        self.slots
-            .iter_mut()
-            .flatten()
-            .map(|(key, value)| (&*key, value))
+        self.keys
+            .iter()
+            .zip(self.slots.iter_mut())
+            .filter_map(|(key, (_, value))| Some((key.as_ref()?, value)))
     }
 
     pub(crate) fn values_mut(&mut self) -> impl Iterator<Item = &mut V> {
-        self.slots.iter_mut().flatten().map(|(_, value)| value)
+        self.iter_mut().map(|(_, value)| value)
     }
 
     /// Keeps the entries `keep` says yes to (it may change their values); each entry is
     /// offered once.
     pub(crate) fn retain(&mut self, mut keep: impl FnMut(&Key, &mut V) -> bool) {
         let mut removed = 0;
-        for slot in self.slots.iter_mut() {
-            if let Some((key, value)) = slot {
-                if !keep(key, value) {
-                    *slot = None;
+        for (key, slot) in self.keys.iter_mut().zip(self.slots.iter_mut()) {
+            if let Some(k) = key {
+                if !keep(k, &mut slot.1) {
+                    *key = None;
+                    *slot = (Id::EMPTY, V::default());
                     removed += 1;
                 }
             }
@@ -222,7 +238,7 @@ impl<V> IdMap<V> {
             // A hole would cut the probe sequences that pass over it: put the survivors
             // back into a fresh table of the same size.
             let slots = self.slots.len();
-            let old = std::mem::replace(self, IdMap::with_capacity(slots / 2));
+            let old = std::mem::replace(self, IdMap::with_capacity(slots * 3 / 4 - 1));
             for (key, value) in old {
                 self.place(key, value);
             }
@@ -231,16 +247,26 @@ impl<V> IdMap<V> {
 
     /// Removes every entry, keeping the table's size.
     pub(crate) fn clear(&mut self) {
-        self.slots.iter_mut().for_each(|slot| *slot = None);
+        self.slots
+            .iter_mut()
+            .for_each(|slot| *slot = (Id::EMPTY, V::default()));
+        self.keys.iter_mut().for_each(|key| *key = None);
         self.len = 0;
     }
 }
 
 impl<V> IntoIterator for IdMap<V> {
     type Item = (Key, V);
-    type IntoIter = std::iter::Flatten<std::vec::IntoIter<Option<(Key, V)>>>;
+    type IntoIter = std::iter::FilterMap<
+        std::iter::Zip<std::vec::IntoIter<Option<Key>>, std::vec::IntoIter<(Id, V)>>,
+        fn((Option<Key>, (Id, V))) -> Option<(Key, V)>,
+    >;
     fn into_iter(self) -> Self::IntoIter {
-        self.slots.into_vec().into_iter().flatten()
+        self.keys
+            .into_vec()
+            .into_iter()
+            .zip(self.slots.into_vec())
+            .filter_map(|(key, (_, value))| Some((key?, value)))
     }
 }
 
@@ -305,7 +331,7 @@ mod tests {
                 assert!(map.is_empty());
                 assert_eq!(map.slots.len(), slots);
             }
-            assert!(2 * map.len() <= map.slots.len());
+            assert!(4 * map.len() <= 3 * map.slots.len());
         }
         let moved: HashMap<String, i64> =
             map.into_iter().map(|(k, v)| (k.to_string(), v)).collect();

@@ -18,7 +18,7 @@ pub mod block;
 pub mod config;
 pub mod whisper;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::hash::BuildHasher;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -54,9 +54,6 @@ impl From<fjall::LsmError> for TsdbError {
 }
 
 pub type Result<T, E = TsdbError> = std::result::Result<T, E>;
-
-/// Maps keyed by series ids and names: a fast hash, seeded per process.
-type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 
 /// Values of one series over a window: `values[i]` is at `start + i * step`.
 #[derive(Debug, Clone, PartialEq)]
@@ -142,7 +139,7 @@ pub struct Tsdb {
     log: PartitionHandle,
     /// Per series, the slot writes flushed (durable in the log) but not yet in blocks;
     /// sharded by series id so reads of one series wait only for a flush of its shard.
-    writes: Vec<Mutex<FastMap<u32, Writes>>>,
+    writes: Vec<Mutex<ShardWrites>>,
     /// Slot writes in `writes` (overwrites of a slot included).
     pending_writes: AtomicU64,
     /// Keys of the log records whose points are in `writes` (or in blocks): what the next
@@ -154,6 +151,71 @@ pub struct Tsdb {
 
 /// Shards of [`Tsdb::writes`].
 const WRITE_SHARDS: usize = 64;
+/// Consecutive series ids share a write shard in runs of this many, so a flush (which goes
+/// through its series in id order) takes each shard's lock once a run and walks the
+/// shard's table in order instead of jumping around it.
+const WRITE_RUN: usize = 64;
+
+/// Where series `id`'s pending writes are: its shard, and its place in the shard.
+fn write_place(id: u32) -> (usize, usize) {
+    let id = id as usize;
+    let run = id / WRITE_RUN;
+    (
+        run % WRITE_SHARDS,
+        run / WRITE_SHARDS * WRITE_RUN + id % WRITE_RUN,
+    )
+}
+
+/// The series id at `place` of write shard `shard` (the inverse of [`write_place`]).
+fn write_id(shard: usize, place: usize) -> u32 {
+    let run = place / WRITE_RUN * WRITE_SHARDS + shard;
+    (run * WRITE_RUN + place % WRITE_RUN) as u32
+}
+
+/// One shard of [`Tsdb::writes`]: the pending writes of its series by place (see
+/// [`write_place`]). Dense, because in steady state every active series has pending
+/// writes (a table of the same entries by hash was larger, and a flush's lookups in it
+/// were cache misses in random order).
+#[derive(Default)]
+struct ShardWrites(Vec<Writes>);
+
+impl ShardWrites {
+    fn get(&self, place: usize) -> Option<&Writes> {
+        self.0.get(place)
+    }
+
+    fn get_mut(&mut self, place: usize) -> &mut Writes {
+        if self.0.len() <= place {
+            self.0.resize_with(place + 1, Writes::new);
+        }
+        &mut self.0[place]
+    }
+
+    /// The series with pending writes: (place, writes).
+    fn iter(&self) -> impl Iterator<Item = (usize, &Writes)> {
+        self.0.iter().enumerate().filter(|(_, w)| !w.is_empty())
+    }
+
+    fn remove(&mut self, place: usize) {
+        if let Some(writes) = self.0.get_mut(place) {
+            *writes = Writes::new();
+        }
+    }
+
+    /// Empties every series' writes (an empty `Writes` holds no memory); the table keeps
+    /// its size for the next flush.
+    fn clear(&mut self) {
+        self.0.iter_mut().for_each(|writes| *writes = Writes::new());
+    }
+
+    /// Frees the table when no series has writes (after a checkpoint, once a burst is
+    /// over): an idle store keeps nothing per series here.
+    fn release(&mut self) {
+        if self.0.iter().all(Writes::is_empty) {
+            self.0 = Vec::new();
+        }
+    }
+}
 
 /// The rollup windows of every series: for each archive of a series but its coarsest, the
 /// values of the slots making up the coarser slot last written (NaN for no value). All of
@@ -299,6 +361,11 @@ impl Tsdb {
         if let Ok(mut heads) = self.heads.lock() {
             heads.shrink_to_fit();
         }
+        for shard in &self.writes {
+            if let Ok(mut shard) = shard.lock() {
+                shard.release();
+            }
+        }
         release_free_memory();
     }
 }
@@ -438,7 +505,7 @@ impl Tsdb {
             ),
             log,
             writes: (0..WRITE_SHARDS)
-                .map(|_| Mutex::new(FastMap::default()))
+                .map(|_| Mutex::new(ShardWrites::default()))
                 .collect(),
             pending_writes: AtomicU64::new(0),
             applied_log: Mutex::new(Vec::new()),
@@ -714,14 +781,23 @@ impl Tsdb {
             .heads
             .lock()
             .map_err(|_| TsdbError::Storage("heads lock poisoned".into()))?;
+        // The shard of the series before, locked: consecutive ids share one.
+        let mut locked: Option<(usize, std::sync::MutexGuard<'_, ShardWrites>)> = None;
         for (points, meta) in pending.chunk_by(|a, b| a.0 == b.0).zip(&metas) {
             let id = points[0].0;
             let Some(meta) = meta else { continue };
             let archives = &schemas[meta.schema as usize];
-            let mut shard = self.writes[id as usize % WRITE_SHARDS]
-                .lock()
-                .map_err(|_| TsdbError::Storage("write shard lock poisoned".into()))?;
-            let slot_writes = shard.entry(id).or_default();
+            let (shard, place) = write_place(id);
+            let shard = match &mut locked {
+                Some((at, guard)) if *at == shard => guard,
+                _ => {
+                    let guard = self.writes[shard]
+                        .lock()
+                        .map_err(|_| TsdbError::Storage("write shard lock poisoned".into()))?;
+                    &mut locked.insert((shard, guard)).1
+                }
+            };
+            let slot_writes = shard.get_mut(place);
             let mut blocks = BlockSet::view(self, id, std::mem::take(slot_writes));
             // A series created since the last flush has nothing stored; another is empty
             // after its last stored block.
@@ -812,11 +888,15 @@ impl Tsdb {
     /// batch. Reads see the same values before, during and after.
     fn checkpoint_locked(&self, now: i64) -> Result<()> {
         let mut pending: Vec<(u32, Writes)> = Vec::new();
-        for shard in &self.writes {
+        for (at, shard) in self.writes.iter().enumerate() {
             let shard = shard
                 .lock()
                 .map_err(|_| TsdbError::Storage("write shard lock poisoned".into()))?;
-            pending.extend(shard.iter().map(|(&id, w)| (id, w.clone())));
+            pending.extend(
+                shard
+                    .iter()
+                    .map(|(place, w)| (write_id(at, place), w.clone())),
+            );
         }
         let applied = std::mem::take(
             &mut *self
@@ -848,7 +928,6 @@ impl Tsdb {
         for shard in &self.writes {
             if let Ok(mut shard) = shard.lock() {
                 shard.clear();
-                shard.shrink_to_fit();
             }
         }
         self.pending_writes.store(0, Ordering::Relaxed);
@@ -944,10 +1023,11 @@ impl Tsdb {
         let archive = archives[window.archive];
         let step = i64::from(window.step);
         // This archive's writes not yet in blocks.
-        let pending: Writes = self.writes[id as usize % WRITE_SHARDS]
+        let (shard, place) = write_place(id);
+        let pending: Writes = self.writes[shard]
             .lock()
             .map_err(|_| TsdbError::Storage("write shard lock poisoned".into()))?
-            .get(&id)
+            .get(place)
             .map(|w| {
                 w.range((window.archive, 0)..=(window.archive, u64::MAX))
                     .map(|(k, v)| (*k, v.clone()))
@@ -1099,8 +1179,9 @@ impl Tsdb {
             }
         }
         for (_, id) in &doomed {
-            if let Ok(mut shard) = self.writes[*id as usize % WRITE_SHARDS].lock() {
-                shard.remove(id);
+            let (shard, place) = write_place(*id);
+            if let Ok(mut shard) = self.writes[shard].lock() {
+                shard.remove(place);
             }
         }
         let mut batch = self.keyspace.batch();
@@ -1706,5 +1787,35 @@ impl<'a> BlockSet<'a> {
                 batch.remove(&self.tsdb.blocks, key);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn write_places_are_distinct_dense_and_invertible() {
+        let ids = (WRITE_SHARDS * WRITE_RUN * 3 + 17) as u32;
+        let mut seen = vec![vec![false; ids as usize]; WRITE_SHARDS];
+        let mut most = vec![0; WRITE_SHARDS];
+        for id in 0..ids {
+            let (shard, place) = write_place(id);
+            assert!(!seen[shard][place], "{id} shares a place");
+            seen[shard][place] = true;
+            most[shard] = most[shard].max(place + 1);
+            assert_eq!(write_id(shard, place), id);
+        }
+        // Dense: every shard's table is about ids / shards long.
+        let per_shard = ids as usize / WRITE_SHARDS;
+        assert!(most.iter().all(|&m| m <= per_shard + WRITE_RUN), "{most:?}");
+        // Runs: consecutive ids share a shard and follow each other in it.
+        assert_eq!(write_place(0), (0, 0));
+        assert_eq!(write_place(WRITE_RUN as u32 - 1), (0, WRITE_RUN - 1));
+        assert_eq!(write_place(WRITE_RUN as u32), (1, 0));
+        assert_eq!(
+            write_place((WRITE_RUN * WRITE_SHARDS) as u32),
+            (0, WRITE_RUN)
+        );
     }
 }
