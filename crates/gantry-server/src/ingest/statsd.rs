@@ -40,24 +40,155 @@ const IDLE_WAIT: Duration = Duration::from_secs(5);
 const SOCKET: mio::Token = mio::Token(0);
 const WAKE: mio::Token = mio::Token(1);
 /// After a batch that did not fill, a receive thread lets datagrams gather before reading
-/// again: at moderate rates, waking for every few datagrams costs more than parsing them (a
-/// wake-up, and caches gone cold in between). At most this long (measured at 50,000
-/// lines/s, before keys were looked up by identity: with 5 ms the server used 1.43
-/// CPU-seconds per million lines, with 20 ms 0.86, with 50 ms 0.75–0.82)…
-const MAX_GATHER: Duration = Duration::from_millis(50);
-/// …and never longer than it takes traffic at this rate (bytes of kernel buffer a second,
-/// about 40,000 full datagrams: beyond what the threads keep up with) to fill half the
-/// receive buffer the socket got. Linux's default limit (208 KiB, reported doubled) gives
-/// about 2 ms; a 4 MiB `net.core.rmem_max` gives 40 ms.
-const GATHER_WORST_RATE: f64 = 100e6;
+/// again: at moderate rates, waking for a few datagrams costs more than parsing them. What
+/// a wake-up costs is mostly the thread's tables coming back into cache: the longer the
+/// pause, the more lines share that cost (measured at 50,000 lines/s: a 5 ms pause cost
+/// 1.43 CPU-seconds per million lines, 20 ms 0.86, 50 ms 0.75–0.82 before keys were looked
+/// up by identity; later 42 ms 0.38–0.41, 100 ms 0.28–0.36, 150 ms 0.29–0.33 and 200 ms
+/// 0.25–0.31). [`Gather`] picks the pause between these bounds.
+const MIN_GATHER: Duration = Duration::from_millis(1);
+const MAX_GATHER: Duration = Duration::from_millis(200);
+/// A pause is taken in slices this long; after each the thread looks at its socket's
+/// buffer and at the flusher, and reads at once when either needs it.
+const GATHER_SLICE: Duration = Duration::from_millis(40);
+/// The share of the socket's buffer that ends a pause early: traffic would have to jump
+/// to dozens of times its rate within one slice to fill the rest.
+const GATHER_FILL: f64 = 0.25;
+/// Where the buffer cannot be watched (not Linux), a pause never lets more than half of it
+/// fill at this many times the rate the thread last saw.
+const GATHER_HEADROOM: f64 = 8.0;
 
-/// How long a receive thread on `socket` lets datagrams gather; see [`MAX_GATHER`].
-fn gather_time(socket: &mio::net::UdpSocket) -> Duration {
-    let buffer = socket2::SockRef::from(socket)
-        .recv_buffer_size()
-        .unwrap_or(0);
-    Duration::from_secs_f64(buffer as f64 / 2.0 / GATHER_WORST_RATE)
-        .clamp(Duration::from_millis(1), MAX_GATHER)
+/// The pause of a receive thread between reads: it doubles after every pause (from
+/// [`MIN_GATHER`] after an idle spell) up to [`MAX_GATHER`], but is cut short by the
+/// flusher, or once the socket's buffer is [`GATHER_FILL`] full (Linux; elsewhere it is
+/// bounded by the rate last seen, see [`GATHER_HEADROOM`]). While batches fill, the thread
+/// reads again without pausing.
+#[derive(Debug)]
+struct Gather {
+    /// Payload bytes the socket's buffer holds before the kernel drops (half of what
+    /// `SO_RCVBUF` reports: the kernel counts its own overhead against the rest).
+    budget: f64,
+    pause: Duration,
+    /// Bytes read since the last pause began (they arrived since then), and when that was.
+    bytes: u64,
+    since: Instant,
+}
+
+impl Gather {
+    fn new(socket: &mio::net::UdpSocket) -> Gather {
+        let reported = socket2::SockRef::from(socket)
+            .recv_buffer_size()
+            .unwrap_or(0);
+        Gather::with_budget(reported as f64 / 2.0)
+    }
+
+    fn with_budget(budget: f64) -> Gather {
+        Gather {
+            budget,
+            pause: MIN_GATHER,
+            bytes: 0,
+            since: Instant::now(),
+        }
+    }
+
+    /// A batch of `bytes` was read.
+    fn read(&mut self, bytes: usize) {
+        self.bytes += bytes as u64;
+    }
+
+    /// The socket ran dry and the thread waits for the next datagram: start short again.
+    fn idle(&mut self) {
+        self.pause = MIN_GATHER;
+        self.bytes = 0;
+        self.since = Instant::now();
+    }
+
+    /// The pause to take now that a batch did not fill, given `elapsed` since the last one
+    /// began (the caller passes the clock's reading, so tests can choose it) and whether the
+    /// buffer is watched during the pause.
+    fn next(&mut self, elapsed: Duration, watched: bool) -> Duration {
+        let rate = self.bytes as f64 / elapsed.as_secs_f64().max(1e-6);
+        let safe = if rate > 0.0 && !watched {
+            Duration::from_secs_f64((self.budget / (rate * GATHER_HEADROOM)).min(1.0))
+        } else {
+            MAX_GATHER
+        };
+        self.pause = (self.pause * 2).min(safe).clamp(MIN_GATHER, MAX_GATHER);
+        self.bytes = 0;
+        self.pause
+    }
+
+    /// Pauses as [`Gather::next`] says, in [`GATHER_SLICE`]s, until the pause is over,
+    /// `wanted()` says the flusher needs the thread, or the buffer is [`GATHER_FILL`] full.
+    fn pause(&mut self, socket: &mio::net::UdpSocket, wanted: impl Fn() -> bool) {
+        let now = Instant::now();
+        let watched = buffer_fill(socket).is_some();
+        let pause = self.next(now - self.since, watched);
+        self.since = now;
+        let end = now + pause;
+        loop {
+            let left = end.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return;
+            }
+            std::thread::sleep(left.min(GATHER_SLICE));
+            if wanted() || buffer_fill(socket).is_some_and(|fill| fill >= GATHER_FILL) {
+                return;
+            }
+        }
+    }
+}
+
+/// How full the socket's receive buffer is (0 to 1, as the kernel counts it), where the OS
+/// says: Linux's `SO_MEMINFO`, one system call.
+fn buffer_fill(socket: &mio::net::UdpSocket) -> Option<f64> {
+    #[cfg(all(
+        target_os = "linux",
+        any(
+            target_arch = "x86_64",
+            target_arch = "x86",
+            target_arch = "aarch64",
+            target_arch = "arm",
+            target_arch = "riscv64"
+        )
+    ))]
+    {
+        use std::os::fd::AsRawFd;
+        /// `SO_MEMINFO` where the architecture takes its socket options from asm-generic.
+        const SO_MEMINFO: libc::c_int = 55;
+        let mut info = [0u32; 9];
+        let mut len = std::mem::size_of_val(&info) as libc::socklen_t;
+        // SAFETY: `info` is writable for `len` bytes, and the kernel writes at most `len`.
+        let result = unsafe {
+            libc::getsockopt(
+                socket.as_raw_fd(),
+                libc::SOL_SOCKET,
+                SO_MEMINFO,
+                info.as_mut_ptr().cast(),
+                &mut len,
+            )
+        };
+        let queued = info[libc::SK_MEMINFO_RMEM_ALLOC as usize];
+        let size = info[libc::SK_MEMINFO_RCVBUF as usize];
+        if result == 0 && size > 0 {
+            return Some(f64::from(queued) / f64::from(size));
+        }
+        None
+    }
+    #[cfg(not(all(
+        target_os = "linux",
+        any(
+            target_arch = "x86_64",
+            target_arch = "x86",
+            target_arch = "aarch64",
+            target_arch = "arm",
+            target_arch = "riscv64"
+        )
+    )))]
+    {
+        let _ = socket;
+        None
+    }
 }
 
 /// How long a flush waits for every receive thread's shard (a late one joins the next).
@@ -224,10 +355,10 @@ fn receive_loop(
     let mut shard = Shard::new();
     // The samples of one batch, its allocation kept from batch to batch.
     let mut samples: Vec<Sample<'static>> = Vec::new();
-    let gather = gather_time(&waiting.socket);
+    let mut gather = Gather::new(&waiting.socket);
     if thread == 0 {
         tracing::debug!(
-            gather_ms = gather.as_secs_f64() * 1e3,
+            buffer_budget_bytes = gather.budget,
             "statsd receive threads"
         );
     }
@@ -244,12 +375,17 @@ fn receive_loop(
                     &mut batch_samples,
                 );
                 samples = reuse(batch_samples);
+                gather.read(batch.datagrams(count).map(<[u8]>::len).sum());
                 if count < BATCH_DATAGRAMS {
-                    std::thread::sleep(gather);
+                    gather.pause(&waiting.socket, || {
+                        handoff.generation.load(Ordering::Acquire) != seen
+                            || handoff.stop.load(Ordering::Acquire)
+                    });
                 }
             }
             // Drained (the poll is edge-triggered: it reports only what arrives after this).
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                gather.idle();
                 let generation = handoff.generation.load(Ordering::Acquire);
                 if generation == seen && !handoff.stop.load(Ordering::Acquire) {
                     if let Err(e) = waiting.poll.poll(&mut waiting.events, Some(IDLE_WAIT)) {
@@ -621,6 +757,80 @@ mod tests {
         assert_eq!(got, expected);
         let drained = batch.receive(&receiver).unwrap_err();
         assert_eq!(drained.kind(), std::io::ErrorKind::WouldBlock);
+    }
+
+    #[test]
+    fn the_pause_doubles_to_its_ceiling_and_starts_over_after_idling() {
+        let mut gather = Gather::with_budget(4.0 * 1024.0 * 1024.0);
+        let mut pauses = Vec::new();
+        for _ in 0..10 {
+            gather.read(16_000);
+            pauses.push(gather.next(Duration::from_millis(10), true).as_millis());
+        }
+        assert_eq!(pauses, [2, 4, 8, 16, 32, 64, 128, 200, 200, 200]);
+        gather.idle();
+        gather.read(100);
+        assert_eq!(
+            gather.next(Duration::from_secs(1), true),
+            Duration::from_millis(2)
+        );
+    }
+
+    #[test]
+    fn an_unwatched_buffer_bounds_the_pause_by_the_rate_seen() {
+        // 4 MiB of buffer at 1.6 MB/s (50,000 lines/s): eight times the rate fills half of
+        // it in 330 ms, so the ceiling holds; at ten times the traffic, 33 ms.
+        let mut gather = Gather::with_budget(4.0 * 1024.0 * 1024.0);
+        gather.pause = MAX_GATHER;
+        gather.read(1_600_000);
+        assert_eq!(gather.next(Duration::from_secs(1), false), MAX_GATHER);
+        gather.read(1_600_000);
+        assert_eq!(
+            gather.next(Duration::from_millis(100), false).as_millis(),
+            32
+        );
+        // Linux's default buffer (208 KiB, reported doubled) at 50,000 lines/s: 16 ms.
+        let mut small = Gather::with_budget(212_992.0);
+        small.pause = MAX_GATHER;
+        small.read(1_600_000);
+        assert_eq!(small.next(Duration::from_secs(1), false).as_millis(), 16);
+    }
+
+    #[test]
+    fn a_pause_ends_when_the_buffer_fills_or_the_flusher_asks() {
+        let receiver = receive_socket("127.0.0.1:0".parse().unwrap()).unwrap();
+        let addr = receiver.local_addr().unwrap();
+        if cfg!(target_os = "linux") {
+            assert_eq!(buffer_fill(&receiver), Some(0.0));
+        }
+        // The flusher is asked after every slice: how many a pause took.
+        let slices = std::cell::Cell::new(0);
+        let mut gather = Gather::with_budget(1e9);
+        gather.pause = MAX_GATHER;
+        gather.pause(&receiver, || {
+            slices.set(slices.get() + 1);
+            true
+        });
+        assert_eq!(
+            slices.get(),
+            1,
+            "asked for by the flusher: the first slice ends it"
+        );
+        if cfg!(target_os = "linux") {
+            // A quarter of the buffer queued: the first slice ends it too.
+            let sender = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+            let datagram = vec![b'x'; 60_000];
+            while buffer_fill(&receiver).unwrap() < GATHER_FILL {
+                sender.send_to(&datagram, addr).unwrap();
+            }
+            slices.set(0);
+            gather.pause = MAX_GATHER;
+            gather.pause(&receiver, || {
+                slices.set(slices.get() + 1);
+                false
+            });
+            assert_eq!(slices.get(), 1, "a quarter full: the first slice ends it");
+        }
     }
 
     /// A batch's sample vector is reused across batches: its allocation survives `reuse`.
