@@ -14,7 +14,7 @@ use std::fmt::Write;
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
-use gantry_statsd::{parse, Aggregator, Shard, StatsdConfig};
+use gantry_statsd::{parse, Aggregator, Flushed, Shard, StatsdConfig};
 
 const KEYS: usize = 10_000;
 const DATAGRAM_BYTES: usize = 1_400;
@@ -160,6 +160,7 @@ fn bench(c: &mut Criterion) {
     // An interval's flush of the 10,000 keys: the merge of two receive loops' shards, then
     // the points Etsy's graphite backend would write.
     let mut aggregator = Aggregator::new(config.clone());
+    let mut flushed = Flushed::default();
     let mut timestamp = 1_800_000_000;
     group.throughput(Throughput::Elements(KEYS as u64));
     group.bench_function("absorb_and_flush_per_key", |b| {
@@ -175,7 +176,8 @@ fn bench(c: &mut Criterion) {
                     aggregator.absorb(shard);
                 }
                 timestamp += 10;
-                std::hint::black_box(aggregator.flush(timestamp));
+                aggregator.flush_into(timestamp, &mut flushed);
+                std::hint::black_box(flushed.len());
             },
             BatchSize::LargeInput,
         )

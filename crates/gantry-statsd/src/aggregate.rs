@@ -24,6 +24,44 @@ pub struct Point {
     pub value: f64,
 }
 
+/// An interval's flushed values, their names back to back in one string: no allocation per
+/// point, and the memory kept from one flush to the next ([`Aggregator::flush_into`]).
+#[derive(Debug, Default)]
+pub struct Flushed {
+    text: String,
+    /// Start and end of each name in `text`, and the value.
+    points: Vec<(usize, usize, f64)>,
+}
+
+impl Flushed {
+    /// `(name, value)` in the order flushed.
+    pub fn iter(&self) -> impl ExactSizeIterator<Item = (&str, f64)> {
+        self.points
+            .iter()
+            .map(|&(start, end, value)| (&self.text[start..end], value))
+    }
+
+    pub fn len(&self) -> usize {
+        self.points.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.points.is_empty()
+    }
+
+    fn clear(&mut self) {
+        self.text.clear();
+        self.points.clear();
+    }
+
+    /// Adds a value named by what `name` writes.
+    fn push(&mut self, name: impl FnOnce(&mut String), value: f64) {
+        let start = self.text.len();
+        name(&mut self.text);
+        self.points.push((start, self.text.len(), value));
+    }
+}
+
 #[derive(Debug, Default)]
 struct Timer {
     values: Vec<f64>,
@@ -356,6 +394,20 @@ impl Aggregator {
     /// Computes every point for a flush at `timestamp` (epoch seconds), then resets or
     /// forgets per-key state as configured.
     pub fn flush(&mut self, timestamp: i64) -> Vec<Point> {
+        let mut out = Flushed::default();
+        self.flush_into(timestamp, &mut out);
+        out.iter()
+            .map(|(name, value)| Point {
+                name: name.to_string(),
+                value,
+            })
+            .collect()
+    }
+
+    /// [`flush`](Self::flush) into `out` (emptied first), which keeps its memory for the
+    /// next flush.
+    pub fn flush_into(&mut self, timestamp: i64, out: &mut Flushed) {
+        out.clear();
         let interval = self.config.flush_interval_secs;
         if let Some(last) = self.last_flush {
             let lag = (timestamp - last) as f64 - interval;
@@ -370,7 +422,7 @@ impl Aggregator {
         self.last_flush = Some(timestamp);
 
         let names = Names::new(&self.config);
-        let mut points = Vec::with_capacity(
+        out.points.reserve(
             2 * self.interval.counters.len()
                 + 12 * self.interval.timers.len()
                 + self.gauges.len()
@@ -380,26 +432,14 @@ impl Aggregator {
         for (key, &value) in self.interval.counters.iter() {
             let rate = value / interval;
             if self.config.legacy_namespace {
-                points.push(Point {
-                    name: names.format(&names.counter, key, &[]),
-                    value: rate,
-                });
+                out.push(|o| names.format(o, &names.counter, key, &[]), rate);
                 if self.config.flush_counts {
-                    points.push(Point {
-                        name: names.format(&["stats_counts"], key, &[]),
-                        value,
-                    });
+                    out.push(|o| names.format(o, &["stats_counts"], key, &[]), value);
                 }
             } else {
-                points.push(Point {
-                    name: names.format(&names.counter, key, &["rate"]),
-                    value: rate,
-                });
+                out.push(|o| names.format(o, &names.counter, key, &["rate"]), rate);
                 if self.config.flush_counts {
-                    points.push(Point {
-                        name: names.format(&names.counter, key, &["count"]),
-                        value,
-                    });
+                    out.push(|o| names.format(o, &names.counter, key, &["count"]), value);
                 }
             }
         }
@@ -416,39 +456,34 @@ impl Aggregator {
                 &mut fields,
             );
             for &(field, value) in &fields {
-                points.push(Point {
-                    name: names.format(&names.timer, key, &[field]),
-                    value,
-                });
+                out.push(|o| names.format(o, &names.timer, key, &[field]), value);
             }
         }
         for (key, gauge) in self.gauges.iter() {
-            points.push(Point {
-                name: names.format(&names.gauge, key, &[]),
-                value: gauge.value,
-            });
+            out.push(|o| names.format(o, &names.gauge, key, &[]), gauge.value);
         }
         for (key, set) in self.interval.sets.iter() {
-            points.push(Point {
-                name: names.format(&names.set, key, &["count"]),
-                value: set.len() as f64,
-            });
+            out.push(
+                |o| names.format(o, &names.set, key, &["count"]),
+                set.len() as f64,
+            );
         }
         let stats = self.interval.counters.len()
             + self.interval.timers.len()
             + self.gauges.len()
             + self.interval.sets.len();
-        let num_stats = if self.config.legacy_namespace {
-            format!("statsd.numStats{}", names.suffix)
-        } else {
-            names.format(&names.global, "statsd", &["numStats"])
-        };
-        points.push(Point {
-            name: num_stats,
-            value: stats as f64,
-        });
+        out.push(
+            |o| {
+                if self.config.legacy_namespace {
+                    o.push_str("statsd.numStats");
+                    o.push_str(&names.suffix);
+                } else {
+                    names.format(o, &names.global, "statsd", &["numStats"]);
+                }
+            },
+            stats as f64,
+        );
         self.reset();
-        points
     }
 
     fn reset(&mut self) {
@@ -703,13 +738,13 @@ impl Names {
         }
     }
 
-    /// `namespace.key.extra…` + suffix + the key's tags (tags stay last, after the suffix).
-    fn format<S: AsRef<str>>(&self, namespace: &[S], key: &str, extra: &[&str]) -> String {
+    /// `namespace.key.extra…` + suffix + the key's tags (tags stay last, after the suffix),
+    /// appended to `out`.
+    fn format<S: AsRef<str>>(&self, out: &mut String, namespace: &[S], key: &str, extra: &[&str]) {
         let (name, tags) = match key.split_once(';') {
             Some((name, tags)) => (name, Some(tags)),
             None => (key, None),
         };
-        let mut out = String::with_capacity(key.len() + 32);
         for part in namespace {
             out.push_str(part.as_ref());
             out.push('.');
@@ -730,7 +765,6 @@ impl Names {
             out.push(';');
             out.push_str(tags);
         }
-        out
     }
 }
 

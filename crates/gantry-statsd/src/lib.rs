@@ -17,6 +17,6 @@ mod number;
 mod parse;
 mod table;
 
-pub use aggregate::{Aggregator, Point, Shard};
+pub use aggregate::{Aggregator, Flushed, Point, Shard};
 pub use config::{HistogramBins, StatsdConfig};
 pub use parse::{parse, BadLine, Kind, ParseCounts, Sample};

@@ -20,7 +20,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use gantry_statsd::{Aggregator, ParseCounts, Sample, Shard, StatsdConfig};
+use gantry_statsd::{Aggregator, Flushed, ParseCounts, Sample, Shard, StatsdConfig};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -328,6 +328,7 @@ pub(super) async fn start(
             stats,
             port: local.port(),
             tcp_shard: Shard::new(),
+            flushed: Flushed::default(),
         }
         .run(tcp_lines, shutdown),
     );
@@ -506,6 +507,8 @@ struct Flusher {
     stats: Arc<IngestStats>,
     port: u16,
     tcp_shard: Shard,
+    /// The last flush's points (kept for its memory).
+    flushed: Flushed,
 }
 
 impl Flusher {
@@ -592,10 +595,11 @@ impl Flusher {
 
     fn flush(&mut self) {
         let now = unix_now();
-        let points = self.aggregator.flush(now);
-        let points: Vec<(&str, i64, f64)> = points
+        self.aggregator.flush_into(now, &mut self.flushed);
+        let points: Vec<(&str, i64, f64)> = self
+            .flushed
             .iter()
-            .map(|p| (p.name.as_str(), now, p.value))
+            .map(|(name, value)| (name, now, value))
             .collect();
         self.sink.write(&points);
     }
