@@ -59,7 +59,7 @@ const GATHER_FILL: f64 = 0.25;
 const GATHER_HEADROOM: f64 = 8.0;
 
 /// The pause of a receive thread between reads: it doubles after every pause (from
-/// [`MIN_GATHER`] after an idle spell) up to [`MAX_GATHER`], but is cut short by the
+/// [`MIN_GATHER`] after a quiet spell longer than the pause) up to [`MAX_GATHER`], but is cut short by the
 /// flusher, or once the socket's buffer is [`GATHER_FILL`] full (Linux; elsewhere it is
 /// bounded by the rate last seen, see [`GATHER_HEADROOM`]). While batches fill, the thread
 /// reads again without pausing.
@@ -96,11 +96,14 @@ impl Gather {
         self.bytes += bytes as u64;
     }
 
-    /// The socket ran dry and the thread waits for the next datagram: start short again.
-    fn idle(&mut self) {
-        self.pause = MIN_GATHER;
-        self.bytes = 0;
-        self.since = Instant::now();
+    /// The socket ran dry and the thread waited `waited` for the next datagram: after a wait
+    /// longer than the pause, start short again.
+    fn waited(&mut self, waited: Duration) {
+        if waited > self.pause {
+            self.pause = MIN_GATHER;
+            self.bytes = 0;
+            self.since = Instant::now();
+        }
     }
 
     /// The pause to take now that a batch did not fill, given `elapsed` since the last one
@@ -386,15 +389,19 @@ fn receive_loop(
             }
             // Drained (the poll is edge-triggered: it reports only what arrives after this).
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                gather.idle();
                 let generation = handoff.generation.load(Ordering::Acquire);
                 if generation == seen && !handoff.stop.load(Ordering::Acquire) {
+                    let waited = Instant::now();
                     if let Err(e) = waiting.poll.poll(&mut waiting.events, Some(IDLE_WAIT)) {
                         if e.kind() != std::io::ErrorKind::Interrupted {
                             tracing::debug!(error = %e, "statsd poll failed");
                             std::thread::sleep(Duration::from_millis(10));
                         }
                     }
+                    // Quiet for longer than a pause: traffic starts over, and so does the
+                    // pause (a socket that merely ran dry at the end of a full batch keeps
+                    // it).
+                    gather.waited(waited.elapsed());
                 }
             }
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
@@ -772,7 +779,10 @@ mod tests {
             pauses.push(gather.next(Duration::from_millis(10), true).as_millis());
         }
         assert_eq!(pauses, [2, 4, 8, 16, 32, 64, 128, 200, 200, 200]);
-        gather.idle();
+        // Running dry between two datagrams keeps the pause; a quiet spell resets it.
+        gather.waited(Duration::from_millis(3));
+        assert_eq!(gather.pause, MAX_GATHER);
+        gather.waited(Duration::from_secs(2));
         gather.read(100);
         assert_eq!(
             gather.next(Duration::from_secs(1), true),
