@@ -5,17 +5,19 @@
 //!
 //! Storage is an embedded LSM tree (fjall): one partition maps series names to their id and
 //! rules, another holds blocks of 360 slots per (series, archive), compressed (see
-//! [`block`]). Writes are buffered in memory and applied every `fsync_interval_secs` in one
-//! atomic batch whose journal is fsynced, so a crash loses at most that interval, never a
-//! series or a block; a torn journal tail is detected (checksums) and dropped on start-up.
-//! Memory per series is its name and a dozen bytes of rules; blocks live on disk and in a
-//! bounded cache.
+//! [`block`]). Writes are queued in memory and flushed every `fsync_interval_secs`: a flush
+//! is one record synced to the flush log (files of its own, see `wal`), so a crash loses at
+//! most that interval, never a series or a block, and its points are held in memory until a
+//! checkpoint writes them into blocks. Torn tails of the log and of the engine's journal are
+//! detected (checksums) and dropped on start-up. Memory per series is its name, its rules
+//! and its rollup windows; blocks live on disk.
 //!
 //! Invariant: this crate knows nothing of protocols (StatsD, Graphite) or HTTP. It stores
 //! `(name, timestamp, value)` and answers windows of values.
 
 pub mod block;
 pub mod config;
+mod wal;
 pub mod whisper;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -29,6 +31,7 @@ use fjall::{AbstractTree, Keyspace, PartitionCreateOptions, PartitionHandle, Per
 use regex::Regex;
 
 pub use config::{Aggregation, Archive, TsdbConfig};
+use wal::{Replayed, Wal};
 use whisper::{block_of, read_window, slot_start, write_archive, SLOTS_PER_BLOCK};
 
 #[derive(Debug, thiserror::Error)]
@@ -126,8 +129,9 @@ pub struct Tsdb {
     rules: Rules,
     config: TsdbConfig,
     stats: Stats,
-    /// Serialises flushes (the background one and explicit ones).
-    flushing: Mutex<()>,
+    /// Serialises flushes (the background one and explicit ones), checkpoints and
+    /// maintenance; holds the flush log they append to and truncate.
+    flushing: Mutex<Wal>,
     stop: AtomicBool,
     /// Orders delta records; starts at the clock in microseconds so it keeps increasing
     /// across restarts.
@@ -135,7 +139,8 @@ pub struct Tsdb {
     /// Per series, the finer values of the coarse slot each archive is rolling up into, so
     /// writes at the head of a series need no reads.
     heads: Mutex<Heads>,
-    /// The flush log: one record of raw points per flush since the last checkpoint.
+    /// The last flush-log sequence a checkpoint covered ([`CHECKPOINT_KEY`]), and records
+    /// of the flush log as it was kept before it moved to files (replayed once at open).
     log: PartitionHandle,
     /// Per series, the slot writes flushed (durable in the log) but not yet in blocks;
     /// sharded by series id so reads of one series wait only for a flush of its shard.
@@ -151,6 +156,10 @@ pub struct Tsdb {
 
 /// Shards of [`Tsdb::writes`].
 const WRITE_SHARDS: usize = 64;
+/// The flush log's directory, inside the store's.
+const WAL_DIR: &str = "wal";
+/// The key, in the `log` partition, of the last flush-log sequence a checkpoint covered.
+const CHECKPOINT_KEY: &[u8] = b"checkpoint";
 /// Consecutive series ids share a write shard in runs of this many, so a flush (which goes
 /// through its series in id order) takes each shard's lock once a run and walks the
 /// shard's table in order instead of jumping around it.
@@ -495,7 +504,7 @@ impl Tsdb {
             rules,
             config,
             stats: Stats::default(),
-            flushing: Mutex::new(()),
+            flushing: Mutex::new(Wal::open(&dir.join(WAL_DIR))?),
             stop: AtomicBool::new(false),
             heads: Mutex::new(Heads::default()),
             delta_seq: AtomicU64::new(
@@ -571,10 +580,15 @@ impl Tsdb {
     /// Records in the flush log (flushes not yet checkpointed), for tests.
     #[doc(hidden)]
     pub fn log_records(&self) -> Result<usize> {
-        let mut count = 0;
+        let mut count = self
+            .flushing
+            .lock()
+            .map_err(|_| TsdbError::Storage("flush lock poisoned".into()))?
+            .records();
         for entry in self.log.iter() {
-            entry?;
-            count += 1;
+            if *entry?.0 != *CHECKPOINT_KEY {
+                count += 1;
+            }
         }
         Ok(count)
     }
@@ -588,11 +602,11 @@ impl Tsdb {
     /// Writes every flushed point into blocks now and empties the flush log (the flusher
     /// does this every `checkpoint_interval_secs`, and maintenance and `close` do too).
     pub fn checkpoint(&self, now: i64) -> Result<()> {
-        let _guard = self
+        let mut wal = self
             .flushing
             .lock()
             .map_err(|_| TsdbError::Storage("flush lock poisoned".into()))?;
-        self.checkpoint_locked(now)?;
+        self.checkpoint_locked(&mut wal, now)?;
         self.release_memory();
         Ok(())
     }
@@ -696,13 +710,13 @@ impl Tsdb {
     /// Applies every queued point as of `now`: durable at once (one fsynced log record),
     /// visible to reads at once, written into blocks at the next checkpoint.
     pub fn flush_at(&self, now: i64) -> Result<()> {
-        let _guard = self
+        let mut wal = self
             .flushing
             .lock()
             .map_err(|_| TsdbError::Storage("flush lock poisoned".into()))?;
-        self.flush_locked(now, true)?;
+        self.flush_locked(Some(&mut wal), now)?;
         if let Some(by_count) = self.checkpoint_due() {
-            self.checkpoint_locked(now)?;
+            self.checkpoint_locked(&mut wal, now)?;
             // While writes keep filling `max_pending_writes` the next flush reuses what
             // this one freed (handing it back would only fault it in again, a tenth of
             // the CPU of a bulk load); a checkpoint on the timer means the burst is over.
@@ -713,9 +727,9 @@ impl Tsdb {
         Ok(())
     }
 
-    /// The flush, with the flush lock held. `log`: write the points to the log (not when
+    /// The flush, with the flush lock held: the points are appended to `wal` (not when
     /// replaying the log itself).
-    fn flush_locked(&self, now: i64, log: bool) -> Result<()> {
+    fn flush_locked(&self, wal: Option<&mut Wal>, now: i64) -> Result<()> {
         let mut pending = {
             let mut pending = self
                 .pending
@@ -753,14 +767,6 @@ impl Tsdb {
         }
         let created: std::collections::HashSet<u32> = unsaved.iter().map(|u| u.1).collect();
         let mut batch = self.keyspace.batch();
-        let log_key = log.then(|| self.next_delta());
-        if let Some(key) = log_key {
-            batch.insert(&self.log, key.to_be_bytes(), encode_log(now, &pending));
-            // Remembered before the commit: whatever happens to this flush, its points go
-            // to `writes` below, so the next checkpoint must drop its record if it exists
-            // (a record left behind would be replayed over newer values).
-            self.remember_log_key(key)?;
-        }
         let mut added = 0u64;
         let mut known = Vec::new();
         for (name, id, meta) in &unsaved {
@@ -855,13 +861,19 @@ impl Tsdb {
             }
             *slot_writes = blocks.into_pending();
         }
-        batch.commit()?;
-        self.keyspace.persist(PersistMode::SyncAll)?;
+        drop(heads);
+        // New series are durable before the record that names them.
+        if !unsaved.is_empty() {
+            batch.commit()?;
+            self.keyspace.persist(PersistMode::SyncAll)?;
+        }
+        if let Some(wal) = wal {
+            wal.append(log_len(&pending), |out| encode_log(out, now, &pending))?;
+        }
         self.pending_writes.fetch_add(added, Ordering::Relaxed);
         self.stats
             .points_written
             .fetch_add(written, Ordering::Relaxed);
-        drop(heads);
         Ok(())
     }
 
@@ -884,9 +896,10 @@ impl Tsdb {
     }
 
     /// Writes every pending slot write into blocks (a small delta record per block, or the
-    /// block folded when complete) and drops the log records they came from, in one atomic
-    /// batch. Reads see the same values before, during and after.
-    fn checkpoint_locked(&self, now: i64) -> Result<()> {
+    /// block folded when complete) with the last flush-log sequence they cover, in one
+    /// atomic batch, then deletes the log files. Reads see the same values before, during
+    /// and after.
+    fn checkpoint_locked(&self, wal: &mut Wal, now: i64) -> Result<()> {
         let mut pending: Vec<(u32, Writes)> = Vec::new();
         for (at, shard) in self.writes.iter().enumerate() {
             let shard = shard
@@ -921,8 +934,12 @@ impl Tsdb {
         for key in applied {
             batch.remove(&self.log, key.to_be_bytes());
         }
+        batch.insert(&self.log, CHECKPOINT_KEY, wal.last_seq().to_le_bytes());
         batch.commit()?;
         self.keyspace.persist(PersistMode::SyncAll)?;
+        // Every record up to the sequence just stored is in blocks: a crash before this
+        // leaves files the next open skips.
+        wal.truncate()?;
         // Nothing wrote to `writes` meanwhile (the flush lock is held): all of it is in
         // blocks now.
         for shard in &self.writes {
@@ -937,23 +954,24 @@ impl Tsdb {
         Ok(())
     }
 
-    /// Applies the log records a crash left (flushed, not yet checkpointed), then checkpoints.
+    /// Applies the flush-log records a crash left (flushed, not yet checkpointed), then
+    /// checkpoints: first any records of the log as the engine kept it (data directories
+    /// from before the log moved to files), then the log files above the last checkpoint.
     fn replay(&self, now: i64) -> Result<()> {
-        let _guard = self
+        let mut wal = self
             .flushing
             .lock()
             .map_err(|_| TsdbError::Storage("flush lock poisoned".into()))?;
         let mut replayed = 0u64;
-        for entry in self.log.iter() {
-            let (key, bytes) = entry?;
-            match decode_log(&bytes) {
+        let mut apply = |bytes: &[u8]| -> Result<()> {
+            match decode_log(bytes) {
                 Ok((flushed_at, points)) => {
                     let count = points.len();
                     if let Ok(mut queue) = self.pending.lock() {
                         queue.extend(points);
                     }
                     self.queued.fetch_add(count as u64, Ordering::Relaxed);
-                    self.flush_locked(flushed_at, false)?;
+                    self.flush_locked(None, flushed_at)?;
                     replayed += count as u64;
                 }
                 Err(e) => {
@@ -961,15 +979,42 @@ impl Tsdb {
                     tracing::warn!(error = %e, "skipping a corrupt metrics log record");
                 }
             }
+            Ok(())
+        };
+        let mut engine_records = 0;
+        for entry in self.log.iter() {
+            let (key, bytes) = entry?;
+            if *key == *CHECKPOINT_KEY {
+                continue;
+            }
+            engine_records += 1;
+            apply(&bytes)?;
             match <[u8; 8]>::try_from(&key[..]) {
                 Ok(key) => self.remember_log_key(u64::from_be_bytes(key))?,
                 // Not a key this store writes: nothing to replay, nothing to keep.
                 Err(_) => self.log.remove(key)?,
             }
         }
-        if replayed > 0 || self.log.iter().next().is_some() {
+        let checkpoint = match self.log.get(CHECKPOINT_KEY)? {
+            Some(bytes) => <[u8; 8]>::try_from(&bytes[..])
+                .map(u64::from_le_bytes)
+                .map_err(|_| TsdbError::Corrupt("flush log checkpoint".into()))?,
+            None => 0,
+        };
+        let found = wal.replay(checkpoint, |_, bytes| apply(bytes))?;
+        if found.corrupt > 0 || found.torn > 0 {
+            self.stats
+                .blocks_corrupt
+                .fetch_add(found.corrupt as u64, Ordering::Relaxed);
+            tracing::warn!(
+                corrupt = found.corrupt,
+                cut_short = found.torn,
+                "skipped flush log records that failed their checksum or were cut short by a crash"
+            );
+        }
+        if replayed > 0 || engine_records > 0 || found != Replayed::default() {
             tracing::info!(points = replayed, "replayed the metrics flush log");
-            self.checkpoint_locked(now)?;
+            self.checkpoint_locked(&mut wal, now)?;
             self.release_memory();
         }
         Ok(())
@@ -1217,12 +1262,12 @@ impl Tsdb {
     }
 
     fn maintain(&self, now: i64, include_open: bool) -> Result<u64> {
-        let _guard = self
+        let mut wal = self
             .flushing
             .lock()
             .map_err(|_| TsdbError::Storage("flush lock poisoned".into()))?;
         // Everything pending into blocks first, so what follows sees every block whole.
-        self.checkpoint_locked(now)?;
+        self.checkpoint_locked(&mut wal, now)?;
         let live: Vec<(u32, Vec<Archive>)> = {
             let index = self
                 .index
@@ -1339,12 +1384,12 @@ impl Tsdb {
     pub fn close(&self) -> Result<()> {
         self.stop.store(true, Ordering::Relaxed);
         let now = unix_now();
-        let _guard = self
+        let mut wal = self
             .flushing
             .lock()
             .map_err(|_| TsdbError::Storage("flush lock poisoned".into()))?;
-        self.flush_locked(now, true)?;
-        self.checkpoint_locked(now)
+        self.flush_locked(Some(&mut wal), now)?;
+        self.checkpoint_locked(&mut wal, now)
     }
 }
 
@@ -1438,20 +1483,33 @@ fn spanned<'a>(text: &'a str, spans: &[(u32, u32)], id: u32) -> &'a str {
 /// A flush log record: `now i64 | series u32 | per series: id u32, n u32, n × (ts i64,
 /// value f64)`, little-endian. `now` is the flush's, so a replay decides as it did.
 /// `points` is grouped by series id.
-fn encode_log(now: i64, points: &[(u32, i64, f64)]) -> Vec<u8> {
-    let groups: Vec<&[(u32, i64, f64)]> = points.chunk_by(|a, b| a.0 == b.0).collect();
-    let mut out = Vec::with_capacity(12 + 8 * groups.len() + 16 * points.len());
-    out.extend_from_slice(&now.to_le_bytes());
-    out.extend_from_slice(&(groups.len() as u32).to_le_bytes());
+/// Bytes [`encode_log`] writes for `points`.
+fn log_len(points: &[(u32, i64, f64)]) -> u64 {
+    let groups = points.chunk_by(|a, b| a.0 == b.0).count() as u64;
+    12 + 8 * groups + 16 * points.len() as u64
+}
+
+/// A flush-log record: the flush's `now`, then the points grouped by series (id, count,
+/// then timestamp and value for each).
+fn encode_log(
+    out: &mut dyn std::io::Write,
+    now: i64,
+    points: &[(u32, i64, f64)],
+) -> std::io::Result<()> {
+    let groups = points.chunk_by(|a, b| a.0 == b.0);
+    out.write_all(&now.to_le_bytes())?;
+    out.write_all(&(groups.clone().count() as u32).to_le_bytes())?;
+    let mut point = [0u8; 16];
     for series in groups {
-        out.extend_from_slice(&series[0].0.to_le_bytes());
-        out.extend_from_slice(&(series.len() as u32).to_le_bytes());
+        out.write_all(&series[0].0.to_le_bytes())?;
+        out.write_all(&(series.len() as u32).to_le_bytes())?;
         for (_, ts, value) in series {
-            out.extend_from_slice(&ts.to_le_bytes());
-            out.extend_from_slice(&value.to_le_bytes());
+            point[..8].copy_from_slice(&ts.to_le_bytes());
+            point[8..].copy_from_slice(&value.to_le_bytes());
+            out.write_all(&point)?;
         }
     }
-    out
+    Ok(())
 }
 
 /// A decoded log record: the flush's `now` and its points, grouped by series.
@@ -1793,6 +1851,42 @@ impl<'a> BlockSet<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A data directory from before the flush log moved to files may hold records in the
+    /// engine's `log` partition: the next open replays them and removes them.
+    #[test]
+    fn flush_log_records_kept_by_the_engine_are_replayed_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let now = 1_800_000_000;
+        let config = || TsdbConfig {
+            fsync_interval_secs: 3600.0,
+            retention: vec![config::RetentionRule {
+                pattern: "^test\\.".into(),
+                retentions: "10s:1h".into(),
+            }],
+            ..TsdbConfig::default()
+        };
+        {
+            let tsdb = Tsdb::open(dir.path(), config()).unwrap();
+            tsdb.write([("test.old", now - 100, 1.0)]);
+            tsdb.flush_at(now).unwrap();
+            tsdb.checkpoint(now).unwrap();
+            let id = tsdb.index.read().unwrap().get("test.old").unwrap();
+            let mut record = Vec::new();
+            encode_log(&mut record, now, &[(id, now - 90, 7.0)]).unwrap();
+            assert_eq!(record.len() as u64, log_len(&[(id, now - 90, 7.0)]));
+            tsdb.log.insert(42u64.to_be_bytes(), record).unwrap();
+            assert_eq!(tsdb.log_records().unwrap(), 1);
+        }
+        let tsdb = Tsdb::open(dir.path(), config()).unwrap();
+        let fetched = tsdb
+            .fetch("test.old", now - 110, now - 90, now)
+            .unwrap()
+            .unwrap();
+        assert_eq!(fetched.values, vec![Some(1.0), Some(7.0)]);
+        assert_eq!(tsdb.log_records().unwrap(), 0);
+        assert!(tsdb.log.get(42u64.to_be_bytes()).unwrap().is_none());
+    }
 
     #[test]
     fn write_places_are_distinct_dense_and_invertible() {

@@ -379,6 +379,85 @@ fn a_torn_journal_tail_is_dropped() {
     );
 }
 
+/// The flush log's files, oldest first.
+fn log_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut files: Vec<_> = std::fs::read_dir(dir.join("wal"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    files
+}
+
+/// A crash after a checkpoint stored its blocks but before it deleted the flush log's files
+/// leaves records the blocks already hold: the next open skips them, so an old value cannot
+/// come back over a newer one.
+#[test]
+fn log_records_a_checkpoint_covered_are_never_replayed() {
+    let dir = tempfile::tempdir().unwrap();
+    let saved = tempfile::tempdir().unwrap();
+    let slot = NOW - 100;
+    {
+        let tsdb = open(dir.path());
+        tsdb.write([("test.v", slot, 1.0)]);
+        tsdb.flush_at(NOW).unwrap();
+        let files = log_files(dir.path());
+        assert_eq!(files.len(), 1);
+        for file in &files {
+            std::fs::copy(file, saved.path().join(file.file_name().unwrap())).unwrap();
+        }
+        tsdb.checkpoint(NOW).unwrap();
+        assert!(
+            log_files(dir.path()).is_empty(),
+            "a checkpoint deletes the log"
+        );
+        tsdb.write([("test.v", slot, 2.0)]);
+        tsdb.flush_at(NOW).unwrap();
+        tsdb.checkpoint(NOW).unwrap();
+    }
+    // The first record comes back, as if the crash had kept it.
+    for file in std::fs::read_dir(saved.path()).unwrap() {
+        let file = file.unwrap().path();
+        std::fs::copy(
+            &file,
+            dir.path().join("wal").join(file.file_name().unwrap()),
+        )
+        .unwrap();
+    }
+    let tsdb = open(dir.path());
+    assert_eq!(values(&tsdb, "test.v", slot - 10, slot).2[0], Some(2.0));
+    assert_eq!(tsdb.log_records().unwrap(), 0);
+}
+
+/// A flush cut short by a crash leaves a torn record at the end of the flush log: the next
+/// open drops it, keeps what was durable before it, and the store goes on.
+#[test]
+fn a_torn_flush_log_tail_is_dropped() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let tsdb = open(dir.path());
+        tsdb.write([("test.durable", NOW - 100, 1.0)]);
+        tsdb.flush_at(NOW).unwrap();
+    }
+    let newest = log_files(dir.path()).pop().expect("a flush log file");
+    let mut bytes = std::fs::read(&newest).unwrap();
+    bytes.extend_from_slice(&[0x40, 0, 0, 0, 9, 9, 9, 9, 0, 0, 0, 0, 1, 2, 3]);
+    std::fs::write(&newest, bytes).unwrap();
+    let tsdb = open(dir.path());
+    assert_eq!(
+        values(&tsdb, "test.durable", NOW - 110, NOW - 100).2[0],
+        Some(1.0)
+    );
+    tsdb.write([("test.after", NOW - 100, 2.0)]);
+    tsdb.flush_at(NOW).unwrap();
+    drop(tsdb);
+    let tsdb = open(dir.path());
+    assert_eq!(
+        values(&tsdb, "test.after", NOW - 110, NOW - 100).2[0],
+        Some(2.0)
+    );
+}
+
 /// Blocks written while still filling are stored raw (cheap to rewrite each flush);
 /// maintenance compresses them once their time is over, without changing a value.
 #[test]
