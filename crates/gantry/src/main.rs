@@ -17,6 +17,21 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
+/// jemalloc's options, read once when it starts (`_RJEM_MALLOC_CONF` in the environment
+/// still overrides them). `retain:false` hands virtual memory that ingest bursts freed
+/// back to the system instead of keeping it mapped for reuse: jemalloc's own bookkeeping
+/// grows with what it retains and never shrinks, and retained memory only grew with a
+/// server's uptime (decision 0003, "Update").
+#[export_name = "_rjem_malloc_conf"]
+static MALLOC_CONF: MallocConf = MallocConf(c"retain:false".as_ptr());
+
+/// A C string pointer that jemalloc reads as its `malloc_conf` symbol.
+#[repr(transparent)]
+struct MallocConf(*const std::ffi::c_char);
+
+// SAFETY: the pointer is to a string literal, immutable for the life of the program.
+unsafe impl Sync for MallocConf {}
+
 /// What the metrics store runs after freeing a lot (a checkpoint, maintenance): purge
 /// every arena's unused pages now rather than over jemalloc's decay time.
 fn release_free_memory() {
