@@ -67,6 +67,20 @@ pub struct Fetched {
     pub values: Vec<Option<f64>>,
 }
 
+/// Heap bytes of the store's own per-series state (allocated capacity, not just what is
+/// used), as [`Tsdb::memory`] counts them.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Memory {
+    /// Live series.
+    pub series: usize,
+    /// Names, ids, rules: the index of every series.
+    pub index: usize,
+    /// Rollup windows: the finer values of the coarse slot each archive is filling.
+    pub rollup: usize,
+    /// Points queued for the next flush.
+    pub queue: usize,
+}
+
 /// What the store has done since it opened.
 #[derive(Debug, Default)]
 pub struct Stats {
@@ -556,6 +570,28 @@ impl Tsdb {
     /// How many series the store holds.
     pub fn series_count(&self) -> usize {
         self.index.read().map_or(0, |i| i.len())
+    }
+
+    /// What the store's per-series state holds in memory (pending writes, which a
+    /// checkpoint empties, are not counted).
+    pub fn memory(&self) -> Memory {
+        let mut memory = Memory::default();
+        if let Ok(index) = self.index.read() {
+            memory.series = index.len();
+            memory.index = index.text.capacity()
+                + index.spans.capacity() * std::mem::size_of::<(u32, u32)>()
+                + index.metas.capacity() * std::mem::size_of::<Option<Meta>>()
+                + index.ids.allocation_size();
+        }
+        if let Ok(heads) = self.heads.lock() {
+            memory.rollup = heads.at.capacity() * std::mem::size_of::<u32>()
+                + heads.windows.capacity() * std::mem::size_of::<RollupWindow>()
+                + heads.values.capacity() * std::mem::size_of::<f64>();
+        }
+        if let Ok(queue) = self.pending.lock() {
+            memory.queue = queue.capacity() * std::mem::size_of::<(u32, i64, f64)>();
+        }
+        memory
     }
 
     /// Bytes the store takes on disk.

@@ -379,6 +379,25 @@ fn a_torn_journal_tail_is_dropped() {
     );
 }
 
+/// The store counts its own per-series memory: names and ids in the index, the rollup
+/// windows of every series written, the queue.
+#[test]
+fn memory_of_the_per_series_state_is_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let tsdb = open(dir.path());
+    assert_eq!(tsdb.memory().series, 0);
+    let names: Vec<String> = (0..100).map(|i| format!("test.memory.s{i:03}")).collect();
+    tsdb.write(names.iter().map(|n| (n.as_str(), NOW - 100, 1.0)));
+    assert!(tsdb.memory().queue >= 100 * 24);
+    tsdb.flush_at(NOW).unwrap();
+    let memory = tsdb.memory();
+    assert_eq!(memory.series, 100);
+    let text: usize = names.iter().map(String::len).sum();
+    assert!(memory.index >= text + 100 * 16, "{memory:?}");
+    // `10s:1h,1m:1d`: one window of six 10 s values per series.
+    assert!(memory.rollup >= 100 * (4 + 6 * 8), "{memory:?}");
+}
+
 /// The flush log's files, oldest first.
 fn log_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     let mut files: Vec<_> = std::fs::read_dir(dir.join("wal"))

@@ -167,6 +167,23 @@ pub async fn metrics(State(state): State<AppState>, request: Request) -> ApiResu
             "# HELP {name} {help}.\n# TYPE {name} counter\n{name}_total {value}\n"
         ));
     }
+    let store = state.tsdb.memory();
+    text.push_str(&format!(
+        "# HELP gantry_tsdb_series Series in the metrics store.\n# TYPE gantry_tsdb_series gauge\n\
+         gantry_tsdb_series {}\n\
+         # HELP gantry_tsdb_memory_bytes Heap bytes of the metrics store's per-series state, by part.\n\
+         # TYPE gantry_tsdb_memory_bytes gauge\n",
+        store.series
+    ));
+    for (part, bytes) in [
+        ("index", store.index),
+        ("rollup", store.rollup),
+        ("queue", store.queue),
+    ] {
+        text.push_str(&format!(
+            "gantry_tsdb_memory_bytes{{part=\"{part}\"}} {bytes}\n"
+        ));
+    }
     if let Some(memory) = crate::metrics::allocator_stats() {
         for (name, help, value) in [
             (

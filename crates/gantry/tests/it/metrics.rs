@@ -183,6 +183,14 @@ fn allocator_figures_on_metrics() {
     assert!(allocated > 0 && gauge("gantry_memory_metadata_bytes") > 0);
     assert!(allocated <= active && active <= resident, "{metrics}");
     assert!(metrics.contains("# TYPE gantry_memory_resident_bytes gauge"));
+    // The store's own share, by part.
+    for part in ["index", "rollup", "queue"] {
+        assert!(
+            metrics.contains(&format!("gantry_tsdb_memory_bytes{{part=\"{part}\"}} ")),
+            "{metrics}"
+        );
+    }
+    gauge("gantry_tsdb_series");
 }
 
 /// What Grafana's Graphite data source sends, replayed.
