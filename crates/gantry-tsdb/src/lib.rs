@@ -255,16 +255,37 @@ struct Heads {
 
 const NO_HEAD: u32 = u32::MAX;
 
+/// One archive's rollup window of one series (see [`Heads`]).
+///
+/// Times are kept as unsigned 32-bit seconds ([`Epoch32`]), twelve bytes a window instead of
+/// 24: every slot a store writes lies within its retention of "now" (1970 to 2106 holds
+/// them all), and the two ends of the range stand for "before anything" and "never".
 #[derive(Clone, Copy)]
 struct RollupWindow {
-    /// Start of the coarser slot the values make up; `i64::MIN` before the first write.
-    start: i64,
+    /// Start of the coarser slot the values make up; 0 before the first write.
+    start: Epoch32,
     /// Every slot of the finer archive at or after this is empty, in storage and in the
     /// queue: moving the window to a coarser slot starting there needs no reads.
-    clean_from: i64,
+    clean_from: Epoch32,
     /// Where its values start in [`Heads::values`] (as many as finer slots make one
     /// coarser slot).
     values_at: u32,
+}
+
+/// Epoch seconds in 32 bits, clamped: below 0 reads as 0, beyond `u32::MAX` as `u32::MAX`.
+/// Comparisons with an in-range time come out as they would in 64 bits, which is all a
+/// rollup window asks of them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct Epoch32(u32);
+
+impl Epoch32 {
+    fn of(t: i64) -> Epoch32 {
+        Epoch32(t.clamp(0, i64::from(u32::MAX)) as u32)
+    }
+
+    fn get(self) -> i64 {
+        i64::from(self.0)
+    }
 }
 
 impl Heads {
@@ -285,8 +306,8 @@ impl Heads {
         let at = self.windows.len();
         for (pair, &clean_from) in archives.windows(2).zip(&clean_from) {
             self.windows.push(RollupWindow {
-                start: i64::MIN,
-                clean_from,
+                start: Epoch32(0),
+                clean_from: Epoch32::of(clean_from),
                 values_at: self.values.len() as u32,
             });
             let len = self.values.len() + (pair[1].step / pair[0].step) as usize;
@@ -334,11 +355,11 @@ impl RollupWindow {
     ) -> Result<()> {
         let step = i64::from(higher.step);
         // `slot` was just written: nothing else at or after `clean_from` was.
-        let fresh = coarse >= self.clean_from;
-        self.clean_from = self.clean_from.max(slot + step);
+        let fresh = coarse >= self.clean_from.get();
+        self.clean_from = self.clean_from.max(Epoch32::of(slot + step));
         let edge = coarse < now - higher.retention() + i64::from(lower.step);
-        if self.start != coarse || edge {
-            self.start = coarse;
+        if self.start.get() != coarse || edge {
+            self.start = Epoch32::of(coarse);
             if fresh && !edge {
                 values.fill(f64::NAN);
                 if let Some(cell) = values.get_mut(((slot - coarse) / step) as usize) {
@@ -1922,6 +1943,17 @@ mod tests {
         assert_eq!(fetched.values, vec![Some(1.0), Some(7.0)]);
         assert_eq!(tsdb.log_records().unwrap(), 0);
         assert!(tsdb.log.get(42u64.to_be_bytes()).unwrap().is_none());
+    }
+
+    #[test]
+    fn epoch32_keeps_every_time_a_window_holds_and_clamps_the_rest() {
+        assert_eq!(std::mem::size_of::<RollupWindow>(), 12);
+        for t in [0, 1, 1_800_000_000, i64::from(u32::MAX)] {
+            assert_eq!(Epoch32::of(t).get(), t);
+        }
+        assert_eq!(Epoch32::of(i64::MIN), Epoch32(0));
+        assert_eq!(Epoch32::of(i64::MAX), Epoch32(u32::MAX));
+        assert!(Epoch32::of(1_800_000_000) < Epoch32::of(1_800_000_010));
     }
 
     #[test]
