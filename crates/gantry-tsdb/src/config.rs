@@ -47,15 +47,32 @@ impl Aggregation {
         .find(|a| a.code() == code)
     }
 
-    /// Aggregates known values, in time order.
-    pub(crate) fn apply(self, values: &[f64]) -> Option<f64> {
-        let last = *values.last()?;
-        Some(match self {
-            Aggregation::Average => values.iter().sum::<f64>() / values.len() as f64,
-            Aggregation::Sum => values.iter().sum(),
-            Aggregation::Min => values.iter().copied().fold(f64::INFINITY, f64::min),
-            Aggregation::Max => values.iter().copied().fold(f64::NEG_INFINITY, f64::max),
-            Aggregation::Last => last,
+    /// What folding no value gives: the start of a running aggregate.
+    pub(crate) fn identity(self) -> f64 {
+        match self {
+            // The start the standard library's float sum uses, so a running sum is that sum.
+            Aggregation::Average | Aggregation::Sum => std::iter::empty::<f64>().sum(),
+            Aggregation::Min => f64::INFINITY,
+            Aggregation::Max => f64::NEG_INFINITY,
+            Aggregation::Last => f64::NAN,
+        }
+    }
+
+    /// Takes the next known value (in time order) into a running aggregate.
+    pub(crate) fn fold(self, acc: f64, value: f64) -> f64 {
+        match self {
+            Aggregation::Average | Aggregation::Sum => acc + value,
+            Aggregation::Min => acc.min(value),
+            Aggregation::Max => acc.max(value),
+            Aggregation::Last => value,
+        }
+    }
+
+    /// The aggregate of `count` values folded into `acc`; `None` for none.
+    pub(crate) fn finish(self, acc: f64, count: u32) -> Option<f64> {
+        (count > 0).then(|| match self {
+            Aggregation::Average => acc / f64::from(count),
+            _ => acc,
         })
     }
 }
@@ -251,13 +268,32 @@ mod tests {
     }
 
     #[test]
-    fn aggregations() {
+    fn running_aggregates() {
+        let run = |method: Aggregation, values: &[f64]| {
+            let acc = values
+                .iter()
+                .fold(method.identity(), |acc, &v| method.fold(acc, v));
+            method.finish(acc, values.len() as u32)
+        };
         let v = [1.0, 5.0, 3.0];
-        assert_eq!(Aggregation::Average.apply(&v), Some(3.0));
-        assert_eq!(Aggregation::Sum.apply(&v), Some(9.0));
-        assert_eq!(Aggregation::Min.apply(&v), Some(1.0));
-        assert_eq!(Aggregation::Max.apply(&v), Some(5.0));
-        assert_eq!(Aggregation::Last.apply(&v), Some(3.0));
-        assert_eq!(Aggregation::Sum.apply(&[]), None);
+        assert_eq!(run(Aggregation::Average, &v), Some(3.0));
+        assert_eq!(run(Aggregation::Sum, &v), Some(9.0));
+        assert_eq!(run(Aggregation::Min, &v), Some(1.0));
+        assert_eq!(run(Aggregation::Max, &v), Some(5.0));
+        assert_eq!(run(Aggregation::Last, &v), Some(3.0));
+        assert_eq!(run(Aggregation::Sum, &[]), None);
+        // A running sum is the standard library's sum, signed zeros included.
+        for values in [
+            &[-0.0][..],
+            &[0.0, -0.0],
+            &[0.1, 0.2, 0.3],
+            &[1e308, 1e308, -1e308],
+        ] {
+            let sum: f64 = values.iter().sum();
+            assert_eq!(
+                run(Aggregation::Sum, values).map(f64::to_bits),
+                Some(sum.to_bits())
+            );
+        }
     }
 }
