@@ -270,7 +270,8 @@ const NO_HEAD: u32 = u32::MAX;
 /// Times are kept as unsigned 32-bit seconds ([`Epoch32`]): every slot a store writes lies
 /// within its retention of "now" (1970 to 2106 holds them all), and the two ends of the
 /// range stand for "before anything" and "never". 32 bytes a window (it was 12 plus eight
-/// for each finer slot: 152 bytes per series with the default rules, now 68).
+/// for each finer slot): with the default rules and the series' place in [`Heads::at`],
+/// 68 bytes per series, was 156.
 #[derive(Clone, Copy)]
 struct RollupWindow {
     /// Start of the coarser slot; 0 before the first write.
