@@ -957,7 +957,8 @@ impl Tsdb {
             self.keyspace.persist(PersistMode::SyncAll)?;
         }
         if let Some(wal) = wal {
-            wal.append(log_len(&pending), |out| encode_log(out, now, &pending))?;
+            let record = FlushRecord::new(now, &pending);
+            wal.append(record.len(), |out| record.write(out))?;
         }
         self.pending_writes.fetch_add(added, Ordering::Relaxed);
         self.stats
@@ -1569,36 +1570,47 @@ fn spanned<'a>(text: &'a str, spans: &[(u32, u32)], id: u32) -> &'a str {
         .unwrap_or("")
 }
 
-/// A flush log record: `now i64 | series u32 | per series: id u32, n u32, n × (ts i64,
-/// value f64)`, little-endian. `now` is the flush's, so a replay decides as it did.
-/// `points` is grouped by series id.
-/// Bytes [`encode_log`] writes for `points`.
-fn log_len(points: &[(u32, i64, f64)]) -> u64 {
-    let groups = points.chunk_by(|a, b| a.0 == b.0).count() as u64;
-    12 + 8 * groups + 16 * points.len() as u64
+/// A flush's record in the flush log: `now i64 | series u32 | per series: id u32, n u32,
+/// n × (ts i64, value f64)`, little-endian. `now` is the flush's, so a replay decides as it
+/// did.
+struct FlushRecord<'a> {
+    now: i64,
+    /// How many series `points` holds, counted once.
+    series: usize,
+    /// Grouped by series id.
+    points: &'a [(u32, i64, f64)],
 }
 
-/// A flush-log record: the flush's `now`, then the points grouped by series (id, count,
-/// then timestamp and value for each).
-fn encode_log(
-    out: &mut dyn std::io::Write,
-    now: i64,
-    points: &[(u32, i64, f64)],
-) -> std::io::Result<()> {
-    let groups = points.chunk_by(|a, b| a.0 == b.0);
-    out.write_all(&now.to_le_bytes())?;
-    out.write_all(&(groups.clone().count() as u32).to_le_bytes())?;
-    let mut point = [0u8; 16];
-    for series in groups {
-        out.write_all(&series[0].0.to_le_bytes())?;
-        out.write_all(&(series.len() as u32).to_le_bytes())?;
-        for (_, ts, value) in series {
-            point[..8].copy_from_slice(&ts.to_le_bytes());
-            point[8..].copy_from_slice(&value.to_le_bytes());
-            out.write_all(&point)?;
+impl<'a> FlushRecord<'a> {
+    fn new(now: i64, points: &'a [(u32, i64, f64)]) -> FlushRecord<'a> {
+        let series = points.chunk_by(|a, b| a.0 == b.0).count();
+        FlushRecord {
+            now,
+            series,
+            points,
         }
     }
-    Ok(())
+
+    /// Bytes [`FlushRecord::write`] writes.
+    fn len(&self) -> u64 {
+        12 + 8 * self.series as u64 + 16 * self.points.len() as u64
+    }
+
+    fn write(&self, out: &mut dyn std::io::Write) -> std::io::Result<()> {
+        out.write_all(&self.now.to_le_bytes())?;
+        out.write_all(&(self.series as u32).to_le_bytes())?;
+        let mut point = [0u8; 16];
+        for series in self.points.chunk_by(|a, b| a.0 == b.0) {
+            out.write_all(&series[0].0.to_le_bytes())?;
+            out.write_all(&(series.len() as u32).to_le_bytes())?;
+            for (_, ts, value) in series {
+                point[..8].copy_from_slice(&ts.to_le_bytes());
+                point[8..].copy_from_slice(&value.to_le_bytes());
+                out.write_all(&point)?;
+            }
+        }
+        Ok(())
+    }
 }
 
 /// A decoded log record: the flush's `now` and its points, grouped by series.
@@ -1962,8 +1974,10 @@ mod tests {
             tsdb.checkpoint(now).unwrap();
             let id = tsdb.index.read().unwrap().get("test.old").unwrap();
             let mut record = Vec::new();
-            encode_log(&mut record, now, &[(id, now - 90, 7.0)]).unwrap();
-            assert_eq!(record.len() as u64, log_len(&[(id, now - 90, 7.0)]));
+            let points = [(id, now - 90, 7.0)];
+            let flush = FlushRecord::new(now, &points);
+            flush.write(&mut record).unwrap();
+            assert_eq!(record.len() as u64, flush.len());
             tsdb.log.insert(42u64.to_be_bytes(), record).unwrap();
             assert_eq!(tsdb.log_records().unwrap(), 1);
         }

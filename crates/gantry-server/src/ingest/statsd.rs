@@ -144,54 +144,42 @@ impl Gather {
 
 /// How full the socket's receive buffer is (0 to 1, as the kernel counts it), where the OS
 /// says: Linux's `SO_MEMINFO`, one system call.
+#[cfg(target_os = "linux")]
 fn buffer_fill(socket: &mio::net::UdpSocket) -> Option<f64> {
-    #[cfg(all(
-        target_os = "linux",
-        any(
-            target_arch = "x86_64",
-            target_arch = "x86",
-            target_arch = "aarch64",
-            target_arch = "arm",
-            target_arch = "riscv64"
-        )
-    ))]
-    {
-        use std::os::fd::AsRawFd;
-        /// `SO_MEMINFO` where the architecture takes its socket options from asm-generic.
-        const SO_MEMINFO: libc::c_int = 55;
-        let mut info = [0u32; 9];
-        let mut len = std::mem::size_of_val(&info) as libc::socklen_t;
-        // SAFETY: `info` is writable for `len` bytes, and the kernel writes at most `len`.
-        let result = unsafe {
-            libc::getsockopt(
-                socket.as_raw_fd(),
-                libc::SOL_SOCKET,
-                SO_MEMINFO,
-                info.as_mut_ptr().cast(),
-                &mut len,
-            )
-        };
-        let queued = info[libc::SK_MEMINFO_RMEM_ALLOC as usize];
-        let size = info[libc::SK_MEMINFO_RCVBUF as usize];
-        if result == 0 && size > 0 {
-            return Some(f64::from(queued) / f64::from(size));
-        }
-        None
+    use std::os::fd::AsRawFd;
+    // `SO_MEMINFO` is 55 where the architecture takes its socket options from asm-generic;
+    // the others number it differently, and are not asked.
+    const SO_MEMINFO: libc::c_int = 55;
+    if !cfg!(any(
+        target_arch = "x86_64",
+        target_arch = "x86",
+        target_arch = "aarch64",
+        target_arch = "arm",
+        target_arch = "riscv64"
+    )) {
+        return None;
     }
-    #[cfg(not(all(
-        target_os = "linux",
-        any(
-            target_arch = "x86_64",
-            target_arch = "x86",
-            target_arch = "aarch64",
-            target_arch = "arm",
-            target_arch = "riscv64"
+    let mut info = [0u32; 9];
+    let mut len = std::mem::size_of_val(&info) as libc::socklen_t;
+    // SAFETY: `info` is writable for `len` bytes, and the kernel writes at most `len`.
+    let result = unsafe {
+        libc::getsockopt(
+            socket.as_raw_fd(),
+            libc::SOL_SOCKET,
+            SO_MEMINFO,
+            info.as_mut_ptr().cast(),
+            &mut len,
         )
-    )))]
-    {
-        let _ = socket;
-        None
-    }
+    };
+    let queued = info[libc::SK_MEMINFO_RMEM_ALLOC as usize];
+    let size = info[libc::SK_MEMINFO_RCVBUF as usize];
+    (result == 0 && size > 0).then(|| f64::from(queued) / f64::from(size))
+}
+
+/// Elsewhere the OS does not say; the caller bounds its pause by the traffic rate instead.
+#[cfg(not(target_os = "linux"))]
+fn buffer_fill(_socket: &mio::net::UdpSocket) -> Option<f64> {
+    None
 }
 
 /// How long a flush waits for every receive thread's shard (a late one joins the next).
