@@ -166,6 +166,9 @@ pub struct Tsdb {
     /// load's log records are megabytes each and reading them was most of its CPU).
     applied_log: Mutex<Vec<u64>>,
     last_checkpoint: Mutex<Instant>,
+    /// Makes a checkpoint stop with an error after its first batch (a crash mid-checkpoint).
+    #[cfg(test)]
+    cut_checkpoints_short: AtomicBool,
 }
 
 /// Shards of [`Tsdb::writes`].
@@ -595,6 +598,8 @@ impl Tsdb {
             pending_writes: AtomicU64::new(0),
             applied_log: Mutex::new(Vec::new()),
             last_checkpoint: Mutex::new(Instant::now()),
+            #[cfg(test)]
+            cut_checkpoints_short: AtomicBool::new(false),
         });
         tsdb.replay(unix_now())?;
         let weak = Arc::downgrade(&tsdb);
@@ -986,29 +991,28 @@ impl Tsdb {
     }
 
     /// Writes every pending slot write into blocks (a small delta record per block, or the
-    /// block folded when complete) with the last flush-log sequence they cover, in one
-    /// atomic batch, then deletes the log files. Reads see the same values before, during
-    /// and after.
+    /// block folded when complete), then stores the last flush-log sequence they cover and
+    /// deletes the log files. Reads see the same values before, during and after.
+    ///
+    /// The blocks go in batches of [`CHECKPOINT_BATCH_OPS`] changes, one write shard's
+    /// series at a time, and the sequence with the last batch: one batch for all series
+    /// held a copy of every pending write and a record of every block touched at once, and
+    /// the allocator keeps its bookkeeping for that peak for good (decision 0003). A crash
+    /// (or an error) between batches leaves some series' blocks with writes of log records
+    /// the stored sequence does not cover yet; the next open replays those records in
+    /// order, which writes each slot the same values again and ends in the same state
+    /// (decision 0006). Nothing leaves `writes` until the sequence is stored.
     fn checkpoint_locked(&self, wal: &mut Wal, now: i64) -> Result<()> {
-        let mut pending: Vec<(u32, Writes)> = Vec::new();
-        for (at, shard) in self.writes.iter().enumerate() {
-            let shard = shard
-                .lock()
-                .map_err(|_| TsdbError::Storage("write shard lock poisoned".into()))?;
-            pending.extend(
-                shard
-                    .iter()
-                    .map(|(place, w)| (write_id(at, place), w.clone())),
-            );
-        }
-        let applied = std::mem::take(
-            &mut *self
-                .applied_log
-                .lock()
-                .map_err(|_| TsdbError::Storage("log key lock poisoned".into()))?,
-        );
         let mut batch = self.keyspace.batch();
-        {
+        for (at, shard) in self.writes.iter().enumerate() {
+            // A copy of one shard's writes at a time: reads of its series keep seeing them
+            // until the blocks hold them too.
+            let pending: Vec<(u32, Writes)> = shard
+                .lock()
+                .map_err(|_| TsdbError::Storage("write shard lock poisoned".into()))?
+                .iter()
+                .map(|(place, w)| (write_id(at, place), w.clone()))
+                .collect();
             let index = self
                 .index
                 .read()
@@ -1019,13 +1023,27 @@ impl Tsdb {
                 };
                 let archives = &index.schemas[meta.schema as usize];
                 BlockSet::new(self, id, writes).write_to(&mut batch, archives, now)?;
+                if batch.len() >= CHECKPOINT_BATCH_OPS {
+                    std::mem::replace(&mut batch, self.keyspace.batch()).commit()?;
+                    #[cfg(test)]
+                    if self.cut_checkpoints_short.load(Ordering::Relaxed) {
+                        return Err(TsdbError::Storage("checkpoint cut short (test)".into()));
+                    }
+                }
             }
         }
-        for key in applied {
+        // Only flushes and replays (which hold the flush lock, as this does) add to it.
+        let mut applied = self
+            .applied_log
+            .lock()
+            .map_err(|_| TsdbError::Storage("log key lock poisoned".into()))?;
+        for key in applied.iter() {
             batch.remove(&self.log, key.to_be_bytes());
         }
         batch.insert(&self.log, CHECKPOINT_KEY, wal.last_seq().to_le_bytes());
         batch.commit()?;
+        applied.clear();
+        drop(applied);
         self.keyspace.persist(PersistMode::SyncAll)?;
         // Every record up to the sequence just stored is in blocks: a crash before this
         // leaves files the next open skips.
@@ -1412,6 +1430,14 @@ impl Tsdb {
                     set.fold_to(&mut batch);
                 }
             }
+            // Each series' changes are whole in themselves (a fold writes the new base and
+            // removes the deltas it took in; an expired block is gone either way), so the
+            // batch is committed in parts: one batch for the whole store would hold every
+            // block of every series at once, and the allocator keeps its bookkeeping for
+            // that peak for good (decision 0003).
+            if batch.len() >= MAINTENANCE_BATCH_OPS {
+                std::mem::replace(&mut batch, self.keyspace.batch()).commit()?;
+            }
         }
         batch.commit()?;
         self.release_memory();
@@ -1704,6 +1730,13 @@ const FOLD_AFTER: usize = 32;
 /// Files written by [`Tsdb::compact`] (fjall's default target for its leveled compaction).
 const COMPACTED_FILE_BYTES: u64 = 64 * 1024 * 1024;
 
+/// Maintenance commits its changes once a batch holds this many (see [`Tsdb::maintain`]).
+const MAINTENANCE_BATCH_OPS: usize = 4096;
+
+/// A checkpoint commits its blocks in batches of about this many changes (see
+/// [`Tsdb::checkpoint_locked`]).
+const CHECKPOINT_BATCH_OPS: usize = 4096;
+
 /// A compaction watermark above every sequence number: keep only each key's newest version.
 const NEWEST_VERSION_ONLY: u64 = u64::MAX;
 
@@ -1953,20 +1986,25 @@ impl<'a> BlockSet<'a> {
 mod tests {
     use super::*;
 
+    /// Series named `test.*` keep `retentions`; flushes only when a test asks.
+    fn test_config(retentions: &str) -> TsdbConfig {
+        TsdbConfig {
+            fsync_interval_secs: 3600.0,
+            retention: vec![config::RetentionRule {
+                pattern: "^test\\.".into(),
+                retentions: retentions.into(),
+            }],
+            ..TsdbConfig::default()
+        }
+    }
+
     /// A data directory from before the flush log moved to files may hold records in the
     /// engine's `log` partition: the next open replays them and removes them.
     #[test]
     fn flush_log_records_kept_by_the_engine_are_replayed_once() {
         let dir = tempfile::tempdir().unwrap();
         let now = 1_800_000_000;
-        let config = || TsdbConfig {
-            fsync_interval_secs: 3600.0,
-            retention: vec![config::RetentionRule {
-                pattern: "^test\\.".into(),
-                retentions: "10s:1h".into(),
-            }],
-            ..TsdbConfig::default()
-        };
+        let config = || test_config("10s:1h");
         {
             let tsdb = Tsdb::open(dir.path(), config()).unwrap();
             tsdb.write([("test.old", now - 100, 1.0)]);
@@ -1989,6 +2027,81 @@ mod tests {
         assert_eq!(fetched.values, vec![Some(1.0), Some(7.0)]);
         assert_eq!(tsdb.log_records().unwrap(), 0);
         assert!(tsdb.log.get(42u64.to_be_bytes()).unwrap().is_none());
+    }
+
+    /// A checkpoint commits its blocks in several batches; a crash after some of them (here
+    /// an error after the first, then the store dropped unclosed) leaves blocks holding
+    /// writes the stored log sequence does not cover. The next open replays those records
+    /// over them and every value is what it was before the checkpoint began, rewritten
+    /// slots and rollups included.
+    #[test]
+    fn a_checkpoint_cut_short_between_batches_loses_and_changes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let now = 1_800_000_000;
+        let config = || test_config("10s:1h,1m:1d");
+        // Two delta records per series (one block of each archive): two batches' worth.
+        let names: Vec<String> = (0..CHECKPOINT_BATCH_OPS)
+            .map(|i| match i % 2 {
+                0 => format!("test.s{i}"),
+                _ => format!("test.s{i}.count"),
+            })
+            .collect();
+        let slot = now - now % 60 - 120;
+        // Per series: its 10 s slots around the writes, and its 1 min slots of two hours.
+        type Windows = Vec<(Vec<Option<f64>>, Vec<Option<f64>>)>;
+        let read_all = |tsdb: &Tsdb| -> Windows {
+            names
+                .iter()
+                .map(|name| {
+                    let fine = tsdb
+                        .fetch(name, slot - 10, slot + 60, now)
+                        .unwrap()
+                        .unwrap();
+                    let coarse = tsdb.fetch(name, slot - 3600 * 2, slot + 60, now).unwrap();
+                    (fine.values, coarse.unwrap().values)
+                })
+                .collect()
+        };
+        let expected = {
+            let tsdb = Tsdb::open(dir.path(), config()).unwrap();
+            // Two flushes; the second rewrites one slot of the first and adds another.
+            tsdb.write(
+                names
+                    .iter()
+                    .enumerate()
+                    .map(|(i, n)| (n.as_str(), slot, i as f64)),
+            );
+            tsdb.flush_at(now).unwrap();
+            tsdb.write(names.iter().enumerate().flat_map(|(i, n)| {
+                [
+                    (n.as_str(), slot, -(i as f64)),
+                    (n.as_str(), slot + 10, 0.5),
+                ]
+            }));
+            tsdb.flush_at(now).unwrap();
+            let before = read_all(&tsdb);
+            // test.s3.count: -3 rewrote 3, then 0.5; summed into its minute.
+            assert_eq!(before[3].0[..2], [Some(-3.0), Some(0.5)], "{:?}", before[3]);
+            assert_eq!(before[3].1.iter().flatten().collect::<Vec<_>>(), [&-2.5]);
+            tsdb.cut_checkpoints_short.store(true, Ordering::Relaxed);
+            let err = tsdb.checkpoint(now).unwrap_err().to_string();
+            assert!(err.contains("cut short"), "{err}");
+            let stored = tsdb.blocks.iter().count();
+            assert!(
+                stored > 0 && stored < 2 * names.len(),
+                "some blocks, not all, were stored: {stored}"
+            );
+            assert_eq!(read_all(&tsdb), before, "reads unchanged after the cut");
+            assert_eq!(tsdb.log_records().unwrap(), 2, "the log stays");
+            before
+        };
+        let tsdb = Tsdb::open(dir.path(), config()).unwrap();
+        assert_eq!(tsdb.log_records().unwrap(), 0, "replayed and checkpointed");
+        assert_eq!(read_all(&tsdb), expected);
+        tsdb.close().unwrap();
+        drop(tsdb);
+        let tsdb = Tsdb::open(dir.path(), config()).unwrap();
+        assert_eq!(read_all(&tsdb), expected, "the same after a clean reopen");
     }
 
     #[test]

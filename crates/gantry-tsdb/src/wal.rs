@@ -6,9 +6,11 @@
 //! payload: u32]`, little-endian. Segments are named by the sequence of their first record
 //! and read in that order. A record cut short (a crash in the middle of an append) ends its
 //! segment; a record whose checksum fails is skipped and counted, and the next one is read.
-//! A checkpoint stores the last sequence it covered beside the blocks it wrote (in the same
-//! atomic batch), then deletes the segments: records at or below that sequence are never
-//! replayed, so a crash between the two cannot bring old values back over newer ones.
+//! A checkpoint stores the last sequence it covered with the last batch of blocks it wrote,
+//! then deletes the segments: records at or below that sequence are never replayed, so a
+//! crash between the two cannot bring old values back over newer ones (and a crash between
+//! its batches only leaves blocks that the replay of the records above it rewrites with the
+//! same values).
 //!
 //! The log lived in the storage engine as one large value per flush until 2026-12: every
 //! point then went through the engine's journal, a memtable, a segment file and compactions,
