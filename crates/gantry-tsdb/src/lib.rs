@@ -994,10 +994,8 @@ impl Tsdb {
     /// block folded when complete), then stores the last flush-log sequence they cover and
     /// deletes the log files. Reads see the same values before, during and after.
     ///
-    /// The blocks go in batches of [`CHECKPOINT_BATCH_OPS`] changes, one write shard's
-    /// series at a time, and the sequence with the last batch: one batch for all series
-    /// held a copy of every pending write and a record of every block touched at once, and
-    /// the allocator keeps its bookkeeping for that peak for good (decision 0003). A crash
+    /// The blocks go in batches ([`Tsdb::commit_when_full`]), one write shard's series
+    /// copied at a time, and the sequence with the last batch. A crash
     /// (or an error) between batches leaves some series' blocks with writes of log records
     /// the stored sequence does not cover yet; the next open replays those records in
     /// order, which writes each slot the same values again and ends in the same state
@@ -1023,8 +1021,7 @@ impl Tsdb {
                 };
                 let archives = &index.schemas[meta.schema as usize];
                 BlockSet::new(self, id, writes).write_to(&mut batch, archives, now)?;
-                if batch.len() >= CHECKPOINT_BATCH_OPS {
-                    std::mem::replace(&mut batch, self.keyspace.batch()).commit()?;
+                if self.commit_when_full(&mut batch)? {
                     #[cfg(test)]
                     if self.cut_checkpoints_short.load(Ordering::Relaxed) {
                         return Err(TsdbError::Storage("checkpoint cut short (test)".into()));
@@ -1060,6 +1057,18 @@ impl Tsdb {
             *at = Instant::now();
         }
         Ok(())
+    }
+
+    /// Commits `batch` and starts a new one once it holds [`BATCH_OPS`] changes; returns
+    /// whether it did. One batch for every series held a copy of all pending writes and a
+    /// record of every block touched at once, and the allocator keeps its bookkeeping for
+    /// that peak for good (decision 0003).
+    fn commit_when_full(&self, batch: &mut fjall::Batch) -> Result<bool> {
+        if batch.len() < BATCH_OPS {
+            return Ok(false);
+        }
+        std::mem::replace(batch, self.keyspace.batch()).commit()?;
+        Ok(true)
     }
 
     /// Applies the flush-log records a crash left (flushed, not yet checkpointed), then
@@ -1431,13 +1440,8 @@ impl Tsdb {
                 }
             }
             // Each series' changes are whole in themselves (a fold writes the new base and
-            // removes the deltas it took in; an expired block is gone either way), so the
-            // batch is committed in parts: one batch for the whole store would hold every
-            // block of every series at once, and the allocator keeps its bookkeeping for
-            // that peak for good (decision 0003).
-            if batch.len() >= MAINTENANCE_BATCH_OPS {
-                std::mem::replace(&mut batch, self.keyspace.batch()).commit()?;
-            }
+            // removes the deltas it took in; an expired block is gone either way).
+            self.commit_when_full(&mut batch)?;
         }
         batch.commit()?;
         self.release_memory();
@@ -1730,12 +1734,9 @@ const FOLD_AFTER: usize = 32;
 /// Files written by [`Tsdb::compact`] (fjall's default target for its leveled compaction).
 const COMPACTED_FILE_BYTES: u64 = 64 * 1024 * 1024;
 
-/// Maintenance commits its changes once a batch holds this many (see [`Tsdb::maintain`]).
-const MAINTENANCE_BATCH_OPS: usize = 4096;
-
-/// A checkpoint commits its blocks in batches of about this many changes (see
-/// [`Tsdb::checkpoint_locked`]).
-const CHECKPOINT_BATCH_OPS: usize = 4096;
+/// Checkpoints and maintenance commit their changes once a batch holds this many (see
+/// [`Tsdb::commit_when_full`]).
+const BATCH_OPS: usize = 4096;
 
 /// A compaction watermark above every sequence number: keep only each key's newest version.
 const NEWEST_VERSION_ONLY: u64 = u64::MAX;
@@ -2040,7 +2041,7 @@ mod tests {
         let now = 1_800_000_000;
         let config = || test_config("10s:1h,1m:1d");
         // Two delta records per series (one block of each archive): two batches' worth.
-        let names: Vec<String> = (0..CHECKPOINT_BATCH_OPS)
+        let names: Vec<String> = (0..BATCH_OPS)
             .map(|i| match i % 2 {
                 0 => format!("test.s{i}"),
                 _ => format!("test.s{i}.count"),
