@@ -4,12 +4,14 @@
 //! clients would and prints what it measured. The metrics benchmarks (`scripts/bench/statsd`,
 //! `scripts/bench/graphite`) use `statsd-load`, `graphite-load`, `graphite-render` and
 //! `graphite-sink`; the deploy benchmark (`scripts/bench/deploy`) runs many host agents in
-//! one process with `agents`.
+//! one process with `agents`; the flags benchmark (`scripts/bench/flags`) uses `flag-eval`
+//! and `flag-propagation`.
 //!
 //! Invariant: results go to stdout as one line of `key=value` pairs, for the script to
 //! read; everything meant for people (progress, summaries, errors) goes to stderr.
 
 mod agents;
+mod flags;
 mod graphite;
 mod http;
 mod load;
@@ -43,6 +45,10 @@ enum Command {
     GraphiteRender(graphite::RenderArgs),
     /// Collect Graphite plaintext on 127.0.0.1 into a file, until killed.
     GraphiteSink(graphite::SinkArgs),
+    /// Time in-process flag evaluation through the Rust SDK (scripts/bench/flags).
+    FlagEval(flags::EvalArgs),
+    /// Measure how fast a flip reaches many SDK clients following the stream.
+    FlagPropagation(flags::PropagationArgs),
     /// Run many host agents in this one process, each with its own token, root directory
     /// and HTTP connections, until SIGTERM (scripts/bench/deploy).
     Agents(agents::AgentsArgs),
@@ -69,6 +75,8 @@ fn main() -> ExitCode {
             Command::GraphiteRender(args) => graphite::render(args).await,
             Command::GraphiteSink(args) => graphite::sink(args).await,
             Command::Agents(args) => agents::run(args).await,
+            Command::FlagEval(args) => flags::eval(args).await,
+            Command::FlagPropagation(args) => flags::propagation(args).await,
         }
     });
     match result {

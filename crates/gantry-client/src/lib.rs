@@ -15,7 +15,7 @@ use gantry_core::{
     Change, ChangeEvent, ChangePage, ChangePatch, NewChange, NewService, NewToken, Service,
     TokenInfo,
 };
-use reqwest::{Method, StatusCode};
+pub use reqwest::{Method, StatusCode};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
@@ -496,6 +496,94 @@ impl Client {
             .json(report),
         )
         .await
+    }
+
+    // ---- flags (documents as JSON: the server's flag views) ----
+
+    /// A request to `/api/v1/…` whose path segments are percent-encoded.
+    fn segments_request(
+        &self,
+        method: Method,
+        segments: &[&str],
+    ) -> Result<reqwest::RequestBuilder> {
+        let mut url = reqwest::Url::parse(&self.base)
+            .map_err(|e| ClientError::Config(format!("server URL '{}': {e}", self.base)))?;
+        url.path_segments_mut()
+            .map_err(|_| {
+                ClientError::Config(format!("server URL '{}' cannot take a path", self.base))
+            })?
+            .pop_if_empty()
+            .extend(segments);
+        let mut request = self.http.request(method, url);
+        if let Some(token) = &self.token {
+            request = request.bearer_auth(token);
+        }
+        Ok(request)
+    }
+
+    /// Sends a flag request; returns the body and the `ETag` (the flag's version).
+    pub async fn flag_call(
+        &self,
+        method: Method,
+        segments: &[&str],
+        query: &[(&str, String)],
+        body: Option<&serde_json::Value>,
+        if_match: Option<&str>,
+    ) -> Result<(serde_json::Value, Option<String>)> {
+        let mut request = self.segments_request(method, segments)?.query(query);
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        if let Some(etag) = if_match {
+            request = request.header(reqwest::header::IF_MATCH, etag);
+        }
+        let response = self.send(request).await?;
+        let etag = response
+            .headers()
+            .get(reqwest::header::ETAG)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        if response.status() == StatusCode::NO_CONTENT {
+            return Ok((serde_json::Value::Null, etag));
+        }
+        let bytes = response.bytes().await.map_err(|e| self.unreachable(e))?;
+        let value =
+            serde_json::from_slice(&bytes).map_err(|e| ClientError::Protocol(e.to_string()))?;
+        Ok((value, etag))
+    }
+
+    /// A flag and its `ETag`.
+    pub async fn get_flag(
+        &self,
+        service: &str,
+        name: &str,
+    ) -> Result<(serde_json::Value, Option<String>)> {
+        self.flag_call(
+            Method::GET,
+            &["api", "v1", "flags", service, name],
+            &[],
+            None,
+            None,
+        )
+        .await
+    }
+
+    /// Reads the flag for its `ETag`, then sends `method` to `…/flags/{service}/{name}/{tail…}`
+    /// with it as `If-Match`, so a write never overwrites a change made since the read.
+    pub async fn flag_write(
+        &self,
+        method: Method,
+        service: &str,
+        name: &str,
+        tail: &[&str],
+        body: Option<&serde_json::Value>,
+    ) -> Result<serde_json::Value> {
+        let (_, etag) = self.get_flag(service, name).await?;
+        let mut segments = vec!["api", "v1", "flags", service, name];
+        segments.extend_from_slice(tail);
+        self.flag_call(method, &segments, &[], body, etag.as_deref())
+            .await
+            .map(|(value, _)| value)
     }
 
     /// The HTTP client and token, for fetching artifacts with resume.

@@ -29,10 +29,16 @@ pub enum ScopeName {
     Admin,
     /// What a host agent needs.
     Agent,
+    /// A server-side flag SDK of one service in one environment (Unleash client API, OFREP,
+    /// the flag stream). Never implied by `admin`.
+    Client,
+    /// A browser's flag SDK of one service in one environment (frontend API, OFREP): only
+    /// evaluated results, never definitions. Never implied by `admin`.
+    Frontend,
 }
 
 impl ScopeName {
-    pub const ALL: [ScopeName; 7] = [
+    pub const ALL: [ScopeName; 9] = [
         ScopeName::Read,
         ScopeName::Write,
         ScopeName::Deploy,
@@ -40,7 +46,15 @@ impl ScopeName {
         ScopeName::Migrate,
         ScopeName::Admin,
         ScopeName::Agent,
+        ScopeName::Client,
+        ScopeName::Frontend,
     ];
+
+    /// Scopes for flag SDKs: bound to exactly one service and environment, alone on their
+    /// token, and not granted by `admin` (a browser token must never grow into more).
+    pub fn is_sdk(self) -> bool {
+        matches!(self, ScopeName::Client | ScopeName::Frontend)
+    }
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -51,6 +65,8 @@ impl ScopeName {
             ScopeName::Migrate => "migrate",
             ScopeName::Admin => "admin",
             ScopeName::Agent => "agent",
+            ScopeName::Client => "client",
+            ScopeName::Frontend => "frontend",
         }
     }
 }
@@ -94,7 +110,8 @@ impl Scope {
         }
     }
 
-    /// Parses a comma-separated list (`read,deploy:shop@stage`), refusing an empty one.
+    /// Parses a comma-separated list (`read,deploy:shop@stage`), refusing an empty one and
+    /// an SDK scope (`client:S@E`, `frontend:S@E`) beside any other.
     pub fn parse_list(s: &str) -> Result<Vec<Scope>, Invalid> {
         let mut scopes: Vec<Scope> = s
             .split(',')
@@ -109,7 +126,27 @@ impl Scope {
         }
         scopes.sort();
         scopes.dedup();
+        Scope::check_set(&scopes)?;
         Ok(scopes)
+    }
+
+    /// An SDK scope names the one service and environment its token serves, so it must be
+    /// the token's only scope.
+    pub fn check_set(scopes: &[Scope]) -> Result<(), Invalid> {
+        if let Some(sdk) = scopes.iter().find(|s| s.name.is_sdk()) {
+            if scopes.len() > 1 {
+                return Err(Invalid::new(format!(
+                    "scope '{sdk}' must be a token's only scope: a {} token serves exactly one service and environment; create one token per service and environment",
+                    sdk.name
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether a token with these scopes is an SDK token (kept apart from the others).
+    pub fn is_sdk_set(scopes: &[Scope]) -> bool {
+        scopes.iter().any(|s| s.name.is_sdk())
     }
 
     pub fn format_list(scopes: &[Scope]) -> String {
@@ -128,7 +165,7 @@ impl Scope {
         service: Option<&str>,
         environment: Option<&str>,
     ) -> bool {
-        if self.name != needed && self.name != ScopeName::Admin {
+        if self.name != needed && (self.name != ScopeName::Admin || needed.is_sdk()) {
             return false;
         }
         let service_ok = self.service.as_deref().is_none_or(|s| Some(s) == service);
@@ -182,6 +219,11 @@ impl FromStr for Scope {
                 "scope '{s}': admin cannot be narrowed to a service or environment"
             )));
         }
+        if name.is_sdk() && (service.is_none() || environment.is_none()) {
+            return Err(Invalid::new(format!(
+                "scope '{s}': a {name} scope names exactly one service and one environment, e.g. {name}:shop@prod"
+            )));
+        }
         Ok(Scope {
             name,
             service: service.map(str::to_string),
@@ -226,14 +268,27 @@ impl Grant {
     pub fn holds_somewhere(&self, needed: ScopeName) -> bool {
         self.scopes
             .iter()
-            .any(|s| s.name == needed || s.name == ScopeName::Admin)
+            .any(|s| s.name == needed || (s.name == ScopeName::Admin && !needed.is_sdk()))
     }
 
     /// Whether `needed` is held without narrowing, so no per-record filtering is required.
     pub fn holds_everywhere(&self, needed: ScopeName) -> bool {
+        self.scopes.iter().any(|s| {
+            (s.name == needed || (s.name == ScopeName::Admin && !needed.is_sdk()))
+                && !s.is_narrowed()
+        })
+    }
+
+    /// The service and environment an SDK token serves, when it holds `needed`.
+    pub fn sdk_target(&self, needed: ScopeName) -> Option<(&str, &str)> {
         self.scopes
             .iter()
-            .any(|s| (s.name == needed || s.name == ScopeName::Admin) && !s.is_narrowed())
+            .find_map(|s| match (&s.service, &s.environment) {
+                (Some(service), Some(environment)) if s.name == needed => {
+                    Some((service.as_str(), environment.as_str()))
+                }
+                _ => None,
+            })
     }
 }
 
@@ -296,5 +351,50 @@ mod tests {
         ));
         assert!(check("write@prod", Write, Some("any"), Some("prod")));
         assert!(!check("write@prod", Write, Some("any"), None));
+        // SDK scopes are never implied by admin, and grant nothing else.
+        assert!(!check("admin", Client, Some("shop"), Some("prod")));
+        assert!(!check("admin", Frontend, Some("shop"), Some("prod")));
+        assert!(check(
+            "client:shop@prod",
+            Client,
+            Some("shop"),
+            Some("prod")
+        ));
+        assert!(!check("client:shop@prod", Read, Some("shop"), Some("prod")));
+        assert!(!check(
+            "frontend:shop@prod",
+            Client,
+            Some("shop"),
+            Some("prod")
+        ));
+        // Per-environment flag scopes do not cover the flag as a whole.
+        assert!(check("flags:shop@prod", Flags, Some("shop"), Some("prod")));
+        assert!(!check("flags:shop@prod", Flags, Some("shop"), None));
+    }
+
+    #[test]
+    fn sdk_scopes_name_one_service_and_environment_alone() {
+        for bad in ["client", "client:shop", "frontend@prod", "client@prod"] {
+            let err = bad.parse::<Scope>().unwrap_err();
+            assert!(
+                err.0.contains("exactly one service and one environment"),
+                "{bad}: {err}"
+            );
+        }
+        for bad in ["client:shop@prod,client:cart@prod", "client:shop@prod,read"] {
+            let err = Scope::parse_list(bad).unwrap_err();
+            assert!(err.0.contains("only scope"), "{bad}: {err}");
+        }
+        let scopes = Scope::parse_list("frontend:shop@prod").unwrap();
+        assert!(Scope::is_sdk_set(&scopes));
+        let grant = Grant {
+            token_name: "web".into(),
+            scopes,
+        };
+        assert_eq!(
+            grant.sdk_target(ScopeName::Frontend),
+            Some(("shop", "prod"))
+        );
+        assert_eq!(grant.sdk_target(ScopeName::Client), None);
     }
 }

@@ -31,6 +31,8 @@ use crate::state::AppState;
         (name = "agent", description = "What host agents call: the heartbeat long poll and task reports"),
         (name = "builds", description = "Builds and their artifacts, made once and promoted unchanged"),
         (name = "changes", description = "The change log: every event that changed production"),
+        (name = "flags", description = "Feature flags, kill switches, segments and scheduled flips"),
+        (name = "flag-sdks", description = "What flag SDKs call: Unleash's client and frontend APIs, OFREP, the flag stream"),
         (name = "hosts", description = "Hosts running gantry agent: enrollment, health, maintenance"),
         (name = "rollouts", description = "Deploys, rollbacks and promotes in waves with health gates"),
         (name = "graphite", description = "Graphite-compatible reads (render, find, tags) and events, for Grafana"),
@@ -50,6 +52,12 @@ impl Modify for SecuritySchemes {
         components.add_security_scheme(
             "bearer",
             SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+        components.add_security_scheme(
+            "sdk",
+            SecurityScheme::ApiKey(utoipa::openapi::security::ApiKey::Header(
+                utoipa::openapi::security::ApiKeyValue::new("Authorization"),
+            )),
         );
         components.add_security_scheme(
             "basic",
@@ -75,6 +83,8 @@ pub fn routes(state: &AppState) -> (Router<AppState>, OpenApiDoc) {
         .merge(api::hosts::router())
         .merge(api::agent::router())
         .merge(api::rollouts::router())
+        .merge(api::flags::router())
+        .merge(api::unleash::router())
         .layer(middleware::from_fn(move |req, next| {
             with_timeout(timeout, req, next)
         }))
@@ -83,7 +93,9 @@ pub fn routes(state: &AppState) -> (Router<AppState>, OpenApiDoc) {
             refuse_oversized(max_body, req, next)
         }));
     // Streams live as long as the client wants; only shutdown ends them.
-    let long = api::changes::stream_router().layer(DefaultBodyLimit::max(1024));
+    let long = api::changes::stream_router()
+        .merge(api::unleash::stream_router())
+        .layer(DefaultBodyLimit::max(1024));
     // Agents' long polls end themselves within a heartbeat interval.
     let poll = api::agent::poll_router().layer(DefaultBodyLimit::max(max_body));
     // Artifacts: as large as [ship] max_artifact_bytes (checked while streaming), as long

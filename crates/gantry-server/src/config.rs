@@ -49,6 +49,17 @@ pub struct ServerConfig {
     pub metrics: MetricsConfig,
     /// Builds, artifacts, agents and rollouts.
     pub ship: crate::ship::ShipConfig,
+    /// Feature flags: `[flags]`.
+    pub flags: FlagsConfig,
+}
+
+/// The `[flags]` section.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct FlagsConfig {
+    /// Origins browsers may call the frontend API and OFREP from (CORS), e.g.
+    /// `["https://shop.example.com"]`; `"*"` allows any. Empty: no cross-origin calls.
+    pub frontend_cors_origins: Vec<String>,
 }
 
 /// The `[metrics]` section.
@@ -143,6 +154,7 @@ impl Default for ServerConfig {
             auth: AuthConfig::default(),
             metrics: MetricsConfig::default(),
             ship: crate::ship::ShipConfig::default(),
+            flags: FlagsConfig::default(),
         }
     }
 }

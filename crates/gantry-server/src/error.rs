@@ -13,7 +13,8 @@ use utoipa::ToSchema;
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ErrorBody {
     /// Stable, machine-readable: `invalid_request`, `unauthorized`, `forbidden`,
-    /// `not_found`, `conflict`, `payload_too_large`, `timeout`, `unavailable`, `internal`.
+    /// `not_found`, `conflict`, `precondition_failed`, `payload_too_large`, `timeout`,
+    /// `unavailable`, `internal`.
     pub code: &'static str,
     /// For people: what was wrong and what to do.
     pub message: String,
@@ -66,11 +67,20 @@ impl From<Invalid> for ApiError {
     }
 }
 
+impl From<gantry_flags::Invalid> for ApiError {
+    fn from(e: gantry_flags::Invalid) -> ApiError {
+        ApiError::invalid(e.to_string())
+    }
+}
+
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> ApiError {
         match e {
             StoreError::NotFound(m) => ApiError::not_found(m),
             StoreError::Conflict(m) => ApiError::new(StatusCode::CONFLICT, "conflict", m),
+            StoreError::Stale(m) => {
+                ApiError::new(StatusCode::PRECONDITION_FAILED, "precondition_failed", m)
+            }
             StoreError::Invalid(i) => i.into(),
             e if e.is_unavailable() => {
                 tracing::error!(error = %e, "store unavailable");

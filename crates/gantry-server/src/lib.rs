@@ -3,7 +3,10 @@
 //!
 //! Invariant: this is the only crate that serves HTTP, and it holds no state two servers on
 //! one database could disagree on: everything durable or shared goes through
-//! `gantry_store::Store`. Handlers are thin; rules live in `gantry_core`.
+//! `gantry_store::Store`. The exceptions are caches of the database that lag it by at most
+//! a few seconds and are never written back: per-revision flag sets, the SDK token cache
+//! and per-server usage batches (`flags`). Handlers are thin; rules live in `gantry_core`
+//! and `gantry_flags`.
 
 pub mod api;
 pub mod app;
@@ -11,6 +14,7 @@ pub mod auth;
 pub mod config;
 pub mod error;
 pub mod extract;
+pub mod flags;
 pub mod forward;
 pub mod ingest;
 pub mod metrics;

@@ -142,6 +142,7 @@ pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
         state.shutdown.clone(),
     ));
     start_shipping(&state).await;
+    start_flags(&state);
 
     tracing::info!(addr = %addr, tls = tls.is_some(), "listening");
     let service = app(state).into_make_service_with_connect_info::<SocketAddr>();
@@ -358,6 +359,24 @@ async fn prune_stream(
 }
 
 /// The shipping side: artifact storage ready, agents' wake-ups, and the orchestrator.
+/// The flag side: the follower that keeps flag sets and the SDK token cache in step with
+/// the store, usage batches, and scheduled flips.
+fn start_flags(state: &AppState) {
+    tokio::spawn(state.flag_sets.clone().follow(state.shutdown.clone()));
+    tokio::spawn(
+        state
+            .flag_usage
+            .clone()
+            .run(state.store.clone(), state.shutdown.clone()),
+    );
+    tokio::spawn(crate::flags::schedule::run(
+        state.store.clone(),
+        state.flag_sets.clone(),
+        state.holder.clone(),
+        state.shutdown.clone(),
+    ));
+}
+
 async fn start_shipping(state: &AppState) {
     if let crate::ship::artifacts::Artifacts::Local(dir) = &state.artifacts {
         // Uploads cut by a crash are never visible; drop their leftovers.

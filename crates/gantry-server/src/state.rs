@@ -39,6 +39,10 @@ pub struct Inner {
     pub bell: Arc<crate::ship::bell::Bell>,
     /// This process's name as a lease holder (rollouts it drives).
     pub holder: String,
+    /// Flag sets in memory (evaluation never reads the database) and the SDK token cache.
+    pub flag_sets: Arc<crate::flags::FlagSets>,
+    /// Evaluations this server made, written once a minute.
+    pub flag_usage: Arc<crate::flags::usage::Usage>,
 }
 
 impl AppState {
@@ -56,6 +60,8 @@ impl AppState {
             artifacts,
             bell: Arc::new(crate::ship::bell::Bell::new()),
             holder: format!("server-{}", ulid::Ulid::new()),
+            flag_sets: Arc::new(crate::flags::FlagSets::new(store.clone())),
+            flag_usage: Arc::default(),
             remote,
             store,
             tsdb,

@@ -10,6 +10,10 @@ pub enum StoreError {
     /// The request collides with what is stored (a name taken, a service in use).
     #[error("{0}")]
     Conflict(String),
+    /// The record changed since the caller read it (optimistic concurrency); nothing was
+    /// written.
+    #[error("{0}")]
+    Stale(String),
     /// The request breaks a domain rule checked against stored state.
     #[error(transparent)]
     Invalid(#[from] Invalid),

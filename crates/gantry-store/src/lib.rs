@@ -8,6 +8,8 @@
 //! is held by a lease with an expiry (`leases`).
 
 mod error;
+mod flag_queries;
+pub mod flags;
 mod group_commit;
 mod postgres;
 mod queries;
@@ -29,6 +31,10 @@ use gantry_core::{
 use ulid::Ulid;
 
 pub use error::StoreError;
+pub use flags::{
+    FlagEnvironmentRecord, FlagRecord, FlagSchedule, FlagSnapshot, FlagState, FlagUsage, FlagWrite,
+    SdkClient, SegmentRecord, FLAGS_CHANNEL,
+};
 pub use postgres::PostgresStore;
 pub use schema::{SchemaStatus, SCHEMA_VERSION};
 pub use sqlite::SqliteStore;
@@ -246,7 +252,9 @@ pub trait Store: Send + Sync + 'static {
     async fn token_by_digest(&self, digest: &str) -> Result<Option<TokenRecord>>;
     /// Active (not revoked) tokens by name.
     async fn list_tokens(&self) -> Result<Vec<TokenInfo>>;
-    /// Revokes the active token with this name; `NotFound` when there is none.
+    /// Revokes the active token with this name; `NotFound` when there is none. Revoking an
+    /// SDK token bumps [`FlagState::token_revision`] and wakes [`Store::subscribe_flags`]
+    /// on every server, so their token caches drop it.
     async fn revoke_token(&self, name: &str, now: DateTime<Utc>) -> Result<()>;
     /// Creates the first admin token if, and only if, the store has no token at all. Safe
     /// when several servers start together. Returns whether it created one.
@@ -364,6 +372,83 @@ pub trait Store: Send + Sync + 'static {
     async fn build_deployments(&self, build: Ulid) -> Result<Vec<Deployment>>;
     /// Shipping wake-ups from every server (tasks dispatched, tasks reported).
     fn subscribe_ship(&self) -> tokio::sync::broadcast::Receiver<ShipSignal>;
+
+    // ---- flags ----
+
+    /// The database's identity and the flag counters.
+    async fn flag_state(&self) -> Result<FlagState>;
+    /// Each service's flag-set revision.
+    async fn flag_revisions(&self) -> Result<Vec<(String, i64)>>;
+    /// A receiver woken with the newest known flag revision (or token revision change)
+    /// whenever a flag, segment or SDK token changes, on this server or (PostgreSQL) any
+    /// other. A wake-up, not the data: readers then call [`Store::flag_state`].
+    fn subscribe_flags(&self) -> tokio::sync::watch::Receiver<i64>;
+    /// Creates a flag (version 1) with any environment definitions it carries, and records
+    /// `change` in the same transaction. `NotFound` for an unknown service, `Conflict` when
+    /// the service has a flag of that name.
+    async fn create_flag(&self, flag: &FlagRecord, change: &Change) -> Result<FlagRecord>;
+    async fn get_flag(&self, service: &str, name: &str) -> Result<Option<FlagRecord>>;
+    /// Flags by service and name; `archived` filters when given.
+    async fn list_flags(
+        &self,
+        service: Option<&str>,
+        archived: Option<bool>,
+    ) -> Result<Vec<FlagRecord>>;
+    /// Applies `write` if the flag is still at `expected_version`, with `change` in the
+    /// same transaction. `Stale` (nothing written) when another write came first.
+    #[allow(clippy::too_many_arguments)]
+    async fn write_flag(
+        &self,
+        service: &str,
+        name: &str,
+        expected_version: i64,
+        write: &FlagWrite,
+        actor: &str,
+        now: DateTime<Utc>,
+        change: Option<&Change>,
+    ) -> Result<FlagRecord>;
+    /// Creates a segment (`expected_version` `None`; the store assigns its id) or replaces
+    /// the one of that name if still at `expected_version`.
+    async fn put_segment(
+        &self,
+        segment: &SegmentRecord,
+        expected_version: Option<i64>,
+    ) -> Result<SegmentRecord>;
+    async fn list_segments(&self, service: &str) -> Result<Vec<SegmentRecord>>;
+    /// `Conflict` while a flag definition uses it.
+    async fn delete_segment(&self, service: &str, name: &str) -> Result<()>;
+    /// Everything one service's flag set is built from, in one consistent read.
+    async fn flag_snapshot(&self, service: &str) -> Result<FlagSnapshot>;
+    async fn insert_flag_schedule(&self, schedule: &FlagSchedule) -> Result<()>;
+    async fn list_flag_schedules(
+        &self,
+        service: &str,
+        name: Option<&str>,
+    ) -> Result<Vec<FlagSchedule>>;
+    async fn get_flag_schedule(&self, id: Ulid) -> Result<Option<FlagSchedule>>;
+    /// Pending schedules due at `now`, oldest first.
+    async fn due_flag_schedules(&self, now: DateTime<Utc>, limit: u32)
+        -> Result<Vec<FlagSchedule>>;
+    /// Ends a pending schedule; `false` when it was no longer pending.
+    async fn finish_flag_schedule(
+        &self,
+        id: Ulid,
+        state: &str,
+        ran_at: DateTime<Utc>,
+        change_id: Option<Ulid>,
+        error: Option<&str>,
+    ) -> Result<bool>;
+    /// Records (or refreshes) an SDK instance's registration.
+    async fn register_sdk_client(&self, client: &SdkClient) -> Result<()>;
+    async fn sdk_clients(&self, service: &str) -> Result<Vec<SdkClient>>;
+    /// Adds evaluation counts; rows for flags that do not exist are skipped. Returns how
+    /// many rows were stored.
+    async fn add_flag_usage(&self, usage: &[FlagUsage]) -> Result<u64>;
+    /// Per flag and environment: the newest hour evaluated and the counts since `since`.
+    async fn flag_usage_since(&self, service: &str, since: DateTime<Utc>)
+        -> Result<Vec<FlagUsage>>;
+    /// Deletes usage older than `before`; returns how many rows.
+    async fn prune_flag_usage(&self, before: DateTime<Utc>) -> Result<u64>;
 
     /// Closes connections, waiting for work in flight.
     async fn close(&self);

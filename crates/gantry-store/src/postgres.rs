@@ -22,6 +22,10 @@ use sqlx::Acquire;
 use tokio::sync::{broadcast, watch};
 use ulid::Ulid;
 
+use crate::flags::{
+    FlagRecord, FlagSchedule, FlagSnapshot, FlagState, FlagUsage, FlagWrite, SdkClient,
+    SegmentRecord,
+};
 use crate::group_commit::GroupCommit;
 use crate::queries::Dialect;
 use crate::schema::{self, SchemaStatus, SCHEMA_VERSION};
@@ -36,6 +40,10 @@ mod q {
 
 mod sq {
     crate::ship_queries::ship_queries!(sqlx::Postgres);
+}
+
+mod fq {
+    crate::flag_queries::flag_queries!(sqlx::Postgres, super::q);
 }
 
 /// Advisory lock keys are arbitrary constants: "GANTRY" in ASCII and a purpose byte
@@ -53,6 +61,7 @@ const DIALECT: Dialect = Dialect {
     notify: Some("SELECT pg_notify($1, $2)"),
     bootstrap_lock: Some("SELECT pg_advisory_xact_lock(20056528024393987)"),
     for_update: " FOR UPDATE",
+    snapshot_isolation: Some("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY"),
 };
 
 pub struct PostgresStore {
@@ -61,6 +70,7 @@ pub struct PostgresStore {
     schema: SchemaStatus,
     events: watch::Sender<i64>,
     ship: broadcast::Sender<ShipSignal>,
+    flags: watch::Sender<i64>,
     listener: tokio::task::JoinHandle<()>,
 }
 
@@ -81,8 +91,15 @@ impl PostgresStore {
         let last = q::last_event_seq(&pool).await?;
         let (events, _) = watch::channel(last);
         let (ship, _) = broadcast::channel(4096);
+        let flags = watch::channel(0).0;
         let (ready_tx, ready) = tokio::sync::oneshot::channel();
-        let listener = tokio::spawn(listen(pool.clone(), events.clone(), ship.clone(), ready_tx));
+        let listener = tokio::spawn(listen(
+            pool.clone(),
+            events.clone(),
+            ship.clone(),
+            flags.clone(),
+            ready_tx,
+        ));
         // Wake-ups sent before the listener runs would be lost to this server: wait for it.
         let _ = tokio::time::timeout(Duration::from_secs(10), ready).await;
         let inserts = {
@@ -101,8 +118,15 @@ impl PostgresStore {
             schema,
             events,
             ship,
+            flags,
             listener,
         })
+    }
+
+    /// After a flag-set write: other servers hear of it through `NOTIFY`; this one's
+    /// followers are woken at once (the change stream's wake-up comes back by `NOTIFY`).
+    fn written(&self, _seq: Option<i64>) {
+        self.flags.send_modify(|wakes| *wakes += 1);
     }
 }
 
@@ -113,6 +137,7 @@ async fn listen(
     pool: PgPool,
     events: watch::Sender<i64>,
     ship: broadcast::Sender<ShipSignal>,
+    flags: watch::Sender<i64>,
     ready: tokio::sync::oneshot::Sender<()>,
 ) {
     let mut ready = Some(ready);
@@ -137,7 +162,10 @@ async fn listen(
                 continue;
             }
         };
-        if let Err(e) = listener.listen_all([CHANNEL, crate::SHIP_CHANNEL]).await {
+        if let Err(e) = listener
+            .listen_all([CHANNEL, crate::SHIP_CHANNEL, crate::FLAGS_CHANNEL])
+            .await
+        {
             tracing::warn!(error = %e, "change stream listener cannot LISTEN; retrying");
             tokio::time::sleep(Duration::from_secs(1)).await;
             continue;
@@ -145,13 +173,17 @@ async fn listen(
         if let Ok(seq) = q::last_event_seq(&pool).await {
             bump(seq);
         }
+        // Flag writes made while this listener was away were not heard: followers re-read.
+        flags.send_modify(|wakes| *wakes += 1);
         if let Some(ready) = ready.take() {
             let _ = ready.send(());
         }
         loop {
             match listener.try_recv().await {
                 Ok(Some(notification)) => {
-                    if notification.channel() == crate::SHIP_CHANNEL {
+                    if notification.channel() == crate::FLAGS_CHANNEL {
+                        flags.send_modify(|wakes| *wakes += 1);
+                    } else if notification.channel() == crate::SHIP_CHANNEL {
                         if let Some(signal) = ShipSignal::parse(notification.payload()) {
                             let _ = ship.send(signal);
                         }
@@ -164,6 +196,7 @@ async fn listen(
                     if let Ok(seq) = q::last_event_seq(&pool).await {
                         bump(seq);
                     }
+                    flags.send_modify(|wakes| *wakes += 1);
                 }
                 Err(e) => {
                     if pool.is_closed() {
@@ -329,7 +362,13 @@ impl Store for PostgresStore {
     }
 
     async fn revoke_token(&self, name: &str, now: DateTime<Utc>) -> Result<()> {
-        q::revoke_token(&self.pool, name, now).await
+        if q::revoke_token(&self.pool, &DIALECT, name, now)
+            .await?
+            .is_some()
+        {
+            self.written(None);
+        }
+        Ok(())
     }
 
     async fn bootstrap_admin_token(&self, info: &TokenInfo, digest: &str) -> Result<bool> {
@@ -541,6 +580,146 @@ impl Store for PostgresStore {
 
     fn subscribe_ship(&self) -> tokio::sync::broadcast::Receiver<ShipSignal> {
         self.ship.subscribe()
+    }
+
+    async fn flag_state(&self) -> Result<FlagState> {
+        fq::flag_state(&self.pool).await
+    }
+
+    async fn flag_revisions(&self) -> Result<Vec<(String, i64)>> {
+        fq::flag_revisions(&self.pool).await
+    }
+
+    fn subscribe_flags(&self) -> watch::Receiver<i64> {
+        self.flags.subscribe()
+    }
+
+    async fn create_flag(&self, flag: &FlagRecord, change: &Change) -> Result<FlagRecord> {
+        let written = fq::create_flag(&self.pool, &DIALECT, CHANNEL, flag, change).await?;
+        self.written(written.seq);
+        Ok(written.flag)
+    }
+
+    async fn get_flag(&self, service: &str, name: &str) -> Result<Option<FlagRecord>> {
+        fq::get_flag(&self.pool, service, name).await
+    }
+
+    async fn list_flags(
+        &self,
+        service: Option<&str>,
+        archived: Option<bool>,
+    ) -> Result<Vec<FlagRecord>> {
+        fq::list_flags(&self.pool, service, archived).await
+    }
+
+    async fn write_flag(
+        &self,
+        service: &str,
+        name: &str,
+        expected_version: i64,
+        write: &FlagWrite,
+        actor: &str,
+        now: DateTime<Utc>,
+        change: Option<&Change>,
+    ) -> Result<FlagRecord> {
+        let written = fq::write_flag(
+            &self.pool,
+            &DIALECT,
+            CHANNEL,
+            service,
+            name,
+            expected_version,
+            write,
+            actor,
+            now,
+            change,
+        )
+        .await?;
+        self.written(written.seq);
+        Ok(written.flag)
+    }
+
+    async fn put_segment(
+        &self,
+        segment: &SegmentRecord,
+        expected_version: Option<i64>,
+    ) -> Result<SegmentRecord> {
+        let stored = fq::put_segment(&self.pool, &DIALECT, segment, expected_version).await?;
+        self.written(None);
+        Ok(stored)
+    }
+
+    async fn list_segments(&self, service: &str) -> Result<Vec<SegmentRecord>> {
+        fq::list_segments(&self.pool, service).await
+    }
+
+    async fn delete_segment(&self, service: &str, name: &str) -> Result<()> {
+        fq::delete_segment(&self.pool, &DIALECT, service, name).await?;
+        self.written(None);
+        Ok(())
+    }
+
+    async fn flag_snapshot(&self, service: &str) -> Result<FlagSnapshot> {
+        fq::flag_snapshot(&self.pool, &DIALECT, service).await
+    }
+
+    async fn insert_flag_schedule(&self, schedule: &FlagSchedule) -> Result<()> {
+        fq::insert_flag_schedule(&self.pool, schedule).await
+    }
+
+    async fn list_flag_schedules(
+        &self,
+        service: &str,
+        name: Option<&str>,
+    ) -> Result<Vec<FlagSchedule>> {
+        fq::list_flag_schedules(&self.pool, service, name).await
+    }
+
+    async fn get_flag_schedule(&self, id: Ulid) -> Result<Option<FlagSchedule>> {
+        fq::get_flag_schedule(&self.pool, id).await
+    }
+
+    async fn due_flag_schedules(
+        &self,
+        now: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<FlagSchedule>> {
+        fq::due_flag_schedules(&self.pool, now, limit).await
+    }
+
+    async fn finish_flag_schedule(
+        &self,
+        id: Ulid,
+        state: &str,
+        ran_at: DateTime<Utc>,
+        change_id: Option<Ulid>,
+        error: Option<&str>,
+    ) -> Result<bool> {
+        fq::finish_flag_schedule(&self.pool, id, state, ran_at, change_id, error).await
+    }
+
+    async fn register_sdk_client(&self, client: &SdkClient) -> Result<()> {
+        fq::register_sdk_client(&self.pool, client).await
+    }
+
+    async fn sdk_clients(&self, service: &str) -> Result<Vec<SdkClient>> {
+        fq::sdk_clients(&self.pool, service).await
+    }
+
+    async fn add_flag_usage(&self, usage: &[FlagUsage]) -> Result<u64> {
+        fq::add_flag_usage(&self.pool, &DIALECT, usage).await
+    }
+
+    async fn flag_usage_since(
+        &self,
+        service: &str,
+        since: DateTime<Utc>,
+    ) -> Result<Vec<FlagUsage>> {
+        fq::flag_usage_since(&self.pool, service, since).await
+    }
+
+    async fn prune_flag_usage(&self, before: DateTime<Utc>) -> Result<u64> {
+        fq::prune_flag_usage(&self.pool, before).await
     }
 
     async fn close(&self) {

@@ -15,6 +15,9 @@ pub(crate) struct Dialect {
     pub bootstrap_lock: Option<&'static str>,
     /// Appended to a `SELECT` that reads a row the transaction will update.
     pub for_update: &'static str,
+    /// Run first in a read transaction that must see one snapshot across statements
+    /// (SQLite's read transactions already do).
+    pub snapshot_isolation: Option<&'static str>,
 }
 
 pub(crate) const CHANGE_COLUMNS: &str = "id, kind, service, environment, actor, summary, description, status, started_at, finished_at, size_value, size_unit, commit_from, commit_to, links, metadata";
@@ -274,6 +277,21 @@ macro_rules! queries {
             }
             tx.commit().await?;
             Ok(seqs)
+        }
+
+        /// Records one change and its `created` event inside a caller's transaction (a
+        /// flag write and the change that tells of it commit together). Returns the seq.
+        pub(crate) async fn record_change_in(
+            tx: &mut sqlx::Transaction<'_, Db>,
+            dialect: &Dialect,
+            channel: &str,
+            change: &Change,
+            auto_create_services: bool,
+        ) -> Result<i64> {
+            let now = Utc::now();
+            register_names(tx, std::slice::from_ref(change), auto_create_services, micros(now)).await?;
+            insert_rows(tx, std::slice::from_ref(change), micros(now)).await?;
+            append_event(tx, dialect, channel, ChangeEventKind::Created, change, now).await
         }
 
         pub(crate) async fn import_changes(pool: &Pool<Db>, changes: &[Change]) -> Result<u64> {
@@ -552,6 +570,16 @@ macro_rules! queries {
             {
                 return Err(StoreError::NotFound(format!("no service named '{name}'")));
             }
+            if sqlx::query("SELECT 1 FROM flags WHERE service = $1 LIMIT 1")
+                .bind(name)
+                .fetch_optional(&mut *tx)
+                .await?
+                .is_some()
+            {
+                return Err(StoreError::Conflict(format!(
+                    "service '{name}' has feature flags, which keep their history; a service with flags cannot be deleted"
+                )));
+            }
             if !force {
                 let in_use = sqlx::query("SELECT 1 FROM changes WHERE service = $1 LIMIT 1")
                     .bind(name)
@@ -594,33 +622,59 @@ macro_rules! queries {
             })
         }
 
-        async fn insert_token<'e, E>(executor: E, info: &TokenInfo, digest: &str) -> Result<()>
-        where
-            E: sqlx::Executor<'e, Database = Db>,
-        {
-            let inserted = sqlx::query(
-                "INSERT INTO tokens (name, digest, scopes, created_at, expires_at, created_by) VALUES ($1, $2, $3, $4, $5, $6)",
-            )
-            .bind(&info.name)
-            .bind(digest)
-            .bind(gantry_core::Scope::format_list(&info.scopes))
-            .bind(micros(info.created_at))
-            .bind(info.expires_at.map(micros))
-            .bind(&info.created_by)
-            .execute(executor)
-            .await;
+        /// SDK tokens (`client:`, `frontend:`) live in `client_tokens`, a table binaries that
+        /// predate those scope names never read, so they cannot trip over them.
+        fn token_table(scopes: &[gantry_core::Scope]) -> &'static str {
+            if gantry_core::Scope::is_sdk_set(scopes) {
+                "client_tokens"
+            } else {
+                "tokens"
+            }
+        }
+
+        async fn insert_token(tx: &mut sqlx::Transaction<'_, Db>, info: &TokenInfo, digest: &str) -> Result<()> {
+            let table = token_table(&info.scopes);
+            let other = if table == "tokens" { "client_tokens" } else { "tokens" };
+            let taken = sqlx::query(&format!("SELECT 1 FROM {other} WHERE name = $1 AND revoked_at IS NULL"))
+                .bind(&info.name)
+                .fetch_optional(&mut **tx)
+                .await?
+                .is_some();
+            let inserted = if taken {
+                Err(None)
+            } else {
+                sqlx::query(&format!(
+                    "INSERT INTO {table} (name, digest, scopes, created_at, expires_at, created_by) VALUES ($1, $2, $3, $4, $5, $6)"
+                ))
+                .bind(&info.name)
+                .bind(digest)
+                .bind(gantry_core::Scope::format_list(&info.scopes))
+                .bind(micros(info.created_at))
+                .bind(info.expires_at.map(micros))
+                .bind(&info.created_by)
+                .execute(&mut **tx)
+                .await
+                .map_err(Some)
+            };
             match inserted {
-                Err(e) if is_unique_violation(&e) => Err(StoreError::Conflict(format!(
+                Err(None) => Err(StoreError::Conflict(format!(
                     "a token named '{}' already exists; revoke it first or choose another name",
                     info.name
                 ))),
-                Err(e) => Err(e.into()),
+                Err(Some(e)) if is_unique_violation(&e) => Err(StoreError::Conflict(format!(
+                    "a token named '{}' already exists; revoke it first or choose another name",
+                    info.name
+                ))),
+                Err(Some(e)) => Err(e.into()),
                 Ok(_) => Ok(()),
             }
         }
 
         pub(crate) async fn create_token(pool: &Pool<Db>, info: &TokenInfo, digest: &str) -> Result<()> {
-            insert_token(pool, info, digest).await
+            let mut tx = pool.begin().await?;
+            insert_token(&mut tx, info, digest).await?;
+            tx.commit().await?;
+            Ok(())
         }
 
         pub(crate) async fn bootstrap_admin_token(
@@ -639,7 +693,7 @@ macro_rules! queries {
             if tokens > 0 {
                 return Ok(false);
             }
-            insert_token(&mut *tx, info, digest).await?;
+            insert_token(&mut tx, info, digest).await?;
             tx.commit().await?;
             Ok(true)
         }
@@ -647,27 +701,60 @@ macro_rules! queries {
         const TOKEN_COLUMNS: &str = "name, scopes, created_at, expires_at, revoked_at, created_by";
 
         pub(crate) async fn token_by_digest(pool: &Pool<Db>, digest: &str) -> Result<Option<TokenRecord>> {
-            let sql = format!("SELECT {TOKEN_COLUMNS} FROM tokens WHERE digest = $1");
-            let row = sqlx::query(&sql).bind(digest).fetch_optional(pool).await?;
-            row.as_ref().map(token_from_row).transpose()
+            for table in ["tokens", "client_tokens"] {
+                let sql = format!("SELECT {TOKEN_COLUMNS} FROM {table} WHERE digest = $1");
+                if let Some(row) = sqlx::query(&sql).bind(digest).fetch_optional(pool).await? {
+                    return token_from_row(&row).map(Some);
+                }
+            }
+            Ok(None)
         }
 
         pub(crate) async fn list_tokens(pool: &Pool<Db>) -> Result<Vec<TokenInfo>> {
-            let sql = format!("SELECT {TOKEN_COLUMNS} FROM tokens WHERE revoked_at IS NULL ORDER BY name");
+            let sql = format!(
+                "SELECT {TOKEN_COLUMNS} FROM tokens WHERE revoked_at IS NULL \
+                 UNION ALL SELECT {TOKEN_COLUMNS} FROM client_tokens WHERE revoked_at IS NULL ORDER BY name"
+            );
             let rows = sqlx::query(&sql).fetch_all(pool).await?;
             rows.iter().map(|r| token_from_row(r).map(|t| t.info)).collect()
         }
 
-        pub(crate) async fn revoke_token(pool: &Pool<Db>, name: &str, now: DateTime<Utc>) -> Result<()> {
+        /// Revokes a token by name. Revoking an SDK token also bumps the flag state's token
+        /// revision and announces it (`t:<revision>` on PostgreSQL), so every server drops
+        /// the digest from its cache. Returns that revision for an SDK token.
+        pub(crate) async fn revoke_token(pool: &Pool<Db>, dialect: &Dialect, name: &str, now: DateTime<Utc>) -> Result<Option<i64>> {
+            let mut tx = pool.begin().await?;
             let done = sqlx::query("UPDATE tokens SET revoked_at = $1 WHERE name = $2 AND revoked_at IS NULL")
                 .bind(micros(now))
                 .bind(name)
-                .execute(pool)
+                .execute(&mut *tx)
+                .await?;
+            if done.rows_affected() == 1 {
+                tx.commit().await?;
+                return Ok(None);
+            }
+            let done = sqlx::query("UPDATE client_tokens SET revoked_at = $1 WHERE name = $2 AND revoked_at IS NULL")
+                .bind(micros(now))
+                .bind(name)
+                .execute(&mut *tx)
                 .await?;
             if done.rows_affected() == 0 {
                 return Err(StoreError::NotFound(format!("no active token named '{name}'")));
             }
-            Ok(())
+            let revision: i64 = sqlx::query_scalar(
+                "UPDATE flag_state SET token_revision = token_revision + 1 WHERE id = 1 RETURNING token_revision",
+            )
+            .fetch_one(&mut *tx)
+            .await?;
+            if let Some(notify) = dialect.notify {
+                sqlx::query(notify)
+                    .bind(crate::flags::FLAGS_CHANNEL)
+                    .bind(format!("t:{revision}"))
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            tx.commit().await?;
+            Ok(Some(revision))
         }
 
         pub(crate) async fn try_acquire_lease(

@@ -11,7 +11,7 @@
 use crate::{Result, StoreError};
 
 /// The newest schema version this binary knows.
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 
 pub(crate) struct Migration {
     pub version: i64,
@@ -38,6 +38,13 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         description: "builds, artifacts, deploy configs, hosts, rollouts, tasks, deployments",
         sqlite: include_str!("schema/0002_sqlite.sql"),
         postgres: include_str!("schema/0002_postgres.sql"),
+    },
+    Migration {
+        version: 3,
+        min_binary_version: 1,
+        description: "flags, segments, flag schedules, client tokens, SDK registrations and usage",
+        sqlite: include_str!("schema/0003_sqlite.sql"),
+        postgres: include_str!("schema/0003_postgres.sql"),
     },
 ];
 

@@ -23,6 +23,10 @@ use sqlx::{ConnectOptions, Connection};
 use tokio::sync::{broadcast, watch};
 use ulid::Ulid;
 
+use crate::flags::{
+    FlagRecord, FlagSchedule, FlagSnapshot, FlagState, FlagUsage, FlagWrite, SdkClient,
+    SegmentRecord,
+};
 use crate::group_commit::GroupCommit;
 use crate::queries::Dialect;
 use crate::schema::{self, SchemaStatus, SCHEMA_VERSION};
@@ -39,11 +43,16 @@ mod sq {
     crate::ship_queries::ship_queries!(sqlx::Sqlite);
 }
 
+mod fq {
+    crate::flag_queries::flag_queries!(sqlx::Sqlite, super::q);
+}
+
 const DIALECT: Dialect = Dialect {
     event_lock: None,
     notify: None,
     bootstrap_lock: None,
     for_update: "",
+    snapshot_isolation: None,
 };
 
 pub struct SqliteStore {
@@ -53,6 +62,7 @@ pub struct SqliteStore {
     schema: SchemaStatus,
     events: watch::Sender<i64>,
     ship: broadcast::Sender<ShipSignal>,
+    flags: watch::Sender<i64>,
 }
 
 impl SqliteStore {
@@ -110,11 +120,21 @@ impl SqliteStore {
             schema,
             events,
             ship,
+            flags: watch::channel(0).0,
         })
     }
 
     fn announce(&self, seq: i64) {
         announce(&self.events, seq);
+    }
+
+    /// After a flag-set write: wakes change-stream readers (when it recorded a change) and
+    /// flag-set followers. One process owns the file, so in-process is everywhere.
+    fn written(&self, seq: Option<i64>) {
+        if let Some(seq) = seq {
+            self.announce(seq);
+        }
+        self.flags.send_modify(|wakes| *wakes += 1);
     }
 }
 
@@ -284,7 +304,13 @@ impl Store for SqliteStore {
     }
 
     async fn revoke_token(&self, name: &str, now: DateTime<Utc>) -> Result<()> {
-        q::revoke_token(&self.writer, name, now).await
+        if q::revoke_token(&self.writer, &DIALECT, name, now)
+            .await?
+            .is_some()
+        {
+            self.written(None);
+        }
+        Ok(())
     }
 
     async fn bootstrap_admin_token(&self, info: &TokenInfo, digest: &str) -> Result<bool> {
@@ -494,6 +520,146 @@ impl Store for SqliteStore {
 
     fn subscribe_ship(&self) -> tokio::sync::broadcast::Receiver<ShipSignal> {
         self.ship.subscribe()
+    }
+
+    async fn flag_state(&self) -> Result<FlagState> {
+        fq::flag_state(&self.reader).await
+    }
+
+    async fn flag_revisions(&self) -> Result<Vec<(String, i64)>> {
+        fq::flag_revisions(&self.reader).await
+    }
+
+    fn subscribe_flags(&self) -> watch::Receiver<i64> {
+        self.flags.subscribe()
+    }
+
+    async fn create_flag(&self, flag: &FlagRecord, change: &Change) -> Result<FlagRecord> {
+        let written = fq::create_flag(&self.writer, &DIALECT, "", flag, change).await?;
+        self.written(written.seq);
+        Ok(written.flag)
+    }
+
+    async fn get_flag(&self, service: &str, name: &str) -> Result<Option<FlagRecord>> {
+        fq::get_flag(&self.reader, service, name).await
+    }
+
+    async fn list_flags(
+        &self,
+        service: Option<&str>,
+        archived: Option<bool>,
+    ) -> Result<Vec<FlagRecord>> {
+        fq::list_flags(&self.reader, service, archived).await
+    }
+
+    async fn write_flag(
+        &self,
+        service: &str,
+        name: &str,
+        expected_version: i64,
+        write: &FlagWrite,
+        actor: &str,
+        now: DateTime<Utc>,
+        change: Option<&Change>,
+    ) -> Result<FlagRecord> {
+        let written = fq::write_flag(
+            &self.writer,
+            &DIALECT,
+            "",
+            service,
+            name,
+            expected_version,
+            write,
+            actor,
+            now,
+            change,
+        )
+        .await?;
+        self.written(written.seq);
+        Ok(written.flag)
+    }
+
+    async fn put_segment(
+        &self,
+        segment: &SegmentRecord,
+        expected_version: Option<i64>,
+    ) -> Result<SegmentRecord> {
+        let stored = fq::put_segment(&self.writer, &DIALECT, segment, expected_version).await?;
+        self.written(None);
+        Ok(stored)
+    }
+
+    async fn list_segments(&self, service: &str) -> Result<Vec<SegmentRecord>> {
+        fq::list_segments(&self.reader, service).await
+    }
+
+    async fn delete_segment(&self, service: &str, name: &str) -> Result<()> {
+        fq::delete_segment(&self.writer, &DIALECT, service, name).await?;
+        self.written(None);
+        Ok(())
+    }
+
+    async fn flag_snapshot(&self, service: &str) -> Result<FlagSnapshot> {
+        fq::flag_snapshot(&self.reader, &DIALECT, service).await
+    }
+
+    async fn insert_flag_schedule(&self, schedule: &FlagSchedule) -> Result<()> {
+        fq::insert_flag_schedule(&self.writer, schedule).await
+    }
+
+    async fn list_flag_schedules(
+        &self,
+        service: &str,
+        name: Option<&str>,
+    ) -> Result<Vec<FlagSchedule>> {
+        fq::list_flag_schedules(&self.reader, service, name).await
+    }
+
+    async fn get_flag_schedule(&self, id: Ulid) -> Result<Option<FlagSchedule>> {
+        fq::get_flag_schedule(&self.reader, id).await
+    }
+
+    async fn due_flag_schedules(
+        &self,
+        now: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<FlagSchedule>> {
+        fq::due_flag_schedules(&self.reader, now, limit).await
+    }
+
+    async fn finish_flag_schedule(
+        &self,
+        id: Ulid,
+        state: &str,
+        ran_at: DateTime<Utc>,
+        change_id: Option<Ulid>,
+        error: Option<&str>,
+    ) -> Result<bool> {
+        fq::finish_flag_schedule(&self.writer, id, state, ran_at, change_id, error).await
+    }
+
+    async fn register_sdk_client(&self, client: &SdkClient) -> Result<()> {
+        fq::register_sdk_client(&self.writer, client).await
+    }
+
+    async fn sdk_clients(&self, service: &str) -> Result<Vec<SdkClient>> {
+        fq::sdk_clients(&self.reader, service).await
+    }
+
+    async fn add_flag_usage(&self, usage: &[FlagUsage]) -> Result<u64> {
+        fq::add_flag_usage(&self.writer, &DIALECT, usage).await
+    }
+
+    async fn flag_usage_since(
+        &self,
+        service: &str,
+        since: DateTime<Utc>,
+    ) -> Result<Vec<FlagUsage>> {
+        fq::flag_usage_since(&self.reader, service, since).await
+    }
+
+    async fn prune_flag_usage(&self, before: DateTime<Utc>) -> Result<u64> {
+        fq::prune_flag_usage(&self.writer, before).await
     }
 
     async fn close(&self) {

@@ -5,7 +5,36 @@
 //! `postgres://postgres@127.0.0.1:5432/test`). Tests that need it fail, naming the URL,
 //! when it cannot be reached: `scripts/test` starts or installs PostgreSQL first.
 
+use std::sync::Arc;
+
 use sqlx::Connection;
+
+use crate::{PostgresStore, SqliteStore, Store, StoreOptions};
+
+/// Runs `body` against a fresh SQLite store, then a fresh PostgreSQL schema: the same
+/// answers are expected from both.
+pub async fn each_backend<F, Fut>(label: &str, body: F)
+where
+    F: Fn(Arc<dyn Store>) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let sqlite: Arc<dyn Store> = Arc::new(
+        SqliteStore::open(&dir.path().join("g.db"), StoreOptions::default())
+            .await
+            .expect("a fresh SQLite store opens"),
+    );
+    body(sqlite.clone()).await;
+    sqlite.close().await;
+    let url = fresh_postgres_url(label).await;
+    let pg: Arc<dyn Store> = Arc::new(
+        PostgresStore::open(&url, StoreOptions::default())
+            .await
+            .expect("a fresh PostgreSQL schema opens"),
+    );
+    body(pg.clone()).await;
+    pg.close().await;
+}
 
 /// The database tests use.
 pub fn postgres_base_url() -> String {

@@ -772,7 +772,8 @@ async fn sqlite_reopen_keeps_data_and_schema() {
 /// message saying what to do; one that stays compatible is used as it is.
 #[tokio::test]
 async fn newer_schema_refused_or_tolerated() {
-    for (version, min, refused) in [(99, 99, true), (2, 1, false)] {
+    let newer = gantry_store::SCHEMA_VERSION + 1;
+    for (version, min, refused) in [(99, 99, true), (newer, 1, false)] {
         let url = gantry_store::testing::fresh_postgres_url("newer_schema").await;
         let store = gantry_store::PostgresStore::open(&url, StoreOptions::default())
             .await
@@ -780,8 +781,8 @@ async fn newer_schema_refused_or_tolerated() {
         store.close().await;
         let pool = sqlx::PgPool::connect(&url).await.unwrap();
         sqlx::query("UPDATE gantry_schema SET version = $1, min_binary_version = $2")
-            .bind(version as i64)
-            .bind(min as i64)
+            .bind(version)
+            .bind(min)
             .execute(&pool)
             .await
             .unwrap();
@@ -796,7 +797,7 @@ async fn newer_schema_refused_or_tolerated() {
                 );
             }
             Ok(store) if !refused => {
-                assert_eq!(store.schema_status().current, version as i64);
+                assert_eq!(store.schema_status().current, version);
                 store.close().await;
             }
             Err(e) => panic!("version {version}: unexpected error {e}"),

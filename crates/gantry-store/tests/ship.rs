@@ -2,38 +2,15 @@
 //! deployments behave the same on SQLite and PostgreSQL.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
 use chrono::{DateTime, TimeZone, Utc};
 use gantry_core::ship::{
     Build, HostFacts, HostRelease, Rollout, RolloutKind, RolloutSpec, RolloutState, Task,
     TaskPurpose, TaskState,
 };
-use gantry_store::{BuildQuery, Deployment, ShipSignal, Store, StoreError, StoreOptions};
+use gantry_store::testing::each_backend;
+use gantry_store::{BuildQuery, Deployment, ShipSignal, StoreError};
 use ulid::Ulid;
-
-async fn each_backend<F, Fut>(label: &str, body: F)
-where
-    F: Fn(Arc<dyn Store>) -> Fut,
-    Fut: std::future::Future<Output = ()>,
-{
-    let dir = tempfile::tempdir().unwrap();
-    let sqlite: Arc<dyn Store> = Arc::new(
-        gantry_store::SqliteStore::open(&dir.path().join("g.db"), StoreOptions::default())
-            .await
-            .unwrap(),
-    );
-    body(sqlite.clone()).await;
-    sqlite.close().await;
-    let url = gantry_store::testing::fresh_postgres_url(label).await;
-    let pg: Arc<dyn Store> = Arc::new(
-        gantry_store::PostgresStore::open(&url, StoreOptions::default())
-            .await
-            .unwrap(),
-    );
-    body(pg.clone()).await;
-    pg.close().await;
-}
 
 fn at(s: i64) -> DateTime<Utc> {
     Utc.timestamp_opt(1_700_000_000 + s, 0).unwrap()

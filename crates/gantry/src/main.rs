@@ -153,6 +153,9 @@ enum Command {
     /// Record, list, show, update and follow changes.
     #[command(subcommand)]
     Change(commands::change::ChangeCommand),
+    /// Feature flags, kill switches and rollouts: create, flip, target, schedule, import.
+    #[command(subcommand)]
+    Flag(commands::flag::FlagCommand),
     /// Manage services and their environment pipelines.
     #[command(subcommand)]
     Service(commands::service::ServiceCommand),
@@ -209,6 +212,7 @@ fn main() -> ExitCode {
             Command::Server(args) => commands::server::run(args).await,
             Command::Change(cmd) => commands::change::run(&cli.global, cmd).await,
             Command::Service(cmd) => commands::service::run(&cli.global, cmd).await,
+            Command::Flag(cmd) => commands::flag::run(&cli.global, cmd).await,
             Command::Token(cmd) => commands::token::run(&cli.global, cmd).await,
             Command::Metrics(cmd) => commands::metrics::run(&cli.global, cmd).await,
             Command::Collect(args) => commands::collect::run(args).await,

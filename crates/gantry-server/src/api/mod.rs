@@ -5,6 +5,7 @@ pub mod agent;
 pub mod builds;
 pub mod changes;
 pub mod events;
+pub mod flags;
 pub mod graphite;
 pub mod hosts;
 pub mod metrics_admin;
@@ -12,6 +13,7 @@ pub mod rollouts;
 pub mod services;
 pub mod system;
 pub mod tokens;
+pub mod unleash;
 
 use crate::error::ApiError;
 

@@ -63,6 +63,7 @@ pub async fn create_token(
     let mut scopes = new.scopes;
     scopes.sort();
     scopes.dedup();
+    gantry_core::Scope::check_set(&scopes)?;
     let info = TokenInfo {
         name: new.name,
         scopes,

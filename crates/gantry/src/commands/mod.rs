@@ -3,6 +3,7 @@
 
 pub mod change;
 pub mod collect;
+pub mod flag;
 pub mod metrics;
 pub mod server;
 pub mod service;

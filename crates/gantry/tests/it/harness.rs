@@ -332,13 +332,28 @@ pub struct Sse {
 
 impl Sse {
     pub fn open(server_url: &str, token: &str, last_event_id: Option<i64>) -> Sse {
+        Sse::open_at(
+            server_url,
+            "/api/v1/changes/stream",
+            &format!("Bearer {token}"),
+            last_event_id,
+        )
+    }
+
+    /// A stream at `path`, sending `authorization` as it is (SDKs send a bare token).
+    pub fn open_at(
+        server_url: &str,
+        path: &str,
+        authorization: &str,
+        last_event_id: Option<i64>,
+    ) -> Sse {
         let client = reqwest::blocking::Client::builder()
             .timeout(None)
             .build()
             .unwrap();
         let mut request = client
-            .get(format!("{server_url}/api/v1/changes/stream"))
-            .bearer_auth(token);
+            .get(format!("{server_url}{path}"))
+            .header("authorization", authorization);
         if let Some(id) = last_event_id {
             request = request.header("last-event-id", id.to_string());
         }
