@@ -70,3 +70,44 @@ pub async fn fresh_postgres_url(label: &str) -> String {
     let separator = if base.contains('?') { '&' } else { '?' };
     format!("{base}{separator}options=-c%20search_path%3D{schema}")
 }
+
+/// The MariaDB/MySQL server tests use (`GANTRY_TEST_MYSQL_URL`, default
+/// `mysql://root@127.0.0.1:3306/test`).
+pub fn mysql_base_url() -> String {
+    std::env::var("GANTRY_TEST_MYSQL_URL")
+        .unwrap_or_else(|_| "mysql://root@127.0.0.1:3306/test".to_string())
+}
+
+/// A URL for a new, empty MariaDB/MySQL database named after `label`.
+pub async fn fresh_mysql_url(label: &str) -> String {
+    let base = mysql_base_url();
+    let name = format!(
+        "t_{}_{}",
+        label
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .take(20)
+            .collect::<String>()
+            .to_ascii_lowercase(),
+        ulid::Ulid::new().to_string().to_ascii_lowercase()
+    );
+    let mut conn = sqlx::MySqlConnection::connect(&base).await.unwrap_or_else(|e| {
+        panic!(
+            "cannot connect to the test MariaDB at {} ({e}); run scripts/test, which starts it, or set GANTRY_TEST_MYSQL_URL",
+            crate::redact_url(&base)
+        )
+    });
+    sqlx::raw_sql(&format!("CREATE DATABASE {name}"))
+        .execute(&mut conn)
+        .await
+        .unwrap_or_else(|e| panic!("cannot create database {name}: {e}"));
+    let _ = conn.close().await;
+    match base.rfind('/') {
+        Some(slash) if slash > base.find("://").map_or(0, |i| i + 2) => {
+            let (head, tail) = base.split_at(slash);
+            let query = tail.find('?').map_or("", |q| &tail[q..]);
+            format!("{head}/{name}{query}")
+        }
+        _ => format!("{base}/{name}"),
+    }
+}

@@ -156,6 +156,9 @@ enum Command {
     /// Feature flags, kill switches and rollouts: create, flip, target, schedule, import.
     #[command(subcommand)]
     Flag(commands::flag::FlagCommand),
+    /// Expand/contract database migrations: status, plan, apply, lint, new, baseline, repair.
+    #[command(subcommand)]
+    Migrate(commands::migrate::MigrateCommand),
     /// Manage services and their environment pipelines.
     #[command(subcommand)]
     Service(commands::service::ServiceCommand),
@@ -213,6 +216,7 @@ fn main() -> ExitCode {
             Command::Change(cmd) => commands::change::run(&cli.global, cmd).await,
             Command::Service(cmd) => commands::service::run(&cli.global, cmd).await,
             Command::Flag(cmd) => commands::flag::run(&cli.global, cmd).await,
+            Command::Migrate(cmd) => commands::migrate::run(&cli.global, cmd).await,
             Command::Token(cmd) => commands::token::run(&cli.global, cmd).await,
             Command::Metrics(cmd) => commands::metrics::run(&cli.global, cmd).await,
             Command::Collect(args) => commands::collect::run(args).await,

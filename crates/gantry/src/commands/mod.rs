@@ -5,6 +5,7 @@ pub mod change;
 pub mod collect;
 pub mod flag;
 pub mod metrics;
+pub mod migrate;
 pub mod server;
 pub mod service;
 pub mod ship;

@@ -11,6 +11,7 @@ mod flags;
 mod graphite_web;
 mod lifecycle;
 mod metrics;
+mod migrate;
 mod postgres;
 mod python_sdks;
 mod ship;

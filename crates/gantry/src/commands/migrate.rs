@@ -1,0 +1,521 @@
+//! `gantry migrate …`: expand/contract migrations from the command line, run locally
+//! against the target database. The database URL comes from `--target-url-file`, else
+//! `GANTRY_MIGRATE_URL`; no option takes a URL (it would show in `ps`), and the server's
+//! `GANTRY_DATABASE_URL` is never read. Results go to stdout (`apply` prints only the id of
+//! the change it recorded); progress and the log go to stderr.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context as _};
+use clap::{Args, Subcommand, ValueEnum};
+use gantry_core::{ChangeKind, ChangeStatus, NewChange};
+use gantry_migrate::layout::{self, Database, Phase};
+use gantry_migrate::runner::{Event, MigrationState, Options, Runner};
+use gantry_migrate::split::Dialect;
+
+use crate::output::{print_json, print_table};
+use crate::GlobalArgs;
+
+/// The variable a local run reads the target database's URL from.
+pub const URL_VARIABLE: &str = "GANTRY_MIGRATE_URL";
+
+#[derive(Debug, Subcommand)]
+pub enum MigrateCommand {
+    /// Per phase: applied, pending and drifted migrations, and invalid indexes left behind.
+    Status(Target),
+    /// The complete SQL script of a phase's pending migrations, for a DBA to run with psql
+    /// or mysql on the database server.
+    Plan(PlanArgs),
+    /// Apply a phase's pending migrations; prints the id of the change it recorded.
+    Apply(ApplyArgs),
+    /// Classify statements: expand-safe, contract-only, lock risks (exit 1 on an error).
+    Lint(LintArgs),
+    /// Create the next numbered file of a phase; prints its path.
+    New(NewArgs),
+    /// Adopt an existing database: record versions up to N as applied without running them.
+    Baseline(BaselineArgs),
+    /// Record the files' checksums over drifted versions, as a deliberate act.
+    Repair(RepairArgs),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PhaseArg {
+    Expand,
+    Contract,
+}
+
+impl From<PhaseArg> for Phase {
+    fn from(p: PhaseArg) -> Phase {
+        match p {
+            PhaseArg::Expand => Phase::Expand,
+            PhaseArg::Contract => Phase::Contract,
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct Target {
+    /// The migrations folder: one folder per database, each with expand/ and contract/.
+    #[arg(long, default_value = "migrations")]
+    dir: PathBuf,
+    /// Which database's folder (optional when there is only one).
+    #[arg(long)]
+    db: Option<String>,
+    /// A file holding the target database's URL (else GANTRY_MIGRATE_URL).
+    #[arg(long)]
+    target_url_file: Option<PathBuf>,
+    /// Version table of the expand phase.
+    #[arg(long, default_value = "gantry_schema_expand")]
+    expand_table: String,
+    /// Version table of the contract phase.
+    #[arg(long, default_value = "gantry_schema_contract")]
+    contract_table: String,
+}
+
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    #[command(flatten)]
+    target: Target,
+    #[arg(long, value_enum)]
+    phase: PhaseArg,
+}
+
+#[derive(Debug, Args)]
+pub struct ApplyArgs {
+    #[command(flatten)]
+    target: Target,
+    #[arg(long, value_enum)]
+    phase: PhaseArg,
+    /// Stop after this version.
+    #[arg(long)]
+    to: Option<u32>,
+    /// The service the database belongs to: the change is recorded for it.
+    #[arg(long)]
+    service: Option<String>,
+    /// The environment (required with --phase contract).
+    #[arg(long)]
+    env: Option<String>,
+    /// Apply what the classifier or the contract gate refuses; needs --reason.
+    #[arg(long, requires = "reason")]
+    force: bool,
+    /// Why --force was needed; recorded in the change.
+    #[arg(long)]
+    reason: Option<String>,
+    /// Apply versions below the highest applied one.
+    #[arg(long)]
+    out_of_order: bool,
+    /// A statement found started but not done after a crash committed: skip it.
+    #[arg(long, conflicts_with = "rerun")]
+    assume_done: bool,
+    /// A statement found started but not done after a crash did not commit: run it.
+    #[arg(long)]
+    rerun: bool,
+    /// Longest wait of one statement for its locks before it is retried.
+    #[arg(long, default_value = "500ms", value_parser = parse_duration)]
+    lock_timeout: std::time::Duration,
+    /// Retries of a statement that timed out on a lock.
+    #[arg(long, default_value_t = 20)]
+    lock_retries: u32,
+}
+
+#[derive(Debug, Args)]
+pub struct LintArgs {
+    /// Files to lint; default every migration of the database.
+    files: Vec<PathBuf>,
+    #[arg(long, default_value = "migrations")]
+    dir: PathBuf,
+    #[arg(long)]
+    db: Option<String>,
+    /// The SQL dialect (default: from the target URL when one is set, else postgres).
+    #[arg(long)]
+    dialect: Option<String>,
+    #[arg(long)]
+    target_url_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct NewArgs {
+    /// What the migration does, e.g. add_email.
+    name: String,
+    #[arg(long, value_enum)]
+    phase: PhaseArg,
+    #[arg(long, default_value = "migrations")]
+    dir: PathBuf,
+    #[arg(long)]
+    db: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct BaselineArgs {
+    #[command(flatten)]
+    target: Target,
+    #[arg(long, value_enum)]
+    phase: PhaseArg,
+    /// The newest version the database already has.
+    #[arg(long)]
+    version: u32,
+}
+
+#[derive(Debug, Args)]
+pub struct RepairArgs {
+    #[command(flatten)]
+    target: Target,
+    #[arg(long, value_enum)]
+    phase: PhaseArg,
+}
+
+fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    gantry_core::time::parse_duration("duration", text).map_err(|e| e.0)
+}
+
+/// The target database's URL: the file wins, else the variable.
+fn target_url(file: Option<&Path>) -> anyhow::Result<String> {
+    if let Some(file) = file {
+        let text = std::fs::read_to_string(file)
+            .with_context(|| format!("cannot read the target URL file {}", file.display()))?;
+        let url = text.trim().to_string();
+        if url.is_empty() {
+            bail!(
+                "{} is empty; it should hold the target database's URL",
+                file.display()
+            );
+        }
+        return Ok(url);
+    }
+    std::env::var(URL_VARIABLE).map_err(|_| {
+        anyhow::anyhow!(
+            "no target database: pass --target-url-file FILE or set {URL_VARIABLE} (no option takes the URL itself, so it never shows in ps)"
+        )
+    })
+}
+
+fn dialect_of(url: &str) -> anyhow::Result<Dialect> {
+    let scheme = url.split(':').next().unwrap_or("");
+    Dialect::from_name(scheme).ok_or_else(|| {
+        anyhow::anyhow!(
+            "the target URL must start with postgres://, mysql://, mariadb:// or sqlite:"
+        )
+    })
+}
+
+/// Which database folder: `--db`, or the only one there is.
+fn database_name(dir: &Path, db: Option<&str>) -> anyhow::Result<String> {
+    if let Some(db) = db {
+        return Ok(db.to_string());
+    }
+    let all = layout::list_databases(dir);
+    match all.as_slice() {
+        [one] => Ok(one.clone()),
+        [] => bail!(
+            "{} holds no database folder (migrations/<database>/expand/…)",
+            dir.display()
+        ),
+        many => bail!(
+            "{} holds several databases ({}); name one with --db",
+            dir.display(),
+            many.join(", ")
+        ),
+    }
+}
+
+fn load(dir: &Path, db: &str, dialect: Dialect) -> anyhow::Result<Database> {
+    Ok(layout::load_database(dir, db, dialect)?)
+}
+
+fn options(target: &Target, global: &GlobalArgs) -> Options {
+    let _ = global;
+    Options {
+        expand_table: target.expand_table.clone(),
+        contract_table: target.contract_table.clone(),
+        applied_by: whoami(),
+        ..Options::default()
+    }
+}
+
+fn whoami() -> String {
+    std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .unwrap_or_else(|_| "gantry".into())
+}
+
+async fn connect(
+    target: &Target,
+    global: &GlobalArgs,
+    tune: impl FnOnce(&mut Options),
+) -> anyhow::Result<(Runner, Database)> {
+    let url = target_url(target.target_url_file.as_deref())?;
+    let dialect = dialect_of(&url)?;
+    let name = database_name(&target.dir, target.db.as_deref())?;
+    let db = load(&target.dir, &name, dialect)?;
+    let mut opts = options(target, global);
+    tune(&mut opts);
+    let runner = Runner::connect(&url, &name, opts).await?;
+    Ok((runner, db))
+}
+
+fn progress(event: Event) {
+    match event {
+        Event::Started { version, description } => eprintln!("migrate: {version:04} {description}"),
+        Event::Statement { version, index, line } => {
+            eprintln!("migrate: {version:04} statement {} (line {line})", index + 1)
+        }
+        Event::Retrying { version, attempt, wait_ms, reason } => eprintln!(
+            "migrate: {version:04} waited too long for a lock ({reason}); retry {attempt} in {wait_ms} ms"
+        ),
+        Event::Applied { version, duration_ms } => {
+            eprintln!("migrate: {version:04} applied in {duration_ms} ms")
+        }
+    }
+}
+
+pub async fn run(global: &GlobalArgs, command: MigrateCommand) -> anyhow::Result<()> {
+    match command {
+        MigrateCommand::Status(target) => {
+            let (mut runner, db) = connect(&target, global, |_| {}).await?;
+            let status = runner.status(&db).await;
+            runner.close().await;
+            let status = status?;
+            if global.json {
+                return print_json(&status);
+            }
+            let mut rows = Vec::new();
+            for phase in [&status.expand, &status.contract] {
+                for (version, path, state) in &phase.migrations {
+                    let state = match state {
+                        MigrationState::Pending => "pending".to_string(),
+                        MigrationState::Applied => "applied".to_string(),
+                        MigrationState::Baseline => "baseline".to_string(),
+                        MigrationState::Partial { done, started } => match started {
+                            Some(s) => format!("partial: {done} done, statement {} started", s + 1),
+                            None => format!("partial: {done} done"),
+                        },
+                        MigrationState::Drifted { applied, file } => {
+                            format!("DRIFTED: applied {applied:.12}…, file {file:.12}…")
+                        }
+                    };
+                    rows.push(vec![
+                        phase.phase.name().to_string(),
+                        format!("{version:04}"),
+                        state,
+                        path.clone(),
+                    ]);
+                }
+                for version in &phase.missing_files {
+                    rows.push(vec![
+                        phase.phase.name().to_string(),
+                        format!("{version:04}"),
+                        "applied, file missing".into(),
+                        "-".into(),
+                    ]);
+                }
+            }
+            print_table(&["PHASE", "VERSION", "STATE", "FILE"], &rows);
+            for index in &status.invalid_indexes {
+                println!("invalid index left behind: {index} (drop it and build it again)");
+            }
+            println!(
+                "contract gate: not checked locally; `gantry migrate apply --phase contract` needs --force --reason until the server's gate is reachable"
+            );
+        }
+        MigrateCommand::Plan(args) => {
+            let (mut runner, db) = connect(&args.target, global, |_| {}).await?;
+            let phase: Phase = args.phase.into();
+            let status = runner.status(&db).await;
+            let dialect = runner.dialect();
+            runner.close().await;
+            let status = status?;
+            let pending: Vec<&gantry_migrate::layout::Migration> = db
+                .phase(phase)
+                .iter()
+                .filter(|m| {
+                    matches!(
+                        status.phase(phase).state_of(m.version),
+                        Some(MigrationState::Pending)
+                    )
+                })
+                .collect();
+            let table = match phase {
+                Phase::Expand => &args.target.expand_table,
+                Phase::Contract => &args.target.contract_table,
+            };
+            print!(
+                "{}",
+                gantry_migrate::plan::plan_script(dialect, phase, &pending, table, &whoami())
+            );
+        }
+        MigrateCommand::Apply(args) => apply(global, args).await?,
+        MigrateCommand::Lint(args) => lint(global, args)?,
+        MigrateCommand::New(args) => {
+            let db = database_name(&args.dir, args.db.as_deref()).or_else(|e| match &args.db {
+                Some(db) => Ok(db.clone()),
+                None => Err(e),
+            })?;
+            let phase: Phase = args.phase.into();
+            let folder = args.dir.join(&db).join(phase.name());
+            std::fs::create_dir_all(&folder)
+                .with_context(|| format!("cannot create {}", folder.display()))?;
+            let next = std::fs::read_dir(&folder)?
+                .filter_map(|e| e.ok())
+                .filter_map(|e| layout::parse_file_name(&e.file_name().to_string_lossy()).ok())
+                .map(|n| n.version)
+                .max()
+                .unwrap_or(0)
+                + 1;
+            let slug: String = args
+                .name
+                .chars()
+                .map(|c| {
+                    if c.is_ascii_alphanumeric() {
+                        c.to_ascii_lowercase()
+                    } else {
+                        '_'
+                    }
+                })
+                .collect();
+            let path = folder.join(format!("{next:04}_{slug}.sql"));
+            std::fs::write(&path, format!("-- {}\n", args.name))
+                .with_context(|| format!("cannot write {}", path.display()))?;
+            println!("{}", path.display());
+        }
+        MigrateCommand::Baseline(args) => {
+            let (mut runner, db) = connect(&args.target, global, |_| {}).await?;
+            let done = runner.baseline(&db, args.phase.into(), args.version).await;
+            runner.close().await;
+            let done = done?;
+            eprintln!(
+                "migrate: recorded {} versions as applied: {done:?}",
+                done.len()
+            );
+        }
+        MigrateCommand::Repair(args) => {
+            let (mut runner, db) = connect(&args.target, global, |_| {}).await?;
+            let done = runner.repair(&db, args.phase.into()).await;
+            runner.close().await;
+            let done = done?;
+            eprintln!("migrate: recorded the files' checksums over versions {done:?}");
+        }
+    }
+    Ok(())
+}
+
+async fn apply(global: &GlobalArgs, args: ApplyArgs) -> anyhow::Result<()> {
+    let phase: Phase = args.phase.into();
+    if phase == Phase::Contract && !args.force {
+        bail!(
+            "the contract gate is decided by the server, which this command cannot reach yet; apply the contract phase with --force --reason \"…\" once the deployed build no longer needs the old schema"
+        );
+    }
+    if phase == Phase::Contract && args.env.is_none() {
+        bail!("--env is required with --phase contract");
+    }
+    let (mut runner, db) = connect(&args.target, global, |o| {
+        o.force = args.force;
+        o.out_of_order = args.out_of_order;
+        o.assume_done = args.assume_done;
+        o.rerun = args.rerun;
+        o.lock_timeout = args.lock_timeout;
+        o.lock_retries = args.lock_retries;
+    })
+    .await?;
+    let started = chrono::Utc::now();
+    let mut log = |e: Event| progress(e);
+    let outcome = runner.apply(&db, phase, args.to, &mut log).await;
+    runner.close().await;
+    let report = outcome?;
+    eprintln!(
+        "migrate: {} migrations, {} statements, {} ms",
+        report.applied.len(),
+        report.statements,
+        report.duration_ms
+    );
+    let Some(service) = args.service else {
+        return Ok(());
+    };
+    if report.applied.is_empty() {
+        eprintln!("migrate: nothing was pending; no change recorded");
+        return Ok(());
+    }
+    let client = crate::credentials::client(global)?;
+    let mut metadata = serde_json::Map::new();
+    metadata.insert("database".into(), db.name.clone().into());
+    metadata.insert("phase".into(), phase.name().into());
+    metadata.insert("versions".into(), serde_json::json!(report.applied));
+    metadata.insert("statements".into(), report.statements.into());
+    metadata.insert("duration_ms".into(), report.duration_ms.into());
+    if let Some(reason) = &args.reason {
+        metadata.insert("forced".into(), reason.clone().into());
+    }
+    let change = NewChange {
+        kind: Some(ChangeKind::Migration.as_str().to_string()),
+        service: Some(service),
+        environment: args.env,
+        summary: Some(format!(
+            "{}: {} {:?} applied",
+            db.name,
+            phase.name(),
+            report.applied
+        )),
+        status: Some(ChangeStatus::Succeeded),
+        started_at: Some(started),
+        finished_at: Some(chrono::Utc::now()),
+        metadata: Some(serde_json::Value::Object(metadata)),
+        ..NewChange::default()
+    };
+    let recorded = client.record_change(&change).await?;
+    println!("{}", recorded.id);
+    Ok(())
+}
+
+fn lint(global: &GlobalArgs, args: LintArgs) -> anyhow::Result<()> {
+    let dialect = match &args.dialect {
+        Some(name) => Dialect::from_name(name).ok_or_else(|| {
+            anyhow::anyhow!("--dialect '{name}': expected postgres, mysql or sqlite")
+        })?,
+        None => match target_url(args.target_url_file.as_deref()) {
+            Ok(url) => dialect_of(&url)?,
+            Err(_) => Dialect::Postgres,
+        },
+    };
+    let migrations: Vec<gantry_migrate::layout::Migration> = if args.files.is_empty() {
+        let name = database_name(&args.dir, args.db.as_deref())?;
+        let db = load(&args.dir, &name, dialect)?;
+        db.expand.into_iter().chain(db.contract).collect()
+    } else {
+        let mut out = Vec::new();
+        for file in &args.files {
+            let text = std::fs::read_to_string(file)
+                .with_context(|| format!("cannot read {}", file.display()))?;
+            let phase = file
+                .parent()
+                .and_then(|p| p.file_name())
+                .and_then(|n| Phase::from_name(&n.to_string_lossy()))
+                .unwrap_or(Phase::Expand);
+            out.push(gantry_migrate::layout::Migration::from_source(
+                dialect,
+                phase,
+                &file.display().to_string(),
+                &text,
+                None,
+            )?);
+        }
+        out
+    };
+    let findings: Vec<_> = migrations
+        .iter()
+        .flat_map(|m| gantry_migrate::lint::lint(dialect, m.phase, m))
+        .collect();
+    let errors = findings
+        .iter()
+        .filter(|f| f.severity == gantry_migrate::classify::Severity::Error)
+        .count();
+    if global.json {
+        print_json(&findings)?;
+    } else {
+        print!("{}", gantry_migrate::lint::format_table(&findings));
+    }
+    if errors > 0 {
+        eprintln!("migrate lint: {errors} error(s)");
+        std::process::exit(1);
+    }
+    Ok(())
+}

@@ -1,0 +1,513 @@
+//! `gantry migrate` through the real binary against the machine's real PostgreSQL and
+//! MariaDB and an SQLite file, each test in a database of its own: apply, status, drift,
+//! repair, the classifier's refusals, a failed statement resumed, one runner at a time, the
+//! DBA's plan script giving the same end state as apply, and a password never shown.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use crate::harness::BIN;
+
+fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(f)
+}
+
+/// A migrations folder with one database `db` and the files given (`expand/0001_x.sql`).
+fn folder(db: &str, files: &[(&str, &str)]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for (path, text) in files {
+        let path = dir.path().join("migrations").join(db).join(path);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, text).unwrap();
+    }
+    dir
+}
+
+/// Runs `gantry migrate ARGS` in `dir` with the target URL in a file.
+fn migrate(dir: &Path, url: &str, args: &[&str]) -> Output {
+    let url_file = dir.join("target.url");
+    std::fs::write(&url_file, url).unwrap();
+    Command::new(BIN)
+        .current_dir(dir)
+        .arg("migrate")
+        .args(args)
+        .arg("--target-url-file")
+        .arg(&url_file)
+        .env_remove("GANTRY_MIGRATE_URL")
+        .env("GANTRY_DATABASE_URL", "postgres://wrong@127.0.0.1:1/never")
+        .output()
+        .unwrap()
+}
+
+fn ok(out: &Output) -> String {
+    assert!(
+        out.status.success(),
+        "stdout: {}\nstderr: {}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+struct Case {
+    url: String,
+    /// The CREATE INDEX an expand migration may use on this database.
+    online_index: &'static str,
+}
+
+fn postgres(label: &str) -> Case {
+    Case {
+        url: block_on(gantry_store::testing::fresh_postgres_url(label)),
+        online_index: "CREATE INDEX CONCURRENTLY users_email ON users (email);",
+    }
+}
+
+fn mariadb(label: &str) -> Case {
+    Case {
+        url: block_on(gantry_store::testing::fresh_mysql_url(label)),
+        online_index:
+            "ALTER TABLE users ADD INDEX users_email (email), ALGORITHM=INPLACE, LOCK=NONE;",
+    }
+}
+
+fn sqlite(dir: &Path) -> Case {
+    Case {
+        url: format!("sqlite://{}?mode=rwc", dir.join("app.db").display()),
+        online_index: "CREATE INDEX users_email ON users (email);",
+    }
+}
+
+fn expand_and_contract(db: &str, case: &Case) -> tempfile::TempDir {
+    folder(
+        db,
+        &[
+            (
+                "expand/0001_create_users.sql",
+                "CREATE TABLE users (id BIGINT PRIMARY KEY, name VARCHAR(100) NOT NULL, legacy_email VARCHAR(200));\n",
+            ),
+            ("expand/0002_add_email.sql", "ALTER TABLE users ADD COLUMN email VARCHAR(200);\n"),
+            ("expand/0003_index_email.sql", case.online_index),
+            ("contract/0001_drop_legacy_email.sql", "ALTER TABLE users DROP COLUMN legacy_email;\n"),
+        ],
+    )
+}
+
+fn lifecycle(db: &str, case: Case) {
+    let dir = expand_and_contract(db, &case);
+    let root = dir.path();
+    let status = ok(&migrate(root, &case.url, &["status", "--db", db]));
+    assert_eq!(status.matches("pending").count(), 4, "{status}");
+
+    // The contract phase waits for the gate (or a deliberate --force --reason).
+    let refused = migrate(
+        root,
+        &case.url,
+        &["apply", "--phase", "contract", "--db", db, "--env", "prod"],
+    );
+    assert!(!refused.status.success());
+    assert!(
+        stderr(&refused).contains("--force --reason"),
+        "{}",
+        stderr(&refused)
+    );
+
+    let out = migrate(root, &case.url, &["apply", "--phase", "expand", "--db", db]);
+    ok(&out);
+    assert!(stderr(&out).contains("0003"), "{}", stderr(&out));
+    let status = ok(&migrate(root, &case.url, &["status", "--db", db]));
+    assert_eq!(status.matches("applied").count(), 3, "{status}");
+    // Again: nothing to do.
+    let again = migrate(root, &case.url, &["apply", "--phase", "expand", "--db", db]);
+    assert!(stderr(&ok_out(again)).contains("0 migrations"));
+
+    // A file edited after it was applied is refused, naming it and both checksums.
+    std::fs::write(
+        root.join("migrations")
+            .join(db)
+            .join("expand/0002_add_email.sql"),
+        "ALTER TABLE users ADD COLUMN email VARCHAR(250);\n",
+    )
+    .unwrap();
+    std::fs::write(
+        root.join("migrations")
+            .join(db)
+            .join("expand/0004_add_phone.sql"),
+        "ALTER TABLE users ADD COLUMN phone VARCHAR(40);\n",
+    )
+    .unwrap();
+    let drift = migrate(root, &case.url, &["apply", "--phase", "expand", "--db", db]);
+    assert!(!drift.status.success());
+    let message = stderr(&drift);
+    assert!(
+        message.contains("0002_add_email.sql") && message.contains("changed after it was applied"),
+        "{message}"
+    );
+    assert!(message.contains("gantry migrate repair"), "{message}");
+    ok(&migrate(
+        root,
+        &case.url,
+        &["repair", "--phase", "expand", "--db", db],
+    ));
+    ok(&migrate(
+        root,
+        &case.url,
+        &["apply", "--phase", "expand", "--db", db],
+    ));
+
+    let out = migrate(
+        root,
+        &case.url,
+        &[
+            "apply",
+            "--phase",
+            "contract",
+            "--db",
+            db,
+            "--env",
+            "prod",
+            "--force",
+            "--reason",
+            "the gate is not served yet",
+        ],
+    );
+    ok(&out);
+    let status = ok(&migrate(root, &case.url, &["status", "--db", db]));
+    assert!(!status.contains("pending"), "{status}");
+}
+
+fn ok_out(out: Output) -> Output {
+    ok(&out);
+    out
+}
+
+#[test]
+fn migrate_lifecycle_on_postgres() {
+    lifecycle("pg_life", postgres("migrate_life"));
+}
+
+#[test]
+fn migrate_lifecycle_on_mariadb() {
+    lifecycle("my_life", mariadb("migrate_life"));
+}
+
+#[test]
+fn migrate_lifecycle_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    lifecycle("lite_life", sqlite(dir.path()));
+}
+
+#[test]
+fn a_contract_statement_in_expand_is_refused_with_file_and_line() {
+    let case = postgres("migrate_refuse");
+    let dir = folder(
+        "pg_refuse",
+        &[
+            (
+                "expand/0001_create.sql",
+                "CREATE TABLE t (id BIGINT PRIMARY KEY, old TEXT);\n",
+            ),
+            (
+                "expand/0002_oops.sql",
+                "-- clean up\n\nALTER TABLE t DROP COLUMN old;\n",
+            ),
+        ],
+    );
+    let out = migrate(
+        dir.path(),
+        &case.url,
+        &["apply", "--phase", "expand", "--db", "pg_refuse"],
+    );
+    assert!(!out.status.success());
+    let message = stderr(&out);
+    assert!(message.contains("0002_oops.sql:3:1"), "{message}");
+    // The first migration ran; the refused one did not.
+    let status = ok(&migrate(
+        dir.path(),
+        &case.url,
+        &["status", "--db", "pg_refuse"],
+    ));
+    assert!(
+        status.contains("applied") && status.contains("pending"),
+        "{status}"
+    );
+    // lint says the same, for CI, and exits 1.
+    let lint = Command::new(BIN)
+        .current_dir(dir.path())
+        .args([
+            "migrate",
+            "lint",
+            "--db",
+            "pg_refuse",
+            "--dialect",
+            "postgres",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(lint.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&lint.stdout).contains("ban-drop-column"));
+}
+
+#[test]
+fn a_statement_that_fails_halfway_on_mariadb_resumes_where_it_stopped() {
+    let case = mariadb("migrate_resume");
+    let dir = folder(
+        "my_resume",
+        &[(
+            "expand/0001_tables.sql",
+            "CREATE TABLE a (id BIGINT PRIMARY KEY);\nCREATE TABLE b (id BIGINT PRIMARY KEY, a_id BIGINT REFERENCES nowhere (id));\nCREATE TABLE c (id BIGINT PRIMARY KEY);\n",
+        )],
+    );
+    let root = dir.path();
+    let out = migrate(
+        root,
+        &case.url,
+        &["apply", "--phase", "expand", "--db", "my_resume"],
+    );
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("0001_tables.sql:2:1"),
+        "{}",
+        stderr(&out)
+    );
+    let status = ok(&migrate(root, &case.url, &["status", "--db", "my_resume"]));
+    assert!(status.contains("partial: 1 done"), "{status}");
+    // Fix the failed statement (only statements after the last done may change), retry.
+    std::fs::write(
+        root.join("migrations/my_resume/expand/0001_tables.sql"),
+        "CREATE TABLE a (id BIGINT PRIMARY KEY);\nCREATE TABLE b (id BIGINT PRIMARY KEY, a_id BIGINT);\nCREATE TABLE c (id BIGINT PRIMARY KEY);\n",
+    )
+    .unwrap();
+    let out = migrate(
+        root,
+        &case.url,
+        &["apply", "--phase", "expand", "--db", "my_resume"],
+    );
+    ok(&out);
+    assert!(
+        !stderr(&out).contains("statement 1 "),
+        "statement 1 is not run again: {}",
+        stderr(&out)
+    );
+    let status = ok(&migrate(root, &case.url, &["status", "--db", "my_resume"]));
+    assert!(status.contains("applied"), "{status}");
+}
+
+#[test]
+fn one_runner_per_database() {
+    let case = postgres("migrate_lock");
+    let dir = folder(
+        "pg_lock",
+        &[(
+            "expand/0001_t.sql",
+            "CREATE TABLE t (id BIGINT PRIMARY KEY);\n",
+        )],
+    );
+    // Another runner holds the lock (taken here as the runner takes it).
+    block_on(async {
+        use sqlx::Connection;
+        let mut holder = sqlx::PgConnection::connect(&case.url).await.unwrap();
+        let got: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock(hashtextextended($1, 0))")
+            .bind("gantry-migrate:pg_lock")
+            .fetch_one(&mut holder)
+            .await
+            .unwrap();
+        assert!(got);
+        let out = migrate(
+            dir.path(),
+            &case.url,
+            &["apply", "--phase", "expand", "--db", "pg_lock"],
+        );
+        assert!(!out.status.success());
+        assert!(
+            stderr(&out).contains("another runner holds database 'pg_lock'"),
+            "{}",
+            stderr(&out)
+        );
+        drop(holder);
+    });
+    ok(&migrate(
+        dir.path(),
+        &case.url,
+        &["apply", "--phase", "expand", "--db", "pg_lock"],
+    ));
+}
+
+#[test]
+fn a_password_is_never_shown() {
+    let dir = folder(
+        "pg_secret",
+        &[(
+            "expand/0001_t.sql",
+            "CREATE TABLE t (id BIGINT PRIMARY KEY);\n",
+        )],
+    );
+    for url in [
+        "postgres://postgres:Sw0rdfish-Zebra-42@127.0.0.1:1/test",
+        "postgres://postgres@127.0.0.1:1/test?password=Sw0rdfish-Zebra-42",
+        "mysql://root:Sw0rdfish-Zebra-42@127.0.0.1:1/test",
+    ] {
+        for args in [
+            &["status", "--db", "pg_secret"][..],
+            &["apply", "--phase", "expand", "--db", "pg_secret"][..],
+        ] {
+            let url_file = dir.path().join("target.url");
+            std::fs::write(&url_file, url).unwrap();
+            let out = Command::new(BIN)
+                .current_dir(dir.path())
+                .env("GANTRY_LOG", "debug")
+                .arg("migrate")
+                .args(args)
+                .arg("--target-url-file")
+                .arg(&url_file)
+                .output()
+                .unwrap();
+            assert!(!out.status.success());
+            let all = format!("{}{}", String::from_utf8_lossy(&out.stdout), stderr(&out));
+            assert!(!all.contains("Sw0rdfish"), "{url}: {all}");
+        }
+    }
+    // The server's database URL is never read: without a target, it says what to set.
+    let out = Command::new(BIN)
+        .current_dir(dir.path())
+        .env_remove("GANTRY_MIGRATE_URL")
+        .env("GANTRY_DATABASE_URL", "sqlite:///tmp/never.db")
+        .args(["migrate", "status", "--db", "pg_secret"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("GANTRY_MIGRATE_URL"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+/// The DBA's script, run with psql, leaves the same schema and version rows as apply.
+#[test]
+fn the_plan_run_with_psql_equals_apply() {
+    if Command::new("psql").arg("--version").output().is_err() {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "psql is missing"
+        );
+        return;
+    }
+    let applied = postgres("migrate_plan_a");
+    let planned = postgres("migrate_plan_b");
+    let dir = expand_and_contract("pg_plan", &applied);
+    ok(&migrate(
+        dir.path(),
+        &applied.url,
+        &["apply", "--phase", "expand", "--db", "pg_plan"],
+    ));
+    let script = ok(&migrate(
+        dir.path(),
+        &planned.url,
+        &["plan", "--phase", "expand", "--db", "pg_plan"],
+    ));
+    assert!(script.contains("ON_ERROR_STOP"), "{script}");
+    let script_file: PathBuf = dir.path().join("plan.sql");
+    std::fs::write(&script_file, &script).unwrap();
+    // psql takes the search_path through PGOPTIONS (the test schema).
+    let (base, schema) = split_schema(&planned.url);
+    let run = Command::new("psql")
+        .arg(&base)
+        .arg("-q")
+        .arg("-f")
+        .arg(&script_file)
+        .env("PGOPTIONS", format!("-c search_path={schema}"))
+        .output()
+        .unwrap();
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let a = block_on(end_state(&applied.url));
+    let b = block_on(end_state(&planned.url));
+    assert_eq!(a, b);
+    let status = ok(&migrate(
+        dir.path(),
+        &planned.url,
+        &["status", "--db", "pg_plan"],
+    ));
+    assert_eq!(status.matches("applied").count(), 3, "{status}");
+}
+
+/// The base URL and the schema of a test URL (`…?options=-c%20search_path%3DNAME`).
+fn split_schema(url: &str) -> (String, String) {
+    let (base, options) = url.split_once("?options=").unwrap();
+    let schema = options.rsplit("%3D").next().unwrap().to_string();
+    (base.to_string(), schema)
+}
+
+/// Columns of `users` and the expand version rows (without times).
+async fn end_state(url: &str) -> (Vec<(String, String)>, Vec<(i64, String, String, i32)>) {
+    use sqlx::Connection;
+    let mut conn = sqlx::PgConnection::connect(url).await.unwrap();
+    let columns = sqlx::query_as(
+        "SELECT column_name::text, data_type::text FROM information_schema.columns WHERE table_schema = current_schema() AND table_name = 'users' ORDER BY column_name",
+    )
+    .fetch_all(&mut conn)
+    .await
+    .unwrap();
+    let rows = sqlx::query_as(
+        "SELECT version, description, checksum, statements FROM gantry_schema_expand ORDER BY version",
+    )
+    .fetch_all(&mut conn)
+    .await
+    .unwrap();
+    (columns, rows)
+}
+
+/// A runner that died between a statement's `started` and `done` leaves the question
+/// "did it commit?" open: apply refuses until told, then reruns it or counts it done.
+#[test]
+fn a_statement_started_but_not_done_needs_to_be_told() {
+    let case = mariadb("migrate_crash");
+    let dir = folder(
+        "my_crash",
+        &[(
+            "expand/0001_tables.sql",
+            "CREATE TABLE a (id BIGINT PRIMARY KEY);\nCREATE TABLE b (id BIGINT PRIMARY KEY);\n",
+        )],
+    );
+    let root = dir.path();
+    // The version tables exist after any command; then a crash is simulated.
+    ok(&migrate(root, &case.url, &["status", "--db", "my_crash"]));
+    block_on(async {
+        use sqlx::Connection;
+        let mut conn = sqlx::MySqlConnection::connect(&case.url).await.unwrap();
+        sqlx::query("INSERT INTO gantry_schema_expand_statements (version, statement_index, checksum, state) VALUES (1, 0, 'x', 'started')")
+            .execute(&mut conn)
+            .await
+            .unwrap();
+    });
+    let out = migrate(
+        root,
+        &case.url,
+        &["apply", "--phase", "expand", "--db", "my_crash"],
+    );
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("--assume-done or --rerun"),
+        "{}",
+        stderr(&out)
+    );
+    let out = migrate(
+        root,
+        &case.url,
+        &["apply", "--phase", "expand", "--db", "my_crash", "--rerun"],
+    );
+    ok(&out);
+    let status = ok(&migrate(root, &case.url, &["status", "--db", "my_crash"]));
+    assert!(status.contains("applied"), "{status}");
+}
