@@ -498,6 +498,36 @@ impl Client {
         .await
     }
 
+    // ---- migrate ----
+
+    /// Whether the contract gate is open for these services in `environment`.
+    pub async fn migrate_gate(
+        &self,
+        services: &[String],
+        environment: &str,
+        expanded_at: Option<chrono::DateTime<chrono::Utc>>,
+    ) -> Result<gantry_core::migrate::GateDecision> {
+        let body = serde_json::json!({
+            "services": services,
+            "environment": environment,
+            "expanded_at": expanded_at,
+        });
+        self.json(
+            self.request(Method::POST, "/api/v1/migrate/gate")
+                .json(&body),
+        )
+        .await
+    }
+
+    /// Records a migration as a change (kind `migration`).
+    pub async fn record_migration(&self, record: &serde_json::Value) -> Result<Change> {
+        self.json(
+            self.request(Method::POST, "/api/v1/migrate/changes")
+                .json(record),
+        )
+        .await
+    }
+
     // ---- flags (documents as JSON: the server's flag views) ----
 
     /// A request to `/api/v1/…` whose path segments are percent-encoded.

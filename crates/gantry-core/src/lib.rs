@@ -7,6 +7,7 @@
 
 pub mod change;
 pub mod deploy;
+pub mod migrate;
 pub mod names;
 pub mod scope;
 pub mod service;

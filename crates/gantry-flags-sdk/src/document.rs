@@ -66,8 +66,15 @@ pub(crate) fn reads(doc: &ClientFeatures) -> Reads {
         app_or_environment: false,
         clock: false,
     };
-    match serde_json::to_value(doc) {
-        Ok(v) => walk(&v, &mut found),
+    // Only what evaluation reads: the document's `query` echoes the environment it was
+    // asked for, which no flag reads.
+    let read = serde_json::to_value(&doc.features)
+        .and_then(|features| Ok((features, serde_json::to_value(&doc.segments)?)));
+    match read {
+        Ok((features, segments)) => {
+            walk(&features, &mut found);
+            walk(&segments, &mut found);
+        }
         Err(_) => {
             found = Reads {
                 app_or_environment: true,
@@ -120,6 +127,12 @@ mod tests {
             clock: false,
         };
         assert_eq!(reads(&plain), nothing);
+        // The query a server echoes names the environment; no flag reads it.
+        let served = load_document(
+            r#"{"version":2,"features":[{"name":"f","enabled":true}],"query":{"environment":"prod","project":["shop"]}}"#,
+        )
+        .expect("valid");
+        assert_eq!(reads(&served), nothing);
         for (field, operator, expected) in [
             ("appName", "IN", (true, false)),
             ("environment", "IN", (true, false)),

@@ -37,6 +37,7 @@ use crate::state::AppState;
         (name = "rollouts", description = "Deploys, rollbacks and promotes in waves with health gates"),
         (name = "graphite", description = "Graphite-compatible reads (render, find, tags) and events, for Grafana"),
         (name = "metrics", description = "Stored metric series"),
+        (name = "migrate", description = "What migration runners ask: the contract gate, and recording a phase as a change"),
         (name = "services", description = "Services and their environment pipelines"),
         (name = "tokens", description = "API tokens and their scopes"),
         (name = "system", description = "Health, status, metrics and this document"),
@@ -85,6 +86,7 @@ pub fn routes(state: &AppState) -> (Router<AppState>, OpenApiDoc) {
         .merge(api::rollouts::router())
         .merge(api::flags::router())
         .merge(api::unleash::router())
+        .merge(api::migrate::router())
         .layer(middleware::from_fn(move |req, next| {
             with_timeout(timeout, req, next)
         }))

@@ -51,6 +51,24 @@ pub struct ServerConfig {
     pub ship: crate::ship::ShipConfig,
     /// Feature flags: `[flags]`.
     pub flags: FlagsConfig,
+    /// Migrations: `[migrate]`.
+    pub migrate: MigrateConfig,
+}
+
+/// The `[migrate]` section.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct MigrateConfig {
+    /// How long a deployment must have run before the contract gate opens.
+    pub contract_bake_secs: u64,
+}
+
+impl Default for MigrateConfig {
+    fn default() -> Self {
+        MigrateConfig {
+            contract_bake_secs: 86_400,
+        }
+    }
 }
 
 /// The `[flags]` section.
@@ -155,6 +173,7 @@ impl Default for ServerConfig {
             metrics: MetricsConfig::default(),
             ship: crate::ship::ShipConfig::default(),
             flags: FlagsConfig::default(),
+            migrate: MigrateConfig::default(),
         }
     }
 }

@@ -237,6 +237,23 @@ impl Runner {
         })
     }
 
+    /// When the newest expand migration was applied (`None`: none was): what the contract
+    /// gate compares deployments with.
+    pub async fn expanded_at(&mut self) -> Result<Option<chrono::DateTime<chrono::Utc>>, RunError> {
+        let table = self.options.expand_table.clone();
+        let text = self
+            .conn
+            .newest_applied_at(&table)
+            .await
+            .map_err(|e| self.db_err(e))?;
+        text.map(|t| {
+            chrono::DateTime::parse_from_rfc3339(&t)
+                .map(|d| d.with_timezone(&chrono::Utc))
+                .map_err(|e| RunError::Database(format!("applied_at '{t}' in {table}: {e}")))
+        })
+        .transpose()
+    }
+
     /// Adopts an existing database: records versions up to `version` of `phase` as applied
     /// without running them.
     pub async fn baseline(

@@ -462,6 +462,38 @@ impl Connection {
         .map_err(|e| e.to_string())
     }
 
+    /// When the newest version of `table` was applied, as RFC 3339 (UTC).
+    pub async fn newest_applied_at(&mut self, table: &str) -> Result<Option<String>, String> {
+        let table = table_name(table)?;
+        let text: Option<String> = match self {
+            Connection::Postgres { conn, .. } => sqlx::query_scalar(&format!(
+                "SELECT to_char(max(applied_at) AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"') FROM {table}"
+            ))
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(|e| e.to_string())?,
+            Connection::MySql { conn, .. } => {
+                sqlx::raw_sql("SET time_zone = '+00:00'")
+                    .execute(&mut *conn)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                sqlx::query_scalar(&format!(
+                    "SELECT DATE_FORMAT(MAX(applied_at), '%Y-%m-%dT%H:%i:%s.%fZ') FROM {table}"
+                ))
+                .fetch_one(&mut *conn)
+                .await
+                .map_err(|e| e.to_string())?
+            }
+            Connection::Sqlite { conn } => {
+                sqlx::query_scalar(&format!("SELECT MAX(applied_at) FROM {table}"))
+                    .fetch_one(&mut *conn)
+                    .await
+                    .map_err(|e| e.to_string())?
+            }
+        };
+        Ok(text)
+    }
+
     /// Indexes a failed `CONCURRENTLY` left behind (PostgreSQL).
     pub async fn invalid_indexes(&mut self) -> Result<Vec<String>, String> {
         match self {

@@ -84,7 +84,7 @@ pub(crate) async fn record(state: &AppState, caller: &Caller, new: NewChange) ->
 }
 
 /// A change as recorded now by `actor`, with a new id.
-fn from_valid(valid: ValidNewChange, actor: &str) -> Change {
+pub(crate) fn from_valid(valid: ValidNewChange, actor: &str) -> Change {
     Change {
         id: Ulid::new(),
         kind: valid.kind,

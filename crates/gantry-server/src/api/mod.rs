@@ -9,6 +9,7 @@ pub mod flags;
 pub mod graphite;
 pub mod hosts;
 pub mod metrics_admin;
+pub mod migrate;
 pub mod rollouts;
 pub mod services;
 pub mod system;

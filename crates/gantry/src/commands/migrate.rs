@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context as _};
 use clap::{Args, Subcommand, ValueEnum};
-use gantry_core::{ChangeKind, ChangeStatus, NewChange};
+use gantry_core::ChangeStatus;
 use gantry_migrate::layout::{self, Database, Phase};
 use gantry_migrate::runner::{Event, MigrationState, Options, Runner};
 use gantry_migrate::split::Dialect;
@@ -400,13 +400,13 @@ pub async fn run(global: &GlobalArgs, command: MigrateCommand) -> anyhow::Result
 
 async fn apply(global: &GlobalArgs, args: ApplyArgs) -> anyhow::Result<()> {
     let phase: Phase = args.phase.into();
-    if phase == Phase::Contract && !args.force {
-        bail!(
-            "the contract gate is decided by the server, which this command cannot reach yet; apply the contract phase with --force --reason \"…\" once the deployed build no longer needs the old schema"
-        );
+    if args.service.is_some() != args.env.is_some() {
+        bail!("--service and --env go together: the change is recorded for that service in that environment");
     }
-    if phase == Phase::Contract && args.env.is_none() {
-        bail!("--env is required with --phase contract");
+    if phase == Phase::Contract && args.service.is_none() && !args.force {
+        bail!(
+            "--phase contract needs --service and --env, so the server can say whether the contract gate is open (or --force --reason \"…\" to go without it)"
+        );
     }
     let (mut runner, db) = connect(&args.target, global, |o| {
         o.force = args.force;
@@ -417,53 +417,96 @@ async fn apply(global: &GlobalArgs, args: ApplyArgs) -> anyhow::Result<()> {
         o.lock_retries = args.lock_retries;
     })
     .await?;
-    let started = chrono::Utc::now();
-    let mut log = |e: Event| progress(e);
-    let outcome = runner.apply(&db, phase, args.to, &mut log).await;
+    let result = apply_with(global, &args, phase, &mut runner, &db).await;
     runner.close().await;
-    let report = outcome?;
-    eprintln!(
-        "migrate: {} migrations, {} statements, {} ms",
-        report.applied.len(),
-        report.statements,
-        report.duration_ms
-    );
-    let Some(service) = args.service else {
-        return Ok(());
-    };
-    if report.applied.is_empty() {
-        eprintln!("migrate: nothing was pending; no change recorded");
-        return Ok(());
-    }
-    let client = crate::credentials::client(global)?;
-    let mut metadata = serde_json::Map::new();
-    metadata.insert("database".into(), db.name.clone().into());
-    metadata.insert("phase".into(), phase.name().into());
-    metadata.insert("versions".into(), serde_json::json!(report.applied));
-    metadata.insert("statements".into(), report.statements.into());
-    metadata.insert("duration_ms".into(), report.duration_ms.into());
-    if let Some(reason) = &args.reason {
-        metadata.insert("forced".into(), reason.clone().into());
-    }
-    let change = NewChange {
-        kind: Some(ChangeKind::Migration.as_str().to_string()),
-        service: Some(service),
-        environment: args.env,
-        summary: Some(format!(
-            "{}: {} {:?} applied",
-            db.name,
-            phase.name(),
-            report.applied
+    result
+}
+
+async fn apply_with(
+    global: &GlobalArgs,
+    args: &ApplyArgs,
+    phase: Phase,
+    runner: &mut Runner,
+    db: &Database,
+) -> anyhow::Result<()> {
+    let server = match (&args.service, &args.env) {
+        (Some(service), Some(env)) => Some((
+            crate::credentials::client(global)?,
+            service.clone(),
+            env.clone(),
         )),
-        status: Some(ChangeStatus::Succeeded),
-        started_at: Some(started),
-        finished_at: Some(chrono::Utc::now()),
-        metadata: Some(serde_json::Value::Object(metadata)),
-        ..NewChange::default()
+        _ => None,
     };
-    let recorded = client.record_change(&change).await?;
-    println!("{}", recorded.id);
-    Ok(())
+    if let (Phase::Contract, Some((client, service, env))) = (phase, &server) {
+        let expanded_at = runner.expanded_at().await?;
+        match client.migrate_gate(std::slice::from_ref(service), env, expanded_at).await {
+            Ok(gate) if gate.open => eprintln!("migrate: contract gate open: {}", gate.reason),
+            Ok(gate) if args.force => eprintln!("migrate: contract gate closed ({}); going on: --force --reason", gate.reason),
+            Ok(gate) => bail!("the contract gate is closed: {}", gate.reason),
+            Err(e) if args.force => eprintln!("migrate: cannot ask the server about the contract gate ({e}); going on: --force --reason"),
+            Err(e) => bail!("cannot ask the server whether the contract gate is open ({e}); nothing was run. Retry when it answers, or use --force --reason \"…\""),
+        }
+    }
+    let started = chrono::Utc::now();
+    let mut log = progress;
+    let outcome = runner.apply(db, phase, args.to, &mut log).await;
+    let (status, summary, report) = match &outcome {
+        Ok(report) => (
+            ChangeStatus::Succeeded,
+            format!("{}: {} {:?} applied", db.name, phase.name(), report.applied),
+            Some(report.clone()),
+        ),
+        Err(e) => (
+            ChangeStatus::Failed,
+            format!("{}: {} failed: {e}", db.name, phase.name())
+                .chars()
+                .take(500)
+                .collect(),
+            None,
+        ),
+    };
+    if let Some(report) = &report {
+        eprintln!(
+            "migrate: {} migrations, {} statements, {} ms",
+            report.applied.len(),
+            report.statements,
+            report.duration_ms
+        );
+    }
+    let nothing_ran = report.as_ref().is_some_and(|r| r.applied.is_empty());
+    match &server {
+        Some(_) if nothing_ran => eprintln!("migrate: nothing was pending; no change recorded"),
+        Some((client, service, env)) => {
+            let mut metadata = serde_json::Map::new();
+            metadata.insert("database".into(), db.name.clone().into());
+            metadata.insert("phase".into(), phase.name().into());
+            if let Some(report) = &report {
+                metadata.insert("versions".into(), serde_json::json!(report.applied));
+                metadata.insert("statements".into(), report.statements.into());
+                metadata.insert("duration_ms".into(), report.duration_ms.into());
+            }
+            if let Some(reason) = &args.reason {
+                metadata.insert("forced".into(), reason.clone().into());
+            }
+            let record = serde_json::json!({
+                "service": service,
+                "environment": env,
+                "summary": summary,
+                "status": status,
+                "started_at": started,
+                "finished_at": chrono::Utc::now(),
+                "metadata": metadata,
+            });
+            match client.record_migration(&record).await {
+                Ok(change) => println!("{}", change.id),
+                Err(e) => eprintln!(
+                    "migrate: the migration ran but its change could not be recorded: {e}"
+                ),
+            }
+        }
+        None => eprintln!("migrate: no --service: no change recorded"),
+    }
+    outcome.map(drop).map_err(Into::into)
 }
 
 fn lint(global: &GlobalArgs, args: LintArgs) -> anyhow::Result<()> {

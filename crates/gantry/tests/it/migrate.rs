@@ -110,7 +110,7 @@ fn lifecycle(db: &str, case: Case) {
     let refused = migrate(
         root,
         &case.url,
-        &["apply", "--phase", "contract", "--db", db, "--env", "prod"],
+        &["apply", "--phase", "contract", "--db", db],
     );
     assert!(!refused.status.success());
     assert!(
@@ -171,11 +171,9 @@ fn lifecycle(db: &str, case: Case) {
             "contract",
             "--db",
             db,
-            "--env",
-            "prod",
             "--force",
             "--reason",
-            "the gate is not served yet",
+            "no server here",
         ],
     );
     ok(&out);
@@ -510,4 +508,91 @@ fn a_statement_started_but_not_done_needs_to_be_told() {
     ok(&out);
     let status = ok(&migrate(root, &case.url, &["status", "--db", "my_crash"]));
     assert!(status.contains("applied"), "{status}");
+}
+
+/// Through the server: each applied phase is a change of kind `migration`, and the
+/// contract gate stays shut while no build runs that was deployed after the expand.
+#[test]
+fn phases_are_changes_and_the_contract_gate_asks_the_server() {
+    let server = crate::harness::Server::start();
+    server.ok(&["service", "create", "shop", "--envs", "stage,prod"]);
+    let case = postgres("migrate_gate");
+    let dir = expand_and_contract("pg_gate", &case);
+    let token = server.data_dir.join("admin.token");
+    let url = server.url();
+    let with_server = |args: &[&str]| {
+        let mut all = vec![
+            "--url",
+            &url,
+            "--token-file",
+            token.to_str().unwrap(),
+            "migrate",
+        ];
+        all.extend_from_slice(args);
+        let url_file = dir.path().join("target.url");
+        std::fs::write(&url_file, &case.url).unwrap();
+        Command::new(BIN)
+            .current_dir(dir.path())
+            .args(&all)
+            .arg("--target-url-file")
+            .arg(&url_file)
+            .output()
+            .unwrap()
+    };
+    let id = ok(&with_server(&[
+        "apply",
+        "--phase",
+        "expand",
+        "--db",
+        "pg_gate",
+        "--service",
+        "shop",
+        "--env",
+        "prod",
+    ]));
+    let change = server.http().get(&format!("/api/v1/changes/{}", id.trim()));
+    assert_eq!(change.body["kind"], "migration", "{}", change.text);
+    assert_eq!(change.body["metadata"]["phase"], "expand");
+    assert_eq!(
+        change.body["metadata"]["versions"],
+        serde_json::json!([1, 2, 3])
+    );
+
+    let shut = with_server(&[
+        "apply",
+        "--phase",
+        "contract",
+        "--db",
+        "pg_gate",
+        "--service",
+        "shop",
+        "--env",
+        "prod",
+    ]);
+    assert!(!shut.status.success());
+    assert!(
+        stderr(&shut).contains("never deployed in this environment"),
+        "{}",
+        stderr(&shut)
+    );
+    let forced = with_server(&[
+        "apply",
+        "--phase",
+        "contract",
+        "--db",
+        "pg_gate",
+        "--service",
+        "shop",
+        "--env",
+        "prod",
+        "--force",
+        "--reason",
+        "legacy column unused since 2025",
+    ]);
+    let id = ok(&forced);
+    let change = server.http().get(&format!("/api/v1/changes/{}", id.trim()));
+    assert_eq!(
+        change.body["metadata"]["forced"],
+        "legacy column unused since 2025"
+    );
 }
