@@ -51,7 +51,44 @@ pub struct Options {
     pub assume_done: bool,
     /// A statement found started but not done after a crash: run it again.
     pub rerun: bool,
+    /// Rows per backfill batch (one commit each).
+    pub backfill_batch: u32,
+    /// Probes checked before each statement and batch: a value over its maximum, an
+    /// error, or an answer slower than 2 s holds the runner until it passes.
+    pub throttle: Vec<Probe>,
 }
+
+/// A throttle probe: a query answering one number, and the most it may answer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Probe {
+    pub query: String,
+    pub max: f64,
+}
+
+impl std::str::FromStr for Probe {
+    type Err = String;
+
+    /// `SQL<=N`, e.g. `SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'<=5`.
+    fn from_str(text: &str) -> Result<Probe, String> {
+        let (query, max) = text
+            .rsplit_once("<=")
+            .ok_or_else(|| format!("throttle '{text}' is not SQL<=N"))?;
+        let max: f64 = max
+            .trim()
+            .parse()
+            .map_err(|_| format!("throttle '{text}': '{}' is not a number", max.trim()))?;
+        if query.trim().is_empty() {
+            return Err(format!("throttle '{text}' has no query"));
+        }
+        Ok(Probe {
+            query: query.trim().to_string(),
+            max,
+        })
+    }
+}
+
+/// How long a probe may take before it counts as failing.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 
 impl Default for Options {
     fn default() -> Options {
@@ -65,6 +102,8 @@ impl Default for Options {
             force: false,
             assume_done: false,
             rerun: false,
+            backfill_batch: 1000,
+            throttle: Vec::new(),
         }
     }
 }
@@ -149,6 +188,16 @@ pub enum Event {
     Applied {
         version: u32,
         duration_ms: u64,
+    },
+    /// A throttle probe holds the runner (said once per hold).
+    Throttled {
+        reason: String,
+    },
+    /// A backfill batch committed.
+    Backfill {
+        version: u32,
+        last_key: i64,
+        rows: i64,
     },
 }
 
@@ -405,13 +454,16 @@ impl Runner {
         let table = self.options.table(phase).to_string();
         let t = Instant::now();
         let dialect = self.dialect();
+        // A backfill commits batch by batch, so its migration is not one transaction.
         let in_transaction = dialect != Dialect::MySql
             && from == 0
+            && m.backfill.is_none()
             && !m
                 .statements
                 .iter()
                 .any(|s| needs_own_transaction(dialect, s));
         if in_transaction {
+            self.hold_for_throttle(progress).await;
             let mut attempt = 0;
             loop {
                 attempt += 1;
@@ -438,6 +490,7 @@ impl Runner {
                 index: i,
                 line: statement.line,
             });
+            self.hold_for_throttle(progress).await;
             self.conn
                 .mark_started(&table, m.version, i, &statement.checksum)
                 .await
@@ -472,6 +525,9 @@ impl Runner {
                 .await
                 .map_err(|e| self.db_err(e))?;
         }
+        if m.backfill.is_some() {
+            self.backfill(&table, m, progress).await?;
+        }
         let row = AppliedRow::done(
             m,
             &self.options.applied_by,
@@ -483,6 +539,123 @@ impl Runner {
             .await
             .map_err(|e| self.db_err(e))?;
         Ok(m.statements.len() - from)
+    }
+
+    /// Walks the backfill's table by primary key in batches, one commit each, storing the
+    /// last key after each, then once more over the rows that still match (rows the running
+    /// release wrote behind the walk).
+    async fn backfill(
+        &mut self,
+        table: &str,
+        m: &Migration,
+        progress: &mut (dyn FnMut(Event) + Send),
+    ) -> Result<(), RunError> {
+        let Some(b) = &m.backfill else {
+            return Ok(());
+        };
+        let pk = self
+            .conn
+            .integer_primary_key(&b.table)
+            .await
+            .map_err(|e| RunError::Refused(format!("{}: {e}", b.path)))?;
+        let (mut last, mut rows) = self
+            .conn
+            .backfill_state(table, m.version)
+            .await
+            .map_err(|e| self.db_err(e))?
+            .unwrap_or((i64::MIN, 0));
+        let update = format!(
+            "UPDATE {} SET {} WHERE ({})",
+            b.table, b.set_clause_text, b.predicate_text
+        );
+        for pass in 0..2 {
+            if pass == 1 {
+                last = i64::MIN;
+            }
+            loop {
+                self.hold_for_throttle(progress).await;
+                let upper = self
+                    .conn
+                    .next_upper(&b.table, &pk, last, self.options.backfill_batch)
+                    .await
+                    .map_err(|e| self.db_err(e))?;
+                let Some(upper) = upper else {
+                    break;
+                };
+                let mut attempt = 0;
+                let changed = loop {
+                    attempt += 1;
+                    match self.conn.update_range(&update, &pk, last, upper).await {
+                        Ok(n) => break n,
+                        Err(sql::Failure::LockTimeout(reason))
+                            if attempt <= self.options.lock_retries =>
+                        {
+                            self.wait_retry(m.version, attempt, reason, progress).await;
+                        }
+                        Err(sql::Failure::Statement { message, .. }) => {
+                            return Err(RunError::Statement {
+                                path: b.path.clone(),
+                                line: b.line,
+                                column: b.column,
+                                message: redact(&message, &self.url),
+                            })
+                        }
+                        Err(e) => return Err(self.statement_error(m, e)),
+                    }
+                };
+                rows += changed as i64;
+                last = upper;
+                if pass == 0 {
+                    self.conn
+                        .save_backfill(table, m.version, last, rows)
+                        .await
+                        .map_err(|e| self.db_err(e))?;
+                }
+                progress(Event::Backfill {
+                    version: m.version,
+                    last_key: last,
+                    rows,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Waits while a throttle probe is over its maximum, failing or slow; says why once
+    /// per hold.
+    async fn hold_for_throttle(&mut self, progress: &mut (dyn FnMut(Event) + Send)) {
+        let mut said = false;
+        loop {
+            let mut holding = None;
+            for probe in &self.options.throttle {
+                let answer =
+                    tokio::time::timeout(PROBE_TIMEOUT, self.conn.probe(&probe.query)).await;
+                holding = match answer {
+                    Err(_) => Some(format!("probe '{}' took longer than 2 s", probe.query)),
+                    Ok(Err(e)) => Some(format!(
+                        "probe '{}' failed: {}",
+                        probe.query,
+                        redact(&e, &self.url)
+                    )),
+                    Ok(Ok(v)) if v > probe.max => Some(format!(
+                        "probe '{}' answered {v}, over {}",
+                        probe.query, probe.max
+                    )),
+                    Ok(Ok(_)) => None,
+                };
+                if holding.is_some() {
+                    break;
+                }
+            }
+            let Some(reason) = holding else {
+                return;
+            };
+            if !said {
+                progress(Event::Throttled { reason });
+                said = true;
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
     }
 
     async fn wait_retry(

@@ -494,6 +494,206 @@ impl Connection {
         Ok(text)
     }
 
+    /// The single integer primary-key column of `table`, or why a keyset walk cannot use it.
+    pub async fn integer_primary_key(&mut self, table: &str) -> Result<String, String> {
+        let columns: Vec<(String, String)> = match self {
+            Connection::Postgres { conn, .. } => sqlx::query_as(
+                "SELECT a.attname::text, format_type(a.atttypid, a.atttypmod) FROM pg_index i \
+                 JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey) \
+                 WHERE i.indrelid = to_regclass($1) AND i.indisprimary",
+            )
+            .bind(table)
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(|e| e.to_string())?,
+            Connection::MySql { conn, .. } => sqlx::query_as(
+                "SELECT k.COLUMN_NAME, c.DATA_TYPE FROM information_schema.KEY_COLUMN_USAGE k \
+                 JOIN information_schema.COLUMNS c ON c.TABLE_SCHEMA = k.TABLE_SCHEMA AND c.TABLE_NAME = k.TABLE_NAME AND c.COLUMN_NAME = k.COLUMN_NAME \
+                 WHERE k.TABLE_SCHEMA = DATABASE() AND k.TABLE_NAME = ? AND k.CONSTRAINT_NAME = 'PRIMARY'",
+            )
+            .bind(table)
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(|e| e.to_string())?,
+            Connection::Sqlite { conn } => {
+                let rows = sqlx::query("SELECT name, type, pk FROM pragma_table_info(?) WHERE pk > 0")
+                    .bind(table)
+                    .fetch_all(&mut *conn)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                rows.iter()
+                    .map(|r| Ok((r.try_get::<String, _>(0)?, r.try_get::<String, _>(1)?)))
+                    .collect::<Result<_, sqlx::Error>>()
+                    .map_err(|e| e.to_string())?
+            }
+        };
+        match columns.as_slice() {
+            [] => Err(format!(
+                "table {table} has no primary key; a backfill walks the primary key in batches, so add one (or run the UPDATE yourself)"
+            )),
+            [(name, kind)] if kind.to_ascii_lowercase().contains("int") => Ok(name.clone()),
+            [(name, kind)] => Err(format!(
+                "table {table}'s primary key {name} is {kind}; backfills walk integer keys"
+            )),
+            _ => Err(format!(
+                "table {table} has a primary key of {} columns; backfills walk a one-column key",
+                columns.len()
+            )),
+        }
+    }
+
+    /// The key that ends the next batch of `size` rows after `last` (`None`: no rows left).
+    pub async fn next_upper(
+        &mut self,
+        table: &str,
+        pk: &str,
+        last: i64,
+        size: u32,
+    ) -> Result<Option<i64>, String> {
+        let pg = matches!(self, Connection::Postgres { .. });
+        let shape = |sql: String| if pg { numbered(&sql) } else { sql };
+        let first = shape(format!(
+            "SELECT {pk} FROM {table} WHERE {pk} > ? ORDER BY {pk} LIMIT 1 OFFSET {}",
+            size.saturating_sub(1)
+        ));
+        let max = shape(format!("SELECT MAX({pk}) FROM {table} WHERE {pk} > ?"));
+        macro_rules! q {
+            ($conn:expr, $sql:expr) => {{
+                sqlx::query_scalar::<_, Option<i64>>(&$sql)
+                    .bind(last)
+                    .fetch_optional(&mut *$conn)
+                    .await
+                    .map(|v| v.flatten())
+                    .map_err(|e| e.to_string())
+            }};
+        }
+        let upper = match self {
+            Connection::Postgres { conn, .. } => q!(conn, first)?,
+            Connection::MySql { conn, .. } => q!(conn, first)?,
+            Connection::Sqlite { conn } => q!(conn, first)?,
+        };
+        if upper.is_some() {
+            return Ok(upper);
+        }
+        match self {
+            Connection::Postgres { conn, .. } => q!(conn, max),
+            Connection::MySql { conn, .. } => q!(conn, max),
+            Connection::Sqlite { conn } => q!(conn, max),
+        }
+    }
+
+    /// Runs the backfill's UPDATE over the keys in `(last, upper]`; returns the rows changed.
+    pub async fn update_range(
+        &mut self,
+        update: &str,
+        pk: &str,
+        last: i64,
+        upper: i64,
+    ) -> Result<u64, Failure> {
+        let sql = format!("{update} AND {pk} > ? AND {pk} <= ?");
+        match self.exec(&sql, &[Arg::Int(last), Arg::Int(upper)]).await {
+            Ok(rows) => Ok(rows),
+            Err(e) if is_pg_lock_timeout(&e) || is_mysql_lock_timeout(&e) || is_sqlite_busy(&e) => {
+                Err(Failure::LockTimeout(e.to_string()))
+            }
+            Err(e) => Err(Failure::Statement {
+                index: 0,
+                message: e.to_string(),
+            }),
+        }
+    }
+
+    fn backfill_table(table: &str) -> String {
+        format!("{table}_backfill")
+    }
+
+    /// The backfill progress of `version`: the last key done and the rows updated.
+    pub async fn backfill_state(
+        &mut self,
+        table: &str,
+        version: u32,
+    ) -> Result<Option<(i64, i64)>, String> {
+        let state = Self::backfill_table(table_name(table)?);
+        self.raw(&format!(
+            "CREATE TABLE IF NOT EXISTS {state} (version BIGINT PRIMARY KEY, last_key BIGINT NOT NULL, rows_updated BIGINT NOT NULL)"
+        ))
+        .await
+        .map_err(|e| e.to_string())?;
+        let sql = format!("SELECT last_key, rows_updated FROM {state} WHERE version = ?");
+        let sql = if matches!(self, Connection::Postgres { .. }) {
+            numbered(&sql)
+        } else {
+            sql
+        };
+        macro_rules! q {
+            ($conn:expr) => {{
+                sqlx::query_as::<_, (i64, i64)>(&sql)
+                    .bind(i64::from(version))
+                    .fetch_optional(&mut *$conn)
+                    .await
+                    .map_err(|e| e.to_string())
+            }};
+        }
+        match self {
+            Connection::Postgres { conn, .. } => q!(conn),
+            Connection::MySql { conn, .. } => q!(conn),
+            Connection::Sqlite { conn } => q!(conn),
+        }
+    }
+
+    /// Stores how far the backfill of `version` got (after each committed batch).
+    pub async fn save_backfill(
+        &mut self,
+        table: &str,
+        version: u32,
+        last_key: i64,
+        rows: i64,
+    ) -> Result<(), String> {
+        let state = Self::backfill_table(table_name(table)?);
+        self.exec(
+            &format!("DELETE FROM {state} WHERE version = ?"),
+            &[Arg::Int(i64::from(version))],
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+        self.exec(
+            &format!("INSERT INTO {state} (version, last_key, rows_updated) VALUES (?, ?, ?)"),
+            &[
+                Arg::Int(i64::from(version)),
+                Arg::Int(last_key),
+                Arg::Int(rows),
+            ],
+        )
+        .await
+        .map(drop)
+        .map_err(|e| e.to_string())
+    }
+
+    /// A throttle probe's value: the first column of the first row, as a number.
+    pub async fn probe(&mut self, query: &str) -> Result<f64, String> {
+        macro_rules! q {
+            ($conn:expr) => {{
+                let row = sqlx::query(query)
+                    .fetch_one(&mut *$conn)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                row.try_get::<f64, _>(0)
+                    .or_else(|_| row.try_get::<i64, _>(0).map(|v| v as f64))
+                    .or_else(|_| row.try_get::<i32, _>(0).map(f64::from))
+                    .or_else(|_| {
+                        row.try_get::<Option<i64>, _>(0)
+                            .map(|v| v.unwrap_or(0) as f64)
+                    })
+                    .map_err(|e| format!("the probe's first column is not a number: {e}"))
+            }};
+        }
+        match self {
+            Connection::Postgres { conn, .. } => q!(conn),
+            Connection::MySql { conn, .. } => q!(conn),
+            Connection::Sqlite { conn } => q!(conn),
+        }
+    }
+
     /// Indexes a failed `CONCURRENTLY` left behind (PostgreSQL).
     pub async fn invalid_indexes(&mut self) -> Result<Vec<String>, String> {
         match self {

@@ -116,6 +116,13 @@ pub struct ApplyArgs {
     /// Retries of a statement that timed out on a lock.
     #[arg(long, default_value_t = 20)]
     lock_retries: u32,
+    /// Rows per backfill batch (one commit each).
+    #[arg(long, default_value_t = 1000)]
+    backfill_batch: u32,
+    /// A probe checked before each statement and backfill batch, as 'SQL<=N': while its
+    /// answer is over N, it fails, or it takes over 2 s, the runner waits. Repeatable.
+    #[arg(long)]
+    throttle: Vec<gantry_migrate::runner::Probe>,
 }
 
 #[derive(Debug, Args)]
@@ -264,6 +271,10 @@ fn progress(event: Event) {
         ),
         Event::Applied { version, duration_ms } => {
             eprintln!("migrate: {version:04} applied in {duration_ms} ms")
+        }
+        Event::Throttled { reason } => eprintln!("migrate: holding: {reason}"),
+        Event::Backfill { version, last_key, rows } => {
+            eprintln!("migrate: {version:04} backfill: {rows} rows, up to key {last_key}")
         }
     }
 }
@@ -415,6 +426,8 @@ async fn apply(global: &GlobalArgs, args: ApplyArgs) -> anyhow::Result<()> {
         o.rerun = args.rerun;
         o.lock_timeout = args.lock_timeout;
         o.lock_retries = args.lock_retries;
+        o.backfill_batch = args.backfill_batch.max(1);
+        o.throttle = args.throttle.clone();
     })
     .await?;
     let result = apply_with(global, &args, phase, &mut runner, &db).await;

@@ -596,3 +596,107 @@ fn phases_are_changes_and_the_contract_gate_asks_the_server() {
         "legacy column unused since 2025"
     );
 }
+
+fn backfill_case(db: &str, case: &Case, seed: &str) {
+    let dir = folder(
+        db,
+        &[
+            ("expand/0001_users.sql", seed),
+            (
+                "expand/0002_add_email_lower.sql",
+                "ALTER TABLE users ADD COLUMN email_lower VARCHAR(200);\n",
+            ),
+            (
+                "expand/0002_add_email_lower.backfill.sql",
+                "UPDATE users SET email_lower = LOWER(email) WHERE email_lower IS NULL;\n",
+            ),
+        ],
+    );
+    let out = migrate(
+        dir.path(),
+        &case.url,
+        &[
+            "apply",
+            "--phase",
+            "expand",
+            "--db",
+            db,
+            "--backfill-batch",
+            "1000",
+            "--force",
+            "--reason",
+            "test",
+        ],
+    );
+    ok(&out);
+    let log = stderr(&out);
+    assert!(
+        log.contains("backfill: 1000 rows") && log.contains("backfill: 2500 rows"),
+        "{log}"
+    );
+    let status = ok(&migrate(dir.path(), &case.url, &["status", "--db", db]));
+    assert_eq!(status.matches("applied").count(), 2, "{status}");
+}
+
+#[test]
+fn a_backfill_walks_the_key_in_batches_on_postgres_and_mariadb() {
+    backfill_case(
+        "pg_backfill",
+        &postgres("migrate_backfill"),
+        "CREATE TABLE users (id BIGINT PRIMARY KEY, email VARCHAR(200));\n\
+         INSERT INTO users SELECT g, 'User' || g || '@Example.com' FROM generate_series(1, 2500) g;\n",
+    );
+    backfill_case(
+        "my_backfill",
+        &mariadb("migrate_backfill"),
+        "CREATE TABLE users (id BIGINT PRIMARY KEY, email VARCHAR(200));\n\
+         INSERT INTO users SELECT seq, CONCAT('User', seq, '@Example.com') FROM seq_1_to_2500;\n",
+    );
+}
+
+#[test]
+fn a_backfill_needs_a_primary_key() {
+    let case = postgres("migrate_nopk");
+    let dir = folder(
+        "pg_nopk",
+        &[
+            (
+                "expand/0001_logs.sql",
+                "CREATE TABLE logs (line TEXT, seen BOOLEAN);\n",
+            ),
+            (
+                "expand/0001_logs.backfill.sql",
+                "UPDATE logs SET seen = false WHERE seen IS NULL;\n",
+            ),
+        ],
+    );
+    let out = migrate(
+        dir.path(),
+        &case.url,
+        &[
+            "apply", "--phase", "expand", "--db", "pg_nopk", "--force", "--reason", "test",
+        ],
+    );
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("has no primary key"),
+        "{}",
+        stderr(&out)
+    );
+    // A probe that cannot pass is named before anything waits on it: a bad probe is refused.
+    let out = migrate(
+        dir.path(),
+        &case.url,
+        &[
+            "apply",
+            "--phase",
+            "expand",
+            "--db",
+            "pg_nopk",
+            "--throttle",
+            "SELECT 1",
+        ],
+    );
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("is not SQL<=N"), "{}", stderr(&out));
+}
