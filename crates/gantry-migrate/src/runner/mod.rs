@@ -17,6 +17,7 @@
 //!
 //! The database URL is never printed: errors carry [`redact`]ed text only.
 
+mod rebuild;
 mod sql;
 mod state;
 
@@ -28,6 +29,7 @@ use crate::classify::{check_phase, classify, needs_own_transaction, Severity};
 use crate::layout::{Database, Migration, Phase};
 use crate::split::Dialect;
 
+pub use rebuild::RebuildReport;
 pub use sql::Connection;
 pub use state::{AppliedRow, MigrationState, PhaseStatus, Progress, Status};
 

@@ -62,7 +62,7 @@ where
 }
 
 /// A bound value.
-enum Arg<'a> {
+pub(super) enum Arg<'a> {
     Str(&'a str),
     Int(i64),
 }
@@ -81,7 +81,7 @@ macro_rules! bind_all {
 }
 
 /// `?` placeholders as PostgreSQL's `$1`, `$2`, ….
-fn numbered(sql: &str) -> String {
+pub(super) fn numbered(sql: &str) -> String {
     let mut out = String::with_capacity(sql.len() + 8);
     let mut n = 0;
     for c in sql.chars() {
@@ -98,7 +98,7 @@ fn numbered(sql: &str) -> String {
 
 /// A table name from configuration, checked to be a plain identifier so it can be written
 /// into SQL.
-fn table_name(name: &str) -> Result<&str, String> {
+pub(super) fn table_name(name: &str) -> Result<&str, String> {
     let ok = !name.is_empty()
         && name.len() <= 63
         && name
@@ -115,13 +115,13 @@ fn table_name(name: &str) -> Result<&str, String> {
     }
 }
 
-fn is_pg_lock_timeout(e: &sqlx::Error) -> bool {
+pub(super) fn is_pg_lock_timeout(e: &sqlx::Error) -> bool {
     e.as_database_error()
         .and_then(|d| d.code())
         .is_some_and(|c| c == "55P03")
 }
 
-fn is_mysql_lock_timeout(e: &sqlx::Error) -> bool {
+pub(super) fn is_mysql_lock_timeout(e: &sqlx::Error) -> bool {
     e.as_database_error()
         .and_then(|d| d.try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>())
         .is_some_and(|m| m.number() == 1205)
@@ -204,7 +204,7 @@ impl Connection {
         }
     }
 
-    async fn exec(&mut self, sql: &str, args: &[Arg<'_>]) -> Result<u64, sqlx::Error> {
+    pub(super) async fn exec(&mut self, sql: &str, args: &[Arg<'_>]) -> Result<u64, sqlx::Error> {
         Ok(match self {
             Connection::Postgres { conn, .. } => {
                 let sql = numbered(sql);
@@ -225,7 +225,7 @@ impl Connection {
     }
 
     /// Runs one statement exactly as written (no prepared statement, no parameters).
-    async fn raw(&mut self, text: &str) -> Result<(), sqlx::Error> {
+    pub(super) async fn raw(&mut self, text: &str) -> Result<(), sqlx::Error> {
         match self {
             Connection::Postgres { conn, .. } => {
                 sqlx::raw_sql(text).execute(&mut *conn).await.map(drop)
@@ -552,11 +552,21 @@ impl Connection {
     ) -> Result<Option<i64>, String> {
         let pg = matches!(self, Connection::Postgres { .. });
         let shape = |sql: String| if pg { numbered(&sql) } else { sql };
+        // Keys come back as 64-bit integers whatever width the column has.
+        let as_i64 = |e: &str| match self.dialect() {
+            Dialect::Postgres => format!("CAST({e} AS BIGINT)"),
+            Dialect::MySql => format!("CAST({e} AS SIGNED)"),
+            Dialect::Sqlite => e.to_string(),
+        };
         let first = shape(format!(
-            "SELECT {pk} FROM {table} WHERE {pk} > ? ORDER BY {pk} LIMIT 1 OFFSET {}",
+            "SELECT {} FROM {table} WHERE {pk} > ? ORDER BY {pk} LIMIT 1 OFFSET {}",
+            as_i64(pk),
             size.saturating_sub(1)
         ));
-        let max = shape(format!("SELECT MAX({pk}) FROM {table} WHERE {pk} > ?"));
+        let max = shape(format!(
+            "SELECT {} FROM {table} WHERE {pk} > ?",
+            as_i64(&format!("MAX({pk})"))
+        ));
         macro_rules! q {
             ($conn:expr, $sql:expr) => {{
                 sqlx::query_scalar::<_, Option<i64>>(&$sql)

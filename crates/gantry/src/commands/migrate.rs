@@ -36,6 +36,44 @@ pub enum MigrateCommand {
     Baseline(BaselineArgs),
     /// Record the files' checksums over drifted versions, as a deliberate act.
     Repair(RepairArgs),
+    /// Rebuild a big table online with a shadow table swapped in at the end (PostgreSQL,
+    /// MariaDB/MySQL); prints the change id.
+    Rebuild(RebuildArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RebuildArgs {
+    #[command(flatten)]
+    target: Target,
+    /// The table to rebuild.
+    table: String,
+    /// What follows `ALTER TABLE <table>`, e.g. "MODIFY id BIGINT NOT NULL".
+    #[arg(long, required_unless_present = "abort")]
+    alter: Option<String>,
+    /// The phase the change belongs to (the classifier gates it like a statement).
+    #[arg(long, value_enum, default_value = "expand")]
+    phase: PhaseArg,
+    /// Drop the old table once the swap is done (kept by default).
+    #[arg(long)]
+    drop_old: bool,
+    /// Remove the shadow table and triggers an unfinished rebuild left.
+    #[arg(long, conflicts_with = "alter")]
+    abort: bool,
+    /// Rows per copy batch.
+    #[arg(long, default_value_t = 1000)]
+    batch: u32,
+    /// As for apply: 'SQL<=N', repeatable.
+    #[arg(long)]
+    throttle: Vec<gantry_migrate::runner::Probe>,
+    #[arg(long)]
+    service: Option<String>,
+    #[arg(long)]
+    env: Option<String>,
+    /// Rebuild what the classifier refuses for the phase; needs --reason.
+    #[arg(long, requires = "reason")]
+    force: bool,
+    #[arg(long)]
+    reason: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -398,6 +436,7 @@ pub async fn run(global: &GlobalArgs, command: MigrateCommand) -> anyhow::Result
                 done.len()
             );
         }
+        MigrateCommand::Rebuild(args) => rebuild(global, args).await?,
         MigrateCommand::Repair(args) => {
             let (mut runner, db) = connect(&args.target, global, |_| {}).await?;
             let done = runner.repair(&db, args.phase.into()).await;
@@ -520,6 +559,87 @@ async fn apply_with(
         None => eprintln!("migrate: no --service: no change recorded"),
     }
     outcome.map(drop).map_err(Into::into)
+}
+
+async fn rebuild(global: &GlobalArgs, args: RebuildArgs) -> anyhow::Result<()> {
+    let phase: Phase = args.phase.into();
+    if args.service.is_some() != args.env.is_some() {
+        bail!("--service and --env go together: the change is recorded for that service in that environment");
+    }
+    let (mut runner, db) = connect(&args.target, global, |o| {
+        o.backfill_batch = args.batch.max(1);
+        o.throttle = args.throttle.clone();
+    })
+    .await?;
+    if args.abort {
+        let result = runner.abort_rebuild(&args.table).await;
+        runner.close().await;
+        result?;
+        eprintln!(
+            "migrate: removed the shadow table and triggers of {}",
+            args.table
+        );
+        return Ok(());
+    }
+    let alter = args.alter.clone().unwrap_or_default();
+    let statement = format!("ALTER TABLE {} {alter}", args.table);
+    let statements = gantry_migrate::split::split(runner.dialect(), &statement)?;
+    let findings = gantry_migrate::check_phase(
+        phase,
+        gantry_migrate::classify(runner.dialect(), &statements),
+    );
+    if let Some(f) = findings
+        .iter()
+        .find(|f| f.severity == gantry_migrate::Severity::Error)
+    {
+        if !args.force {
+            runner.close().await;
+            bail!("--alter: {} ({}); nothing was run. Use the right --phase, or --force --reason \"…\"", f.message, f.rule);
+        }
+    }
+    let started = chrono::Utc::now();
+    let mut log = progress;
+    let outcome = runner
+        .rebuild(&args.table, &alter, args.drop_old, &mut log)
+        .await;
+    runner.close().await;
+    let report = outcome?;
+    eprintln!(
+        "migrate: rebuilt {} ({} rows in {} batches, {} ms); the old table is {}",
+        args.table,
+        report.rows_copied,
+        report.batches,
+        report.duration_ms,
+        if args.drop_old {
+            "dropped".to_string()
+        } else {
+            report.old_table.clone()
+        }
+    );
+    if let (Some(service), Some(env)) = (args.service, args.env) {
+        let client = crate::credentials::client(global)?;
+        let mut metadata = serde_json::Map::new();
+        metadata.insert("database".into(), db.name.clone().into());
+        metadata.insert("phase".into(), phase.name().into());
+        metadata.insert("rebuild".into(), args.table.clone().into());
+        metadata.insert("alter".into(), alter.clone().into());
+        metadata.insert("rows".into(), report.rows_copied.into());
+        metadata.insert("duration_ms".into(), report.duration_ms.into());
+        if let Some(reason) = &args.reason {
+            metadata.insert("forced".into(), reason.clone().into());
+        }
+        let record = serde_json::json!({
+            "service": service,
+            "environment": env,
+            "summary": format!("{}: rebuilt {} ({alter})", db.name, args.table).chars().take(500).collect::<String>(),
+            "started_at": started,
+            "finished_at": chrono::Utc::now(),
+            "metadata": metadata,
+        });
+        let change = client.record_migration(&record).await?;
+        println!("{}", change.id);
+    }
+    Ok(())
 }
 
 fn lint(global: &GlobalArgs, args: LintArgs) -> anyhow::Result<()> {

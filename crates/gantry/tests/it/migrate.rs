@@ -700,3 +700,180 @@ fn a_backfill_needs_a_primary_key() {
     assert!(!out.status.success());
     assert!(stderr(&out).contains("is not SQL<=N"), "{}", stderr(&out));
 }
+
+/// Writes to `items` (inserts, updates, deletes) until told to stop, keeping a model of
+/// what the table must hold; returns the model.
+fn writer(
+    url: String,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> std::thread::JoinHandle<std::collections::BTreeMap<i64, String>> {
+    std::thread::spawn(move || {
+        block_on(async move {
+            use rand::{Rng, SeedableRng};
+            use sqlx::Connection;
+            let mut model: std::collections::BTreeMap<i64, String> =
+                (1..=5000).map(|i| (i, format!("n{i}"))).collect();
+            let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+            macro_rules! run {
+                ($conn:expr) => {{
+                    let mut k = 0i64;
+                    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        k += 1;
+                        let id = rng.gen_range(1..=5000i64);
+                        let sql = match k % 3 {
+                            0 => {
+                                model.insert(100_000 + k, format!("i{k}"));
+                                format!(
+                                    "INSERT INTO items (id, name) VALUES ({}, 'i{k}')",
+                                    100_000 + k
+                                )
+                            }
+                            1 => {
+                                if let Some(v) = model.get_mut(&id) {
+                                    *v = format!("u{k}");
+                                }
+                                format!("UPDATE items SET name = 'u{k}' WHERE id = {id}")
+                            }
+                            _ => {
+                                model.remove(&id);
+                                format!("DELETE FROM items WHERE id = {id}")
+                            }
+                        };
+                        sqlx::raw_sql(&sql).execute(&mut $conn).await.unwrap();
+                        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+                    }
+                }};
+            }
+            if url.starts_with("postgres") {
+                let mut conn = sqlx::PgConnection::connect(&url).await.unwrap();
+                run!(conn);
+            } else {
+                let mut conn = sqlx::MySqlConnection::connect(&url).await.unwrap();
+                run!(conn);
+            }
+            model
+        })
+    })
+}
+
+/// Every row of `items` after the swap.
+fn rows(url: &str) -> std::collections::BTreeMap<i64, String> {
+    block_on(async {
+        use sqlx::Connection;
+        if url.starts_with("postgres") {
+            let mut conn = sqlx::PgConnection::connect(url).await.unwrap();
+            sqlx::query_as::<_, (i64, String)>("SELECT id, name FROM items")
+                .fetch_all(&mut conn)
+                .await
+                .unwrap()
+                .into_iter()
+                .collect()
+        } else {
+            let mut conn = sqlx::MySqlConnection::connect(url).await.unwrap();
+            sqlx::query_as::<_, (i64, String)>("SELECT id, name FROM items")
+                .fetch_all(&mut conn)
+                .await
+                .unwrap()
+                .into_iter()
+                .collect()
+        }
+    })
+}
+
+fn rebuild_while_writing(db: &str, case: Case, seed: &str, alter: &str) {
+    let dir = folder(db, &[("expand/0001_items.sql", seed)]);
+    ok(&migrate(
+        dir.path(),
+        &case.url,
+        &["apply", "--phase", "expand", "--db", db],
+    ));
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let handle = writer(case.url.clone(), stop.clone());
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let out = migrate(
+        dir.path(),
+        &case.url,
+        &[
+            "rebuild", "items", "--alter", alter, "--phase", "contract", "--db", db, "--batch",
+            "200",
+        ],
+    );
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let model = handle.join().unwrap();
+    ok(&out);
+    assert!(stderr(&out).contains("rebuilt items"), "{}", stderr(&out));
+    let table = rows(&case.url);
+    assert_eq!(table.len(), model.len(), "row counts");
+    assert!(
+        table == model,
+        "the rebuilt table differs from what was written"
+    );
+}
+
+#[test]
+fn an_online_rebuild_on_mariadb_keeps_every_write() {
+    rebuild_while_writing(
+        "my_rebuild",
+        mariadb("migrate_rebuild"),
+        "CREATE TABLE items (id INT NOT NULL PRIMARY KEY, name VARCHAR(50) NOT NULL);\n\
+         INSERT INTO items SELECT seq, CONCAT('n', seq) FROM seq_1_to_5000;\n",
+        "MODIFY id BIGINT NOT NULL",
+    );
+}
+
+#[test]
+fn an_online_rebuild_on_postgres_keeps_every_write() {
+    rebuild_while_writing(
+        "pg_rebuild",
+        postgres("migrate_rebuild"),
+        "CREATE TABLE items (id INT PRIMARY KEY, name VARCHAR(50) NOT NULL);\n\
+         INSERT INTO items SELECT g, 'n' || g FROM generate_series(1, 5000) g;\n",
+        "ALTER COLUMN id TYPE BIGINT",
+    );
+}
+
+#[test]
+fn a_rebuild_is_refused_without_a_primary_key_or_with_foreign_keys_pointing_at_it() {
+    let case = postgres("migrate_rebuild_refuse");
+    let dir = folder(
+        "pg_rebuild_refuse",
+        &[(
+            "expand/0001_t.sql",
+            "CREATE TABLE loose (a INT);\nCREATE TABLE parent (id BIGINT PRIMARY KEY);\nCREATE TABLE child (id BIGINT PRIMARY KEY, parent_id BIGINT REFERENCES parent (id));\n",
+        )],
+    );
+    ok(&migrate(
+        dir.path(),
+        &case.url,
+        &[
+            "apply",
+            "--phase",
+            "expand",
+            "--db",
+            "pg_rebuild_refuse",
+            "--force",
+            "--reason",
+            "test",
+        ],
+    ));
+    for (table, says) in [
+        ("loose", "has no primary key"),
+        ("parent", "foreign keys reference it"),
+    ] {
+        let out = migrate(
+            dir.path(),
+            &case.url,
+            &[
+                "rebuild",
+                table,
+                "--alter",
+                "ADD COLUMN note TEXT",
+                "--db",
+                "pg_rebuild_refuse",
+            ],
+        );
+        assert!(!out.status.success());
+        assert!(stderr(&out).contains(says), "{table}: {}", stderr(&out));
+    }
+}

@@ -1,0 +1,437 @@
+//! The online table rebuild (the shadow-table swap), for PostgreSQL and MariaDB/MySQL: a
+//! shadow table with the new shape and its indexes, kept in step with triggers (upserts and
+//! deletes) while rows are copied in keyset batches that lock their source rows, then the
+//! names swapped in one short lock. The old table is kept until `--drop-old`.
+//!
+//! Every step can be run again: a shadow table or trigger that exists is reused, the copy
+//! inserts ignoring rows already there, so an interrupted rebuild resumes by running it
+//! again; `abort` removes the shadow table and triggers.
+
+use std::time::Duration;
+
+use sqlx::Row;
+
+use super::sql::{
+    is_mysql_lock_timeout, is_pg_lock_timeout, numbered, table_name, Arg, Connection,
+};
+use super::{redact, Event, RunError, Runner};
+use crate::split::Dialect;
+
+/// What a rebuild did.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct RebuildReport {
+    pub rows_copied: u64,
+    pub batches: u64,
+    pub old_table: String,
+    pub duration_ms: u64,
+}
+
+/// The names a rebuild of `table` uses.
+struct Names {
+    table: String,
+    shadow: String,
+    old: String,
+    trigger: String,
+}
+
+impl Names {
+    fn of(table: &str) -> Result<Names, RunError> {
+        let table = table_name(table).map_err(RunError::Refused)?.to_string();
+        let names = Names {
+            shadow: format!("_gantry_new_{table}"),
+            old: format!("_gantry_old_{table}"),
+            trigger: format!("_gantry_sync_{table}"),
+            table,
+        };
+        if names.trigger.len() + 4 > 64 {
+            return Err(RunError::Refused(format!(
+                "table name {} is too long for the shadow table's names (at most 46 characters)",
+                names.table
+            )));
+        }
+        Ok(names)
+    }
+}
+
+impl Runner {
+    /// Rebuilds `table` with `alter` (what follows `ALTER TABLE t`) applied, online.
+    pub async fn rebuild(
+        &mut self,
+        table: &str,
+        alter: &str,
+        drop_old: bool,
+        progress: &mut (dyn FnMut(Event) + Send),
+    ) -> Result<RebuildReport, RunError> {
+        let started = std::time::Instant::now();
+        let dialect = self.dialect();
+        if dialect == Dialect::Sqlite {
+            return Err(RunError::Refused(
+                "SQLite has no online rebuild: its ALTER TABLE rewrites under one write lock anyway".into(),
+            ));
+        }
+        let upper = alter.to_ascii_uppercase();
+        if upper.split_whitespace().any(|w| w == "RENAME") {
+            return Err(RunError::Refused(
+                "--alter renames a column: a rebuild copies columns by name, so rename in an expand/contract pair instead".into(),
+            ));
+        }
+        let n = Names::of(table)?;
+        let pk = self
+            .conn
+            .integer_primary_key(&n.table)
+            .await
+            .map_err(RunError::Refused)?;
+        self.refuse_dependents(&n).await?;
+        // The shadow table, with the new shape and the old table's indexes.
+        let exists = self.table_exists(&n.shadow).await?;
+        if !exists {
+            let create = match dialect {
+                Dialect::Postgres => {
+                    format!("CREATE TABLE {} (LIKE {} INCLUDING ALL)", n.shadow, n.table)
+                }
+                _ => format!("CREATE TABLE {} LIKE {}", n.shadow, n.table),
+            };
+            self.run(&create).await?;
+            self.run(&format!("ALTER TABLE {} {alter}", n.shadow))
+                .await?;
+        }
+        let columns = self.common_columns(&n).await?;
+        if !columns.iter().any(|c| c == &pk) {
+            return Err(RunError::Refused(format!(
+                "--alter drops or changes the primary key {pk}; a rebuild keeps it"
+            )));
+        }
+        self.create_triggers(&n, &pk, &columns).await?;
+        // The copy, in keyset batches that lock their source rows while they are read.
+        let list = columns.join(", ");
+        let copy = match dialect {
+            Dialect::Postgres => format!(
+                "INSERT INTO {shadow} ({list}) SELECT {list} FROM {table} WHERE {pk} > ? AND {pk} <= ? FOR KEY SHARE ON CONFLICT DO NOTHING",
+                shadow = n.shadow,
+                table = n.table
+            ),
+            _ => format!(
+                "INSERT IGNORE INTO {shadow} ({list}) SELECT {list} FROM {table} WHERE {pk} > ? AND {pk} <= ? LOCK IN SHARE MODE",
+                shadow = n.shadow,
+                table = n.table
+            ),
+        };
+        let mut report = RebuildReport {
+            old_table: n.old.clone(),
+            ..RebuildReport::default()
+        };
+        let mut last = i64::MIN;
+        loop {
+            self.hold_for_throttle(progress).await;
+            let upper = self
+                .conn
+                .next_upper(&n.table, &pk, last, self.options.backfill_batch)
+                .await
+                .map_err(|e| self.db_err(e))?;
+            let Some(upper) = upper else {
+                break;
+            };
+            let mut attempt = 0;
+            let copied = loop {
+                attempt += 1;
+                match self
+                    .conn
+                    .exec(&copy, &[Arg::Int(last), Arg::Int(upper)])
+                    .await
+                {
+                    Ok(n) => break n,
+                    Err(e)
+                        if (is_pg_lock_timeout(&e) || is_mysql_lock_timeout(&e))
+                            && attempt <= self.options.lock_retries =>
+                    {
+                        self.wait_retry(0, attempt, e.to_string(), progress).await;
+                    }
+                    Err(e) => return Err(self.db_err(e.to_string())),
+                }
+            };
+            report.rows_copied += copied;
+            report.batches += 1;
+            last = upper;
+            progress(Event::Backfill {
+                version: 0,
+                last_key: last,
+                rows: report.rows_copied as i64,
+            });
+        }
+        let analyze = match dialect {
+            Dialect::Postgres => format!("ANALYZE {}", n.shadow),
+            _ => format!("ANALYZE TABLE {}", n.shadow),
+        };
+        self.run(&analyze).await?;
+        self.swap(&n).await?;
+        if drop_old {
+            self.run(&format!("DROP TABLE {}", n.old)).await?;
+        }
+        report.duration_ms = started.elapsed().as_millis() as u64;
+        Ok(report)
+    }
+
+    /// Removes what an unfinished rebuild of `table` made (the shadow table and triggers).
+    pub async fn abort_rebuild(&mut self, table: &str) -> Result<(), RunError> {
+        let n = Names::of(table)?;
+        self.drop_triggers(&n, &n.table).await?;
+        self.run(&format!("DROP TABLE IF EXISTS {}", n.shadow))
+            .await
+    }
+
+    async fn run(&mut self, sql: &str) -> Result<(), RunError> {
+        self.conn
+            .raw(sql)
+            .await
+            .map_err(|e| RunError::Database(redact(&e.to_string(), &self.url)))
+    }
+
+    async fn strings(&mut self, sql: &str, args: &[&str]) -> Result<Vec<String>, RunError> {
+        let pg = self.dialect() == Dialect::Postgres;
+        let sql = if pg { numbered(sql) } else { sql.to_string() };
+        macro_rules! q {
+            ($conn:expr) => {{
+                let mut q = sqlx::query(&sql);
+                for a in args {
+                    q = q.bind(*a);
+                }
+                match q.fetch_all(&mut *$conn).await {
+                    Ok(rows) => rows
+                        .iter()
+                        .map(|r| r.try_get::<String, _>(0).map_err(|e| e.to_string()))
+                        .collect::<Result<Vec<_>, String>>(),
+                    Err(e) => Err(e.to_string()),
+                }
+            }};
+        }
+        let result = match &mut self.conn {
+            Connection::Postgres { conn, .. } => q!(conn),
+            Connection::MySql { conn, .. } => q!(conn),
+            Connection::Sqlite { conn } => q!(conn),
+        };
+        result.map_err(|e| self.db_err(e))
+    }
+
+    async fn table_exists(&mut self, table: &str) -> Result<bool, RunError> {
+        let sql = match self.dialect() {
+            Dialect::Postgres => "SELECT to_regclass(?)::text WHERE to_regclass(?) IS NOT NULL",
+            _ => "SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = ? AND TABLE_NAME = ?",
+        };
+        Ok(!self.strings(sql, &[table, table]).await?.is_empty())
+    }
+
+    /// Refuses what a swap would break: foreign keys pointing at the table, and (PostgreSQL)
+    /// views or row-level policies on it.
+    async fn refuse_dependents(&mut self, n: &Names) -> Result<(), RunError> {
+        let checks: &[(&str, &str)] = match self.dialect() {
+            Dialect::Postgres => &[
+                ("foreign keys reference it", "SELECT conname::text FROM pg_constraint WHERE confrelid = to_regclass(?)"),
+                ("views depend on it", "SELECT DISTINCT v.relname::text FROM pg_depend d JOIN pg_rewrite r ON r.oid = d.objid JOIN pg_class v ON v.oid = r.ev_class WHERE d.refobjid = to_regclass(?) AND v.oid <> d.refobjid"),
+                ("row-level policies are on it", "SELECT polname::text FROM pg_policy WHERE polrelid = to_regclass(?)"),
+            ],
+            _ => &[(
+                "foreign keys reference it",
+                "SELECT CONSTRAINT_NAME FROM information_schema.REFERENTIAL_CONSTRAINTS WHERE CONSTRAINT_SCHEMA = DATABASE() AND REFERENCED_TABLE_NAME = ?",
+            )],
+        };
+        for (what, sql) in checks {
+            let found = self.strings(sql, &[&n.table]).await?;
+            if !found.is_empty() {
+                return Err(RunError::Refused(format!(
+                    "cannot rebuild {}: {what} ({}); a swap would leave them on the old table",
+                    n.table,
+                    found.join(", ")
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Columns both tables have, generated ones left out (the database computes them).
+    async fn common_columns(&mut self, n: &Names) -> Result<Vec<String>, RunError> {
+        let sql = match self.dialect() {
+            Dialect::Postgres => "SELECT column_name::text FROM information_schema.columns WHERE table_schema = current_schema() AND table_name = ? AND is_generated = 'NEVER' ORDER BY ordinal_position",
+            _ => "SELECT COLUMN_NAME FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = ? AND EXTRA NOT LIKE '%GENERATED%' ORDER BY ORDINAL_POSITION",
+        };
+        let old = self.strings(sql, &[&n.table]).await?;
+        let new = self.strings(sql, &[&n.shadow]).await?;
+        Ok(old.into_iter().filter(|c| new.contains(c)).collect())
+    }
+
+    async fn create_triggers(
+        &mut self,
+        n: &Names,
+        pk: &str,
+        columns: &[String],
+    ) -> Result<(), RunError> {
+        let list = columns.join(", ");
+        match self.dialect() {
+            Dialect::Postgres => {
+                let values: Vec<String> = columns.iter().map(|c| format!("NEW.{c}")).collect();
+                let sets: Vec<String> = columns
+                    .iter()
+                    .filter(|c| *c != pk)
+                    .map(|c| format!("{c} = EXCLUDED.{c}"))
+                    .collect();
+                let on_conflict = if sets.is_empty() {
+                    "DO NOTHING".to_string()
+                } else {
+                    format!("DO UPDATE SET {}", sets.join(", "))
+                };
+                self.run(&format!(
+                    "CREATE OR REPLACE FUNCTION {trigger}() RETURNS trigger LANGUAGE plpgsql AS $gantry$ \
+                     BEGIN \
+                       IF TG_OP = 'DELETE' OR (TG_OP = 'UPDATE' AND OLD.{pk} IS DISTINCT FROM NEW.{pk}) THEN \
+                         DELETE FROM {shadow} WHERE {pk} = OLD.{pk}; \
+                       END IF; \
+                       IF TG_OP = 'DELETE' THEN RETURN OLD; END IF; \
+                       INSERT INTO {shadow} ({list}) VALUES ({values}) ON CONFLICT ({pk}) {on_conflict}; \
+                       RETURN NEW; \
+                     END $gantry$",
+                    trigger = n.trigger,
+                    shadow = n.shadow,
+                    values = values.join(", "),
+                ))
+                .await?;
+                self.run(&format!(
+                    "DROP TRIGGER IF EXISTS {t} ON {table}",
+                    t = n.trigger,
+                    table = n.table
+                ))
+                .await?;
+                self.run(&format!(
+                    "CREATE TRIGGER {t} AFTER INSERT OR UPDATE OR DELETE ON {table} FOR EACH ROW EXECUTE FUNCTION {t}()",
+                    t = n.trigger,
+                    table = n.table
+                ))
+                .await
+            }
+            _ => {
+                let values: Vec<String> = columns.iter().map(|c| format!("NEW.{c}")).collect();
+                let values = values.join(", ");
+                self.drop_triggers(n, &n.table).await?;
+                self.run(&format!(
+                    "CREATE TRIGGER {t}_ins AFTER INSERT ON {table} FOR EACH ROW REPLACE INTO {shadow} ({list}) VALUES ({values})",
+                    t = n.trigger,
+                    table = n.table,
+                    shadow = n.shadow
+                ))
+                .await?;
+                self.run(&format!(
+                    "CREATE TRIGGER {t}_upd AFTER UPDATE ON {table} FOR EACH ROW BEGIN \
+                     DELETE FROM {shadow} WHERE {pk} = OLD.{pk}; \
+                     REPLACE INTO {shadow} ({list}) VALUES ({values}); END",
+                    t = n.trigger,
+                    table = n.table,
+                    shadow = n.shadow
+                ))
+                .await?;
+                self.run(&format!(
+                    "CREATE TRIGGER {t}_del AFTER DELETE ON {table} FOR EACH ROW DELETE FROM {shadow} WHERE {pk} = OLD.{pk}",
+                    t = n.trigger,
+                    table = n.table,
+                    shadow = n.shadow
+                ))
+                .await
+            }
+        }
+    }
+
+    async fn drop_triggers(&mut self, n: &Names, on: &str) -> Result<(), RunError> {
+        match self.dialect() {
+            Dialect::Postgres => {
+                self.run(&format!("DROP TRIGGER IF EXISTS {} ON {on}", n.trigger))
+                    .await?;
+                self.run(&format!("DROP FUNCTION IF EXISTS {}()", n.trigger))
+                    .await
+            }
+            _ => {
+                for suffix in ["ins", "upd", "del"] {
+                    self.run(&format!("DROP TRIGGER IF EXISTS {}_{suffix}", n.trigger))
+                        .await?;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Swaps the names in one short lock (retried like any statement), dropping the
+    /// triggers with it; PostgreSQL also moves the ownership of the old table's sequences.
+    async fn swap(&mut self, n: &Names) -> Result<(), RunError> {
+        let ms = self.options.lock_timeout.as_millis();
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let result = match self.dialect() {
+                Dialect::Postgres => {
+                    let owned = self
+                        .strings(
+                            "SELECT s.relname::text || ' ' || a.attname::text FROM pg_depend d \
+                             JOIN pg_class s ON s.oid = d.objid AND s.relkind = 'S' \
+                             JOIN pg_attribute a ON a.attrelid = d.refobjid AND a.attnum = d.refobjsubid \
+                             WHERE d.refobjid = to_regclass(?) AND d.deptype IN ('a', 'i')",
+                            &[&n.table],
+                        )
+                        .await?;
+                    let mut script = format!(
+                        "BEGIN; SET LOCAL lock_timeout = '{ms}ms'; \
+                         LOCK TABLE {table}, {shadow} IN ACCESS EXCLUSIVE MODE; \
+                         DROP TRIGGER IF EXISTS {trigger} ON {table}; \
+                         ALTER TABLE {table} RENAME TO {old}; \
+                         ALTER TABLE {shadow} RENAME TO {table}; ",
+                        table = n.table,
+                        shadow = n.shadow,
+                        trigger = n.trigger,
+                        old = n.old
+                    );
+                    for pair in owned {
+                        if let Some((sequence, column)) = pair.split_once(' ') {
+                            script.push_str(&format!(
+                                "ALTER SEQUENCE {sequence} OWNED BY {table}.{column}; ",
+                                table = n.table
+                            ));
+                        }
+                    }
+                    script.push_str(&format!("DROP FUNCTION IF EXISTS {}(); COMMIT;", n.trigger));
+                    let r = self.conn.raw(&script).await;
+                    if r.is_err() {
+                        let _ = self.conn.raw("ROLLBACK").await;
+                    }
+                    r
+                }
+                _ => {
+                    let secs = self.options.lock_timeout.as_secs().max(1);
+                    let _ = self
+                        .conn
+                        .raw(&format!("SET SESSION lock_wait_timeout = {secs}"))
+                        .await;
+                    let r = self
+                        .conn
+                        .raw(&format!(
+                            "RENAME TABLE {table} TO {old}, {shadow} TO {table}",
+                            table = n.table,
+                            old = n.old,
+                            shadow = n.shadow
+                        ))
+                        .await;
+                    if r.is_ok() {
+                        // The triggers moved with the old table, which takes no writes now.
+                        self.drop_triggers(n, &n.old).await?;
+                    }
+                    r
+                }
+            };
+            match result {
+                Ok(()) => return Ok(()),
+                Err(e)
+                    if (is_pg_lock_timeout(&e) || is_mysql_lock_timeout(&e))
+                        && attempt <= self.options.lock_retries =>
+                {
+                    let wait = Duration::from_millis(100 * u64::from(attempt.min(50)));
+                    tokio::time::sleep(wait).await;
+                }
+                Err(e) => return Err(self.db_err(e.to_string())),
+            }
+        }
+    }
+}
