@@ -5,7 +5,8 @@
 //! `scripts/bench/graphite`) use `statsd-load`, `graphite-load`, `graphite-render` and
 //! `graphite-sink`; the deploy benchmark (`scripts/bench/deploy`) runs many host agents in
 //! one process with `agents`; the flags benchmark (`scripts/bench/flags`) uses `flag-eval`
-//! and `flag-propagation`.
+//! and `flag-propagation`; the migrations benchmark (`scripts/bench/migrate`) sends its
+//! fixed-rate SQL traffic with `sql-load`.
 //!
 //! Invariant: results go to stdout as one line of `key=value` pairs, for the script to
 //! read; everything meant for people (progress, summaries, errors) goes to stderr.
@@ -15,6 +16,7 @@ mod flags;
 mod graphite;
 mod http;
 mod load;
+mod sql_load;
 mod stats;
 mod statsd_load;
 mod workload;
@@ -52,6 +54,9 @@ enum Command {
     /// Run many host agents in this one process, each with its own token, root directory
     /// and HTTP connections, until SIGTERM (scripts/bench/deploy).
     Agents(agents::AgentsArgs),
+    /// Send fixed-rate SQL reads, updates and inserts to one table while a migration runs,
+    /// timing each query from its scheduled send (scripts/bench/migrate).
+    SqlLoad(sql_load::SqlLoadArgs),
 }
 
 fn main() -> ExitCode {
@@ -77,6 +82,7 @@ fn main() -> ExitCode {
             Command::Agents(args) => agents::run(args).await,
             Command::FlagEval(args) => flags::eval(args).await,
             Command::FlagPropagation(args) => flags::propagation(args).await,
+            Command::SqlLoad(args) => sql_load::run(args).await,
         }
     });
     match result {
