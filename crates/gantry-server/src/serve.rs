@@ -145,6 +145,8 @@ pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
     start_flags(&state);
 
     tracing::info!(addr = %addr, tls = tls.is_some(), "listening");
+    // Evaluations counted since the last write go to the store before it closes.
+    let flag_usage = state.flag_usage.clone();
     let service = app(state).into_make_service_with_connect_info::<SocketAddr>();
     let served = match tls {
         Some(tls) => {
@@ -160,6 +162,7 @@ pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
                 .await
         }
     };
+    flag_usage.flush(store.as_ref()).await;
     store.close().await;
     if let Some(aggregator) = aggregator {
         let _ = aggregator.await;

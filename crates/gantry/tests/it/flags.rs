@@ -1086,3 +1086,35 @@ fn the_rust_sdk_sees_a_toggle_through_the_stream() {
         assert!(client.is_enabled("checkout-v2", &ctx));
     });
 }
+
+/// OFREP and frontend evaluations are counted in memory and written at the latest when the
+/// server stops, so a restart loses none.
+#[test]
+fn evaluations_counted_by_the_server_survive_a_restart() {
+    let mut s = setup();
+    s.server.ok(&[
+        "flag",
+        "enable",
+        "checkout-v2",
+        "--service",
+        "shop",
+        "--env",
+        "prod",
+    ]);
+    for _ in 0..5 {
+        let (status, _) = ofrep(
+            &s,
+            "checkout-v2",
+            json!({"context": {"targetingKey": "u1"}}),
+        );
+        assert_eq!(status, 200);
+    }
+    let data_dir = s.server.data_dir.clone();
+    s.server.terminate();
+    let server = Server::start_with(Options {
+        data_dir: Some(data_dir),
+        ..Default::default()
+    });
+    let shown = server.http().get("/api/v1/flags/shop/checkout-v2");
+    assert_eq!(shown.body["usage"]["prod"]["yes"], 5, "{}", shown.text);
+}
