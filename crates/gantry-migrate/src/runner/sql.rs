@@ -115,16 +115,19 @@ pub(super) fn table_name(name: &str) -> Result<&str, String> {
     }
 }
 
+/// A lock not granted in time (55P03), or a deadlock the database broke (40P01): the
+/// statement did nothing and may be retried.
 pub(super) fn is_pg_lock_timeout(e: &sqlx::Error) -> bool {
     e.as_database_error()
         .and_then(|d| d.code())
-        .is_some_and(|c| c == "55P03")
+        .is_some_and(|c| c == "55P03" || c == "40P01")
 }
 
+/// A lock wait timeout (1205) or a deadlock victim (1213): rolled back, may be retried.
 pub(super) fn is_mysql_lock_timeout(e: &sqlx::Error) -> bool {
     e.as_database_error()
         .and_then(|d| d.try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>())
-        .is_some_and(|m| m.number() == 1205)
+        .is_some_and(|m| m.number() == 1205 || m.number() == 1213)
 }
 
 fn is_sqlite_busy(e: &sqlx::Error) -> bool {

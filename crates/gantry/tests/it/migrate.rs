@@ -739,7 +739,14 @@ fn writer(
                                 format!("DELETE FROM items WHERE id = {id}")
                             }
                         };
-                        sqlx::raw_sql(&sql).execute(&mut $conn).await.unwrap();
+                        // A deadlock with the copy is the database's to break; the
+                        // writer retries as an application would.
+                        let mut tries = 0;
+                        while let Err(e) = sqlx::raw_sql(&sql).execute(&mut $conn).await {
+                            tries += 1;
+                            assert!(tries < 20, "{sql}: {e}");
+                            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                        }
                         tokio::time::sleep(std::time::Duration::from_millis(1)).await;
                     }
                 }};
