@@ -392,12 +392,35 @@ impl Runner {
                     }
                     Some(started) if self.options.rerun => started,
                     Some(started) => {
-                        return Err(RunError::Refused(format!(
-                            "{}: statement {} (line {}) was started and may or may not have committed before its runner died; look at the database, then run again with --assume-done or --rerun",
-                            m.path,
-                            started + 1,
-                            m.statements.get(started).map_or(0, |s| s.line)
-                        )))
+                        // DDL may have committed after its runner died: the catalog says
+                        // whether it did, for the statements whose effect it shows.
+                        let statement = m.statements.get(started);
+                        let seen = match statement {
+                            Some(s) => self
+                                .conn
+                                .effect_visible(&s.text)
+                                .await
+                                .map_err(|e| self.db_err(e))?,
+                            None => None,
+                        };
+                        match seen {
+                            Some(true) => {
+                                self.conn
+                                    .mark_done(self.options.table(phase), m.version, started)
+                                    .await
+                                    .map_err(|e| self.db_err(e))?;
+                                started + 1
+                            }
+                            Some(false) => started,
+                            None => {
+                                return Err(RunError::Refused(format!(
+                                    "{}: statement {} (line {}) was started and may or may not have committed before its runner died, and the catalog cannot tell; look at the database, then run again with --assume-done or --rerun",
+                                    m.path,
+                                    started + 1,
+                                    statement.map_or(0, |s| s.line)
+                                )))
+                            }
+                        }
                     }
                     None => done,
                 },

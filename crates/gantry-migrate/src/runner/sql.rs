@@ -707,6 +707,45 @@ impl Connection {
         }
     }
 
+    /// Whether a DDL statement's effect is in the catalog (MariaDB/MySQL, where DDL commits
+    /// on its own): `None` when the statement is not one whose effect the catalog shows
+    /// plainly (one table, column or index created or dropped).
+    pub async fn effect_visible(&mut self, text: &str) -> Result<Option<bool>, String> {
+        if self.dialect() != Dialect::MySql {
+            return Ok(None);
+        }
+        let Some(effect) = ddl_effect(text) else {
+            return Ok(None);
+        };
+        let (sql, args): (&str, Vec<&str>) = match &effect {
+            Effect::Table(t, _) => (
+                "SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = ?",
+                vec![t.as_str()],
+            ),
+            Effect::Column(t, c, _) => (
+                "SELECT COUNT(*) FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = ? AND COLUMN_NAME = ?",
+                vec![t.as_str(), c.as_str()],
+            ),
+            Effect::Index(t, i) => (
+                "SELECT COUNT(*) FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = ? AND INDEX_NAME = ?",
+                vec![t.as_str(), i.as_str()],
+            ),
+        };
+        let Connection::MySql { conn, .. } = self else {
+            return Ok(None);
+        };
+        let mut q = sqlx::query_scalar::<_, i64>(sql);
+        for a in args {
+            q = q.bind(a);
+        }
+        let count = q.fetch_one(&mut *conn).await.map_err(|e| e.to_string())?;
+        let present = count > 0;
+        Ok(Some(match effect {
+            Effect::Table(_, created) | Effect::Column(_, _, created) => present == created,
+            Effect::Index(..) => present,
+        }))
+    }
+
     /// Indexes a failed `CONCURRENTLY` left behind (PostgreSQL).
     pub async fn invalid_indexes(&mut self) -> Result<Vec<String>, String> {
         match self {
@@ -941,9 +980,99 @@ impl Connection {
     }
 }
 
+/// What a DDL statement leaves in the catalog: a table or column there (`true`) or gone
+/// (`false`), or an index there.
+#[derive(Debug, PartialEq, Eq)]
+enum Effect {
+    Table(String, bool),
+    Column(String, String, bool),
+    Index(String, String),
+}
+
+/// Reads the effect of the plain DDL shapes (one operation, unqualified names); `None` for
+/// anything else, which the runner then asks a person about.
+fn ddl_effect(text: &str) -> Option<Effect> {
+    // `, ALGORITHM=…, LOCK=…` say how, not what.
+    let text: String = text
+        .split(',')
+        .filter(|part| {
+            let part = part.trim_start().to_ascii_uppercase();
+            !(part.starts_with("ALGORITHM") || part.starts_with("LOCK"))
+        })
+        .collect::<Vec<_>>()
+        .join(",");
+    if text.contains(',') && !text.to_ascii_uppercase().starts_with("CREATE TABLE") {
+        return None;
+    }
+    let words: Vec<String> = text
+        .split(|c: char| c.is_whitespace() || c == '(' || c == ';')
+        .filter(|w| !w.is_empty())
+        .map(|w| w.trim_matches('`').to_string())
+        .collect();
+    let upper: Vec<String> = words.iter().map(|w| w.to_ascii_uppercase()).collect();
+    let up: Vec<&str> = upper.iter().map(String::as_str).collect();
+    let name = |i: usize| -> Option<String> {
+        let n = words.get(i)?;
+        (!n.contains('.') && !n.is_empty()).then(|| n.clone())
+    };
+    match up.as_slice() {
+        ["CREATE", "TABLE", "IF", "NOT", "EXISTS", ..] => Some(Effect::Table(name(5)?, true)),
+        ["CREATE", "TABLE", ..] => Some(Effect::Table(name(2)?, true)),
+        ["DROP", "TABLE", "IF", "EXISTS", _] => Some(Effect::Table(name(4)?, false)),
+        ["DROP", "TABLE", _] => Some(Effect::Table(name(2)?, false)),
+        ["CREATE", "INDEX", _, "ON", ..] => Some(Effect::Index(name(4)?, name(2)?)),
+        ["CREATE", "UNIQUE", "INDEX", _, "ON", ..] => Some(Effect::Index(name(5)?, name(3)?)),
+        ["ALTER", "TABLE", _, "ADD", "INDEX" | "KEY", ..] => {
+            Some(Effect::Index(name(2)?, name(5)?))
+        }
+        ["ALTER", "TABLE", _, "ADD", "COLUMN", ..] => {
+            Some(Effect::Column(name(2)?, name(5)?, true))
+        }
+        ["ALTER", "TABLE", _, "DROP", "COLUMN", _] => {
+            Some(Effect::Column(name(2)?, name(5)?, false))
+        }
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ddl_effects() {
+        let t = |s: &str, b| Some(Effect::Table(s.into(), b));
+        for (sql, expected) in [
+            (
+                "CREATE TABLE a (id BIGINT PRIMARY KEY, b INT)",
+                t("a", true),
+            ),
+            ("create table if not exists `a`(id int)", t("a", true)),
+            ("DROP TABLE a", t("a", false)),
+            ("DROP TABLE IF EXISTS a", t("a", false)),
+            (
+                "ALTER TABLE users ADD COLUMN email VARCHAR(200)",
+                Some(Effect::Column("users".into(), "email".into(), true)),
+            ),
+            (
+                "ALTER TABLE users DROP COLUMN email",
+                Some(Effect::Column("users".into(), "email".into(), false)),
+            ),
+            (
+                "CREATE INDEX ix ON users (email)",
+                Some(Effect::Index("users".into(), "ix".into())),
+            ),
+            (
+                "ALTER TABLE users ADD INDEX ix (email), ALGORITHM=INPLACE, LOCK=NONE",
+                Some(Effect::Index("users".into(), "ix".into())),
+            ),
+            ("ALTER TABLE users ADD COLUMN a INT, ADD COLUMN b INT", None),
+            ("CREATE TABLE other.a (id INT)", None),
+            ("INSERT INTO a VALUES (1)", None),
+        ] {
+            assert_eq!(ddl_effect(sql), expected, "{sql}");
+        }
+    }
 
     #[test]
     fn concurrent_index_names() {
