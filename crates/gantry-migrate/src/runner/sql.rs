@@ -227,6 +227,14 @@ impl Connection {
         })
     }
 
+    /// [`Connection::exec`] for callers that report errors as text and need no row count.
+    async fn exec_text(&mut self, sql: &str, args: &[Arg<'_>]) -> Result<(), String> {
+        self.exec(sql, args)
+            .await
+            .map(drop)
+            .map_err(|e| e.to_string())
+    }
+
     /// Runs one statement exactly as written (no prepared statement, no parameters).
     pub(super) async fn raw(&mut self, text: &str) -> Result<(), sqlx::Error> {
         match self {
@@ -431,7 +439,7 @@ impl Connection {
 
     pub async fn insert_row(&mut self, table: &str, row: &AppliedRow) -> Result<(), String> {
         let table = table_name(table)?;
-        self.exec(
+        self.exec_text(
             &format!(
                 "INSERT INTO {table} (version, description, checksum, applied_by, duration_ms, statements) VALUES (?, ?, ?, ?, ?, ?)"
             ),
@@ -445,8 +453,6 @@ impl Connection {
             ],
         )
         .await
-        .map(drop)
-        .map_err(|e| e.to_string())
     }
 
     pub async fn set_checksum(
@@ -456,13 +462,11 @@ impl Connection {
         checksum: &str,
     ) -> Result<(), String> {
         let table = table_name(table)?;
-        self.exec(
+        self.exec_text(
             &format!("UPDATE {table} SET checksum = ? WHERE version = ?"),
             &[Arg::Str(checksum), Arg::Int(i64::from(version))],
         )
         .await
-        .map(drop)
-        .map_err(|e| e.to_string())
     }
 
     /// When the newest version of `table` was applied, as RFC 3339 (UTC).
@@ -669,7 +673,7 @@ impl Connection {
         )
         .await
         .map_err(|e| e.to_string())?;
-        self.exec(
+        self.exec_text(
             &format!("INSERT INTO {state} (version, last_key, rows_updated) VALUES (?, ?, ?)"),
             &[
                 Arg::Int(i64::from(version)),
@@ -678,8 +682,6 @@ impl Connection {
             ],
         )
         .await
-        .map(drop)
-        .map_err(|e| e.to_string())
     }
 
     /// A throttle probe's value: the first column of the first row, as a number.
@@ -844,15 +846,13 @@ impl Connection {
         )
         .await
         .map_err(|e| e.to_string())?;
-        self.exec(
+        self.exec_text(
             &format!(
                 "INSERT INTO {progress} (version, statement_index, checksum, state, started_at) VALUES (?, ?, ?, 'started', {now})"
             ),
             &[Arg::Int(i64::from(version)), Arg::Int(index as i64), Arg::Str(checksum)],
         )
         .await
-        .map(drop)
-        .map_err(|e| e.to_string())
     }
 
     /// Forgets that statement `index` started (it failed with an answer: not committed).
@@ -863,13 +863,11 @@ impl Connection {
         index: usize,
     ) -> Result<(), String> {
         let progress = Self::progress_name(table_name(table)?);
-        self.exec(
+        self.exec_text(
             &format!("DELETE FROM {progress} WHERE version = ? AND statement_index = ? AND state = 'started'"),
             &[Arg::Int(i64::from(version)), Arg::Int(index as i64)],
         )
         .await
-        .map(drop)
-        .map_err(|e| e.to_string())
     }
 
     /// Marks statement `index` done, once it returned.
@@ -881,15 +879,13 @@ impl Connection {
     ) -> Result<(), String> {
         let progress = Self::progress_name(table_name(table)?);
         let now = self.now_sql();
-        self.exec(
+        self.exec_text(
             &format!(
                 "UPDATE {progress} SET state = 'done', finished_at = {now} WHERE version = ? AND statement_index = ?"
             ),
             &[Arg::Int(i64::from(version)), Arg::Int(index as i64)],
         )
         .await
-        .map(drop)
-        .map_err(|e| e.to_string())
     }
 
     /// Runs one statement outside a migration transaction: with a lock timeout, or (for

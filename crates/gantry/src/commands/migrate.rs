@@ -267,8 +267,7 @@ fn load(dir: &Path, db: &str, dialect: Dialect) -> anyhow::Result<Database> {
     Ok(layout::load_database(dir, db, dialect)?)
 }
 
-fn options(target: &Target, global: &GlobalArgs) -> Options {
-    let _ = global;
+fn options(target: &Target) -> Options {
     Options {
         expand_table: target.expand_table.clone(),
         contract_table: target.contract_table.clone(),
@@ -285,14 +284,13 @@ fn whoami() -> String {
 
 async fn connect(
     target: &Target,
-    global: &GlobalArgs,
     tune: impl FnOnce(&mut Options),
 ) -> anyhow::Result<(Runner, Database)> {
     let url = target_url(target.target_url_file.as_deref())?;
     let dialect = dialect_of(&url)?;
     let name = database_name(&target.dir, target.db.as_deref())?;
     let db = load(&target.dir, &name, dialect)?;
-    let mut opts = options(target, global);
+    let mut opts = options(target);
     tune(&mut opts);
     let runner = Runner::connect(&url, &name, opts).await?;
     Ok((runner, db))
@@ -320,7 +318,7 @@ fn progress(event: Event) {
 pub async fn run(global: &GlobalArgs, command: MigrateCommand) -> anyhow::Result<()> {
     match command {
         MigrateCommand::Status(target) => {
-            let (mut runner, db) = connect(&target, global, |_| {}).await?;
+            let (mut runner, db) = connect(&target, |_| {}).await?;
             let status = runner.status(&db).await;
             runner.close().await;
             let status = status?;
@@ -367,7 +365,7 @@ pub async fn run(global: &GlobalArgs, command: MigrateCommand) -> anyhow::Result
             );
         }
         MigrateCommand::Plan(args) => {
-            let (mut runner, db) = connect(&args.target, global, |_| {}).await?;
+            let (mut runner, db) = connect(&args.target, |_| {}).await?;
             let phase: Phase = args.phase.into();
             let status = runner.status(&db).await;
             let dialect = runner.dialect();
@@ -427,7 +425,7 @@ pub async fn run(global: &GlobalArgs, command: MigrateCommand) -> anyhow::Result
             println!("{}", path.display());
         }
         MigrateCommand::Baseline(args) => {
-            let (mut runner, db) = connect(&args.target, global, |_| {}).await?;
+            let (mut runner, db) = connect(&args.target, |_| {}).await?;
             let done = runner.baseline(&db, args.phase.into(), args.version).await;
             runner.close().await;
             let done = done?;
@@ -438,7 +436,7 @@ pub async fn run(global: &GlobalArgs, command: MigrateCommand) -> anyhow::Result
         }
         MigrateCommand::Rebuild(args) => rebuild(global, args).await?,
         MigrateCommand::Repair(args) => {
-            let (mut runner, db) = connect(&args.target, global, |_| {}).await?;
+            let (mut runner, db) = connect(&args.target, |_| {}).await?;
             let done = runner.repair(&db, args.phase.into()).await;
             runner.close().await;
             let done = done?;
@@ -458,7 +456,7 @@ async fn apply(global: &GlobalArgs, args: ApplyArgs) -> anyhow::Result<()> {
             "--phase contract needs --service and --env, so the server can say whether the contract gate is open (or --force --reason \"…\" to go without it)"
         );
     }
-    let (mut runner, db) = connect(&args.target, global, |o| {
+    let (mut runner, db) = connect(&args.target, |o| {
         o.force = args.force;
         o.out_of_order = args.out_of_order;
         o.assume_done = args.assume_done;
@@ -529,26 +527,21 @@ async fn apply_with(
     match &server {
         Some(_) if nothing_ran => eprintln!("migrate: nothing was pending; no change recorded"),
         Some((client, service, env)) => {
-            let mut metadata = serde_json::Map::new();
-            metadata.insert("database".into(), db.name.clone().into());
-            metadata.insert("phase".into(), phase.name().into());
+            let mut extra = serde_json::Map::new();
             if let Some(report) = &report {
-                metadata.insert("versions".into(), serde_json::json!(report.applied));
-                metadata.insert("statements".into(), report.statements.into());
-                metadata.insert("duration_ms".into(), report.duration_ms.into());
+                extra.insert("versions".into(), serde_json::json!(report.applied));
+                extra.insert("statements".into(), report.statements.into());
+                extra.insert("duration_ms".into(), report.duration_ms.into());
             }
-            if let Some(reason) = &args.reason {
-                metadata.insert("forced".into(), reason.clone().into());
-            }
-            let record = serde_json::json!({
-                "service": service,
-                "environment": env,
-                "summary": summary,
-                "status": status,
-                "started_at": started,
-                "finished_at": chrono::Utc::now(),
-                "metadata": metadata,
-            });
+            let record = migration_record(
+                (service, env),
+                summary,
+                status,
+                started,
+                (&db.name, phase),
+                args.reason.as_deref(),
+                extra,
+            );
             match client.record_migration(&record).await {
                 Ok(change) => println!("{}", change.id),
                 Err(e) => eprintln!(
@@ -566,7 +559,7 @@ async fn rebuild(global: &GlobalArgs, args: RebuildArgs) -> anyhow::Result<()> {
     if args.service.is_some() != args.env.is_some() {
         bail!("--service and --env go together: the change is recorded for that service in that environment");
     }
-    let (mut runner, db) = connect(&args.target, global, |o| {
+    let (mut runner, db) = connect(&args.target, |o| {
         o.backfill_batch = args.batch.max(1);
         o.throttle = args.throttle.clone();
     })
@@ -618,28 +611,54 @@ async fn rebuild(global: &GlobalArgs, args: RebuildArgs) -> anyhow::Result<()> {
     );
     if let (Some(service), Some(env)) = (args.service, args.env) {
         let client = crate::credentials::client(global)?;
-        let mut metadata = serde_json::Map::new();
-        metadata.insert("database".into(), db.name.clone().into());
-        metadata.insert("phase".into(), phase.name().into());
-        metadata.insert("rebuild".into(), args.table.clone().into());
-        metadata.insert("alter".into(), alter.clone().into());
-        metadata.insert("rows".into(), report.rows_copied.into());
-        metadata.insert("duration_ms".into(), report.duration_ms.into());
-        if let Some(reason) = &args.reason {
-            metadata.insert("forced".into(), reason.clone().into());
-        }
-        let record = serde_json::json!({
-            "service": service,
-            "environment": env,
-            "summary": format!("{}: rebuilt {} ({alter})", db.name, args.table).chars().take(500).collect::<String>(),
-            "started_at": started,
-            "finished_at": chrono::Utc::now(),
-            "metadata": metadata,
-        });
+        let mut extra = serde_json::Map::new();
+        extra.insert("rebuild".into(), args.table.clone().into());
+        extra.insert("alter".into(), alter.clone().into());
+        extra.insert("rows".into(), report.rows_copied.into());
+        extra.insert("duration_ms".into(), report.duration_ms.into());
+        let record = migration_record(
+            (&service, &env),
+            format!("{}: rebuilt {} ({alter})", db.name, args.table)
+                .chars()
+                .take(500)
+                .collect(),
+            ChangeStatus::Succeeded,
+            started,
+            (&db.name, phase),
+            args.reason.as_deref(),
+            extra,
+        );
         let change = client.record_migration(&record).await?;
         println!("{}", change.id);
     }
     Ok(())
+}
+
+/// The body of `POST /api/v1/migrate/changes` for what a run did: the database, the phase,
+/// a forced reason when there was one, and `extra` (versions, rows, duration…).
+fn migration_record(
+    (service, env): (&str, &str),
+    summary: String,
+    status: ChangeStatus,
+    started: chrono::DateTime<chrono::Utc>,
+    (database, phase): (&str, Phase),
+    forced: Option<&str>,
+    mut metadata: serde_json::Map<String, serde_json::Value>,
+) -> serde_json::Value {
+    metadata.insert("database".into(), database.into());
+    metadata.insert("phase".into(), phase.name().into());
+    if let Some(reason) = forced {
+        metadata.insert("forced".into(), reason.into());
+    }
+    serde_json::json!({
+        "service": service,
+        "environment": env,
+        "summary": summary,
+        "status": status,
+        "started_at": started,
+        "finished_at": chrono::Utc::now(),
+        "metadata": metadata,
+    })
 }
 
 fn lint(global: &GlobalArgs, args: LintArgs) -> anyhow::Result<()> {
