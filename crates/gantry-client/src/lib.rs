@@ -74,6 +74,14 @@ pub enum StreamItem {
     Change(Box<ChangeEvent>),
 }
 
+/// What a migration job's log stream delivers.
+#[derive(Debug, Clone, PartialEq)]
+pub enum JobLogItem {
+    Line(gantry_core::migrate_job::JobLogLine),
+    /// The job has ended (or is interrupted) and every line was sent.
+    End(Box<gantry_core::migrate_job::Job>),
+}
+
 /// The caller's identity as the server sees it.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 pub struct Whoami {
@@ -526,6 +534,101 @@ impl Client {
                 .json(record),
         )
         .await
+    }
+
+    /// Queues a migration job (`--via-server`).
+    pub async fn submit_migrate_job(
+        &self,
+        new: &gantry_core::migrate_job::NewJob,
+    ) -> Result<gantry_core::migrate_job::Job> {
+        self.json(self.request(Method::POST, "/api/v1/migrate/jobs").json(new))
+            .await
+    }
+
+    /// Migration jobs, newest first; `states` comma-separated.
+    pub async fn list_migrate_jobs(
+        &self,
+        database: Option<&str>,
+        states: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<gantry_core::migrate_job::Job>> {
+        let mut query = vec![("limit", limit.to_string())];
+        if let Some(db) = database {
+            query.push(("database", db.to_string()));
+        }
+        if let Some(states) = states {
+            query.push(("state", states.to_string()));
+        }
+        self.json(
+            self.request(Method::GET, "/api/v1/migrate/jobs")
+                .query(&query),
+        )
+        .await
+    }
+
+    pub async fn get_migrate_job(&self, id: &str) -> Result<gantry_core::migrate_job::Job> {
+        self.json(self.request(
+            Method::GET,
+            &format!("/api/v1/migrate/jobs/{}", path_segment(id)?),
+        ))
+        .await
+    }
+
+    /// `pause`, `resume`, `abort` or `retry` (with `body` for retry).
+    pub async fn control_migrate_job(
+        &self,
+        id: &str,
+        action: &str,
+        body: Option<&serde_json::Value>,
+    ) -> Result<gantry_core::migrate_job::Job> {
+        let mut request = self.request(
+            Method::POST,
+            &format!(
+                "/api/v1/migrate/jobs/{}/{}",
+                path_segment(id)?,
+                path_segment(action)?
+            ),
+        );
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        self.json(request).await
+    }
+
+    /// Follows a job's log from after `after`: its lines, then the job once it has ended.
+    /// The stream ends when the connection does; callers resume with the last `seq`.
+    pub async fn stream_migrate_log(
+        &self,
+        id: &str,
+        after: i64,
+    ) -> Result<impl Stream<Item = Result<JobLogItem>> + use<>> {
+        use eventsource_stream::Eventsource;
+        let request = self
+            .request(
+                Method::GET,
+                &format!("/api/v1/migrate/jobs/{}/log", path_segment(id)?),
+            )
+            .query(&[("after", after)])
+            .header("accept", "text/event-stream");
+        let response = self.send(request).await?;
+        let events = response
+            .bytes_stream()
+            .eventsource()
+            .map_err(|e| ClientError::Protocol(e.to_string()))
+            .and_then(|event| async move {
+                let protocol = |e: serde_json::Error| ClientError::Protocol(e.to_string());
+                match event.event.as_str() {
+                    "line" => Ok(JobLogItem::Line(
+                        serde_json::from_str(&event.data).map_err(protocol)?,
+                    )),
+                    "end" => Ok(JobLogItem::End(Box::new(
+                        serde_json::from_str(&event.data).map_err(protocol)?,
+                    ))),
+                    other => Err(ClientError::Protocol(format!("unknown event '{other}'"))),
+                }
+            })
+            .boxed();
+        Ok(events)
     }
 
     // ---- flags (documents as JSON: the server's flag views) ----

@@ -8,6 +8,7 @@
 pub mod change;
 pub mod deploy;
 pub mod migrate;
+pub mod migrate_job;
 pub mod names;
 pub mod scope;
 pub mod service;

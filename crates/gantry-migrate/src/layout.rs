@@ -403,21 +403,50 @@ fn load_phase(
     if !phase_dir.exists() {
         return Ok(Vec::new());
     }
-    let mut migrations: BTreeMap<u32, (String, std::path::PathBuf)> = BTreeMap::new();
-    let mut backfills: BTreeMap<u32, (String, std::path::PathBuf)> = BTreeMap::new();
+    let mut entries = Vec::new();
     for (name, path) in read_dir_sorted(&phase_dir)? {
         if name.starts_with('.') {
             continue;
         }
-        let display = path.display().to_string();
-        if path.is_dir() {
+        let text = if path.is_dir() {
+            None
+        } else {
+            Some(read_text(&path)?)
+        };
+        entries.push(Entry {
+            name,
+            display: path.display().to_string(),
+            text,
+        });
+    }
+    build_phase(phase, dialect, entries)
+}
+
+/// One entry of a phase folder: a file with its text, or a folder (`text` `None`).
+struct Entry {
+    name: String,
+    display: String,
+    text: Option<String>,
+}
+
+/// A phase's migrations from its folder's entries (sorted by name): the same checks for a
+/// folder on disk and for files sent to the server.
+fn build_phase(
+    phase: Phase,
+    dialect: Dialect,
+    entries: Vec<Entry>,
+) -> Result<Vec<Migration>, LayoutError> {
+    let mut migrations: BTreeMap<u32, (String, String)> = BTreeMap::new();
+    let mut backfills: BTreeMap<u32, (String, String)> = BTreeMap::new();
+    for entry in entries {
+        let Some(text) = entry.text else {
             return Err(LayoutError::BadName {
-                path: display,
+                path: entry.display,
                 reason: "it is a folder".into(),
             });
-        }
-        let parsed = parse_file_name(&name).map_err(|reason| LayoutError::BadName {
-            path: display.clone(),
+        };
+        let parsed = parse_file_name(&entry.name).map_err(|reason| LayoutError::BadName {
+            path: entry.display.clone(),
             reason,
         })?;
         let map = if parsed.backfill {
@@ -431,17 +460,17 @@ fn load_phase(
                 LayoutError::DuplicateBackfill {
                     version: parsed.version,
                     first,
-                    second: display,
+                    second: entry.display,
                 }
             } else {
                 LayoutError::DuplicateVersion {
                     version: parsed.version,
                     first,
-                    second: display,
+                    second: entry.display,
                 }
             });
         }
-        map.insert(parsed.version, (display, path));
+        map.insert(parsed.version, (entry.display, text));
     }
     for (version, (display, _)) in &backfills {
         if !migrations.contains_key(version) {
@@ -453,24 +482,49 @@ fn load_phase(
         }
     }
     let mut out = Vec::with_capacity(migrations.len());
-    for (version, (display, path)) in migrations {
-        let text = read_text(&path)?;
-        let backfill = match backfills.get(&version) {
-            Some((backfill_display, backfill_path)) => {
-                Some((backfill_display.as_str(), read_text(backfill_path)?))
-            }
-            None => None,
-        };
-        let backfill_ref = backfill.as_ref().map(|(p, t)| (*p, t.as_str()));
+    for (version, (display, text)) in migrations {
+        let backfill = backfills
+            .get(&version)
+            .map(|(path, text)| (path.as_str(), text.as_str()));
         out.push(Migration::from_source(
-            dialect,
-            phase,
-            &display,
-            &text,
-            backfill_ref,
+            dialect, phase, &display, &text, backfill,
         )?);
     }
     Ok(out)
+}
+
+/// A database from files given by their paths relative to its folder
+/// (`expand/0001_add_email.sql`, `contract/0001_drop_legacy.sql`), as a client sends them
+/// to the server: the checks of [`load_database`], nothing read. Paths are shown as
+/// `<database>/<path>`.
+pub fn database_from_files(
+    database: &str,
+    dialect: Dialect,
+    files: &[(&str, &str)],
+) -> Result<Database, LayoutError> {
+    let mut expand = Vec::new();
+    let mut contract = Vec::new();
+    let mut sorted: Vec<&(&str, &str)> = files.iter().collect();
+    sorted.sort_by_key(|(path, _)| *path);
+    for (path, text) in sorted {
+        let display = format!("{database}/{path}");
+        let (folder, name) = path.split_once('/').unwrap_or(("", path));
+        let entries = match Phase::from_name(folder) {
+            Some(Phase::Expand) => &mut expand,
+            Some(Phase::Contract) => &mut contract,
+            None => return Err(LayoutError::UnexpectedEntry { path: display }),
+        };
+        entries.push(Entry {
+            text: (!name.contains('/')).then(|| text.to_string()),
+            name: name.to_string(),
+            display,
+        });
+    }
+    Ok(Database {
+        name: database.to_string(),
+        expand: build_phase(Phase::Expand, dialect, expand)?,
+        contract: build_phase(Phase::Contract, dialect, contract)?,
+    })
 }
 
 #[cfg(test)]
@@ -748,5 +802,52 @@ mod tests {
         )
         .unwrap_err();
         assert!(err.to_string().contains("companion"), "{err}");
+    }
+
+    #[test]
+    fn files_sent_to_the_server_load_as_the_folder_does() {
+        let files = [
+            ("expand/0002_b.sql", "ALTER TABLE t ADD COLUMN b int;"),
+            ("expand/0001_a.sql", "CREATE TABLE t (id int primary key);"),
+            (
+                "expand/0002_b.backfill.sql",
+                "UPDATE t SET b = 1 WHERE b IS NULL;",
+            ),
+            ("contract/0001_c.sql", "ALTER TABLE t DROP COLUMN b;"),
+        ];
+        let dir = tempfile::tempdir().unwrap();
+        for (rel, text) in files {
+            write(dir.path(), &format!("app/{rel}"), text);
+        }
+        let on_disk = load_database(dir.path(), "app", Dialect::Postgres).unwrap();
+        let sent = database_from_files("app", Dialect::Postgres, &files).unwrap();
+        for (a, b) in [
+            (&on_disk.expand, &sent.expand),
+            (&on_disk.contract, &sent.contract),
+        ] {
+            let key = |m: &Vec<Migration>| {
+                m.iter()
+                    .map(|m| (m.version, m.checksum.clone(), m.backfill.is_some()))
+                    .collect::<Vec<_>>()
+            };
+            assert_eq!(key(a), key(b));
+        }
+        assert_eq!(sent.expand[1].path, "app/expand/0002_b.sql");
+
+        let err = database_from_files(
+            "app",
+            Dialect::Postgres,
+            &[
+                ("expand/0001_a.sql", "SELECT 1;"),
+                ("expand/1_b.sql", "SELECT 2;"),
+            ],
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("both have number 1"), "{err}");
+        let err = database_from_files("app", Dialect::Postgres, &[("notes.txt", "x")]).unwrap_err();
+        assert!(err.to_string().contains("app/notes.txt"), "{err}");
+        let err = database_from_files("app", Dialect::Postgres, &[("expand/0001_e.sql", " ")])
+            .unwrap_err();
+        assert!(err.to_string().contains("is empty"), "{err}");
     }
 }

@@ -97,18 +97,31 @@ pub fn routes(state: &AppState) -> (Router<AppState>, OpenApiDoc) {
     // Streams live as long as the client wants; only shutdown ends them.
     let long = api::changes::stream_router()
         .merge(api::unleash::stream_router())
+        .merge(api::migrate::stream_router())
         .layer(DefaultBodyLimit::max(1024));
     // Agents' long polls end themselves within a heartbeat interval.
     let poll = api::agent::poll_router().layer(DefaultBodyLimit::max(max_body));
     // Artifacts: as large as [ship] max_artifact_bytes (checked while streaming), as long
     // as the transfer takes.
     let transfer = api::builds::transfer_router().layer(DefaultBodyLimit::disable());
+    // Migration jobs carry a database's scripts.
+    let jobs = api::migrate::jobs_router()
+        .layer(middleware::from_fn(move |req, next| {
+            with_timeout(timeout, req, next)
+        }))
+        .layer(DefaultBodyLimit::max(
+            api::migrate::MAX_JOB_BODY_BYTES.max(max_body),
+        ))
+        .layer(middleware::from_fn(move |req, next| {
+            refuse_oversized(api::migrate::MAX_JOB_BODY_BYTES.max(max_body), req, next)
+        }));
     // Metrics compaction: as long as the store's size makes it.
     let maintenance = api::metrics_admin::maintenance_router().layer(DefaultBodyLimit::max(1024));
     short
         .merge(long)
         .merge(poll)
         .merge(transfer)
+        .merge(jobs)
         .merge(maintenance)
         .split_for_parts()
 }

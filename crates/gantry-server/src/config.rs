@@ -61,14 +61,60 @@ pub struct ServerConfig {
 pub struct MigrateConfig {
     /// How long a deployment must have run before the contract gate opens.
     pub contract_bake_secs: u64,
+    /// The databases `gantry migrate … --via-server` may name: `[migrate.databases.NAME]`.
+    pub databases: std::collections::BTreeMap<String, MigrateDatabase>,
 }
 
 impl Default for MigrateConfig {
     fn default() -> Self {
         MigrateConfig {
             contract_bake_secs: 86_400,
+            databases: Default::default(),
         }
     }
+}
+
+/// A database the server runs migration jobs for.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct MigrateDatabase {
+    /// The environment variable holding the database's URL. The URL is never printed or
+    /// stored; a server without the variable never runs this database's jobs.
+    pub url_env: String,
+    /// The services that use the database: the contract gate looks at each, and a token
+    /// needs `migrate` on every one of them in `environment` to submit or control a job.
+    pub services: Vec<String>,
+    pub environment: String,
+    /// Probes checked before each statement and batch; any over its maximum, failing, or
+    /// slower than 2 s holds the job.
+    #[serde(default)]
+    pub throttle: Vec<ThrottleProbe>,
+    /// The version tables (defaults `gantry_schema_expand`, `gantry_schema_contract`).
+    #[serde(default = "default_expand_table")]
+    pub expand_table: String,
+    #[serde(default = "default_contract_table")]
+    pub contract_table: String,
+}
+
+fn default_expand_table() -> String {
+    "gantry_schema_expand".into()
+}
+
+fn default_contract_table() -> String {
+    "gantry_schema_contract".into()
+}
+
+/// `[[migrate.databases.NAME.throttle]]`.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ThrottleProbe {
+    /// A query answering one number, e.g. replication lag in seconds.
+    pub query: String,
+    /// The most it may answer.
+    pub max: f64,
+    /// Ask another database (a replica) whose URL this variable holds; default the
+    /// database being migrated.
+    pub url_env: Option<String>,
 }
 
 /// The `[flags]` section.
@@ -302,6 +348,36 @@ impl ServerConfig {
                 "metrics.remote_read.url '{remote}' must start with http:// or https://"
             )));
         }
+        for (name, db) in &self.migrate.databases {
+            let key = format!("migrate.databases.{name}");
+            gantry_core::names::validate_name(&key, name)
+                .map_err(|e| ConfigError::Invalid(e.to_string()))?;
+            if db.url_env.trim().is_empty() {
+                return Err(ConfigError::Invalid(format!(
+                    "{key}.url_env must name the environment variable holding the URL"
+                )));
+            }
+            if db.services.is_empty() {
+                return Err(ConfigError::Invalid(format!(
+                    "{key}.services must list the services that use the database"
+                )));
+            }
+            for service in &db.services {
+                gantry_core::names::validate_name(&format!("{key}.services"), service)
+                    .map_err(|e| ConfigError::Invalid(e.to_string()))?;
+            }
+            gantry_core::names::validate_name(&format!("{key}.environment"), &db.environment)
+                .map_err(|e| ConfigError::Invalid(e.to_string()))?;
+            if db
+                .throttle
+                .iter()
+                .any(|p| p.max.is_nan() || p.query.trim().is_empty())
+            {
+                return Err(ConfigError::Invalid(format!(
+                    "{key}.throttle: each probe needs a query and a number max"
+                )));
+            }
+        }
         if self.max_body_bytes < 1024 {
             return Err(ConfigError::Invalid(
                 "max_body_bytes must be at least 1024".into(),
@@ -376,6 +452,40 @@ mod tests {
     }
 
     #[test]
+    fn migrate_databases_are_read_and_checked() {
+        let c = ServerConfig::parse(
+            r#"
+            [migrate.databases.shop]
+            url_env = "SHOP_DB"
+            services = ["shop", "shop-worker"]
+            environment = "prod"
+            [[migrate.databases.shop.throttle]]
+            query = "SELECT 1"
+            max = 10
+            url_env = "SHOP_REPLICA"
+            "#,
+        )
+        .unwrap();
+        let db = &c.migrate.databases["shop"];
+        assert_eq!(db.services, ["shop", "shop-worker"]);
+        assert_eq!(db.throttle[0].url_env.as_deref(), Some("SHOP_REPLICA"));
+        assert_eq!(db.expand_table, "gantry_schema_expand");
+        let err = ServerConfig::parse(
+            "[migrate.databases.shop]\nurl_env = \"X\"\nservices = []\nenvironment = \"prod\"",
+        )
+        .unwrap()
+        .validate()
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("migrate.databases.shop.services"), "{err}");
+        let err = ServerConfig::parse(
+            "[migrate.databases.shop]\nurl = \"postgres://x\"\nservices = [\"a\"]\nenvironment = \"prod\"",
+        )
+        .unwrap_err();
+        assert!(err.contains("url"), "{err}");
+    }
+
+    #[test]
     fn unknown_and_mistyped_keys_are_named() {
         let err =
             ServerConfig::parse("listen = \"127.0.0.1:1\"\nlisten_addr = \"x\"\n").unwrap_err();
@@ -441,7 +551,23 @@ mod reference {
     /// key it prints, so the reference cannot fall behind the code.
     #[test]
     fn the_reference_covers_every_key() {
-        let printed = ServerConfig::default().to_toml();
+        let mut config = ServerConfig::default();
+        config.migrate.databases.insert(
+            "shop".into(),
+            MigrateDatabase {
+                url_env: "SHOP_DATABASE_URL".into(),
+                services: vec!["shop".into()],
+                environment: "prod".into(),
+                throttle: vec![ThrottleProbe {
+                    query: "SELECT 1".into(),
+                    max: 5.0,
+                    url_env: Some("SHOP_REPLICA_URL".into()),
+                }],
+                expand_table: default_expand_table(),
+                contract_table: default_contract_table(),
+            },
+        );
+        let printed = config.to_toml();
         let reparsed = ServerConfig::parse(&printed).unwrap();
         assert_eq!(reparsed.to_toml(), printed);
         let doc_path =

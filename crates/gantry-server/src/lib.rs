@@ -18,6 +18,7 @@ pub mod flags;
 pub mod forward;
 pub mod ingest;
 pub mod metrics;
+pub mod migrate;
 pub mod remote_read;
 pub mod serve;
 pub mod ship;

@@ -378,6 +378,7 @@ fn start_flags(state: &AppState) {
         state.holder.clone(),
         state.shutdown.clone(),
     ));
+    crate::migrate::executor::start(state);
 }
 
 async fn start_shipping(state: &AppState) {

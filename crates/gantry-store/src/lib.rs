@@ -11,6 +11,7 @@ mod error;
 mod flag_queries;
 pub mod flags;
 mod group_commit;
+mod migrate_queries;
 mod postgres;
 mod queries;
 mod schema;
@@ -24,6 +25,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use gantry_core::migrate_job::{Job, JobLogLine, JobState};
 use gantry_core::ship::{Build, Host, HostFacts, HostRelease, Rollout, Task};
 use gantry_core::{
     Change, ChangeEvent, ChangePatch, ChangeQuery, NewService, Scope, Service, TokenInfo,
@@ -449,6 +451,33 @@ pub trait Store: Send + Sync + 'static {
         -> Result<Vec<FlagUsage>>;
     /// Deletes usage older than `before`; returns how many rows.
     async fn prune_flag_usage(&self, before: DateTime<Utc>) -> Result<u64>;
+
+    // ---- migration jobs ----
+
+    /// Stores a new job as it is (its `version` as given, normally 1).
+    async fn insert_migrate_job(&self, job: &Job) -> Result<()>;
+    async fn get_migrate_job(&self, id: Ulid) -> Result<Option<Job>>;
+    /// Jobs newest first (by created_at, then id); `database` filters when given, `states`
+    /// when not empty; `spec.files` is left empty (lists never carry the scripts).
+    async fn list_migrate_jobs(
+        &self,
+        database: Option<&str>,
+        states: &[JobState],
+        limit: u32,
+    ) -> Result<Vec<Job>>;
+    /// Writes every mutable field of `job` (state, control, started_at, finished_at,
+    /// updated_at, holder, error, report, spec) if the stored version is still
+    /// `job.version`; stores and returns the job with `version + 1`. `StoreError::Stale`
+    /// (nothing written) when another write came first; `NotFound` when there is no such
+    /// job.
+    async fn update_migrate_job(&self, job: &Job) -> Result<Job>;
+    /// Appends lines to a job's log in the order given, in one transaction; returns the seq
+    /// of the last (0 when `lines` is empty).
+    async fn append_migrate_log(&self, job: Ulid, lines: &[(DateTime<Utc>, String)])
+        -> Result<i64>;
+    /// A job's log lines with `seq > after`, in seq order, at most `limit`.
+    async fn migrate_log_after(&self, job: Ulid, after: i64, limit: u32)
+        -> Result<Vec<JobLogLine>>;
 
     /// Closes connections, waiting for work in flight.
     async fn close(&self);

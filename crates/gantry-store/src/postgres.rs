@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use gantry_core::migrate_job::{Job, JobLogLine, JobState};
 use gantry_core::ship::{Build, Host, HostFacts, HostRelease, Rollout, Task};
 use gantry_core::{Change, ChangeEvent, ChangePatch, ChangeQuery, NewService, Service, TokenInfo};
 use sqlx::postgres::{PgListener, PgPool, PgPoolOptions};
@@ -44,6 +45,10 @@ mod sq {
 
 mod fq {
     crate::flag_queries::flag_queries!(sqlx::Postgres, super::q);
+}
+
+mod mq {
+    crate::migrate_queries::migrate_queries!(sqlx::Postgres);
 }
 
 /// Advisory lock keys are arbitrary constants: "GANTRY" in ASCII and a purpose byte
@@ -720,6 +725,44 @@ impl Store for PostgresStore {
 
     async fn prune_flag_usage(&self, before: DateTime<Utc>) -> Result<u64> {
         fq::prune_flag_usage(&self.pool, before).await
+    }
+
+    async fn insert_migrate_job(&self, job: &Job) -> Result<()> {
+        mq::insert_migrate_job(&self.pool, job).await
+    }
+
+    async fn get_migrate_job(&self, id: Ulid) -> Result<Option<Job>> {
+        mq::get_migrate_job(&self.pool, id).await
+    }
+
+    async fn list_migrate_jobs(
+        &self,
+        database: Option<&str>,
+        states: &[JobState],
+        limit: u32,
+    ) -> Result<Vec<Job>> {
+        mq::list_migrate_jobs(&self.pool, database, states, limit).await
+    }
+
+    async fn update_migrate_job(&self, job: &Job) -> Result<Job> {
+        mq::update_migrate_job(&self.pool, job).await
+    }
+
+    async fn append_migrate_log(
+        &self,
+        job: Ulid,
+        lines: &[(DateTime<Utc>, String)],
+    ) -> Result<i64> {
+        mq::append_migrate_log(&self.pool, &DIALECT, job, lines).await
+    }
+
+    async fn migrate_log_after(
+        &self,
+        job: Ulid,
+        after: i64,
+        limit: u32,
+    ) -> Result<Vec<JobLogLine>> {
+        mq::migrate_log_after(&self.pool, job, after, limit).await
     }
 
     async fn close(&self) {

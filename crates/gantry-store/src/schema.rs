@@ -11,7 +11,7 @@
 use crate::{Result, StoreError};
 
 /// The newest schema version this binary knows.
-pub const SCHEMA_VERSION: i64 = 3;
+pub const SCHEMA_VERSION: i64 = 4;
 
 pub(crate) struct Migration {
     pub version: i64,
@@ -45,6 +45,13 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         description: "flags, segments, flag schedules, client tokens, SDK registrations and usage",
         sqlite: include_str!("schema/0003_sqlite.sql"),
         postgres: include_str!("schema/0003_postgres.sql"),
+    },
+    Migration {
+        version: 4,
+        min_binary_version: 1,
+        description: "migration jobs and their logs",
+        sqlite: include_str!("schema/0004_sqlite.sql"),
+        postgres: include_str!("schema/0004_postgres.sql"),
     },
 ];
 
@@ -103,6 +110,9 @@ mod tests {
         assert_eq!(plan(0, 0, 2).unwrap(), vec![1, 2]);
         assert_eq!(plan(1, 1, 2).unwrap(), vec![2]);
         assert_eq!(plan(1, 1, 1).unwrap(), Vec::<i64>::new());
+        assert_eq!(plan(0, 0, 4).unwrap(), vec![1, 2, 3, 4]);
+        // A database of the previous release gets only the newest migration.
+        assert_eq!(plan(3, 1, 4).unwrap(), vec![4]);
         // A newer schema that keeps older binaries able to run: run without migrating.
         assert_eq!(plan(2, 1, 1).unwrap(), Vec::<i64>::new());
         // A newer schema that older binaries cannot run against: refuse, saying why.

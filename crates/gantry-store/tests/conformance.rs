@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
+use gantry_core::migrate_job::{Job, JobFile, JobKind, JobSpec, JobState};
 use gantry_core::{
     Change, ChangeEventKind, ChangeKind, ChangePatch, ChangeQuery, ChangeStatus, Cursor,
     NewService, Scope, TokenInfo,
@@ -742,6 +743,415 @@ conformance!(
         assert_eq!(winners, 1);
     }
 );
+
+// ---- migration jobs ----
+
+/// A job with every optional field set, so a round trip checks each column.
+fn migrate_job(database: &str, state: JobState, created: DateTime<Utc>) -> Job {
+    let micros = chrono::Duration::microseconds(123_456);
+    Job {
+        id: Ulid::new(),
+        database: database.into(),
+        kind: JobKind::Rebuild,
+        environment: "prod".into(),
+        services: vec!["shop".into(), "cart".into()],
+        change_id: Ulid::new(),
+        state,
+        control: Some("pause".into()),
+        requested_by: "ann".into(),
+        created_at: created + micros,
+        started_at: Some(created + chrono::Duration::seconds(1) + micros),
+        finished_at: Some(created + chrono::Duration::seconds(2)),
+        updated_at: created + chrono::Duration::seconds(3),
+        holder: Some("server-1".into()),
+        error: Some("lock timeout on orders".into()),
+        report: Some(serde_json::json!({"versions": [1, 2], "rows": 1200, "took_ms": 35})),
+        version: 1,
+        spec: JobSpec {
+            phase: "expand".into(),
+            files: vec![
+                JobFile {
+                    path: "expand/0001_add_email.sql".into(),
+                    text: "ALTER TABLE users ADD COLUMN email TEXT;".into(),
+                },
+                JobFile {
+                    path: "expand/0001_add_email.backfill.sql".into(),
+                    text: "UPDATE users SET email = '' WHERE email IS NULL;".into(),
+                },
+            ],
+            to: Some(7),
+            table: Some("orders".into()),
+            alter: Some("ADD COLUMN note TEXT".into()),
+            drop_old: true,
+            force: true,
+            reason: Some("reviewed by db team".into()),
+            out_of_order: true,
+            assume_done: true,
+            rerun: false,
+            lock_timeout_ms: Some(2_000),
+            lock_retries: Some(5),
+            batch: Some(500),
+        },
+    }
+}
+
+/// A job as a list shows it: without its migration files.
+fn listed(job: &Job) -> Job {
+    let mut job = job.clone();
+    job.spec.files.clear();
+    job
+}
+
+conformance!(migrate_job_round_trip, |store: Arc<dyn Store>| async move {
+    let full = migrate_job("shop", JobState::Running, at(0));
+    store.insert_migrate_job(&full).await.unwrap();
+    assert_eq!(
+        store.get_migrate_job(full.id).await.unwrap().as_ref(),
+        Some(&full)
+    );
+
+    // The least a job can carry.
+    let bare = Job {
+        id: Ulid::new(),
+        kind: JobKind::Apply,
+        services: vec![],
+        state: JobState::Queued,
+        control: None,
+        started_at: None,
+        finished_at: None,
+        holder: None,
+        error: None,
+        report: None,
+        version: 3,
+        spec: JobSpec::default(),
+        ..migrate_job("shop", JobState::Queued, at(1))
+    };
+    store.insert_migrate_job(&bare).await.unwrap();
+    assert_eq!(
+        store.get_migrate_job(bare.id).await.unwrap().as_ref(),
+        Some(&bare),
+        "stored with its version as given"
+    );
+    assert!(store.get_migrate_job(Ulid::new()).await.unwrap().is_none());
+});
+
+conformance!(
+    migrate_jobs_listed_newest_first_by_database_and_state,
+    |store: Arc<dyn Store>| async move {
+        assert!(store
+            .list_migrate_jobs(None, &[], 100)
+            .await
+            .unwrap()
+            .is_empty());
+        let mut jobs = vec![
+            migrate_job("shop", JobState::Succeeded, at(0)),
+            migrate_job("billing", JobState::Failed, at(1)),
+            migrate_job("shop", JobState::Failed, at(2)),
+            migrate_job("shop", JobState::Queued, at(3)),
+            migrate_job("billing", JobState::Interrupted, at(3)),
+        ];
+        // Two jobs created in the same microsecond: the id breaks the tie.
+        jobs[4].created_at = jobs[3].created_at;
+        for job in &jobs {
+            store.insert_migrate_job(job).await.unwrap();
+        }
+        let newest_first = |picked: Vec<&Job>| {
+            let mut picked: Vec<Job> = picked.into_iter().map(listed).collect();
+            picked.sort_by_key(|j| std::cmp::Reverse((j.created_at, j.id)));
+            picked
+        };
+
+        let all = store.list_migrate_jobs(None, &[], 100).await.unwrap();
+        assert_eq!(all, newest_first(jobs.iter().collect()));
+        // Lists leave the scripts out and keep the rest of the spec.
+        assert!(all.iter().all(|j| j.spec.files.is_empty()));
+        assert_eq!(all[0].spec.phase, "expand");
+        assert_eq!(all[0].spec.reason.as_deref(), Some("reviewed by db team"));
+        assert_eq!(all[0].spec.batch, Some(500));
+        // …while the job itself still has them.
+        let got = store.get_migrate_job(all[0].id).await.unwrap().unwrap();
+        assert_eq!(got.spec.files.len(), 2);
+
+        let shop = store
+            .list_migrate_jobs(Some("shop"), &[], 100)
+            .await
+            .unwrap();
+        assert_eq!(
+            shop,
+            newest_first(jobs.iter().filter(|j| j.database == "shop").collect())
+        );
+
+        let ended = [JobState::Failed, JobState::Interrupted];
+        let failed = store.list_migrate_jobs(None, &ended, 100).await.unwrap();
+        assert_eq!(
+            failed,
+            newest_first(jobs.iter().filter(|j| ended.contains(&j.state)).collect())
+        );
+
+        let shop_failed = store
+            .list_migrate_jobs(Some("shop"), &ended, 100)
+            .await
+            .unwrap();
+        assert_eq!(shop_failed, vec![listed(&jobs[2])]);
+
+        let two = store.list_migrate_jobs(None, &[], 2).await.unwrap();
+        assert_eq!(two, all[..2].to_vec());
+
+        assert!(store
+            .list_migrate_jobs(Some("nowhere"), &[], 100)
+            .await
+            .unwrap()
+            .is_empty());
+        assert!(store
+            .list_migrate_jobs(Some("billing"), &[JobState::Running], 100)
+            .await
+            .unwrap()
+            .is_empty());
+    }
+);
+
+conformance!(migrate_job_update_is_compare_and_set, |store: Arc<
+    dyn Store,
+>| async move {
+    let queued = Job {
+        state: JobState::Queued,
+        control: None,
+        started_at: None,
+        finished_at: None,
+        holder: None,
+        error: None,
+        report: None,
+        ..migrate_job("shop", JobState::Queued, at(0))
+    };
+    store.insert_migrate_job(&queued).await.unwrap();
+
+    // The server takes it up: every mutable field is written.
+    let mut spec = queued.spec.clone();
+    spec.files.pop();
+    spec.lock_retries = None;
+    let running = Job {
+        state: JobState::Running,
+        control: Some("abort".into()),
+        started_at: Some(at(1)),
+        finished_at: Some(at(2)),
+        updated_at: at(2),
+        holder: Some("server-2".into()),
+        error: Some("retrying".into()),
+        report: Some(serde_json::json!({"statements": 3})),
+        spec,
+        ..queued.clone()
+    };
+    let stored = store.update_migrate_job(&running).await.unwrap();
+    assert_eq!(stored.version, 2);
+    assert_eq!(
+        stored,
+        Job {
+            version: 2,
+            ..running.clone()
+        }
+    );
+    assert_eq!(
+        store.get_migrate_job(queued.id).await.unwrap().as_ref(),
+        Some(&stored)
+    );
+
+    // A person who read version 1 loses: nothing is written.
+    let late = Job {
+        state: JobState::Aborted,
+        control: None,
+        holder: None,
+        updated_at: at(3),
+        ..queued.clone()
+    };
+    let err = store.update_migrate_job(&late).await.unwrap_err();
+    assert!(matches!(err, StoreError::Stale(_)), "{err}");
+    assert_eq!(
+        store.get_migrate_job(queued.id).await.unwrap().as_ref(),
+        Some(&stored),
+        "nothing changed"
+    );
+
+    // From the version it now has, the write goes through; fields can be cleared.
+    let done = Job {
+        state: JobState::Succeeded,
+        control: None,
+        holder: None,
+        error: None,
+        report: None,
+        finished_at: Some(at(4)),
+        updated_at: at(4),
+        ..stored.clone()
+    };
+    let done = store.update_migrate_job(&done).await.unwrap();
+    assert_eq!(done.version, 3);
+    assert_eq!(
+        store.get_migrate_job(queued.id).await.unwrap().as_ref(),
+        Some(&done)
+    );
+
+    let unknown = Job {
+        id: Ulid::new(),
+        ..queued.clone()
+    };
+    let err = store.update_migrate_job(&unknown).await.unwrap_err();
+    assert!(matches!(err, StoreError::NotFound(_)), "{err}");
+    assert!(store.get_migrate_job(unknown.id).await.unwrap().is_none());
+});
+
+conformance!(migrate_log_appends_in_order_and_pages, |store: Arc<
+    dyn Store,
+>| async move {
+    let a = migrate_job("shop", JobState::Running, at(0));
+    let b = migrate_job("billing", JobState::Running, at(0));
+    store.insert_migrate_job(&a).await.unwrap();
+    store.insert_migrate_job(&b).await.unwrap();
+    let lines = |prefix: &str, from: i64, n: i64| -> Vec<(DateTime<Utc>, String)> {
+        (from..from + n)
+            .map(|i| {
+                (
+                    at(i) + chrono::Duration::microseconds(7),
+                    format!("{prefix} {i}"),
+                )
+            })
+            .collect()
+    };
+
+    assert_eq!(store.append_migrate_log(a.id, &[]).await.unwrap(), 0);
+    assert!(store
+        .migrate_log_after(a.id, 0, 100)
+        .await
+        .unwrap()
+        .is_empty());
+
+    let first = store
+        .append_migrate_log(a.id, &lines("a", 0, 3))
+        .await
+        .unwrap();
+    let of_b = store
+        .append_migrate_log(b.id, &lines("b", 0, 2))
+        .await
+        .unwrap();
+    let last = store
+        .append_migrate_log(a.id, &lines("a", 3, 2))
+        .await
+        .unwrap();
+    assert!(
+        0 < first && first < of_b && of_b < last,
+        "{first} {of_b} {last}"
+    );
+
+    let log = store.migrate_log_after(a.id, 0, 100).await.unwrap();
+    let expected = lines("a", 0, 5);
+    assert_eq!(
+        log.iter()
+            .map(|l| (l.at, l.text.clone()))
+            .collect::<Vec<_>>(),
+        expected,
+        "every line of a, in the order given, and none of b"
+    );
+    assert!(log.windows(2).all(|w| w[0].seq < w[1].seq));
+    assert_eq!(log[2].seq, first);
+    assert_eq!(log[4].seq, last);
+
+    // Paging: `after` is the last seq seen, `limit` caps each page.
+    let page = store.migrate_log_after(a.id, 0, 2).await.unwrap();
+    assert_eq!(page, log[..2].to_vec());
+    let page = store.migrate_log_after(a.id, page[1].seq, 2).await.unwrap();
+    assert_eq!(page, log[2..4].to_vec());
+    let page = store.migrate_log_after(a.id, page[1].seq, 2).await.unwrap();
+    assert_eq!(page, log[4..].to_vec());
+    assert!(store
+        .migrate_log_after(a.id, last, 100)
+        .await
+        .unwrap()
+        .is_empty());
+
+    let log_b = store.migrate_log_after(b.id, 0, 100).await.unwrap();
+    assert_eq!(
+        log_b.iter().map(|l| l.text.as_str()).collect::<Vec<_>>(),
+        vec!["b 0", "b 1"]
+    );
+    assert_eq!(log_b[1].seq, of_b);
+    assert!(store
+        .migrate_log_after(Ulid::new(), 0, 100)
+        .await
+        .unwrap()
+        .is_empty());
+});
+
+/// A migration job row that cannot be read back (a hand edit) is `Corrupt`, naming the
+/// column, on both backends.
+#[tokio::test]
+async fn corrupt_migrate_job_rows_name_the_column() {
+    let job = migrate_job("shop", JobState::Queued, at(0));
+    let cases = [
+        ("state = 'exploded'", "migrate job state"),
+        ("spec = '{not json'", "migrate job spec"),
+        ("report = '['", "migrate job report"),
+        ("services = 'shop'", "migrate job services"),
+        ("kind = 'rename'", "migrate job kind"),
+    ];
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("gantry.db");
+    let sqlite = gantry_store::SqliteStore::open(&path, StoreOptions::default())
+        .await
+        .unwrap();
+    sqlite.insert_migrate_job(&job).await.unwrap();
+    let raw = sqlx::SqlitePool::connect(&format!("sqlite://{}", path.display()))
+        .await
+        .unwrap();
+    for (set, column) in cases {
+        sqlx::query(&format!("UPDATE migrate_jobs SET {set}"))
+            .execute(&raw)
+            .await
+            .unwrap();
+        let err = sqlite.get_migrate_job(job.id).await.unwrap_err();
+        assert!(
+            matches!(&err, StoreError::Corrupt(m) if m.contains(column)),
+            "sqlite {set}: {err}"
+        );
+        let err = sqlite.list_migrate_jobs(None, &[], 10).await.unwrap_err();
+        assert!(matches!(err, StoreError::Corrupt(_)), "sqlite {set}: {err}");
+        sqlx::query("DELETE FROM migrate_jobs")
+            .execute(&raw)
+            .await
+            .unwrap();
+        sqlite.insert_migrate_job(&job).await.unwrap();
+    }
+    raw.close().await;
+    sqlite.close().await;
+
+    let url = gantry_store::testing::fresh_postgres_url("corrupt_migrate_job").await;
+    let pg = gantry_store::PostgresStore::open(&url, StoreOptions::default())
+        .await
+        .unwrap();
+    pg.insert_migrate_job(&job).await.unwrap();
+    let raw = sqlx::PgPool::connect(&url).await.unwrap();
+    for (set, column) in cases {
+        sqlx::query(&format!("UPDATE migrate_jobs SET {set}"))
+            .execute(&raw)
+            .await
+            .unwrap();
+        let err = pg.get_migrate_job(job.id).await.unwrap_err();
+        assert!(
+            matches!(&err, StoreError::Corrupt(m) if m.contains(column)),
+            "postgres {set}: {err}"
+        );
+        let err = pg.list_migrate_jobs(None, &[], 10).await.unwrap_err();
+        assert!(
+            matches!(err, StoreError::Corrupt(_)),
+            "postgres {set}: {err}"
+        );
+        sqlx::query("DELETE FROM migrate_jobs")
+            .execute(&raw)
+            .await
+            .unwrap();
+        pg.insert_migrate_job(&job).await.unwrap();
+    }
+    raw.close().await;
+    pg.close().await;
+}
 
 #[tokio::test]
 async fn sqlite_reopen_keeps_data_and_schema() {

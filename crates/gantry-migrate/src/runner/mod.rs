@@ -21,6 +21,9 @@ mod rebuild;
 mod sql;
 mod state;
 
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rand::Rng;
@@ -58,6 +61,36 @@ pub struct Options {
     /// Probes checked before each statement and batch: a value over its maximum, an
     /// error, or an answer slower than 2 s holds the runner until it passes.
     pub throttle: Vec<Probe>,
+    /// Pauses or stops the runner from outside, between statements and batches.
+    pub control: Control,
+}
+
+/// Pauses or stops a runner from another task: it looks before each statement and batch
+/// (where it also checks the throttle probes), so a statement already sent finishes first.
+#[derive(Debug, Clone, Default)]
+pub struct Control(Arc<AtomicU8>);
+
+const RUN: u8 = 0;
+const PAUSE: u8 = 1;
+const STOP: u8 = 2;
+
+impl Control {
+    pub fn run(&self) {
+        self.0.store(RUN, Ordering::SeqCst);
+    }
+    pub fn pause(&self) {
+        self.0.store(PAUSE, Ordering::SeqCst);
+    }
+    /// The runner stops at its next checkpoint with [`RunError::Stopped`].
+    pub fn stop(&self) {
+        self.0.store(STOP, Ordering::SeqCst);
+    }
+    pub fn is_paused(&self) -> bool {
+        self.0.load(Ordering::SeqCst) == PAUSE
+    }
+    fn get(&self) -> u8 {
+        self.0.load(Ordering::SeqCst)
+    }
 }
 
 /// A throttle probe: a query answering one number, and the most it may answer.
@@ -65,6 +98,8 @@ pub struct Options {
 pub struct Probe {
     pub query: String,
     pub max: f64,
+    /// Where to ask (a replica), when not the database being migrated; never shown.
+    pub url: Option<String>,
 }
 
 impl std::str::FromStr for Probe {
@@ -85,6 +120,7 @@ impl std::str::FromStr for Probe {
         Ok(Probe {
             query: query.trim().to_string(),
             max,
+            url: None,
         })
     }
 }
@@ -106,6 +142,7 @@ impl Default for Options {
             rerun: false,
             backfill_batch: 1000,
             throttle: Vec::new(),
+            control: Control::default(),
         }
     }
 }
@@ -137,6 +174,8 @@ pub enum RunError {
     },
     #[error("database error: {0}")]
     Database(String),
+    #[error("stopped on request before {0}; what had finished is recorded, nothing else")]
+    Stopped(String),
 }
 
 /// Removes anything like a password from a database error or URL before it is shown.
@@ -195,12 +234,40 @@ pub enum Event {
     Throttled {
         reason: String,
     },
+    /// Held by [`Control::pause`], and let go.
+    Paused,
+    Resumed,
     /// A backfill batch committed.
     Backfill {
         version: u32,
         last_key: i64,
         rows: i64,
     },
+}
+
+/// One line of the progress log, as the CLI prints it and a job's log keeps it.
+impl std::fmt::Display for Event {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Event::Started { version, description } => write!(f, "{version:04} {description}"),
+            Event::Statement { version, index, line } => {
+                write!(f, "{version:04} statement {} (line {line})", index + 1)
+            }
+            Event::Retrying { version, attempt, wait_ms, reason } => write!(
+                f,
+                "{version:04} waited too long for a lock ({reason}); retry {attempt} in {wait_ms} ms"
+            ),
+            Event::Applied { version, duration_ms } => {
+                write!(f, "{version:04} applied in {duration_ms} ms")
+            }
+            Event::Throttled { reason } => write!(f, "holding: {reason}"),
+            Event::Paused => f.write_str("paused on request"),
+            Event::Resumed => f.write_str("resumed"),
+            Event::Backfill { version, last_key, rows } => {
+                write!(f, "{version:04} backfill: {rows} rows, up to key {last_key}")
+            }
+        }
+    }
 }
 
 /// What one `apply` did.
@@ -218,6 +285,8 @@ pub struct Runner {
     url: String,
     options: Options,
     holder: String,
+    /// Connections of probes that ask elsewhere (a replica), by probe index.
+    probe_conns: HashMap<usize, Connection>,
 }
 
 impl Runner {
@@ -242,6 +311,7 @@ impl Runner {
             url: url.to_string(),
             options,
             holder,
+            probe_conns: HashMap::new(),
         })
     }
 
@@ -488,7 +558,7 @@ impl Runner {
                 .iter()
                 .any(|s| needs_own_transaction(dialect, s));
         if in_transaction {
-            self.hold_for_throttle(progress).await;
+            self.checkpoint(progress).await?;
             let mut attempt = 0;
             loop {
                 attempt += 1;
@@ -515,7 +585,7 @@ impl Runner {
                 index: i,
                 line: statement.line,
             });
-            self.hold_for_throttle(progress).await;
+            self.checkpoint(progress).await?;
             self.conn
                 .mark_started(&table, m.version, i, &statement.checksum)
                 .await
@@ -598,7 +668,7 @@ impl Runner {
                 last = i64::MIN;
             }
             loop {
-                self.hold_for_throttle(progress).await;
+                self.checkpoint(progress).await?;
                 let upper = self
                     .conn
                     .next_upper(&b.table, &pk, last, self.options.backfill_batch)
@@ -646,34 +716,33 @@ impl Runner {
         Ok(())
     }
 
-    /// Waits while a throttle probe is over its maximum, failing or slow; says why once
-    /// per hold.
-    async fn hold_for_throttle(&mut self, progress: &mut (dyn FnMut(Event) + Send)) {
+    /// Before a statement or batch: stops when told to, waits while paused, and waits
+    /// while a throttle probe is over its maximum, failing or slow; says why once per hold.
+    async fn checkpoint(
+        &mut self,
+        progress: &mut (dyn FnMut(Event) + Send),
+    ) -> Result<(), RunError> {
         let mut said = false;
+        let mut paused = false;
         loop {
-            let mut holding = None;
-            for probe in &self.options.throttle {
-                let answer =
-                    tokio::time::timeout(PROBE_TIMEOUT, self.conn.probe(&probe.query)).await;
-                holding = match answer {
-                    Err(_) => Some(format!("probe '{}' took longer than 2 s", probe.query)),
-                    Ok(Err(e)) => Some(format!(
-                        "probe '{}' failed: {}",
-                        probe.query,
-                        redact(&e, &self.url)
-                    )),
-                    Ok(Ok(v)) if v > probe.max => Some(format!(
-                        "probe '{}' answered {v}, over {}",
-                        probe.query, probe.max
-                    )),
-                    Ok(Ok(_)) => None,
-                };
-                if holding.is_some() {
-                    break;
+            match self.options.control.get() {
+                STOP => return Err(RunError::Stopped("the next statement or batch".to_string())),
+                PAUSE => {
+                    if !paused {
+                        progress(Event::Paused);
+                        paused = true;
+                    }
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    continue;
                 }
+                _ => {}
             }
-            let Some(reason) = holding else {
-                return;
+            if paused {
+                progress(Event::Resumed);
+                paused = false;
+            }
+            let Some(reason) = self.probe_holds().await else {
+                return Ok(());
             };
             if !said {
                 progress(Event::Throttled { reason });
@@ -681,6 +750,66 @@ impl Runner {
             }
             tokio::time::sleep(Duration::from_secs(1)).await;
         }
+    }
+
+    /// Why the first probe that holds the runner does, if one does.
+    async fn probe_holds(&mut self) -> Option<String> {
+        for i in 0..self.options.throttle.len() {
+            let probe = self.options.throttle[i].clone();
+            let redact_with = probe.url.clone().unwrap_or_else(|| self.url.clone());
+            let answer = match &probe.url {
+                None => tokio::time::timeout(PROBE_TIMEOUT, self.conn.probe(&probe.query)).await,
+                Some(url) => {
+                    if let std::collections::hash_map::Entry::Vacant(slot) =
+                        self.probe_conns.entry(i)
+                    {
+                        match tokio::time::timeout(PROBE_TIMEOUT, Connection::open(url)).await {
+                            Ok(Ok(conn)) => {
+                                slot.insert(conn);
+                            }
+                            Ok(Err(e)) => {
+                                return Some(format!(
+                                    "probe '{}' cannot connect: {}",
+                                    probe.query,
+                                    redact(&e.to_string(), url)
+                                ))
+                            }
+                            Err(_) => {
+                                return Some(format!(
+                                    "probe '{}' took longer than 2 s to connect",
+                                    probe.query
+                                ))
+                            }
+                        }
+                    }
+                    let conn = self.probe_conns.get_mut(&i)?;
+                    let answer =
+                        tokio::time::timeout(PROBE_TIMEOUT, conn.probe(&probe.query)).await;
+                    if !matches!(answer, Ok(Ok(_))) {
+                        // Connect again next time: the connection may be what failed.
+                        self.probe_conns.remove(&i);
+                    }
+                    answer
+                }
+            };
+            let holding = match answer {
+                Err(_) => Some(format!("probe '{}' took longer than 2 s", probe.query)),
+                Ok(Err(e)) => Some(format!(
+                    "probe '{}' failed: {}",
+                    probe.query,
+                    redact(&e, &redact_with)
+                )),
+                Ok(Ok(v)) if v > probe.max => Some(format!(
+                    "probe '{}' answered {v}, over {}",
+                    probe.query, probe.max
+                )),
+                Ok(Ok(_)) => None,
+            };
+            if holding.is_some() {
+                return holding;
+            }
+        }
+        None
     }
 
     async fn wait_retry(
@@ -730,6 +859,9 @@ impl Runner {
     pub async fn close(mut self) {
         self.conn.unlock(&self.database, &self.holder).await;
         self.conn.close().await;
+        for (_, conn) in self.probe_conns.drain() {
+            conn.close().await;
+        }
     }
 }
 

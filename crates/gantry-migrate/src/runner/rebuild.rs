@@ -54,6 +54,34 @@ impl Names {
 }
 
 impl Runner {
+    /// Refuses an `alter` the classifier calls an error for `phase` (unless `force`): a
+    /// rebuild is gated like the statement `ALTER TABLE table alter`.
+    pub fn check_rebuild(
+        &self,
+        phase: crate::layout::Phase,
+        table: &str,
+        alter: &str,
+        force: bool,
+    ) -> Result<(), RunError> {
+        let statement = format!("ALTER TABLE {table} {alter}");
+        let statements = crate::split::split(self.dialect(), &statement)
+            .map_err(|e| RunError::Refused(format!("--alter: {e}")))?;
+        let findings = crate::classify::check_phase(
+            phase,
+            crate::classify::classify(self.dialect(), &statements),
+        );
+        match findings
+            .iter()
+            .find(|f| f.severity == crate::classify::Severity::Error)
+        {
+            Some(f) if !force => Err(RunError::Refused(format!(
+                "--alter: {} ({}); nothing was run. Use the right --phase, or --force --reason \"…\"",
+                f.message, f.rule
+            ))),
+            _ => Ok(()),
+        }
+    }
+
     /// Rebuilds `table` with `alter` (what follows `ALTER TABLE t`) applied, online.
     pub async fn rebuild(
         &mut self,
@@ -122,7 +150,7 @@ impl Runner {
         };
         let mut last = i64::MIN;
         loop {
-            self.hold_for_throttle(progress).await;
+            self.checkpoint(progress).await?;
             let upper = self
                 .conn
                 .next_upper(&n.table, &pk, last, self.options.backfill_batch)

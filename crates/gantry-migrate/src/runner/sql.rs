@@ -248,7 +248,9 @@ impl Connection {
         }
     }
 
-    /// Takes the runner lock for `database` or says who holds it.
+    /// Takes the runner lock for `database` or says who holds it. On PostgreSQL the key
+    /// names the schema too: version tables live in the schema, so each schema is migrated
+    /// apart.
     pub async fn lock(&mut self, database: &str, holder: &str, url: &str) -> Result<(), RunError> {
         let key = format!("gantry-migrate:{database}");
         let db = |e: sqlx::Error| RunError::Database(redact(&e.to_string(), url));
@@ -259,7 +261,7 @@ impl Connection {
         .map_err(db)?;
         let got = match self {
             Connection::Postgres { lock, .. } => sqlx::query_scalar::<_, bool>(
-                "SELECT pg_try_advisory_lock(hashtextextended($1, 0))",
+                "SELECT pg_try_advisory_lock(hashtextextended($1 || ':' || current_schema(), 0))",
             )
             .bind(&key)
             .fetch_one(&mut *lock)
@@ -332,10 +334,12 @@ impl Connection {
             .await;
         match self {
             Connection::Postgres { lock, .. } => {
-                let _ = sqlx::query("SELECT pg_advisory_unlock(hashtextextended($1, 0))")
-                    .bind(&key)
-                    .execute(&mut *lock)
-                    .await;
+                let _ = sqlx::query(
+                    "SELECT pg_advisory_unlock(hashtextextended($1 || ':' || current_schema(), 0))",
+                )
+                .bind(&key)
+                .execute(&mut *lock)
+                .await;
             }
             Connection::MySql { lock, .. } => {
                 let _ = sqlx::query("SELECT RELEASE_LOCK(LEFT(CONCAT(?, ':', DATABASE()), 64))")

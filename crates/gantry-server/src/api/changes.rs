@@ -333,17 +333,7 @@ pub async fn stream_changes(
     caller.require_somewhere(ScopeName::Read)?;
     let kind: Option<gantry_core::ChangeKind> =
         params.kind.as_deref().map(str::parse).transpose()?;
-    let last_event_id = match headers.get("last-event-id") {
-        None => None,
-        Some(v) => Some(
-            v.to_str()
-                .ok()
-                .and_then(|s| s.trim().parse::<i64>().ok())
-                .ok_or_else(|| {
-                    ApiError::invalid("Last-Event-ID must be an event sequence number")
-                })?,
-        ),
-    };
+    let last_event_id = super::last_event_id(&headers, "an event sequence number")?;
     let start = match last_event_id.or(params.after) {
         Some(seq) => seq,
         None => state.store.last_event_seq().await?,

@@ -1,27 +1,54 @@
-//! `/api/v1/migrate/…`: what a migration runner asks the server: whether the contract gate
-//! is open for a database's services in an environment, and to record a migration phase as
-//! a change. The runner connects to the target database itself; the server decides from
-//! the deployments it knows.
+//! `/api/v1/migrate/…`: what a migration runner asks the server (whether the contract gate
+//! is open for a database's services in an environment; to record a migration phase as a
+//! change), and migration jobs the server runs itself (`--via-server`): submit, list,
+//! show, pause/resume/abort/retry, and follow a job's log. The rules are in
+//! `crate::migrate::jobs`.
 
-use axum::extract::State;
-use axum::http::StatusCode;
+use std::convert::Infallible;
+use std::time::Duration;
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::sse::{Event, KeepAlive, Sse};
 use chrono::{DateTime, Utc};
-use gantry_core::migrate::{contract_gate, GateDecision, ServiceDeploys};
+use futures::{Stream, StreamExt};
+use gantry_core::migrate::GateDecision;
+use gantry_core::migrate_job::{Job, JobAction, JobLogLine, JobState, NewJob};
 use gantry_core::{Change, ChangeKind, ChangeStatus, ScopeName};
 use serde::Deserialize;
-use utoipa::ToSchema;
+use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use super::parse_id;
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult, ErrorBody};
-use crate::extract::Json;
+use crate::extract::{Json, Query};
+use crate::migrate::jobs::{self, RetryOptions};
 use crate::state::AppState;
+
+/// Requests that carry migration files (a database's scripts may be larger than other
+/// requests' bodies).
+pub const MAX_JOB_BODY_BYTES: usize = 16 * 1024 * 1024;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(gate))
         .routes(routes!(record_migration))
+        .routes(routes!(list_jobs))
+        .routes(routes!(get_job))
+}
+
+/// Submitting and controlling jobs: bodies up to [`MAX_JOB_BODY_BYTES`].
+pub fn jobs_router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(submit_job))
+        .routes(routes!(control_job))
+}
+
+/// A job's log as a stream: as long as the job runs.
+pub fn stream_router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(job_log))
 }
 
 /// The services of a database in one environment, and when its newest expand migration
@@ -33,35 +60,6 @@ pub struct GateRequest {
     pub environment: String,
     /// `null` when no expand migration was applied.
     pub expanded_at: Option<DateTime<Utc>>,
-}
-
-/// What the gate looks at for each service: the build running in the environment and
-/// when it was first deployed there, and whether a rollout is active.
-pub async fn service_deploys(
-    store: &dyn gantry_store::Store,
-    service: &str,
-    environment: &str,
-) -> Result<ServiceDeploys, gantry_store::StoreError> {
-    let newest = store.deployments(service, environment, 1).await?;
-    let current = match newest.first() {
-        None => None,
-        Some(d) => {
-            let first = store
-                .build_deployments(d.build_id)
-                .await?
-                .into_iter()
-                .filter(|x| x.environment == environment)
-                .map(|x| x.at)
-                .min()
-                .unwrap_or(d.at);
-            Some((d.build_id.to_string(), first))
-        }
-    };
-    Ok(ServiceDeploys {
-        service: service.to_string(),
-        current,
-        rollout_active: store.active_rollout(service, environment).await?.is_some(),
-    })
 }
 
 /// Whether the contract phase may run now, and why (or why not).
@@ -82,22 +80,20 @@ pub async fn gate(
     if request.services.len() > 100 {
         return Err(ApiError::invalid("services: at most 100"));
     }
-    let mut deploys = Vec::with_capacity(request.services.len());
     for service in &request.services {
         gantry_core::names::validate_name("services", service)?;
-        caller.require(
-            ScopeName::Migrate,
-            Some(service),
-            Some(&request.environment),
-        )?;
-        deploys.push(service_deploys(state.store.as_ref(), service, &request.environment).await?);
     }
-    Ok(axum::Json(contract_gate(
-        &deploys,
-        request.expanded_at,
-        std::time::Duration::from_secs(state.config.migrate.contract_bake_secs),
-        Utc::now(),
-    )))
+    jobs::require_migrate(&caller, &request.services, &request.environment)?;
+    Ok(axum::Json(
+        jobs::gate(
+            state.store.as_ref(),
+            &request.services,
+            &request.environment,
+            request.expanded_at,
+            Duration::from_secs(state.config.migrate.contract_bake_secs),
+        )
+        .await?,
+    ))
 }
 
 /// A migration phase (or rebuild, or repair) that ran.
@@ -154,4 +150,273 @@ pub async fn record_migration(
     let change = crate::api::changes::from_valid(valid, caller.name());
     state.store.insert_change(&change).await?;
     Ok((StatusCode::CREATED, axum::Json(change)))
+}
+
+/// A job as a response: the files stay on the server (`GET …/jobs/{id}?files=true` shows them).
+fn without_files(mut job: Job) -> Job {
+    job.spec.files.clear();
+    job
+}
+
+/// Queue a migration job for a database of the server's `[migrate.databases]`: the server
+/// that holds the database's lease runs it detached; follow it with `…/log`. Needs
+/// `migrate` on every service of the database, in its environment.
+#[utoipa::path(
+    post,
+    path = "/api/v1/migrate/jobs",
+    tag = "migrate",
+    request_body = NewJob,
+    responses(
+        (status = 201, description = "Queued; `change_id` is its change, `in_progress` until it ends", body = Job),
+        (status = 400, body = ErrorBody),
+        (status = 403, body = ErrorBody),
+        (status = 404, description = "No such database in `[migrate.databases]`", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn submit_job(
+    State(state): State<AppState>,
+    caller: Caller,
+    Json(new): Json<NewJob>,
+) -> ApiResult<(StatusCode, axum::Json<Job>)> {
+    let job = jobs::submit(&state, &caller, new).await?;
+    Ok((StatusCode::CREATED, axum::Json(without_files(job))))
+}
+
+/// Filters of `GET /api/v1/migrate/jobs`.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct JobListParams {
+    database: Option<String>,
+    /// Comma-separated states, e.g. `queued,running,paused`.
+    state: Option<String>,
+    /// At most this many, newest first (default 50, at most 1000).
+    limit: Option<u32>,
+}
+
+/// Migration jobs, newest first (their files left out). Shows the jobs whose services the
+/// token may read.
+#[utoipa::path(
+    get,
+    path = "/api/v1/migrate/jobs",
+    tag = "migrate",
+    params(JobListParams),
+    responses((status = 200, body = Vec<Job>), (status = 400, body = ErrorBody)),
+    security(("bearer" = []))
+)]
+pub async fn list_jobs(
+    State(state): State<AppState>,
+    caller: Caller,
+    Query(params): Query<JobListParams>,
+) -> ApiResult<axum::Json<Vec<Job>>> {
+    caller.require_somewhere(ScopeName::Read)?;
+    let states = match params.state.as_deref() {
+        None | Some("") => Vec::new(),
+        Some(list) => list
+            .split(',')
+            .map(|s| s.trim().parse::<JobState>())
+            .collect::<Result<Vec<_>, _>>()?,
+    };
+    let limit = params.limit.unwrap_or(50).clamp(1, 1000);
+    let found = state
+        .store
+        .list_migrate_jobs(params.database.as_deref(), &states, limit)
+        .await?;
+    Ok(axum::Json(
+        found
+            .into_iter()
+            .filter(|j| jobs::may_read(&caller, j))
+            .map(without_files)
+            .collect(),
+    ))
+}
+
+/// `GET /api/v1/migrate/jobs/{id}`.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct JobParams {
+    /// Include the migration files the job carries.
+    files: Option<bool>,
+}
+
+/// One migration job.
+#[utoipa::path(
+    get,
+    path = "/api/v1/migrate/jobs/{id}",
+    tag = "migrate",
+    params(("id" = String, Path), JobParams),
+    responses((status = 200, body = Job), (status = 404, body = ErrorBody)),
+    security(("bearer" = []))
+)]
+pub async fn get_job(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Query(params): Query<JobParams>,
+) -> ApiResult<axum::Json<Job>> {
+    let job = readable_job(&state, &caller, &id).await?;
+    Ok(axum::Json(if params.files == Some(true) {
+        job
+    } else {
+        without_files(job)
+    }))
+}
+
+async fn readable_job(state: &AppState, caller: &Caller, id: &str) -> ApiResult<Job> {
+    let id = parse_id("job", id)?;
+    let not_found = || ApiError::not_found(format!("no migration job {id}"));
+    let job = state
+        .store
+        .get_migrate_job(id)
+        .await?
+        .ok_or_else(not_found)?;
+    if !jobs::may_read(caller, &job) {
+        caller.require(
+            ScopeName::Read,
+            job.services.first().map(String::as_str),
+            Some(&job.environment),
+        )?;
+    }
+    Ok(job)
+}
+
+/// Pause, resume, abort or retry a job. A running job is asked and acts between
+/// statements and batches; a job no server runs changes at once. `retry` continues a
+/// failed or interrupted job where it stopped, with the files sent again if the body has
+/// them (a failed statement fixed). Needs `migrate` on every service of the database.
+#[utoipa::path(
+    post,
+    path = "/api/v1/migrate/jobs/{id}/{action}",
+    tag = "migrate",
+    params(("id" = String, Path), ("action" = String, Path, description = "pause, resume, abort or retry")),
+    request_body(content = Option<RetryOptions>, description = "For retry only; may be empty"),
+    responses(
+        (status = 200, body = Job),
+        (status = 400, description = "Not possible in the job's state (the message says why)", body = ErrorBody),
+        (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn control_job(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((id, action)): Path<(String, String)>,
+    body: axum::body::Bytes,
+) -> ApiResult<axum::Json<Job>> {
+    let id = parse_id("job", &id)?;
+    let action: JobAction = action.parse()?;
+    let retry: RetryOptions = if body.iter().all(u8::is_ascii_whitespace) {
+        RetryOptions::default()
+    } else {
+        serde_json::from_slice(&body).map_err(|e| {
+            ApiError::invalid(format!("the request body is not valid retry options: {e}"))
+        })?
+    };
+    if action != JobAction::Retry && (retry.files.is_some() || retry.assume_done || retry.rerun) {
+        return Err(ApiError::invalid(format!(
+            "{}: files, assume_done and rerun go with retry only",
+            action.as_str()
+        )));
+    }
+    if retry.assume_done && retry.rerun {
+        return Err(ApiError::invalid(
+            "assume_done and rerun exclude each other",
+        ));
+    }
+    let job = jobs::control(&state, &caller, id, action, retry).await?;
+    Ok(axum::Json(without_files(job)))
+}
+
+/// `GET /api/v1/migrate/jobs/{id}/log`.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct LogParams {
+    /// Start after this line's `seq` (as `Last-Event-ID`); default from the first line.
+    after: Option<i64>,
+}
+
+const LOG_POLL: Duration = Duration::from_millis(250);
+
+/// Follow a job's log as Server-Sent Events: `event: line`, `id: <seq>`, `data: {seq, at,
+/// text}` for every line, then, once the job has ended (or is interrupted) and every line
+/// was sent, `event: end` with the job as data. Any server answers, whichever runs the
+/// job; reconnect with `Last-Event-ID` to resume.
+#[utoipa::path(
+    get,
+    path = "/api/v1/migrate/jobs/{id}/log",
+    tag = "migrate",
+    params(("id" = String, Path), LogParams),
+    responses(
+        (status = 200, description = "`event: line` per log line, then `event: end` with the job", content_type = "text/event-stream", body = JobLogLine),
+        (status = 404, body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn job_log(
+    State(state): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Query(params): Query<LogParams>,
+) -> ApiResult<Sse<impl Stream<Item = Result<Event, Infallible>>>> {
+    let job = readable_job(&state, &caller, &id).await?;
+    let last_event_id = super::last_event_id(&headers, "a log line's seq")?;
+    struct Follow {
+        state: AppState,
+        id: ulid::Ulid,
+        cursor: i64,
+        ended: bool,
+    }
+    let start = Follow {
+        state: state.clone(),
+        id: job.id,
+        cursor: last_event_id.or(params.after).unwrap_or(0),
+        ended: false,
+    };
+    let events = futures::stream::unfold(start, |mut f| async move {
+        if f.ended {
+            return None;
+        }
+        loop {
+            // Read the job before its lines: a job seen ended has written its last line.
+            let job = f.state.store.get_migrate_job(f.id).await;
+            match f.state.store.migrate_log_after(f.id, f.cursor, 500).await {
+                Ok(lines) if !lines.is_empty() => {
+                    f.cursor = lines.last().map_or(f.cursor, |l| l.seq);
+                    let events: Vec<Event> = lines
+                        .iter()
+                        .map(|l| {
+                            Event::default()
+                                .event("line")
+                                .id(l.seq.to_string())
+                                .data(serde_json::to_string(l).unwrap_or_default())
+                        })
+                        .collect();
+                    return Some((events, f));
+                }
+                Ok(_) => {
+                    if let Ok(Some(job)) = job {
+                        if job.state.is_final() {
+                            f.ended = true;
+                            let end = Event::default().event("end").data(
+                                serde_json::to_string(&without_files(job)).unwrap_or_default(),
+                            );
+                            return Some((vec![end], f));
+                        }
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "job log stream cannot read the log; retrying")
+                }
+            }
+            tokio::time::sleep(LOG_POLL).await;
+        }
+    })
+    .flat_map(|events| futures::stream::iter(events.into_iter().map(Ok)))
+    .take_until(state.shutdown.clone().cancelled_owned());
+    Ok(Sse::new(events).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
 }

@@ -26,3 +26,20 @@ pub(crate) fn parse_id(what: &str, raw: &str) -> Result<ulid::Ulid, ApiError> {
         ))
     })
 }
+
+/// The `Last-Event-ID` header of a stream request, as a sequence number; `what` names what
+/// the number counts in the error.
+pub(crate) fn last_event_id(
+    headers: &axum::http::HeaderMap,
+    what: &str,
+) -> Result<Option<i64>, ApiError> {
+    match headers.get("last-event-id") {
+        None => Ok(None),
+        Some(v) => v
+            .to_str()
+            .ok()
+            .and_then(|s| s.trim().parse::<i64>().ok())
+            .map(Some)
+            .ok_or_else(|| ApiError::invalid(format!("Last-Event-ID must be {what}"))),
+    }
+}

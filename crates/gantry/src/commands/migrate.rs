@@ -1,13 +1,16 @@
 //! `gantry migrate …`: expand/contract migrations from the command line, run locally
-//! against the target database. The database URL comes from `--target-url-file`, else
-//! `GANTRY_MIGRATE_URL`; no option takes a URL (it would show in `ps`), and the server's
-//! `GANTRY_DATABASE_URL` is never read. Results go to stdout (`apply` prints only the id of
+//! against the target database, or handed to the server as a job (`--via-server`, then
+//! `jobs`, `watch`, `pause`, `resume`, `abort`, `retry`). Locally the database URL comes
+//! from `--target-url-file`, else `GANTRY_MIGRATE_URL`; no option takes a URL (it would show
+//! in `ps`), and the server's `GANTRY_DATABASE_URL` is never read. Results go to stdout (`apply` prints only the id of
 //! the change it recorded); progress and the log go to stderr.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context as _};
 use clap::{Args, Subcommand, ValueEnum};
+use gantry_client::JobLogItem;
+use gantry_core::migrate_job::{Job, JobFile, JobKind, JobSpec, JobState, NewJob};
 use gantry_core::ChangeStatus;
 use gantry_migrate::layout::{self, Database, Phase};
 use gantry_migrate::runner::{Event, MigrationState, Options, Runner};
@@ -39,6 +42,57 @@ pub enum MigrateCommand {
     /// Rebuild a big table online with a shadow table swapped in at the end (PostgreSQL,
     /// MariaDB/MySQL); prints the change id.
     Rebuild(RebuildArgs),
+    /// Migration jobs the server runs (`--via-server`), newest first.
+    Jobs(JobsArgs),
+    /// Follow a job's log until it ends (reattach after a disconnect); exit 1 unless it
+    /// succeeded.
+    Watch(JobArg),
+    /// Hold a job between statements (or batches).
+    Pause(JobArg),
+    /// Let a paused job go on.
+    Resume(JobArg),
+    /// Stop a job between statements; an aborted rebuild removes its shadow table and
+    /// triggers.
+    Abort(JobArg),
+    /// Continue a failed or interrupted job at the statement or batch that did not finish,
+    /// with the files read again from --dir (a failed statement fixed).
+    Retry(RetryArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct JobsArgs {
+    /// Only this database's jobs.
+    #[arg(long)]
+    db: Option<String>,
+    /// Only jobs in these states, comma-separated (queued,running,paused,succeeded,failed,
+    /// interrupted,aborted).
+    #[arg(long)]
+    state: Option<String>,
+    #[arg(long, default_value_t = 20)]
+    limit: u32,
+}
+
+#[derive(Debug, Args)]
+pub struct JobArg {
+    /// The job id (from `apply --via-server` or `gantry migrate jobs`).
+    job: String,
+}
+
+#[derive(Debug, Args)]
+pub struct RetryArgs {
+    job: String,
+    /// Where the job's database folder is; its files are sent again when it exists.
+    #[arg(long, default_value = "migrations")]
+    dir: PathBuf,
+    /// A MariaDB statement found started but not done committed: skip it.
+    #[arg(long, conflicts_with = "rerun")]
+    assume_done: bool,
+    /// A MariaDB statement found started but not done did not commit: run it.
+    #[arg(long)]
+    rerun: bool,
+    /// Return once the job is queued again instead of following its log.
+    #[arg(long)]
+    detach: bool,
 }
 
 #[derive(Debug, Args)]
@@ -74,6 +128,14 @@ pub struct RebuildArgs {
     force: bool,
     #[arg(long)]
     reason: Option<String>,
+    /// Have the server run it as a job, for the database --db names in its
+    /// [migrate.databases]; the change is the database's. Prints the change id, follows
+    /// the log on stderr; interrupting the client leaves the job running.
+    #[arg(long, conflicts_with_all = ["abort", "service", "env", "throttle"])]
+    via_server: bool,
+    /// With --via-server: return once the job is queued.
+    #[arg(long, requires = "via_server")]
+    detach: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -161,6 +223,15 @@ pub struct ApplyArgs {
     /// answer is over N, it fails, or it takes over 2 s, the runner waits. Repeatable.
     #[arg(long)]
     throttle: Vec<gantry_migrate::runner::Probe>,
+    /// Send the files to the server, which runs them as a job for the database --db names
+    /// in its [migrate.databases] (its services, environment, URL and throttle probes;
+    /// the server checks the contract gate). Prints the change id, follows the log on
+    /// stderr; interrupting the client leaves the job running (`gantry migrate watch`).
+    #[arg(long, conflicts_with_all = ["service", "env", "throttle"])]
+    via_server: bool,
+    /// With --via-server: return once the job is queued.
+    #[arg(long, requires = "via_server")]
+    detach: bool,
 }
 
 #[derive(Debug, Args)]
@@ -297,22 +368,7 @@ async fn connect(
 }
 
 fn progress(event: Event) {
-    match event {
-        Event::Started { version, description } => eprintln!("migrate: {version:04} {description}"),
-        Event::Statement { version, index, line } => {
-            eprintln!("migrate: {version:04} statement {} (line {line})", index + 1)
-        }
-        Event::Retrying { version, attempt, wait_ms, reason } => eprintln!(
-            "migrate: {version:04} waited too long for a lock ({reason}); retry {attempt} in {wait_ms} ms"
-        ),
-        Event::Applied { version, duration_ms } => {
-            eprintln!("migrate: {version:04} applied in {duration_ms} ms")
-        }
-        Event::Throttled { reason } => eprintln!("migrate: holding: {reason}"),
-        Event::Backfill { version, last_key, rows } => {
-            eprintln!("migrate: {version:04} backfill: {rows} rows, up to key {last_key}")
-        }
-    }
+    eprintln!("migrate: {event}");
 }
 
 pub async fn run(global: &GlobalArgs, command: MigrateCommand) -> anyhow::Result<()> {
@@ -390,6 +446,7 @@ pub async fn run(global: &GlobalArgs, command: MigrateCommand) -> anyhow::Result
                 gantry_migrate::plan::plan_script(dialect, phase, &pending, table, &whoami())
             );
         }
+        MigrateCommand::Apply(args) if args.via_server => apply_via_server(global, args).await?,
         MigrateCommand::Apply(args) => apply(global, args).await?,
         MigrateCommand::Lint(args) => lint(global, args)?,
         MigrateCommand::New(args) => {
@@ -434,7 +491,80 @@ pub async fn run(global: &GlobalArgs, command: MigrateCommand) -> anyhow::Result
                 done.len()
             );
         }
+        MigrateCommand::Rebuild(args) if args.via_server => {
+            rebuild_via_server(global, args).await?
+        }
         MigrateCommand::Rebuild(args) => rebuild(global, args).await?,
+        MigrateCommand::Jobs(args) => {
+            let client = crate::credentials::client(global)?;
+            let jobs = client
+                .list_migrate_jobs(args.db.as_deref(), args.state.as_deref(), args.limit)
+                .await?;
+            if global.json {
+                return print_json(&jobs);
+            }
+            let rows: Vec<Vec<String>> = jobs
+                .iter()
+                .map(|j| {
+                    vec![
+                        j.id.to_string(),
+                        j.database.clone(),
+                        match j.kind {
+                            JobKind::Apply => format!("apply {}", j.spec.phase),
+                            JobKind::Rebuild => {
+                                format!("rebuild {}", j.spec.table.as_deref().unwrap_or(""))
+                            }
+                        },
+                        j.state.to_string(),
+                        j.created_at.format("%Y-%m-%d %H:%M:%S").to_string(),
+                        j.requested_by.clone(),
+                        j.error
+                            .clone()
+                            .unwrap_or_default()
+                            .chars()
+                            .take(80)
+                            .collect(),
+                    ]
+                })
+                .collect();
+            print_table(
+                &["JOB", "DATABASE", "WHAT", "STATE", "CREATED", "BY", "ERROR"],
+                &rows,
+            );
+        }
+        MigrateCommand::Watch(arg) => {
+            let client = crate::credentials::client(global)?;
+            let job = follow(&client, &arg.job, Out::Stdout).await?;
+            finished(&job)?;
+        }
+        MigrateCommand::Pause(arg) => control(global, &arg.job, "pause", None).await?,
+        MigrateCommand::Resume(arg) => control(global, &arg.job, "resume", None).await?,
+        MigrateCommand::Abort(arg) => control(global, &arg.job, "abort", None).await?,
+        MigrateCommand::Retry(args) => {
+            let client = crate::credentials::client(global)?;
+            let job = client.get_migrate_job(&args.job).await?;
+            let mut body = serde_json::json!({
+                "assume_done": args.assume_done,
+                "rerun": args.rerun,
+            });
+            if job.kind == JobKind::Apply && args.dir.join(&job.database).is_dir() {
+                let files = read_files(&args.dir, &job.database)?;
+                eprintln!(
+                    "migrate: sending {} files of {} again",
+                    files.len(),
+                    args.dir.join(&job.database).display()
+                );
+                body["files"] = serde_json::to_value(files)?;
+            }
+            let job = client
+                .control_migrate_job(&args.job, "retry", Some(&body))
+                .await?;
+            eprintln!("migrate: job {} is {}", job.id, job.state);
+            if !args.detach {
+                let job = follow(&client, &args.job, Out::Stderr).await?;
+                finished(&job)?;
+            }
+        }
         MigrateCommand::Repair(args) => {
             let (mut runner, db) = connect(&args.target, |_| {}).await?;
             let done = runner.repair(&db, args.phase.into()).await;
@@ -575,20 +705,9 @@ async fn rebuild(global: &GlobalArgs, args: RebuildArgs) -> anyhow::Result<()> {
         return Ok(());
     }
     let alter = args.alter.clone().unwrap_or_default();
-    let statement = format!("ALTER TABLE {} {alter}", args.table);
-    let statements = gantry_migrate::split::split(runner.dialect(), &statement)?;
-    let findings = gantry_migrate::check_phase(
-        phase,
-        gantry_migrate::classify(runner.dialect(), &statements),
-    );
-    if let Some(f) = findings
-        .iter()
-        .find(|f| f.severity == gantry_migrate::Severity::Error)
-    {
-        if !args.force {
-            runner.close().await;
-            bail!("--alter: {} ({}); nothing was run. Use the right --phase, or --force --reason \"…\"", f.message, f.rule);
-        }
+    if let Err(e) = runner.check_rebuild(phase, &args.table, &alter, args.force) {
+        runner.close().await;
+        return Err(e.into());
     }
     let started = chrono::Utc::now();
     let mut log = progress;
@@ -632,6 +751,204 @@ async fn rebuild(global: &GlobalArgs, args: RebuildArgs) -> anyhow::Result<()> {
         println!("{}", change.id);
     }
     Ok(())
+}
+
+/// Every file of a database's folder, as paths relative to it (`expand/0001_a.sql`).
+fn read_files(dir: &Path, database: &str) -> anyhow::Result<Vec<JobFile>> {
+    let root = dir.join(database);
+    if !root.is_dir() {
+        bail!(
+            "{} is not a folder; --dir and --db name the database's migrations",
+            root.display()
+        );
+    }
+    let mut files = Vec::new();
+    for phase in [Phase::Expand, Phase::Contract] {
+        let folder = root.join(phase.name());
+        if !folder.is_dir() {
+            continue;
+        }
+        let mut entries: Vec<_> = std::fs::read_dir(&folder)
+            .with_context(|| format!("cannot read {}", folder.display()))?
+            .filter_map(Result::ok)
+            .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
+            .collect();
+        entries.sort_by_key(|e| e.file_name());
+        for entry in entries {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let path = entry.path();
+            let text = if path.is_dir() {
+                // The server names it: a phase folder holds files only.
+                String::new()
+            } else {
+                std::fs::read_to_string(&path)
+                    .with_context(|| format!("cannot read {} as UTF-8 text", path.display()))?
+            };
+            files.push(JobFile {
+                path: format!(
+                    "{}/{name}{}",
+                    phase.name(),
+                    if path.is_dir() { "/" } else { "" }
+                ),
+                text,
+            });
+        }
+    }
+    Ok(files)
+}
+
+/// Where a followed log goes: stderr when the command's stdout is the change id.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Out {
+    Stdout,
+    Stderr,
+}
+
+/// Follows a job's log until the job ends, reconnecting (from the last line seen) when the
+/// connection drops; returns the job as it ended.
+async fn follow(client: &gantry_client::Client, id: &str, out: Out) -> anyhow::Result<Job> {
+    use futures::StreamExt;
+    let mut after = 0;
+    let mut failures = 0u32;
+    loop {
+        match client.stream_migrate_log(id, after).await {
+            Ok(mut stream) => {
+                failures = 0;
+                while let Some(item) = stream.next().await {
+                    match item {
+                        Ok(JobLogItem::Line(line)) => {
+                            after = line.seq;
+                            let text = format!("{} {}", line.at.format("%H:%M:%S"), line.text);
+                            match out {
+                                Out::Stdout => println!("{text}"),
+                                Out::Stderr => eprintln!("migrate: {text}"),
+                            }
+                        }
+                        Ok(JobLogItem::End(job)) => return Ok(*job),
+                        Err(_) => break,
+                    }
+                }
+            }
+            Err(e @ gantry_client::ClientError::Api { .. }) => return Err(e.into()),
+            Err(e) => {
+                failures += 1;
+                if failures > 120 {
+                    bail!("lost the server for two minutes ({e}); the job goes on: `gantry migrate watch {id}`");
+                }
+            }
+        }
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    }
+}
+
+/// Ok when the job succeeded; otherwise an error saying how it ended.
+fn finished(job: &Job) -> anyhow::Result<()> {
+    match job.state {
+        JobState::Succeeded => Ok(()),
+        JobState::Aborted => bail!("job {} was aborted", job.id),
+        state => bail!(
+            "job {} is {state}: {}",
+            job.id,
+            job.error.as_deref().unwrap_or("no reason given")
+        ),
+    }
+}
+
+async fn control(
+    global: &GlobalArgs,
+    id: &str,
+    action: &str,
+    body: Option<&serde_json::Value>,
+) -> anyhow::Result<()> {
+    let client = crate::credentials::client(global)?;
+    let job = client.control_migrate_job(id, action, body).await?;
+    if global.json {
+        return print_json(&job);
+    }
+    match &job.control {
+        Some(asked) => println!(
+            "job {} is {}; asked to {asked}: it acts between statements",
+            job.id, job.state
+        ),
+        None => println!("job {} is {}", job.id, job.state),
+    }
+    Ok(())
+}
+
+/// Queues a job, prints its change id, and follows it unless told not to.
+async fn submit(global: &GlobalArgs, new: NewJob, detach: bool) -> anyhow::Result<()> {
+    let client = crate::credentials::client(global)?;
+    let job = client.submit_migrate_job(&new).await?;
+    println!("{}", job.change_id);
+    eprintln!(
+        "migrate: job {} queued on the server for {} ({} in {}); `gantry migrate watch {}` follows it",
+        job.id,
+        job.database,
+        job.services.join(", "),
+        job.environment,
+        job.id
+    );
+    if detach {
+        return Ok(());
+    }
+    let job = follow(&client, &job.id.to_string(), Out::Stderr).await?;
+    finished(&job)
+}
+
+async fn apply_via_server(global: &GlobalArgs, args: ApplyArgs) -> anyhow::Result<()> {
+    let database = database_name(&args.target.dir, args.target.db.as_deref())?;
+    let files = read_files(&args.target.dir, &database)?;
+    let spec = JobSpec {
+        phase: Phase::from(args.phase).name().to_string(),
+        files,
+        to: args.to,
+        force: args.force,
+        reason: args.reason.clone(),
+        out_of_order: args.out_of_order,
+        assume_done: args.assume_done,
+        rerun: args.rerun,
+        lock_timeout_ms: Some(args.lock_timeout.as_millis() as u64),
+        lock_retries: Some(args.lock_retries),
+        batch: Some(args.backfill_batch.max(1)),
+        ..JobSpec::default()
+    };
+    submit(
+        global,
+        NewJob {
+            database,
+            kind: JobKind::Apply,
+            spec,
+        },
+        args.detach,
+    )
+    .await
+}
+
+async fn rebuild_via_server(global: &GlobalArgs, args: RebuildArgs) -> anyhow::Result<()> {
+    let database = match &args.target.db {
+        Some(db) => db.clone(),
+        None => database_name(&args.target.dir, None)?,
+    };
+    let spec = JobSpec {
+        phase: Phase::from(args.phase).name().to_string(),
+        table: Some(args.table.clone()),
+        alter: args.alter.clone(),
+        drop_old: args.drop_old,
+        force: args.force,
+        reason: args.reason.clone(),
+        batch: Some(args.batch.max(1)),
+        ..JobSpec::default()
+    };
+    submit(
+        global,
+        NewJob {
+            database,
+            kind: JobKind::Rebuild,
+            spec,
+        },
+        args.detach,
+    )
+    .await
 }
 
 /// The body of `POST /api/v1/migrate/changes` for what a run did: the database, the phase,

@@ -25,6 +25,8 @@ pub struct Options {
     pub database_url: Option<String>,
     pub extra_args: Vec<String>,
     pub scheme: Option<&'static str>,
+    /// Environment variables the server gets.
+    pub env: Vec<(String, String)>,
 }
 
 impl Server {
@@ -66,6 +68,7 @@ impl Server {
         if let Some(url) = &options.database_url {
             command.args(["--database-url", url]);
         }
+        command.envs(options.env.iter().map(|(k, v)| (k, v)));
         let mut child = command.spawn().expect("start gantry server");
         let stderr = child.stderr.take().expect("stderr");
         let log = Arc::new(Mutex::new(Vec::new()));

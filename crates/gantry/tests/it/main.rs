@@ -12,6 +12,7 @@ mod graphite_web;
 mod lifecycle;
 mod metrics;
 mod migrate;
+mod migrate_jobs;
 mod postgres;
 mod python_sdks;
 mod ship;

@@ -312,11 +312,14 @@ fn one_runner_per_database() {
     block_on(async {
         use sqlx::Connection;
         let mut holder = sqlx::PgConnection::connect(&case.url).await.unwrap();
-        let got: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock(hashtextextended($1, 0))")
-            .bind("gantry-migrate:pg_lock")
-            .fetch_one(&mut holder)
-            .await
-            .unwrap();
+        // The key names the schema too: each schema has its own version tables.
+        let got: bool = sqlx::query_scalar(
+            "SELECT pg_try_advisory_lock(hashtextextended($1 || ':' || current_schema(), 0))",
+        )
+        .bind("gantry-migrate:pg_lock")
+        .fetch_one(&mut holder)
+        .await
+        .unwrap();
         assert!(got);
         let out = migrate(
             dir.path(),

@@ -1,0 +1,41 @@
+-- Migration jobs: phase applies and table rebuilds that `gantry server` runs detached
+-- (`gantry migrate apply --via-server`), and each job's log, which clients follow by `seq`.
+
+CREATE TABLE migrate_jobs (
+    id TEXT COLLATE "C" PRIMARY KEY,
+    database TEXT NOT NULL,
+    -- apply or rebuild
+    kind TEXT NOT NULL,
+    environment TEXT NOT NULL,
+    -- ["service", …]
+    services TEXT NOT NULL,
+    -- The change (kind `migration`) the job records.
+    change_id TEXT COLLATE "C" NOT NULL,
+    -- queued, running, paused, succeeded, failed, interrupted or aborted
+    state TEXT NOT NULL,
+    -- What a person asked of the server running the job: pause, resume or abort.
+    control TEXT,
+    requested_by TEXT NOT NULL,
+    created_at BIGINT NOT NULL,
+    started_at BIGINT,
+    finished_at BIGINT,
+    updated_at BIGINT NOT NULL,
+    -- The server running it, while it runs.
+    holder TEXT,
+    error TEXT,
+    -- What it did, as JSON.
+    report TEXT,
+    -- Bumped by every write: the compare-and-set between the server and people.
+    version BIGINT NOT NULL,
+    -- What to run (a JobSpec as JSON, with the migration files).
+    spec TEXT NOT NULL
+);
+CREATE INDEX migrate_jobs_by_database ON migrate_jobs (database, created_at);
+
+CREATE TABLE migrate_job_log (
+    seq BIGSERIAL PRIMARY KEY,
+    job_id TEXT COLLATE "C" NOT NULL,
+    at BIGINT NOT NULL,
+    text TEXT NOT NULL
+);
+CREATE INDEX migrate_job_log_by_job ON migrate_job_log (job_id, seq);
