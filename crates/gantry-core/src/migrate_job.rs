@@ -116,6 +116,8 @@ pub struct JobSpec {
     pub table: Option<String>,
     pub alter: Option<String>,
     pub drop_old: bool,
+    /// Rebuild: move foreign keys that point at the table to the new one (PostgreSQL).
+    pub repoint_foreign_keys: bool,
     /// Run what the classifier or the contract gate refuses; `reason` says why.
     pub force: bool,
     pub reason: Option<String>,

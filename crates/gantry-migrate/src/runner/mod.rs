@@ -32,7 +32,7 @@ use crate::classify::{check_phase, classify, needs_own_transaction, Severity};
 use crate::layout::{Database, Migration, Phase};
 use crate::split::Dialect;
 
-pub use rebuild::RebuildReport;
+pub use rebuild::{RebuildOptions, RebuildReport};
 pub use sql::Connection;
 pub use state::{AppliedRow, MigrationState, PhaseStatus, Progress, Status};
 

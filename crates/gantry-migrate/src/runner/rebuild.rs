@@ -53,6 +53,36 @@ impl Names {
     }
 }
 
+/// How a rebuild ends.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RebuildOptions {
+    /// Drop the old table once the swap is done (kept by default).
+    pub drop_old: bool,
+    /// Re-create foreign keys of other tables that point at the table on the new table
+    /// (`NOT VALID` in the swap, validated after it); PostgreSQL only.
+    pub repoint_foreign_keys: bool,
+}
+
+/// A foreign key a rebuild moves: `table` holds it.
+#[derive(Debug, Clone)]
+struct ForeignKey {
+    table: String,
+    /// Quoted as an identifier.
+    name: String,
+    /// `FOREIGN KEY (…) REFERENCES …`, as PostgreSQL prints it.
+    definition: String,
+    /// Its columns (the table's own keys only).
+    columns: Vec<String>,
+}
+
+#[derive(Debug, Default)]
+struct ForeignKeys {
+    /// The table's own.
+    outgoing: Vec<ForeignKey>,
+    /// Of other tables, pointing at it (only with --repoint-foreign-keys).
+    incoming: Vec<ForeignKey>,
+}
+
 impl Runner {
     /// Refuses an `alter` the classifier calls an error for `phase` (unless `force`): a
     /// rebuild is gated like the statement `ALTER TABLE table alter`.
@@ -87,9 +117,13 @@ impl Runner {
         &mut self,
         table: &str,
         alter: &str,
-        drop_old: bool,
+        how: RebuildOptions,
         progress: &mut (dyn FnMut(Event) + Send),
     ) -> Result<RebuildReport, RunError> {
+        let RebuildOptions {
+            drop_old,
+            repoint_foreign_keys,
+        } = how;
         let started = std::time::Instant::now();
         let dialect = self.dialect();
         if dialect == Dialect::Sqlite {
@@ -109,7 +143,8 @@ impl Runner {
             .integer_primary_key(&n.table)
             .await
             .map_err(RunError::Refused)?;
-        self.refuse_dependents(&n).await?;
+        self.refuse_dependents(&n, repoint_foreign_keys).await?;
+        let keys = self.foreign_keys(&n, repoint_foreign_keys).await?;
         // The shadow table, with the new shape and the old table's indexes.
         let exists = self.table_exists(&n.shadow).await?;
         if !exists {
@@ -124,6 +159,9 @@ impl Runner {
                 .await?;
         }
         let columns = self.common_columns(&n).await?;
+        // The table's own foreign keys, which LIKE leaves out: on the shadow, NOT VALID (the
+        // rows copied come from a table that satisfies them), validated after the swap.
+        let carried = self.carry_foreign_keys(&n, &keys.outgoing).await?;
         if !columns.iter().any(|c| c == &pk) {
             return Err(RunError::Refused(format!(
                 "--alter drops or changes the primary key {pk}; a rebuild keeps it"
@@ -191,7 +229,22 @@ impl Runner {
             _ => format!("ANALYZE TABLE {}", n.shadow),
         };
         self.run(&analyze).await?;
-        self.swap(&n).await?;
+        self.swap(&n, &keys.incoming).await?;
+        // Validation scans the referencing rows under a lock that lets reads and writes go on.
+        for name in &carried {
+            self.run(&format!(
+                "ALTER TABLE {} VALIDATE CONSTRAINT {name}",
+                n.table
+            ))
+            .await?;
+        }
+        for fk in &keys.incoming {
+            self.run(&format!(
+                "ALTER TABLE {} VALIDATE CONSTRAINT {}",
+                fk.table, fk.name
+            ))
+            .await?;
+        }
         if drop_old {
             self.run(&format!("DROP TABLE {}", n.old)).await?;
         }
@@ -248,31 +301,140 @@ impl Runner {
         Ok(!self.strings(sql, &[table, table]).await?.is_empty())
     }
 
-    /// Refuses what a swap would break: foreign keys pointing at the table, and (PostgreSQL)
-    /// views or row-level policies on it.
-    async fn refuse_dependents(&mut self, n: &Names) -> Result<(), RunError> {
-        let checks: &[(&str, &str)] = match self.dialect() {
-            Dialect::Postgres => &[
-                ("foreign keys reference it", "SELECT conname::text FROM pg_constraint WHERE confrelid = to_regclass(?)"),
-                ("views depend on it", "SELECT DISTINCT v.relname::text FROM pg_depend d JOIN pg_rewrite r ON r.oid = d.objid JOIN pg_class v ON v.oid = r.ev_class WHERE d.refobjid = to_regclass(?) AND v.oid <> d.refobjid"),
-                ("row-level policies are on it", "SELECT polname::text FROM pg_policy WHERE polrelid = to_regclass(?)"),
-            ],
-            _ => &[(
-                "foreign keys reference it",
-                "SELECT CONSTRAINT_NAME FROM information_schema.REFERENTIAL_CONSTRAINTS WHERE CONSTRAINT_SCHEMA = DATABASE() AND REFERENCED_TABLE_NAME = ?",
-            )],
-        };
+    /// Refuses what a swap would break: foreign keys pointing at the table (unless
+    /// `repoint`, PostgreSQL), a foreign key of the table on itself, (MariaDB) foreign keys of
+    /// its own, and (PostgreSQL) views or row-level policies on it.
+    async fn refuse_dependents(&mut self, n: &Names, repoint: bool) -> Result<(), RunError> {
+        let pg = self.dialect() == Dialect::Postgres;
+        if repoint && !pg {
+            return Err(RunError::Refused(
+                "--repoint-foreign-keys is for PostgreSQL (re-created NOT VALID, then validated); MariaDB/MySQL has no NOT VALID, so move the foreign keys in an expand/contract pair".into(),
+            ));
+        }
+        let mut checks: Vec<(&str, &str)> = Vec::new();
+        if pg {
+            if !repoint {
+                checks.push((
+                    "foreign keys reference it, and a swap would leave them on the old table (--repoint-foreign-keys moves them to the new one)",
+                    "SELECT conname::text FROM pg_constraint WHERE confrelid = to_regclass(?) AND contype = 'f'",
+                ));
+            }
+            checks.extend([
+                ("a foreign key of the table references the table itself, which a swap cannot move", "SELECT conname::text FROM pg_constraint WHERE conrelid = to_regclass(?) AND confrelid = conrelid AND contype = 'f'"),
+                ("views depend on it, and a swap would leave them on the old table", "SELECT DISTINCT v.relname::text FROM pg_depend d JOIN pg_rewrite r ON r.oid = d.objid JOIN pg_class v ON v.oid = r.ev_class WHERE d.refobjid = to_regclass(?) AND v.oid <> d.refobjid"),
+                ("row-level policies are on it, and a swap would leave them on the old table", "SELECT polname::text FROM pg_policy WHERE polrelid = to_regclass(?)"),
+            ]);
+        } else {
+            checks.extend([
+                (
+                    "foreign keys reference it, and a swap would leave them on the old table",
+                    "SELECT CONSTRAINT_NAME FROM information_schema.REFERENTIAL_CONSTRAINTS WHERE CONSTRAINT_SCHEMA = DATABASE() AND REFERENCED_TABLE_NAME = ?",
+                ),
+                (
+                    "it has foreign keys of its own, which CREATE TABLE … LIKE does not copy on MariaDB/MySQL and which cannot be carried to a shadow table (their names are unique per schema); drop them in a contract migration first, or change the table in an expand/contract pair",
+                    "SELECT CONSTRAINT_NAME FROM information_schema.REFERENTIAL_CONSTRAINTS WHERE CONSTRAINT_SCHEMA = DATABASE() AND TABLE_NAME = ?",
+                ),
+            ]);
+        }
         for (what, sql) in checks {
             let found = self.strings(sql, &[&n.table]).await?;
             if !found.is_empty() {
                 return Err(RunError::Refused(format!(
-                    "cannot rebuild {}: {what} ({}); a swap would leave them on the old table",
+                    "cannot rebuild {}: {what} ({})",
                     n.table,
                     found.join(", ")
                 )));
             }
         }
         Ok(())
+    }
+
+    /// The foreign keys a PostgreSQL rebuild moves: the table's own (carried to the shadow)
+    /// and, when `repoint`, those of other tables pointing at it (re-created at the swap).
+    async fn foreign_keys(&mut self, n: &Names, repoint: bool) -> Result<ForeignKeys, RunError> {
+        let mut keys = ForeignKeys::default();
+        if self.dialect() != Dialect::Postgres {
+            return Ok(keys);
+        }
+        let own = self
+            .strings(
+                "SELECT quote_ident(conname) || chr(9) || pg_get_constraintdef(c.oid) || chr(9) || \
+                 array_to_string(ARRAY(SELECT attname::text FROM pg_attribute a WHERE a.attrelid = c.conrelid AND a.attnum = ANY(c.conkey)), ',') \
+                 FROM pg_constraint c WHERE conrelid = to_regclass(?) AND contype = 'f' AND confrelid <> conrelid ORDER BY conname",
+                &[&n.table],
+            )
+            .await?;
+        for row in own {
+            let mut parts = row.splitn(3, '\t');
+            if let (Some(name), Some(definition), Some(columns)) =
+                (parts.next(), parts.next(), parts.next())
+            {
+                keys.outgoing.push(ForeignKey {
+                    table: n.table.clone(),
+                    name: name.to_string(),
+                    definition: definition.to_string(),
+                    columns: columns.split(',').map(str::to_string).collect(),
+                });
+            }
+        }
+        if repoint {
+            let pointing = self
+                .strings(
+                    "SELECT conrelid::regclass::text || chr(9) || quote_ident(conname) || chr(9) || pg_get_constraintdef(oid) \
+                     FROM pg_constraint WHERE confrelid = to_regclass(?) AND contype = 'f' AND confrelid <> conrelid ORDER BY 1",
+                    &[&n.table],
+                )
+                .await?;
+            for row in pointing {
+                let mut parts = row.splitn(3, '\t');
+                if let (Some(table), Some(name), Some(definition)) =
+                    (parts.next(), parts.next(), parts.next())
+                {
+                    keys.incoming.push(ForeignKey {
+                        table: table.to_string(),
+                        name: name.to_string(),
+                        definition: definition.to_string(),
+                        columns: Vec::new(),
+                    });
+                }
+            }
+        }
+        Ok(keys)
+    }
+
+    /// Adds the table's own foreign keys to the shadow table (`NOT VALID`), those whose
+    /// columns it still has and that it lacks (a resumed rebuild added them before);
+    /// returns the names to validate after the swap.
+    async fn carry_foreign_keys(
+        &mut self,
+        n: &Names,
+        keys: &[ForeignKey],
+    ) -> Result<Vec<String>, RunError> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let columns = self.common_columns(n).await?;
+        let present = self
+            .strings(
+                "SELECT quote_ident(conname) FROM pg_constraint WHERE conrelid = to_regclass(?) AND contype = 'f'",
+                &[&n.shadow],
+            )
+            .await?;
+        let mut carried = Vec::new();
+        for fk in keys {
+            if !fk.columns.iter().all(|c| columns.contains(c)) {
+                continue;
+            }
+            if !present.contains(&fk.name) {
+                self.run(&format!(
+                    "ALTER TABLE {} ADD CONSTRAINT {} {} NOT VALID",
+                    n.shadow, fk.name, fk.definition
+                ))
+                .await?;
+            }
+            carried.push(fk.name.clone());
+        }
+        Ok(carried)
     }
 
     /// Columns both tables have, generated ones left out (the database computes them).
@@ -385,7 +547,7 @@ impl Runner {
 
     /// Swaps the names in one short lock (retried like any statement), dropping the
     /// triggers with it; PostgreSQL also moves the ownership of the old table's sequences.
-    async fn swap(&mut self, n: &Names) -> Result<(), RunError> {
+    async fn swap(&mut self, n: &Names, incoming: &[ForeignKey]) -> Result<(), RunError> {
         let ms = self.options.lock_timeout.as_millis();
         let mut attempt = 0;
         loop {
@@ -419,6 +581,16 @@ impl Runner {
                                 table = n.table
                             ));
                         }
+                    }
+                    // Keys pointing at the table followed it to its old name: point them at
+                    // the new table, unchecked until validated after the commit.
+                    for fk in incoming {
+                        script.push_str(&format!(
+                            "ALTER TABLE {child} DROP CONSTRAINT {name}, ADD CONSTRAINT {name} {definition} NOT VALID; ",
+                            child = fk.table,
+                            name = fk.name,
+                            definition = fk.definition
+                        ));
                     }
                     script.push_str(&format!("DROP FUNCTION IF EXISTS {}(); COMMIT;", n.trigger));
                     let r = self.conn.raw(&script).await;

@@ -521,7 +521,15 @@ async fn run_with(
             say(format!("ALTER TABLE {table} {alter}"));
             let mut progress = |e: Event| log.event(e);
             let result = runner
-                .rebuild(&table, &alter, spec.drop_old, &mut progress)
+                .rebuild(
+                    &table,
+                    &alter,
+                    gantry_migrate::runner::RebuildOptions {
+                        drop_old: spec.drop_old,
+                        repoint_foreign_keys: spec.repoint_foreign_keys,
+                    },
+                    &mut progress,
+                )
                 .await;
             match result {
                 Ok(report) => Ok(Outcome::Done {

@@ -110,6 +110,10 @@ pub struct RebuildArgs {
     /// Drop the old table once the swap is done (kept by default).
     #[arg(long)]
     drop_old: bool,
+    /// Move foreign keys of other tables that point at this one to the new table:
+    /// re-created NOT VALID in the swap, validated after it (PostgreSQL).
+    #[arg(long)]
+    repoint_foreign_keys: bool,
     /// Remove the shadow table and triggers an unfinished rebuild left.
     #[arg(long, conflicts_with = "alter")]
     abort: bool,
@@ -712,7 +716,15 @@ async fn rebuild(global: &GlobalArgs, args: RebuildArgs) -> anyhow::Result<()> {
     let started = chrono::Utc::now();
     let mut log = progress;
     let outcome = runner
-        .rebuild(&args.table, &alter, args.drop_old, &mut log)
+        .rebuild(
+            &args.table,
+            &alter,
+            gantry_migrate::runner::RebuildOptions {
+                drop_old: args.drop_old,
+                repoint_foreign_keys: args.repoint_foreign_keys,
+            },
+            &mut log,
+        )
         .await;
     runner.close().await;
     let report = outcome?;
@@ -934,6 +946,7 @@ async fn rebuild_via_server(global: &GlobalArgs, args: RebuildArgs) -> anyhow::R
         table: Some(args.table.clone()),
         alter: args.alter.clone(),
         drop_old: args.drop_old,
+        repoint_foreign_keys: args.repoint_foreign_keys,
         force: args.force,
         reason: args.reason.clone(),
         batch: Some(args.batch.max(1)),

@@ -919,3 +919,106 @@ fn a_rebuild_is_refused_without_a_primary_key_or_with_foreign_keys_pointing_at_i
         assert!(stderr(&out).contains(says), "{table}: {}", stderr(&out));
     }
 }
+
+#[test]
+fn a_rebuild_keeps_its_own_foreign_keys_and_repoints_those_at_it() {
+    let case = postgres("migrate_rebuild_fks");
+    let dir = folder(
+        "pg_rebuild_fks",
+        &[(
+            "expand/0001_t.sql",
+            "CREATE TABLE customers (id BIGINT PRIMARY KEY);\n\
+             CREATE TABLE orders (id BIGINT PRIMARY KEY, customer_id BIGINT NOT NULL REFERENCES customers (id));\n\
+             CREATE TABLE lines (id BIGINT PRIMARY KEY, order_id BIGINT NOT NULL REFERENCES orders (id) ON DELETE CASCADE);\n\
+             CREATE TABLE nodes (id BIGINT PRIMARY KEY, parent_id BIGINT REFERENCES nodes (id));\n\
+             INSERT INTO customers SELECT g FROM generate_series(1, 10) g;\n\
+             INSERT INTO orders SELECT g, 1 + g % 10 FROM generate_series(1, 500) g;\n\
+             INSERT INTO lines SELECT g, 1 + g % 500 FROM generate_series(1, 1000) g;\n",
+        )],
+    );
+    let db = ["--db", "pg_rebuild_fks"];
+    ok(&migrate(
+        dir.path(),
+        &case.url,
+        &[
+            &["apply", "--phase", "expand", "--force", "--reason", "test"][..],
+            &db,
+        ]
+        .concat(),
+    ));
+    let rebuild = |table: &str, extra: &[&str]| {
+        let args = [
+            &[
+                "rebuild",
+                table,
+                "--alter",
+                "ADD COLUMN note TEXT",
+                "--batch",
+                "100",
+            ][..],
+            extra,
+            &db,
+        ]
+        .concat();
+        migrate(dir.path(), &case.url, &args)
+    };
+    let refused = rebuild("orders", &[]);
+    assert!(!refused.status.success());
+    assert!(
+        stderr(&refused).contains("--repoint-foreign-keys"),
+        "{}",
+        stderr(&refused)
+    );
+    let refused = rebuild("nodes", &["--repoint-foreign-keys"]);
+    assert!(!refused.status.success());
+    assert!(
+        stderr(&refused).contains("references the table itself"),
+        "{}",
+        stderr(&refused)
+    );
+
+    ok(&rebuild("orders", &["--repoint-foreign-keys"]));
+    block_on(async {
+        use sqlx::Connection;
+        let mut c = sqlx::PgConnection::connect(&case.url).await.unwrap();
+        let count = |sql: &'static str| sqlx::query_scalar::<_, i64>(sql);
+        // The table's own key came along, validated; the key pointing at it moved to it.
+        let own = count("SELECT count(*) FROM pg_constraint WHERE contype = 'f' AND convalidated AND conrelid = 'orders'::regclass AND confrelid = 'customers'::regclass")
+            .fetch_one(&mut c).await.unwrap();
+        assert_eq!(own, 1);
+        let pointing = count("SELECT count(*) FROM pg_constraint WHERE contype = 'f' AND convalidated AND conrelid = 'lines'::regclass AND confrelid = 'orders'::regclass")
+            .fetch_one(&mut c).await.unwrap();
+        assert_eq!(pointing, 1);
+        let left = count("SELECT count(*) FROM pg_constraint WHERE contype = 'f' AND confrelid = to_regclass('_gantry_old_orders')")
+            .fetch_one(&mut c).await.unwrap();
+        assert_eq!(left, 0, "nothing points at the old table");
+        assert_eq!(
+            count("SELECT count(*) FROM orders")
+                .fetch_one(&mut c)
+                .await
+                .unwrap(),
+            500
+        );
+        // Both keys are enforced on the new table, the cascade too.
+        let orphan = sqlx::raw_sql("INSERT INTO lines VALUES (5000, 99999)")
+            .execute(&mut c)
+            .await;
+        assert!(orphan.is_err(), "a line for a missing order is refused");
+        let orphan = sqlx::raw_sql("INSERT INTO orders (id, customer_id) VALUES (5000, 99)")
+            .execute(&mut c)
+            .await;
+        assert!(
+            orphan.is_err(),
+            "an order for a missing customer is refused"
+        );
+        sqlx::raw_sql("DELETE FROM orders WHERE id = 7")
+            .execute(&mut c)
+            .await
+            .unwrap();
+        let lines = count("SELECT count(*) FROM lines WHERE order_id = 7")
+            .fetch_one(&mut c)
+            .await
+            .unwrap();
+        assert_eq!(lines, 0);
+    });
+}

@@ -246,6 +246,24 @@ fn a_job_outlives_its_client_pauses_between_migrations_and_aborts() {
     assert!(!watched.status.success());
     assert!(String::from_utf8_lossy(&watched.stderr).contains("aborted"));
 
+    // A rebuild runs as a job too.
+    let change = ok(&run(
+        &server,
+        root,
+        &[
+            "rebuild",
+            "items",
+            "--alter",
+            "ADD COLUMN extra TEXT",
+            "--via-server",
+        ],
+    ));
+    assert_eq!(change.trim().len(), 26, "{change}");
+    let j = job(&server, &newest_job(&server));
+    assert_eq!(j["state"], "succeeded", "{j:#}");
+    assert_eq!(j["report"]["table"], "items");
+    assert_eq!(change_status(&server, &j), "succeeded");
+
     // Refusals: an unknown database, a token without migrate on the database's services.
     let unknown = run(
         &server,
