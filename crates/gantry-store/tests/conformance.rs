@@ -783,6 +783,7 @@ fn migrate_job(database: &str, state: JobState, created: DateTime<Utc>) -> Job {
             table: Some("orders".into()),
             alter: Some("ADD COLUMN note TEXT".into()),
             drop_old: true,
+            repoint_foreign_keys: true,
             force: true,
             reason: Some("reviewed by db team".into()),
             out_of_order: true,
