@@ -282,6 +282,14 @@ pub struct RepairArgs {
     target: Target,
     #[arg(long, value_enum)]
     phase: PhaseArg,
+    /// The service the database belongs to: the repair is recorded as its change.
+    #[arg(long, requires = "env")]
+    service: Option<String>,
+    #[arg(long, requires = "service")]
+    env: Option<String>,
+    /// Why the files changed after they were applied; recorded in the change.
+    #[arg(long)]
+    reason: Option<String>,
 }
 
 fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
@@ -570,11 +578,49 @@ pub async fn run(global: &GlobalArgs, command: MigrateCommand) -> anyhow::Result
             }
         }
         MigrateCommand::Repair(args) => {
+            let started = chrono::Utc::now();
             let (mut runner, db) = connect(&args.target, |_| {}).await?;
-            let done = runner.repair(&db, args.phase.into()).await;
+            let phase: Phase = args.phase.into();
+            let done = runner.repair(&db, phase).await;
             runner.close().await;
             let done = done?;
             eprintln!("migrate: recorded the files' checksums over versions {done:?}");
+            match (&args.service, &args.env) {
+                _ if done.is_empty() => {
+                    eprintln!("migrate: nothing had drifted; no change recorded")
+                }
+                (Some(service), Some(env)) => {
+                    let client = crate::credentials::client(global)?;
+                    let mut extra = serde_json::Map::new();
+                    extra.insert("repaired".into(), serde_json::json!(done));
+                    let checksums: serde_json::Map<String, serde_json::Value> = db
+                        .phase(phase)
+                        .iter()
+                        .filter(|m| done.contains(&m.version))
+                        .map(|m| (m.version.to_string(), m.checksum.clone().into()))
+                        .collect();
+                    extra.insert("checksums".into(), checksums.into());
+                    if let Some(reason) = &args.reason {
+                        extra.insert("reason".into(), reason.clone().into());
+                    }
+                    let record = migration_record(
+                        (service, env),
+                        format!(
+                            "{}: {} checksums repaired for {done:?}",
+                            db.name,
+                            phase.name()
+                        ),
+                        ChangeStatus::Succeeded,
+                        started,
+                        (&db.name, phase),
+                        None,
+                        extra,
+                    );
+                    let change = client.record_migration(&record).await?;
+                    println!("{}", change.id);
+                }
+                _ => eprintln!("migrate: no --service: no change recorded"),
+            }
         }
     }
     Ok(())

@@ -630,6 +630,31 @@ fn phases_are_changes_and_the_contract_gate_asks_the_server() {
         change.body["metadata"]["forced"],
         "legacy column unused since 2025"
     );
+
+    // A repair is a deliberate act, and a change.
+    std::fs::write(
+        dir.path()
+            .join("migrations/pg_gate/expand/0002_add_email.sql"),
+        "-- reviewed\nALTER TABLE users ADD COLUMN email VARCHAR(200);\n",
+    )
+    .unwrap();
+    let id = ok(&with_server(&[
+        "repair",
+        "--phase",
+        "expand",
+        "--db",
+        "pg_gate",
+        "--service",
+        "shop",
+        "--env",
+        "prod",
+        "--reason",
+        "comment added",
+    ]));
+    let change = server.http().get(&format!("/api/v1/changes/{}", id.trim()));
+    assert_eq!(change.body["kind"], "migration", "{}", change.text);
+    assert_eq!(change.body["metadata"]["repaired"], serde_json::json!([2]));
+    assert_eq!(change.body["metadata"]["reason"], "comment added");
 }
 
 fn backfill_case(db: &str, case: &Case, seed: &str) {
