@@ -309,6 +309,17 @@ pub struct RolloutSpec {
     /// Restricts targets to hosts with one of these roles (`None`: the service's config).
     pub roles: Option<Vec<String>>,
     pub auto_rollback: bool,
+    /// How long past a wave's bake the rollout waits for gates that answer "wait" before it
+    /// pauses with their reason.
+    #[serde(default = "default_max_analysis_secs")]
+    pub max_analysis_secs: u64,
+}
+
+/// Ten minutes: how long gates may keep a baked wave waiting by default.
+pub const DEFAULT_MAX_ANALYSIS_SECS: u64 = 600;
+
+fn default_max_analysis_secs() -> u64 {
+    DEFAULT_MAX_ANALYSIS_SECS
 }
 
 /// A rollout: one build going to the hosts of one service in one environment.
@@ -415,6 +426,30 @@ pub struct Task {
     pub error: Option<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// When the host switched to the build (the first report past `switch`): where
+    /// before/after comparisons of the host split. Kept in the task's document, so older
+    /// binaries read past it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub switched_at: Option<DateTime<Utc>>,
+    /// When the host took traffic again (the first report past `undrain`, or success).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub undrained_at: Option<DateTime<Utc>>,
+}
+
+impl Task {
+    /// Notes when the host really changed, from a report of `step` in `state` at `now`:
+    /// past `switch` it runs the new build; past `undrain` (or done) it serves again.
+    pub fn note_progress(&mut self, now: DateTime<Utc>) {
+        let index = |name: &str| STEPS.iter().position(|s| *s == name);
+        let at = self.step.as_deref().and_then(index);
+        let succeeded = self.state == TaskState::Succeeded;
+        if succeeded || at.is_some_and(|i| Some(i) > index("switch")) {
+            self.switched_at.get_or_insert(now);
+        }
+        if succeeded || at.is_some_and(|i| Some(i) > index("undrain")) {
+            self.undrained_at.get_or_insert(now);
+        }
+    }
 }
 
 /// The steps of a task, in order, as agents report them.
@@ -496,11 +531,27 @@ pub fn output_tail(s: &str) -> String {
     s[start..].to_string()
 }
 
-/// A gate's verdict on a baked wave, from outside the core rules (monitors, regressions).
-#[derive(Debug, Clone, PartialEq)]
-pub struct GateFailure {
+/// What a pluggable gate (monitors, regression detection) says about a running rollout. It is
+/// asked on every tick, not only when a wave has baked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GateOutcome {
+    Pass,
+    /// Not yet decided (too little data after the switch, or no answer in time): a baked
+    /// wave waits up to `max_analysis_secs`, then the rollout pauses with this reason.
+    Wait {
+        reason: String,
+    },
+    /// Stop now: halts the rollout wherever it is and rolls back what it reached.
+    Fail {
+        reason: String,
+    },
+}
+
+/// One gate's answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GateVerdict {
     pub gate: String,
-    pub reason: String,
+    pub outcome: GateOutcome,
 }
 
 /// What a tick saw besides the rollout and its tasks.
@@ -508,9 +559,8 @@ pub struct Observed<'a> {
     pub now: DateTime<Utc>,
     /// Hosts whose heartbeats stopped.
     pub lost: &'a HashSet<String>,
-    /// Failures reported by pluggable gates: the caller asks them when the current wave has
-    /// baked (`bake_until <= now`) and passes their answers here.
-    pub gate_failures: Vec<GateFailure>,
+    /// What the pluggable gates answered on this tick.
+    pub gates: Vec<GateVerdict>,
 }
 
 /// What [`advance`] decided: the rollout and tasks it changed, tasks to create.
@@ -581,6 +631,20 @@ pub fn advance(rollout: &mut Rollout, tasks: &mut [Task], seen: &Observed<'_>) -
                 tasks[i].purpose == TaskPurpose::Deploy && tasks[i].state == TaskState::Failed
             })
             .collect();
+        // A gate that fails halts at once, wherever the wave is.
+        let fail = seen.gates.iter().find_map(|g| match &g.outcome {
+            GateOutcome::Fail { reason } => Some((g.gate.as_str(), reason.as_str())),
+            _ => None,
+        });
+        if let Some((gate, reason)) = fail {
+            let reason = format!(
+                "gate {gate}: {reason} (wave {} of {})",
+                rollout.wave + 1,
+                rollout.spec.waves.len()
+            );
+            halt(rollout, tasks, reason, now, &mut out);
+            return out;
+        }
         if failed.len() > rollout.spec.max_failed {
             let reason = format!(
                 "wave {} of {}: {} host(s) failed (at most {} allowed); first: {}",
@@ -616,14 +680,26 @@ pub fn advance(rollout: &mut Rollout, tasks: &mut [Task], seen: &Observed<'_>) -
                 halt(rollout, tasks, reason, now, &mut out);
                 return out;
             }
-            if let Some(g) = seen.gate_failures.first() {
-                let reason = format!(
-                    "gate {} failed after wave {}: {}",
-                    g.gate,
-                    rollout.wave + 1,
-                    g.reason
-                );
-                halt(rollout, tasks, reason, now, &mut out);
+            // A gate still deciding holds the wave, up to max_analysis past the bake.
+            let wait = seen.gates.iter().find_map(|g| match &g.outcome {
+                GateOutcome::Wait { reason } => Some((g.gate.as_str(), reason.as_str())),
+                _ => None,
+            });
+            if let Some((gate, reason)) = wait {
+                let limit = until + Duration::seconds(rollout.spec.max_analysis_secs as i64);
+                if now < limit {
+                    return out;
+                }
+                rollout.state = RolloutState::Paused;
+                rollout.reason = Some(format!(
+                    "gate {gate} had not decided {} s after wave {}'s bake: {reason}; resume to give it as long again, or abort",
+                    rollout.spec.max_analysis_secs,
+                    rollout.wave + 1
+                ));
+                // A resume waits max_analysis again from here.
+                rollout.bake_until = Some(now);
+                rollout.updated_at = now;
+                out.rollout_changed = true;
                 return out;
             }
             rollout.bake_until = None;
@@ -751,6 +827,8 @@ fn halt(
             error: None,
             created_at: now,
             updated_at: now,
+            switched_at: None,
+            undrained_at: None,
         });
     }
     if !without_previous.is_empty() {
@@ -922,6 +1000,9 @@ pub struct NewRollout {
     pub auto_rollback: Option<bool>,
     /// Refuse to start when a target host is offline, instead of skipping it.
     pub require_all: Option<bool>,
+    /// How long past a wave's bake gates may answer "wait" before the rollout pauses
+    /// (default `10m`).
+    pub max_analysis: Option<String>,
 }
 
 /// A rollout and its per-host tasks.
@@ -975,6 +1056,7 @@ mod tests {
                 max_failed,
                 roles: None,
                 auto_rollback: true,
+                max_analysis_secs: 60,
             },
             skipped: vec![],
             aborted_by: None,
@@ -1008,6 +1090,8 @@ mod tests {
                 error: None,
                 created_at: t0(),
                 updated_at: t0(),
+                switched_at: None,
+                undrained_at: None,
             })
             .collect()
     }
@@ -1024,7 +1108,7 @@ mod tests {
             &Observed {
                 now,
                 lost,
-                gate_failures: vec![],
+                gates: vec![],
             },
         );
         ts.extend(out.new_tasks.iter().cloned());
@@ -1222,9 +1306,11 @@ mod tests {
             &Observed {
                 now: t0(),
                 lost: &none,
-                gate_failures: vec![GateFailure {
+                gates: vec![GateVerdict {
                     gate: "monitor".into(),
-                    reason: "error rate 12%".into(),
+                    outcome: GateOutcome::Fail {
+                        reason: "error rate 12%".into(),
+                    },
                 }],
             },
         );
@@ -1234,7 +1320,181 @@ mod tests {
             .reason
             .as_deref()
             .unwrap()
-            .contains("gate monitor failed after wave 1"));
+            .contains("gate monitor: error rate 12% (wave 1 of 2)"));
+    }
+
+    /// One tick with these gate answers.
+    fn with_gates(
+        r: &mut Rollout,
+        ts: &mut Vec<Task>,
+        now: DateTime<Utc>,
+        gates: &[(&str, GateOutcome)],
+    ) -> Advance {
+        let none = HashSet::new();
+        let out = advance(
+            r,
+            ts,
+            &Observed {
+                now,
+                lost: &none,
+                gates: gates
+                    .iter()
+                    .map(|(g, o)| GateVerdict {
+                        gate: g.to_string(),
+                        outcome: o.clone(),
+                    })
+                    .collect(),
+            },
+        );
+        ts.extend(out.new_tasks.iter().cloned());
+        out
+    }
+
+    #[test]
+    fn gates_are_data_driven_pass_wait_and_fail() {
+        use GateOutcome::*;
+        let wait = || Wait {
+            reason: "3 points after the switch".into(),
+        };
+        let fail = || Fail {
+            reason: "verdict 01ABC".into(),
+        };
+        let s = Duration::seconds;
+        // (gate answers on the ticks at t0 + offset; what the rollout is after the last)
+        struct Case {
+            name: &'static str,
+            ticks: Vec<(i64, Vec<GateOutcome>)>,
+            state: RolloutState,
+            wave: usize,
+            reason: Option<&'static str>,
+        }
+        let cases = vec![
+            Case {
+                name: "pass all the way",
+                ticks: vec![
+                    (0, vec![Pass]),
+                    (10, vec![Pass]),
+                    (20, vec![Pass]),
+                    (30, vec![Pass]),
+                    (40, vec![Pass]),
+                ],
+                state: RolloutState::Succeeded,
+                wave: 1,
+                reason: None,
+            },
+            Case {
+                name: "a fail before the bake ends halts at once",
+                ticks: vec![(0, vec![Pass]), (10, vec![Pass]), (15, vec![Pass, fail()])],
+                state: RolloutState::RollingBack,
+                wave: 0,
+                reason: Some("gate g: verdict 01ABC (wave 1 of 2)"),
+            },
+            Case {
+                name: "a wait before the bake ends changes nothing",
+                ticks: vec![
+                    (0, vec![wait()]),
+                    (10, vec![wait()]),
+                    (15, vec![wait()]),
+                    (20, vec![Pass]),
+                ],
+                state: RolloutState::Running,
+                wave: 1,
+                reason: None,
+            },
+            Case {
+                name: "a wait at bake end holds the wave within max_analysis",
+                ticks: vec![
+                    (0, vec![Pass]),
+                    (10, vec![Pass]),
+                    (20, vec![wait()]),
+                    (79, vec![wait()]),
+                ],
+                state: RolloutState::Running,
+                wave: 0,
+                reason: None,
+            },
+            Case {
+                name: "a wait that outlasts max_analysis pauses with the reason",
+                ticks: vec![
+                    (0, vec![Pass]),
+                    (10, vec![Pass]),
+                    (20, vec![wait()]),
+                    (80, vec![wait()]),
+                ],
+                state: RolloutState::Paused,
+                wave: 0,
+                reason: Some(
+                    "gate g had not decided 60 s after wave 1's bake: 3 points after the switch",
+                ),
+            },
+            Case {
+                name: "a wait that turns into a pass goes on",
+                ticks: vec![
+                    (0, vec![Pass]),
+                    (10, vec![Pass]),
+                    (20, vec![wait()]),
+                    (50, vec![Pass]),
+                ],
+                state: RolloutState::Running,
+                wave: 1,
+                reason: None,
+            },
+        ];
+        for case in cases {
+            let mut r = rollout(&[1, 2], 10, 0, 0);
+            let mut ts = tasks(&r, 2);
+            for (at, answers) in &case.ticks {
+                let named: Vec<(&str, GateOutcome)> =
+                    answers.iter().map(|o| ("g", o.clone())).collect();
+                with_gates(&mut r, &mut ts, t0() + s(*at), &named);
+                if r.state == RolloutState::Running {
+                    complete(&mut ts, TaskState::Succeeded);
+                }
+            }
+            assert_eq!(r.state, case.state, "{}: {:?}", case.name, r.reason);
+            if r.state == RolloutState::Running {
+                assert_eq!(r.wave, case.wave, "{}", case.name);
+            }
+            match case.reason {
+                Some(needle) => assert!(
+                    r.reason.as_deref().unwrap_or("").contains(needle),
+                    "{}: {:?}",
+                    case.name,
+                    r.reason
+                ),
+                None => assert_eq!(r.reason, None, "{}", case.name),
+            }
+        }
+    }
+
+    #[test]
+    fn a_task_notes_when_its_host_switched_and_served_again() {
+        let r = rollout(&[1], 0, 0, 0);
+        let mut t = tasks(&r, 1).remove(0);
+        let at = |s: i64| t0() + Duration::seconds(s);
+        for (step, state, now) in [
+            ("fetch", TaskState::Running, 1),
+            ("switch", TaskState::Running, 2),
+            ("restart", TaskState::Running, 3),
+            ("undrain", TaskState::Running, 4),
+            ("after_switch", TaskState::Running, 5),
+            ("prune", TaskState::Succeeded, 6),
+        ] {
+            t.step = Some(step.into());
+            t.state = state;
+            t.note_progress(at(now));
+        }
+        assert_eq!((t.switched_at, t.undrained_at), (Some(at(3)), Some(at(5))));
+        // A host that never got past the switch did not change; one that fails its health
+        // check after switching did.
+        let mut t = tasks(&r, 1).remove(0);
+        t.step = Some("switch".into());
+        t.note_progress(at(1));
+        assert_eq!(t.switched_at, None);
+        t.step = Some("health".into());
+        t.state = TaskState::Failed;
+        t.note_progress(at(2));
+        assert_eq!((t.switched_at, t.undrained_at), (Some(at(2)), None));
     }
 
     #[test]

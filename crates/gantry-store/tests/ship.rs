@@ -52,6 +52,7 @@ fn rollout(service: &str, env: &str, b: &Build) -> Rollout {
             max_failed: 0,
             roles: None,
             auto_rollback: true,
+            max_analysis_secs: 600,
         },
         skipped: vec![],
         aborted_by: None,
@@ -83,6 +84,8 @@ fn task(r: &Rollout, host: &str, state: TaskState) -> Task {
         error: None,
         created_at: at(0),
         updated_at: at(0),
+        switched_at: None,
+        undrained_at: None,
     }
 }
 

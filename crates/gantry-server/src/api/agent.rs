@@ -225,6 +225,8 @@ async fn converge(state: &AppState, host: &Host, hello: &AgentHello) -> ApiResul
             error: None,
             created_at: now,
             updated_at: now,
+            switched_at: None,
+            undrained_at: None,
         });
     }
     if !new.is_empty() {
@@ -288,6 +290,7 @@ pub async fn report(
     }
     task.error = r.error.map(|e| output_tail(&e)).or(task.error);
     task.updated_at = Utc::now();
+    task.note_progress(task.updated_at);
     if !state.store.report_task(&task).await? {
         return Err(ApiError::new(
             axum::http::StatusCode::CONFLICT,

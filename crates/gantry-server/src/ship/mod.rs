@@ -4,6 +4,7 @@
 pub mod artifacts;
 pub mod bell;
 pub mod orchestrator;
+pub mod rollouts;
 
 use std::path::PathBuf;
 

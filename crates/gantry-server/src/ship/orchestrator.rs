@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use gantry_core::ship::{
-    advance, GateFailure, HostStatus, Observed, Rollout, RolloutKind, RolloutState, Task,
-    TaskPurpose, TaskState,
+    advance, GateOutcome, GateVerdict, HostStatus, Observed, Rollout, RolloutKind, RolloutState,
+    Task, TaskPurpose, TaskState,
 };
 use gantry_core::{ChangePatch, ChangeStatus};
 use gantry_store::{Deployment, Store};
@@ -23,15 +23,27 @@ use super::ShipConfig;
 /// How long a server holds a rollout without renewing it.
 const LEASE_TTL: Duration = Duration::from_secs(15);
 
-/// A check that must pass after each wave's bake (monitors, regression detection). The
-/// built-in gates (hosts healthy, failures within `--max-failed`, no host lost) are part of
-/// the state machine; other pillars add theirs here.
+/// What a gate is shown on each tick of a running rollout.
+pub struct GateContext<'a> {
+    pub rollout: &'a Rollout,
+    pub tasks: &'a [Task],
+    pub now: DateTime<Utc>,
+}
+
+/// A check asked on every tick while a rollout runs (monitors, regression detection): pass,
+/// wait (a baked wave waits up to `--max-analysis`, then the rollout pauses) or fail (the
+/// rollout halts at once and rolls back). The built-in gates (hosts healthy, failures
+/// within `--max-failed`, no host lost) are part of the state machine; other pillars add
+/// theirs here. A gate reads what is stored (verdicts a detector computed); it must answer
+/// within [`GATE_TIMEOUT`], or it counts as waiting.
 #[async_trait::async_trait]
 pub trait Gate: Send + Sync {
     fn name(&self) -> &str;
-    /// `Some(reason)` when the rollout must stop.
-    async fn check(&self, rollout: &Rollout) -> Option<String>;
+    async fn check(&self, cx: &GateContext<'_>) -> GateOutcome;
 }
+
+/// How long a gate may take to answer.
+pub const GATE_TIMEOUT: Duration = Duration::from_secs(2);
 
 pub struct Orchestrator {
     pub store: Arc<dyn Store>,
@@ -123,15 +135,23 @@ impl Orchestrator {
             }
         }
         let lost = self.lost_hosts(&rollout.environment, now).await?;
-        let mut gate_failures = Vec::new();
-        if rollout.state == RolloutState::Running && rollout.bake_until.is_some_and(|t| t <= now) {
+        let mut gates = Vec::new();
+        if rollout.state == RolloutState::Running {
+            let cx = GateContext {
+                rollout: &rollout,
+                tasks: &tasks,
+                now,
+            };
             for gate in &self.gates {
-                if let Some(reason) = gate.check(&rollout).await {
-                    gate_failures.push(GateFailure {
-                        gate: gate.name().to_string(),
-                        reason,
+                let outcome = tokio::time::timeout(GATE_TIMEOUT, gate.check(&cx))
+                    .await
+                    .unwrap_or_else(|_| GateOutcome::Wait {
+                        reason: format!("gate {} did not answer within 2 s", gate.name()),
                     });
-                }
+                gates.push(GateVerdict {
+                    gate: gate.name().to_string(),
+                    outcome,
+                });
             }
         }
         let out = advance(
@@ -140,7 +160,7 @@ impl Orchestrator {
             &Observed {
                 now,
                 lost: &lost,
-                gate_failures,
+                gates,
             },
         );
         changed_idx.extend(out.changed_tasks.iter().copied());

@@ -399,6 +399,10 @@ pub struct WaveArgs {
     /// Bake time after each wave before its gates run [default: 60s; rollback: 0s].
     #[arg(long)]
     bake: Option<String>,
+    /// How long past a wave's bake gates may answer "wait" before the rollout pauses
+    /// [default: 10m].
+    #[arg(long)]
+    max_analysis: Option<String>,
     /// At most N hosts at once within a wave [default: no limit].
     #[arg(long)]
     parallel: Option<usize>,
@@ -458,6 +462,7 @@ fn new_rollout(kind: RolloutKind, service: String, env: String, w: &WaveArgs) ->
         environment: env,
         waves: w.waves.clone(),
         bake: w.bake.clone(),
+        max_analysis: w.max_analysis.clone(),
         parallel: w.parallel,
         max_failed: w.max_failed,
         roles: w.roles.clone(),

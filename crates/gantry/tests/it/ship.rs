@@ -359,6 +359,12 @@ fn deploys_in_waves_rolls_back_by_itself_and_promotes() {
     let r = rollout(&server, &first_rollout);
     assert_eq!(r["state"], "succeeded");
     assert_eq!(r["tasks"].as_array().unwrap().len(), 3);
+    // Each task says when its host switched and took traffic again (what detection splits on).
+    for t in r["tasks"].as_array().unwrap() {
+        let (switched, undrained) = (t["switched_at"].as_str(), t["undrained_at"].as_str());
+        assert!(switched.is_some() && undrained.is_some(), "{t}");
+        assert!(switched <= undrained, "{t}");
+    }
 
     // The broken build: wave 1 passes, wave 2 fails, the fleet goes back to 2.0 by itself.
     let out = server.cli(&[
