@@ -536,6 +536,71 @@ impl Client {
         .await
     }
 
+    // ---- incidents ----
+
+    /// The report (`GET /api/v1/report`).
+    pub async fn report(&self, query: &[(&str, String)]) -> Result<gantry_core::report::Report> {
+        self.json(self.request(Method::GET, "/api/v1/report").query(query))
+            .await
+    }
+
+    pub async fn open_incident(
+        &self,
+        new: &gantry_core::incident::NewIncident,
+    ) -> Result<gantry_core::incident::Incident> {
+        self.json(self.request(Method::POST, "/api/v1/incidents").json(new))
+            .await
+    }
+
+    pub async fn list_incidents(
+        &self,
+        query: &[(&str, String)],
+    ) -> Result<Vec<gantry_core::incident::Incident>> {
+        self.json(self.request(Method::GET, "/api/v1/incidents").query(query))
+            .await
+    }
+
+    pub async fn get_incident(&self, id: &str) -> Result<gantry_core::incident::IncidentView> {
+        self.json(self.request(
+            Method::GET,
+            &format!("/api/v1/incidents/{}", path_segment(id)?),
+        ))
+        .await
+    }
+
+    /// `ack`, `mitigate`, `resolve`, `rollback` or `flag-off`.
+    pub async fn incident_action(
+        &self,
+        id: &str,
+        action: &str,
+    ) -> Result<gantry_core::incident::ActionResult> {
+        self.json(self.request(
+            Method::POST,
+            &format!(
+                "/api/v1/incidents/{}/{}",
+                path_segment(id)?,
+                path_segment(action)?
+            ),
+        ))
+        .await
+    }
+
+    /// A note (`POST …/notes`), the cause (`PUT …/cause`) or a correction (`PATCH`).
+    pub async fn incident_write(
+        &self,
+        method: Method,
+        id: &str,
+        tail: Option<&str>,
+        body: &serde_json::Value,
+    ) -> Result<gantry_core::incident::Incident> {
+        let mut path = format!("/api/v1/incidents/{}", path_segment(id)?);
+        if let Some(tail) = tail {
+            path.push('/');
+            path.push_str(tail);
+        }
+        self.json(self.request(method, &path).json(body)).await
+    }
+
     /// Queues a migration job (`--via-server`).
     pub async fn submit_migrate_job(
         &self,

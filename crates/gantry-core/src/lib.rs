@@ -7,9 +7,11 @@
 
 pub mod change;
 pub mod deploy;
+pub mod incident;
 pub mod migrate;
 pub mod migrate_job;
 pub mod names;
+pub mod report;
 pub mod scope;
 pub mod service;
 pub mod ship;

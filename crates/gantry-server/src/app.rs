@@ -37,6 +37,7 @@ use crate::state::AppState;
         (name = "rollouts", description = "Deploys, rollbacks and promotes in waves with health gates"),
         (name = "graphite", description = "Graphite-compatible reads (render, find, tags) and events, for Grafana"),
         (name = "metrics", description = "Stored metric series"),
+        (name = "incidents", description = "Incidents: suspects, clocks, timeline, remedies"),
         (name = "migrate", description = "What migration runners ask: the contract gate, and recording a phase as a change"),
         (name = "services", description = "Services and their environment pipelines"),
         (name = "tokens", description = "API tokens and their scopes"),
@@ -87,6 +88,8 @@ pub fn routes(state: &AppState) -> (Router<AppState>, OpenApiDoc) {
         .merge(api::flags::router())
         .merge(api::unleash::router())
         .merge(api::migrate::router())
+        .merge(api::incidents::router())
+        .merge(api::report::router())
         .layer(middleware::from_fn(move |req, next| {
             with_timeout(timeout, req, next)
         }))

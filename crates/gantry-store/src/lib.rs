@@ -11,6 +11,8 @@ mod error;
 mod flag_queries;
 pub mod flags;
 mod group_commit;
+mod incident_queries;
+pub mod incidents;
 mod migrate_queries;
 mod postgres;
 mod queries;
@@ -25,6 +27,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use gantry_core::incident::{Incident, TimelineEntry};
 use gantry_core::migrate_job::{Job, JobLogLine, JobState};
 use gantry_core::ship::{Build, Host, HostFacts, HostRelease, Rollout, Task};
 use gantry_core::{
@@ -37,6 +40,7 @@ pub use flags::{
     FlagEnvironmentRecord, FlagRecord, FlagSchedule, FlagSnapshot, FlagState, FlagUsage, FlagWrite,
     SdkClient, SegmentRecord, FLAGS_CHANNEL,
 };
+pub use incidents::NewTimelineEntry;
 pub use postgres::PostgresStore;
 pub use schema::{SchemaStatus, SCHEMA_VERSION};
 pub use sqlite::SqliteStore;
@@ -478,6 +482,36 @@ pub trait Store: Send + Sync + 'static {
     /// A job's log lines with `seq > after`, in seq order, at most `limit`.
     async fn migrate_log_after(&self, job: Ulid, after: i64, limit: u32)
         -> Result<Vec<JobLogLine>>;
+
+    // ---- incidents ----
+
+    /// Stores a new incident (its `version` as given, normally 1) and its first timeline
+    /// entries, in one transaction.
+    async fn insert_incident(
+        &self,
+        incident: &Incident,
+        timeline: &[NewTimelineEntry],
+    ) -> Result<()>;
+    async fn get_incident(&self, id: Ulid) -> Result<Option<Incident>>;
+    /// Incidents newest first by detected_at (then id): detected at or after `since` when
+    /// given, not resolved when `open_only`, at most `limit`.
+    async fn list_incidents(
+        &self,
+        since: Option<DateTime<Utc>>,
+        open_only: bool,
+        limit: u32,
+    ) -> Result<Vec<Incident>>;
+    /// Writes `incident` if the stored version is still `incident.version`, with
+    /// `timeline` appended in the same transaction; returns it with `version + 1`. `Stale`
+    /// (nothing written, timeline included) when another write came first; `NotFound` when
+    /// there is none.
+    async fn update_incident(
+        &self,
+        incident: &Incident,
+        timeline: &[NewTimelineEntry],
+    ) -> Result<Incident>;
+    /// An incident's timeline in seq order.
+    async fn incident_timeline(&self, id: Ulid) -> Result<Vec<TimelineEntry>>;
 
     /// Closes connections, waiting for work in flight.
     async fn close(&self);

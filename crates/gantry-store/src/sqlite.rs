@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use gantry_core::incident::{Incident, TimelineEntry};
 use gantry_core::migrate_job::{Job, JobLogLine, JobState};
 use gantry_core::ship::{Build, Host, HostFacts, HostRelease, Rollout, Task};
 use gantry_core::{Change, ChangeEvent, ChangePatch, ChangeQuery, NewService, Service, TokenInfo};
@@ -32,8 +33,8 @@ use crate::group_commit::GroupCommit;
 use crate::queries::Dialect;
 use crate::schema::{self, SchemaStatus, SCHEMA_VERSION};
 use crate::{
-    Backend, BuildQuery, DeployConfigRecord, Deployment, Result, ShipSignal, Store, StoreError,
-    StoreOptions, TagMatch, TokenRecord,
+    Backend, BuildQuery, DeployConfigRecord, Deployment, NewTimelineEntry, Result, ShipSignal,
+    Store, StoreError, StoreOptions, TagMatch, TokenRecord,
 };
 
 mod q {
@@ -50,6 +51,10 @@ mod fq {
 
 mod mq {
     crate::migrate_queries::migrate_queries!(sqlx::Sqlite);
+}
+
+mod iq {
+    crate::incident_queries::incident_queries!(sqlx::Sqlite);
 }
 
 const DIALECT: Dialect = Dialect {
@@ -703,6 +708,39 @@ impl Store for SqliteStore {
         limit: u32,
     ) -> Result<Vec<JobLogLine>> {
         mq::migrate_log_after(&self.reader, job, after, limit).await
+    }
+
+    async fn insert_incident(
+        &self,
+        incident: &Incident,
+        timeline: &[NewTimelineEntry],
+    ) -> Result<()> {
+        iq::insert_incident(&self.writer, incident, timeline).await
+    }
+
+    async fn get_incident(&self, id: Ulid) -> Result<Option<Incident>> {
+        iq::get_incident(&self.reader, id).await
+    }
+
+    async fn list_incidents(
+        &self,
+        since: Option<DateTime<Utc>>,
+        open_only: bool,
+        limit: u32,
+    ) -> Result<Vec<Incident>> {
+        iq::list_incidents(&self.reader, since, open_only, limit).await
+    }
+
+    async fn update_incident(
+        &self,
+        incident: &Incident,
+        timeline: &[NewTimelineEntry],
+    ) -> Result<Incident> {
+        iq::update_incident(&self.writer, incident, timeline).await
+    }
+
+    async fn incident_timeline(&self, id: Ulid) -> Result<Vec<TimelineEntry>> {
+        iq::incident_timeline(&self.reader, id).await
     }
 
     async fn close(&self) {

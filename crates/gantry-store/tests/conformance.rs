@@ -5,12 +5,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
+use gantry_core::incident::{
+    Cause, Incident, IncidentState, Severity, Source, Suspect, TimelineEntry,
+};
 use gantry_core::migrate_job::{Job, JobFile, JobKind, JobSpec, JobState};
 use gantry_core::{
     Change, ChangeEventKind, ChangeKind, ChangePatch, ChangeQuery, ChangeStatus, Cursor,
     NewService, Scope, TokenInfo,
 };
-use gantry_store::{Store, StoreError, StoreOptions, TagMatch};
+use gantry_store::{NewTimelineEntry, Store, StoreError, StoreOptions, TagMatch};
 use ulid::Ulid;
 
 struct Harness {
@@ -1150,6 +1153,493 @@ async fn corrupt_migrate_job_rows_name_the_column() {
             .unwrap();
         pg.insert_migrate_job(&job).await.unwrap();
     }
+    raw.close().await;
+    pg.close().await;
+}
+
+// ---- incidents ----
+
+/// An incident with every field set that `state` allows (its clocks up to that state), all
+/// timestamps with microseconds, so a round trip checks each part of the doc and each column.
+fn incident(state: IncidentState, detected: DateTime<Utc>) -> Incident {
+    let micros = chrono::Duration::microseconds(654_321);
+    let step = match state {
+        IncidentState::Open => 0,
+        IncidentState::Acknowledged => 1,
+        IncidentState::Mitigated => 2,
+        IncidentState::Resolved => 3,
+    };
+    let clock = |n: i64| (step >= n).then(|| detected + chrono::Duration::minutes(5 * n) + micros);
+    let suspect = Ulid::new();
+    Incident {
+        id: Ulid::new(),
+        title: "checkout errors".into(),
+        severity: Severity::Sev2,
+        services: vec!["shop".into(), "cart".into()],
+        environments: vec!["prod".into(), "eu-prod".into()],
+        state,
+        source: Source::Alert {
+            monitor: "checkout-5xx".into(),
+        },
+        opened_by: "monitor:checkout-5xx".into(),
+        impact_started_at: detected - chrono::Duration::minutes(4) + micros,
+        detected_at: detected + micros,
+        acknowledged_at: clock(1),
+        mitigated_at: clock(2),
+        resolved_at: clock(3),
+        suspects: vec![
+            Suspect {
+                change: suspect,
+                kind: "deploy".into(),
+                service: Some("shop".into()),
+                environment: Some("prod".into()),
+                summary: "deploy shop 1.4.2 to prod".into(),
+                started_at: detected - chrono::Duration::minutes(10) + micros,
+                score: 0.794,
+            },
+            Suspect {
+                change: Ulid::new(),
+                kind: "config".into(),
+                service: Some("cart".into()),
+                environment: None,
+                summary: "raise cart pool size".into(),
+                started_at: detected - chrono::Duration::hours(3),
+                score: 0.016,
+            },
+        ],
+        cause: Some(Cause::Change { change: suspect }),
+        postmortem: Some("https://wiki.example.com/pm/42".into()),
+        updated_at: detected + chrono::Duration::minutes(16) + micros,
+        version: 1,
+    }
+}
+
+fn entry(kind: &str, at: DateTime<Utc>, text: &str, change: Option<Ulid>) -> NewTimelineEntry {
+    NewTimelineEntry {
+        at,
+        kind: kind.into(),
+        actor: "ann".into(),
+        text: text.into(),
+        change,
+    }
+}
+
+/// A timeline as appended (without the seqs the store gave it).
+fn appended(timeline: &[TimelineEntry]) -> Vec<NewTimelineEntry> {
+    timeline
+        .iter()
+        .map(|e| NewTimelineEntry {
+            at: e.at,
+            kind: e.kind.clone(),
+            actor: e.actor.clone(),
+            text: e.text.clone(),
+            change: e.change,
+        })
+        .collect()
+}
+
+conformance!(incident_round_trip, |store: Arc<dyn Store>| async move {
+    let full = incident(IncidentState::Resolved, at(0));
+    let opened = vec![
+        entry(
+            "opened",
+            full.detected_at,
+            "opened by monitor checkout-5xx",
+            None,
+        ),
+        entry(
+            "change",
+            full.suspects[0].started_at,
+            "suspect: deploy shop 1.4.2 to prod",
+            Some(full.suspects[0].change),
+        ),
+    ];
+    store.insert_incident(&full, &opened).await.unwrap();
+    assert_eq!(
+        store.get_incident(full.id).await.unwrap().as_ref(),
+        Some(&full)
+    );
+    let timeline = store.incident_timeline(full.id).await.unwrap();
+    assert_eq!(appended(&timeline), opened);
+    assert!(0 < timeline[0].seq && timeline[0].seq < timeline[1].seq);
+
+    // Every other source, cause, severity and state; the least an incident can carry.
+    let variants = [
+        (Source::Manual, None, Severity::Sev1, IncidentState::Open),
+        (
+            Source::Verdict {
+                verdict: Ulid::new(),
+            },
+            Some(Cause::NotAChange {
+                what: "a provider outage".into(),
+            }),
+            Severity::Sev3,
+            IncidentState::Acknowledged,
+        ),
+        (
+            Source::Alert {
+                monitor: "latency-p99".into(),
+            },
+            Some(Cause::Change {
+                change: Ulid::new(),
+            }),
+            Severity::Sev4,
+            IncidentState::Mitigated,
+        ),
+    ];
+    for (i, (source, cause, severity, state)) in variants.into_iter().enumerate() {
+        let bare = Incident {
+            id: Ulid::new(),
+            severity,
+            services: vec![],
+            environments: vec![],
+            source,
+            cause,
+            suspects: vec![],
+            postmortem: None,
+            version: 3,
+            ..incident(state, at(i as i64 + 1))
+        };
+        store.insert_incident(&bare, &[]).await.unwrap();
+        assert_eq!(
+            store.get_incident(bare.id).await.unwrap().as_ref(),
+            Some(&bare),
+            "stored with its version as given"
+        );
+        assert!(store.incident_timeline(bare.id).await.unwrap().is_empty());
+    }
+    assert!(store.get_incident(Ulid::new()).await.unwrap().is_none());
+    assert!(store
+        .incident_timeline(Ulid::new())
+        .await
+        .unwrap()
+        .is_empty());
+});
+
+conformance!(
+    incidents_listed_newest_first_since_and_open,
+    |store: Arc<dyn Store>| async move {
+        assert!(store
+            .list_incidents(None, false, 100)
+            .await
+            .unwrap()
+            .is_empty());
+        let mut incidents = vec![
+            incident(IncidentState::Resolved, at(0)),
+            incident(IncidentState::Open, at(10)),
+            incident(IncidentState::Mitigated, at(20)),
+            incident(IncidentState::Resolved, at(30)),
+            incident(IncidentState::Acknowledged, at(30)),
+        ];
+        // Two incidents detected in the same microsecond: the id breaks the tie.
+        incidents[4].detected_at = incidents[3].detected_at;
+        for i in &incidents {
+            store.insert_incident(i, &[]).await.unwrap();
+        }
+        let newest_first = |picked: Vec<&Incident>| {
+            let mut picked: Vec<Incident> = picked.into_iter().cloned().collect();
+            picked.sort_by_key(|i| std::cmp::Reverse((i.detected_at, i.id)));
+            picked
+        };
+
+        let all = store.list_incidents(None, false, 100).await.unwrap();
+        assert_eq!(all, newest_first(incidents.iter().collect()));
+
+        let open = store.list_incidents(None, true, 100).await.unwrap();
+        assert_eq!(
+            open,
+            newest_first(
+                incidents
+                    .iter()
+                    .filter(|i| i.state != IncidentState::Resolved)
+                    .collect()
+            )
+        );
+        assert_eq!(open.len(), 3);
+
+        // `since` counts the incident detected at that very microsecond.
+        let since = incidents[2].detected_at;
+        let recent = store.list_incidents(Some(since), false, 100).await.unwrap();
+        assert_eq!(recent, newest_first(incidents[2..].iter().collect()));
+        let later = store
+            .list_incidents(Some(since + chrono::Duration::microseconds(1)), false, 100)
+            .await
+            .unwrap();
+        assert_eq!(later, newest_first(incidents[3..].iter().collect()));
+
+        let recent_open = store.list_incidents(Some(since), true, 100).await.unwrap();
+        assert_eq!(
+            recent_open,
+            newest_first(vec![&incidents[2], &incidents[4]])
+        );
+
+        let two = store.list_incidents(None, false, 2).await.unwrap();
+        assert_eq!(two, all[..2].to_vec());
+        let one_open = store.list_incidents(Some(since), true, 1).await.unwrap();
+        assert_eq!(one_open, recent_open[..1].to_vec());
+
+        assert!(store
+            .list_incidents(Some(at(60)), false, 100)
+            .await
+            .unwrap()
+            .is_empty());
+    }
+);
+
+conformance!(incident_update_is_compare_and_set, |store: Arc<
+    dyn Store,
+>| async move {
+    let opened = Incident {
+        suspects: vec![],
+        cause: None,
+        postmortem: None,
+        ..incident(IncidentState::Open, at(0))
+    };
+    let first = vec![entry("opened", opened.detected_at, "opened by ann", None)];
+    store.insert_incident(&opened, &first).await.unwrap();
+
+    // Acknowledged, raised, widened, with suspects and a cause, detected earlier than
+    // first thought: every field is written, and the columns lists filter on follow.
+    let acked = Incident {
+        title: "checkout and cart errors".into(),
+        severity: Severity::Sev1,
+        services: vec!["shop".into(), "cart".into(), "payments".into()],
+        environments: vec!["prod".into()],
+        state: IncidentState::Acknowledged,
+        source: Source::Manual,
+        opened_by: "bob".into(),
+        impact_started_at: at(-9),
+        detected_at: opened.detected_at - chrono::Duration::minutes(2),
+        acknowledged_at: Some(at(5)),
+        suspects: incident(IncidentState::Open, at(0)).suspects,
+        cause: Some(Cause::NotAChange {
+            what: "a traffic spike".into(),
+        }),
+        postmortem: Some("draft".into()),
+        updated_at: at(5),
+        ..opened.clone()
+    };
+    let ack = vec![entry("action", at(5), "acknowledged", None)];
+    let stored = store.update_incident(&acked, &ack).await.unwrap();
+    assert_eq!(
+        stored,
+        Incident {
+            version: 2,
+            ..acked.clone()
+        }
+    );
+    assert_eq!(
+        store.get_incident(opened.id).await.unwrap().as_ref(),
+        Some(&stored)
+    );
+    assert!(store
+        .list_incidents(Some(opened.detected_at), false, 100)
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(
+        store
+            .list_incidents(Some(acked.detected_at), true, 100)
+            .await
+            .unwrap(),
+        vec![stored.clone()]
+    );
+
+    // A person who read version 1 loses: nothing is written, timeline entries included.
+    let late = Incident {
+        state: IncidentState::Resolved,
+        acknowledged_at: Some(at(6)),
+        mitigated_at: Some(at(6)),
+        resolved_at: Some(at(6)),
+        updated_at: at(6),
+        ..opened.clone()
+    };
+    let err = store
+        .update_incident(&late, &[entry("action", at(6), "resolved", None)])
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Stale(_)), "{err}");
+    assert_eq!(
+        store.get_incident(opened.id).await.unwrap().as_ref(),
+        Some(&stored),
+        "nothing changed"
+    );
+    assert_eq!(
+        appended(&store.incident_timeline(opened.id).await.unwrap()),
+        [first.clone(), ack.clone()].concat(),
+        "no entry of the losing write"
+    );
+    assert_eq!(
+        store.list_incidents(None, true, 100).await.unwrap().len(),
+        1
+    );
+
+    // From the version it now has, the write goes through; fields can be cleared, and an
+    // update may append nothing.
+    let resolved = Incident {
+        state: IncidentState::Resolved,
+        mitigated_at: Some(at(7)),
+        resolved_at: Some(at(7)),
+        suspects: vec![],
+        cause: None,
+        postmortem: None,
+        updated_at: at(7),
+        ..stored.clone()
+    };
+    let resolved = store.update_incident(&resolved, &[]).await.unwrap();
+    assert_eq!(resolved.version, 3);
+    assert_eq!(
+        store.get_incident(opened.id).await.unwrap().as_ref(),
+        Some(&resolved)
+    );
+    assert!(store
+        .list_incidents(None, true, 100)
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(
+        store.list_incidents(None, false, 100).await.unwrap(),
+        vec![resolved.clone()]
+    );
+    assert_eq!(store.incident_timeline(opened.id).await.unwrap().len(), 2);
+
+    let unknown = Incident {
+        id: Ulid::new(),
+        ..opened.clone()
+    };
+    let err = store
+        .update_incident(&unknown, &[entry("note", at(8), "lost", None)])
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::NotFound(_)), "{err}");
+    assert!(store.get_incident(unknown.id).await.unwrap().is_none());
+    assert!(store
+        .incident_timeline(unknown.id)
+        .await
+        .unwrap()
+        .is_empty());
+});
+
+conformance!(incident_timelines_in_order_and_apart, |store: Arc<
+    dyn Store,
+>| async move {
+    let a = incident(IncidentState::Open, at(0));
+    let b = incident(IncidentState::Open, at(1));
+    let tiny = chrono::Duration::microseconds(7);
+    // Two entries at the same instant: the order appended decides.
+    let a1 = vec![
+        entry("opened", at(0) + tiny, "a opened", None),
+        entry("alert", at(0) + tiny, "a alert", None),
+    ];
+    store.insert_incident(&a, &a1).await.unwrap();
+    let b1 = vec![entry("opened", at(1) + tiny, "b opened", None)];
+    store.insert_incident(&b, &b1).await.unwrap();
+    // A change found later that started before the incident: seq orders a timeline, not `at`.
+    let a2 = vec![
+        entry(
+            "change",
+            at(-30) + tiny,
+            "a suspect",
+            Some(a.suspects[0].change),
+        ),
+        entry("note", at(2) + tiny, "a note", None),
+    ];
+    let a = store.update_incident(&a, &a2).await.unwrap();
+    let b2 = vec![entry("note", at(2), "b note", None)];
+    store.update_incident(&b, &b2).await.unwrap();
+    let a3 = vec![entry("action", at(3), "a acknowledged", None)];
+    let acked = Incident {
+        state: IncidentState::Acknowledged,
+        acknowledged_at: Some(at(3)),
+        updated_at: at(3),
+        ..a
+    };
+    store.update_incident(&acked, &a3).await.unwrap();
+
+    let timeline_a = store.incident_timeline(acked.id).await.unwrap();
+    assert_eq!(
+        appended(&timeline_a),
+        [a1, a2, a3].concat(),
+        "every entry of a, in the order appended, and none of b"
+    );
+    assert!(timeline_a.windows(2).all(|w| w[0].seq < w[1].seq));
+    let timeline_b = store.incident_timeline(b.id).await.unwrap();
+    assert_eq!(appended(&timeline_b), [b1, b2].concat());
+    // b's entries were appended between a's.
+    assert!(timeline_a[1].seq < timeline_b[0].seq && timeline_b[0].seq < timeline_a[2].seq);
+    assert!(timeline_a[3].seq < timeline_b[1].seq && timeline_b[1].seq < timeline_a[4].seq);
+});
+
+/// An incident row or timeline entry that cannot be read back (a hand edit) is `Corrupt`,
+/// naming the column, on both backends.
+#[tokio::test]
+async fn corrupt_incident_rows_name_the_column() {
+    let incident = incident(IncidentState::Open, at(0));
+    let timeline = [entry("change", at(0), "suspect", Some(Ulid::new()))];
+    let cases = [
+        ("doc = '{not json'", "incident doc"),
+        ("doc = '{}'", "incident doc"),
+        // The doc no longer agrees with its row.
+        ("version = 9", "incident doc"),
+    ];
+    macro_rules! check {
+        ($backend:literal, $store:expr, $raw:expr) => {{
+            let (store, raw) = (&$store, &$raw);
+            store.insert_incident(&incident, &timeline).await.unwrap();
+            for (set, column) in cases {
+                sqlx::query(&format!("UPDATE incidents SET {set}"))
+                    .execute(raw)
+                    .await
+                    .unwrap();
+                let err = store.get_incident(incident.id).await.unwrap_err();
+                assert!(
+                    matches!(&err, StoreError::Corrupt(m) if m.contains(column)),
+                    "{} {set}: {err}",
+                    $backend
+                );
+                let err = store.list_incidents(None, false, 10).await.unwrap_err();
+                assert!(
+                    matches!(err, StoreError::Corrupt(_)),
+                    "{} {set}: {err}",
+                    $backend
+                );
+                sqlx::query("DELETE FROM incidents")
+                    .execute(raw)
+                    .await
+                    .unwrap();
+                store.insert_incident(&incident, &[]).await.unwrap();
+            }
+            sqlx::query("UPDATE incident_timeline SET change_id = 'nope'")
+                .execute(raw)
+                .await
+                .unwrap();
+            let err = store.incident_timeline(incident.id).await.unwrap_err();
+            assert!(
+                matches!(&err, StoreError::Corrupt(m) if m.contains("incident timeline change id")),
+                "{} change_id: {err}",
+                $backend
+            );
+        }};
+    }
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("gantry.db");
+    let sqlite = gantry_store::SqliteStore::open(&path, StoreOptions::default())
+        .await
+        .unwrap();
+    let raw = sqlx::SqlitePool::connect(&format!("sqlite://{}", path.display()))
+        .await
+        .unwrap();
+    check!("sqlite", sqlite, raw);
+    raw.close().await;
+    sqlite.close().await;
+
+    let url = gantry_store::testing::fresh_postgres_url("corrupt_incident").await;
+    let pg = gantry_store::PostgresStore::open(&url, StoreOptions::default())
+        .await
+        .unwrap();
+    let raw = sqlx::PgPool::connect(&url).await.unwrap();
+    check!("postgres", pg, raw);
     raw.close().await;
     pg.close().await;
 }

@@ -156,9 +156,17 @@ enum Command {
     /// Feature flags, kill switches and rollouts: create, flip, target, schedule, import.
     #[command(subcommand)]
     Flag(commands::flag::FlagCommand),
-    /// Expand/contract database migrations: status, plan, apply, lint, new, baseline, repair.
+    /// Expand/contract database migrations: status, plan, apply, lint, new, baseline, repair,
+    /// rebuild, and jobs on the server.
     #[command(subcommand)]
     Migrate(commands::migrate::MigrateCommand),
+    /// Incidents: open, list, show (suspects, timeline), ack, mitigate, resolve, note, cause,
+    /// and the remedies rollback and flag-off.
+    #[command(subcommand)]
+    Incident(commands::incident::IncidentCommand),
+    /// What change costs: MTTD, MTTR, lead time, deployment frequency, change fail rate,
+    /// recovery time, rework rate, for a period and per day, week or month.
+    Report(commands::report::ReportArgs),
     /// Manage services and their environment pipelines.
     #[command(subcommand)]
     Service(commands::service::ServiceCommand),
@@ -217,6 +225,8 @@ fn main() -> ExitCode {
             Command::Service(cmd) => commands::service::run(&cli.global, cmd).await,
             Command::Flag(cmd) => commands::flag::run(&cli.global, cmd).await,
             Command::Migrate(cmd) => commands::migrate::run(&cli.global, cmd).await,
+            Command::Incident(cmd) => commands::incident::run(&cli.global, cmd).await,
+            Command::Report(args) => commands::report::run(&cli.global, args).await,
             Command::Token(cmd) => commands::token::run(&cli.global, cmd).await,
             Command::Metrics(cmd) => commands::metrics::run(&cli.global, cmd).await,
             Command::Collect(args) => commands::collect::run(args).await,

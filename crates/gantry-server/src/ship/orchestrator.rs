@@ -209,6 +209,19 @@ impl Orchestrator {
                 .store
                 .release_lease(&lease_name(&rollout), &self.holder)
                 .await;
+            // A remedy of an incident: the incident learns how it ended.
+            if let Ok(Some(change)) = self.store.get_change(rollout.change_id).await {
+                let incident = change
+                    .metadata
+                    .get("via")
+                    .and_then(|v| v.as_str())
+                    .and_then(|v| v.strip_prefix("incident "))
+                    .and_then(|id| id.parse::<ulid::Ulid>().ok());
+                if let Some(incident) = incident {
+                    crate::incidents::remedy_finished(self.store.as_ref(), incident, &rollout)
+                        .await;
+                }
+            }
         }
         Ok(())
     }

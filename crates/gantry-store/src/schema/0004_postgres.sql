@@ -1,5 +1,7 @@
 -- Migration jobs: phase applies and table rebuilds that `gantry server` runs detached
 -- (`gantry migrate apply --via-server`), and each job's log, which clients follow by `seq`.
+-- Incidents: what broke, since when, and which changes are suspects, each kept whole as
+-- JSON beside the columns lists filter on, and each incident's timeline, read by `seq`.
 
 CREATE TABLE migrate_jobs (
     id TEXT COLLATE "C" PRIMARY KEY,
@@ -39,3 +41,33 @@ CREATE TABLE migrate_job_log (
     text TEXT NOT NULL
 );
 CREATE INDEX migrate_job_log_by_job ON migrate_job_log (job_id, seq);
+
+CREATE TABLE incidents (
+    id TEXT COLLATE "C" PRIMARY KEY,
+    -- open, acknowledged, mitigated or resolved
+    state TEXT NOT NULL,
+    -- SEV1 to SEV4
+    severity TEXT NOT NULL,
+    detected_at BIGINT NOT NULL,
+    resolved_at BIGINT,
+    updated_at BIGINT NOT NULL,
+    -- Bumped by every write: the compare-and-set between servers and people.
+    version BIGINT NOT NULL,
+    -- The whole incident as JSON (services, environments, suspects, cause…): what reads
+    -- return. The columns above are copied from it on every write, for filtering.
+    doc TEXT NOT NULL
+);
+CREATE INDEX incidents_by_detected_at ON incidents (detected_at);
+
+CREATE TABLE incident_timeline (
+    seq BIGSERIAL PRIMARY KEY,
+    incident_id TEXT COLLATE "C" NOT NULL,
+    at BIGINT NOT NULL,
+    -- opened, alert, change, note or action
+    kind TEXT NOT NULL,
+    actor TEXT NOT NULL,
+    text TEXT NOT NULL,
+    -- The change the entry is about, if any.
+    change_id TEXT COLLATE "C"
+);
+CREATE INDEX incident_timeline_by_incident ON incident_timeline (incident_id, seq);

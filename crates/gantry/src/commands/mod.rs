@@ -4,8 +4,10 @@
 pub mod change;
 pub mod collect;
 pub mod flag;
+pub mod incident;
 pub mod metrics;
 pub mod migrate;
+pub mod report;
 pub mod server;
 pub mod service;
 pub mod ship;

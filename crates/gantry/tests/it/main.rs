@@ -9,6 +9,7 @@ mod changes;
 mod events;
 mod flags;
 mod graphite_web;
+mod incidents;
 mod lifecycle;
 mod metrics;
 mod migrate;
