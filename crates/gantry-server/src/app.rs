@@ -138,6 +138,10 @@ pub fn app(state: AppState) -> Router {
         .method_not_allowed_fallback(method_not_allowed)
         .layer(Extension(OpenApiJson(Arc::new(doc_json))))
         .layer(middleware::from_fn_with_state(state.clone(), track))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            security_headers,
+        ))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(|_| {
             tracing::error!("a request handler panicked");
             ApiError::internal().into_response()
@@ -206,6 +210,30 @@ async fn with_timeout(limit: Duration, request: Request, next: Next) -> Response
         )
         .into_response(),
     }
+}
+
+/// Headers every answer carries: `X-Content-Type-Options: nosniff`; on `/api/…`,
+/// `Cache-Control: no-store` (tokens, flags and incidents must not sit in shared caches);
+/// under TLS, `Strict-Transport-Security`.
+async fn security_headers(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    use axum::http::{header, HeaderValue};
+    let api = request.uri().path().starts_with("/api/");
+    let mut response = next.run(request).await;
+    let headers = response.headers_mut();
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    if api {
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+    if state.config.tls.is_some() {
+        headers.insert(
+            header::STRICT_TRANSPORT_SECURITY,
+            HeaderValue::from_static("max-age=31536000"),
+        );
+    }
+    response
 }
 
 /// Counts every request by route pattern and status, and every error by status.

@@ -8,7 +8,7 @@ mod output;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 
 /// jemalloc, with its background thread returning freed pages to the system over time:
 /// the metrics path makes many small allocations in bursts, and both glibc's allocator
@@ -122,10 +122,15 @@ pub struct GlobalArgs {
     /// API token. Prefer --token-file: a token on the command line shows up in `ps`.
     #[arg(long, env = "GANTRY_TOKEN", global = true, hide_env_values = true)]
     pub token: Option<String>,
-    /// File holding the API token. Without --token or --token-file, gantry reads
+    /// File holding the API token. A token named on the command line wins over one inherited
+    /// from GANTRY_TOKEN or GANTRY_TOKEN_FILE; without any, gantry reads
     /// ~/.config/gantry/token, then (for a server on this machine) <data-dir>/admin.token.
+    /// `gantry whoami` says which it used.
     #[arg(long, env = "GANTRY_TOKEN_FILE", global = true)]
     pub token_file: Option<PathBuf>,
+    /// Where --token and --token-file came from (filled in after parsing).
+    #[arg(skip)]
+    pub token_source: credentials::Sources,
     /// Machine-readable output: JSON (arrays for listings, one object per line for streams).
     #[arg(long, global = true)]
     pub json: bool,
@@ -205,7 +210,13 @@ enum Command {
 fn main() -> ExitCode {
     gantry_tsdb::set_memory_release(release_free_memory);
     gantry_server::metrics::set_allocator_stats(allocator_stats);
-    let cli = Cli::parse();
+    let matches = Cli::command().get_matches();
+    let mut cli = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
+    // A token given on the command line wins over one inherited from the environment.
+    cli.global.token_source = credentials::Sources::of(&matches);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -317,7 +317,7 @@ pub struct AgentArgs {
 }
 
 pub async fn agent(global: &GlobalArgs, args: AgentArgs) -> anyhow::Result<()> {
-    let token = crate::credentials::resolve(global)?
+    let (token, _) = crate::credentials::resolve(global)?
         .context("the agent needs its host token: --token-file FILE (from `gantry host enroll`)")?;
     let client = Client::new(&global.url, Some(token.clone()))?;
     let me = client.whoami().await?;

@@ -82,10 +82,19 @@ pub async fn run(global: &GlobalArgs, command: TokenCommand) -> anyhow::Result<(
 }
 
 pub async fn whoami(global: &GlobalArgs) -> anyhow::Result<()> {
+    let source = crate::credentials::resolve(global)?.map(|(_, source)| source);
     let me = client(global)?.whoami().await?;
     if global.json {
-        return print_json(&me);
+        let mut value = serde_json::to_value(&me)?;
+        if let Some(obj) = value.as_object_mut() {
+            obj.insert("token_source".into(), source.clone().into());
+        }
+        return print_json(&value);
     }
     println!("{}  {}", me.name, me.scopes.join(","));
+    eprintln!(
+        "token from {}",
+        source.as_deref().unwrap_or("nowhere (no token)")
+    );
     Ok(())
 }

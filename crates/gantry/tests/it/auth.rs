@@ -221,3 +221,119 @@ fn public_endpoints_need_no_token() {
     );
     assert!(String::from_utf8_lossy(&out.stderr).contains("needs a token"));
 }
+
+#[test]
+fn a_token_on_the_command_line_wins_over_one_inherited() {
+    let server = Server::start();
+    let narrow = token_file(&server, "ro", "read");
+    let narrow_secret = std::fs::read_to_string(&narrow).unwrap().trim().to_string();
+    let admin_file = server.data_dir.join("admin.token");
+    let admin_secret = server.admin_token();
+    let whoami = |env: &[(&str, &str)], args: &[&str]| {
+        let home = tempfile::tempdir().unwrap();
+        let mut c = std::process::Command::new(crate::harness::BIN);
+        c.args(args)
+            .arg("whoami")
+            .env("GANTRY_URL", server.url())
+            .env("HOME", home.path())
+            .env_remove("GANTRY_TOKEN")
+            .env_remove("GANTRY_TOKEN_FILE")
+            .env_remove("XDG_CONFIG_HOME")
+            .env_remove("GANTRY_DATA_DIR")
+            .current_dir(home.path());
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        let out = c.output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (
+            String::from_utf8_lossy(&out.stdout)
+                .split_whitespace()
+                .next()
+                .unwrap_or("")
+                .to_string(),
+            String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        )
+    };
+    let narrow_path = narrow.to_str().unwrap();
+    let admin_path = admin_file.to_str().unwrap();
+    let cases: Vec<(Vec<(&str, &str)>, Vec<&str>, &str, &str)> = vec![
+        // The case users hit: an admin token inherited, a narrow one named.
+        (
+            vec![("GANTRY_TOKEN", &admin_secret)],
+            vec!["--token-file", narrow_path],
+            "ro",
+            "--token-file",
+        ),
+        (
+            vec![("GANTRY_TOKEN_FILE", admin_path)],
+            vec!["--token", &narrow_secret],
+            "ro",
+            "--token",
+        ),
+        (
+            vec![("GANTRY_TOKEN_FILE", admin_path)],
+            vec!["--token-file", narrow_path],
+            "ro",
+            "--token-file",
+        ),
+        // Both on the command line: --token first; both inherited: GANTRY_TOKEN first.
+        (
+            vec![],
+            vec!["--token", &narrow_secret, "--token-file", admin_path],
+            "ro",
+            "--token",
+        ),
+        (
+            vec![
+                ("GANTRY_TOKEN", &narrow_secret),
+                ("GANTRY_TOKEN_FILE", admin_path),
+            ],
+            vec![],
+            "ro",
+            "GANTRY_TOKEN",
+        ),
+        (
+            vec![("GANTRY_TOKEN_FILE", narrow_path)],
+            vec![],
+            "ro",
+            "GANTRY_TOKEN_FILE",
+        ),
+        (
+            vec![],
+            vec!["--token-file", admin_path],
+            "admin",
+            "--token-file",
+        ),
+    ];
+    for (env, args, name, source) in cases {
+        let (who, said) = whoami(&env, &args);
+        assert_eq!(who, name, "env {env:?} args {args:?}: {said}");
+        assert!(
+            said.contains(&format!("token from {source}")),
+            "env {env:?} args {args:?}: {said}"
+        );
+        assert!(
+            !said.contains(&admin_secret) && !said.contains(&narrow_secret),
+            "{said}"
+        );
+    }
+}
+
+#[test]
+fn answers_carry_security_headers() {
+    let server = Server::start();
+    let api = server.http().get("/api/v1/changes");
+    assert_eq!(api.headers["cache-control"], "no-store");
+    assert_eq!(api.headers["x-content-type-options"], "nosniff");
+    let health = server.http().get("/healthz");
+    assert_eq!(health.headers["x-content-type-options"], "nosniff");
+    assert!(
+        health.headers.get("strict-transport-security").is_none(),
+        "no HSTS without TLS"
+    );
+}
