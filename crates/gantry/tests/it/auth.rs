@@ -261,7 +261,9 @@ fn a_token_on_the_command_line_wins_over_one_inherited() {
     };
     let narrow_path = narrow.to_str().unwrap();
     let admin_path = admin_file.to_str().unwrap();
-    let cases: Vec<(Vec<(&str, &str)>, Vec<&str>, &str, &str)> = vec![
+    // (environment, arguments, who answers, which source whoami names)
+    type Case<'a> = (Vec<(&'a str, &'a str)>, Vec<&'a str>, &'a str, &'a str);
+    let cases: Vec<Case> = vec![
         // The case users hit: an admin token inherited, a narrow one named.
         (
             vec![("GANTRY_TOKEN", &admin_secret)],
