@@ -169,6 +169,9 @@ enum Command {
     /// and the remedies rollback and flag-off.
     #[command(subcommand)]
     Incident(commands::incident::IncidentCommand),
+    /// Regression detection: replay the detector over a CSV of your own history.
+    #[command(subcommand)]
+    Detect(commands::detect::DetectCommand),
     /// What change costs: MTTD, MTTR, lead time, deployment frequency, change fail rate,
     /// recovery time, rework rate, for a period and per day, week or month.
     Report(commands::report::ReportArgs),
@@ -238,6 +241,7 @@ fn main() -> ExitCode {
             Command::Migrate(cmd) => commands::migrate::run(&cli.global, cmd).await,
             Command::Incident(cmd) => commands::incident::run(&cli.global, cmd).await,
             Command::Report(args) => commands::report::run(&cli.global, args).await,
+            Command::Detect(cmd) => commands::detect::run(&cli.global, cmd).await,
             Command::Token(cmd) => commands::token::run(&cli.global, cmd).await,
             Command::Metrics(cmd) => commands::metrics::run(&cli.global, cmd).await,
             Command::Collect(args) => commands::collect::run(args).await,

@@ -3,6 +3,7 @@
 
 pub mod change;
 pub mod collect;
+pub mod detect;
 pub mod flag;
 pub mod incident;
 pub mod metrics;

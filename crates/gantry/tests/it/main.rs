@@ -6,6 +6,7 @@ mod harness;
 mod auth;
 mod bad_input;
 mod changes;
+mod detect;
 mod events;
 mod flags;
 mod graphite_web;
