@@ -536,6 +536,48 @@ impl Client {
         .await
     }
 
+    // ---- monitors (the server's views, as JSON) ----
+
+    /// Applies (or checks, `dry_run`) a monitor file as `source`.
+    pub async fn apply_monitors(
+        &self,
+        source: &str,
+        file_name: &str,
+        text: &str,
+        dry_run: bool,
+    ) -> Result<serde_json::Value> {
+        self.json(
+            self.request(
+                Method::PUT,
+                &format!("/api/v1/monitors/files/{}", path_segment(source)?),
+            )
+            .query(&[
+                ("dry_run", dry_run.to_string()),
+                ("file", file_name.to_string()),
+            ])
+            .header("content-type", "application/toml")
+            .body(text.to_string()),
+        )
+        .await
+    }
+
+    /// `GET /api/v1/monitors` or, with a name, `GET /api/v1/monitors/{name}`.
+    pub async fn monitors(&self, name: Option<&str>) -> Result<serde_json::Value> {
+        let path = match name {
+            Some(n) => format!("/api/v1/monitors/{}", path_segment(n)?),
+            None => "/api/v1/monitors".to_string(),
+        };
+        self.json(self.request(Method::GET, &path)).await
+    }
+
+    pub async fn rotate_ping_key(&self, name: &str) -> Result<serde_json::Value> {
+        self.json(self.request(
+            Method::POST,
+            &format!("/api/v1/monitors/{}/rotate-key", path_segment(name)?),
+        ))
+        .await
+    }
+
     // ---- incidents ----
 
     /// The report (`GET /api/v1/report`).

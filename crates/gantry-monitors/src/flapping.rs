@@ -52,7 +52,7 @@ pub enum FlapChange {
 }
 
 /// The recent states of one series and whether it is flapping.
-#[derive(Debug, Clone, PartialEq, Default)]
+#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
 pub struct FlapDetector {
     states: VecDeque<State>,
     flapping: bool,

@@ -410,8 +410,9 @@ pub struct Observation {
 }
 
 /// The state of one series: its hard state, its latest (possibly soft) evaluation, the
-/// count towards the next hard state, and its recent history (for flapping).
-#[derive(Debug, Clone, PartialEq)]
+/// count towards the next hard state, and its recent history (for flapping). Serializable,
+/// so a server can store it and another continue from it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct SeriesState {
     hard: State,
     hard_since: Option<DateTime<Utc>>,
@@ -545,7 +546,7 @@ impl SeriesState {
 pub const NO_SERIES: &str = "(no series)";
 
 /// The states of every series a monitor's target returned.
-#[derive(Debug, Clone, PartialEq, Default)]
+#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
 pub struct MonitorState {
     series: BTreeMap<String, SeriesState>,
 }

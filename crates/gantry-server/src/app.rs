@@ -37,6 +37,7 @@ use crate::state::AppState;
         (name = "rollouts", description = "Deploys, rollbacks and promotes in waves with health gates"),
         (name = "graphite", description = "Graphite-compatible reads (render, find, tags) and events, for Grafana"),
         (name = "metrics", description = "Stored metric series"),
+        (name = "monitors", description = "Monitors as files, their states, heartbeat pings"),
         (name = "incidents", description = "Incidents: suspects, clocks, timeline, remedies"),
         (name = "migrate", description = "What migration runners ask: the contract gate, and recording a phase as a change"),
         (name = "services", description = "Services and their environment pipelines"),
@@ -90,6 +91,7 @@ pub fn routes(state: &AppState) -> (Router<AppState>, OpenApiDoc) {
         .merge(api::migrate::router())
         .merge(api::incidents::router())
         .merge(api::report::router())
+        .merge(api::monitors::router())
         .layer(middleware::from_fn(move |req, next| {
             with_timeout(timeout, req, next)
         }))
@@ -107,6 +109,12 @@ pub fn routes(state: &AppState) -> (Router<AppState>, OpenApiDoc) {
     // Artifacts: as large as [ship] max_artifact_bytes (checked while streaming), as long
     // as the transfer takes.
     let transfer = api::builds::transfer_router().layer(DefaultBodyLimit::disable());
+    // Pings carry a run's log, up to 10 KiB (larger ones are refused with a clear 413).
+    let pings = api::monitors::ping_router()
+        .layer(middleware::from_fn(move |req, next| {
+            with_timeout(timeout, req, next)
+        }))
+        .layer(DefaultBodyLimit::max(64 * 1024));
     // Migration jobs carry a database's scripts.
     let jobs = api::migrate::jobs_router()
         .layer(middleware::from_fn(move |req, next| {
@@ -125,6 +133,7 @@ pub fn routes(state: &AppState) -> (Router<AppState>, OpenApiDoc) {
         .merge(poll)
         .merge(transfer)
         .merge(jobs)
+        .merge(pings)
         .merge(maintenance)
         .split_for_parts()
 }

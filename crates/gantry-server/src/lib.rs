@@ -20,6 +20,7 @@ pub mod incidents;
 pub mod ingest;
 pub mod metrics;
 pub mod migrate;
+pub mod monitors;
 pub mod remote_read;
 pub mod report;
 pub mod serve;

@@ -379,6 +379,10 @@ fn start_flags(state: &AppState) {
         state.shutdown.clone(),
     ));
     crate::migrate::executor::start(state);
+    tokio::spawn(crate::monitors::evaluate::run(
+        state.clone(),
+        state.shutdown.clone(),
+    ));
 }
 
 async fn start_shipping(state: &AppState) {

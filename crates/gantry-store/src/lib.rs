@@ -14,6 +14,8 @@ mod group_commit;
 mod incident_queries;
 pub mod incidents;
 mod migrate_queries;
+mod monitor_queries;
+pub mod monitors;
 mod postgres;
 mod queries;
 mod schema;
@@ -41,6 +43,9 @@ pub use flags::{
     SdkClient, SegmentRecord, FLAGS_CHANNEL,
 };
 pub use incidents::NewTimelineEntry;
+pub use monitors::{
+    MonitorFileRecord, MonitorStateRecord, NewPing, NewTransition, PingRecord, TransitionRecord,
+};
 pub use postgres::PostgresStore;
 pub use schema::{SchemaStatus, SCHEMA_VERSION};
 pub use sqlite::SqliteStore;
@@ -512,6 +517,55 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Incident>;
     /// An incident's timeline in seq order.
     async fn incident_timeline(&self, id: Ulid) -> Result<Vec<TimelineEntry>>;
+
+    // ---- monitors ----
+
+    /// Stores a monitor file under `source`; returns the text it replaced, if any.
+    async fn put_monitor_file(
+        &self,
+        source: &str,
+        text: &str,
+        actor: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<String>>;
+    /// Every stored monitor file, by source.
+    async fn list_monitor_files(&self) -> Result<Vec<MonitorFileRecord>>;
+    /// Sets (or replaces, when rotating) a heartbeat's key digest. `Conflict` (nothing
+    /// written) when another monitor's key has that digest.
+    async fn put_heartbeat_key(
+        &self,
+        monitor: &str,
+        digest: &str,
+        now: DateTime<Utc>,
+    ) -> Result<()>;
+    /// The monitor whose heartbeat key has this digest.
+    async fn heartbeat_by_digest(&self, digest: &str) -> Result<Option<String>>;
+    /// Monitors that have a key (so `apply` knows which heartbeats are new), by name.
+    async fn heartbeat_monitors(&self) -> Result<Vec<String>>;
+    /// Deletes the keys, pings, states and transitions of monitors no longer in any file,
+    /// in one transaction.
+    async fn forget_monitors(&self, monitors: &[String]) -> Result<()>;
+    /// Stores a heartbeat ping; returns its seq.
+    async fn insert_ping(&self, ping: &NewPing) -> Result<i64>;
+    /// A monitor's newest pings first, at most `limit`.
+    async fn recent_pings(&self, monitor: &str, limit: u32) -> Result<Vec<PingRecord>>;
+    /// Writes states (upsert by monitor and series) and appends transitions (in the order
+    /// given), in one transaction.
+    async fn save_monitor_round(
+        &self,
+        states: &[MonitorStateRecord],
+        transitions: &[NewTransition],
+    ) -> Result<()>;
+    /// Stored states, of one monitor or all, by monitor then series.
+    async fn monitor_states(&self, monitor: Option<&str>) -> Result<Vec<MonitorStateRecord>>;
+    /// Drops a monitor's state for series that disappeared.
+    async fn delete_monitor_states(&self, monitor: &str, series: &[String]) -> Result<()>;
+    /// Transitions newest first (of one monitor or all), at most `limit`.
+    async fn monitor_transitions(
+        &self,
+        monitor: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<TransitionRecord>>;
 
     /// Closes connections, waiting for work in flight.
     async fn close(&self);

@@ -32,8 +32,9 @@ use crate::group_commit::GroupCommit;
 use crate::queries::Dialect;
 use crate::schema::{self, SchemaStatus, SCHEMA_VERSION};
 use crate::{
-    Backend, BuildQuery, DeployConfigRecord, Deployment, NewTimelineEntry, Result, ShipSignal,
-    Store, StoreError, StoreOptions, TagMatch, TokenRecord,
+    Backend, BuildQuery, DeployConfigRecord, Deployment, MonitorFileRecord, MonitorStateRecord,
+    NewPing, NewTimelineEntry, NewTransition, PingRecord, Result, ShipSignal, Store, StoreError,
+    StoreOptions, TagMatch, TokenRecord, TransitionRecord,
 };
 
 mod q {
@@ -54,6 +55,10 @@ mod mq {
 
 mod iq {
     crate::incident_queries::incident_queries!(sqlx::Postgres);
+}
+
+mod moq {
+    crate::monitor_queries::monitor_queries!(sqlx::Postgres);
 }
 
 /// Advisory lock keys are arbitrary constants: "GANTRY" in ASCII and a purpose byte
@@ -801,6 +806,73 @@ impl Store for PostgresStore {
 
     async fn incident_timeline(&self, id: Ulid) -> Result<Vec<TimelineEntry>> {
         iq::incident_timeline(&self.pool, id).await
+    }
+
+    async fn put_monitor_file(
+        &self,
+        source: &str,
+        text: &str,
+        actor: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<String>> {
+        moq::put_monitor_file(&self.pool, &DIALECT, source, text, actor, now).await
+    }
+
+    async fn list_monitor_files(&self) -> Result<Vec<MonitorFileRecord>> {
+        moq::list_monitor_files(&self.pool).await
+    }
+
+    async fn put_heartbeat_key(
+        &self,
+        monitor: &str,
+        digest: &str,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        moq::put_heartbeat_key(&self.pool, monitor, digest, now).await
+    }
+
+    async fn heartbeat_by_digest(&self, digest: &str) -> Result<Option<String>> {
+        moq::heartbeat_by_digest(&self.pool, digest).await
+    }
+
+    async fn heartbeat_monitors(&self) -> Result<Vec<String>> {
+        moq::heartbeat_monitors(&self.pool).await
+    }
+
+    async fn forget_monitors(&self, monitors: &[String]) -> Result<()> {
+        moq::forget_monitors(&self.pool, monitors).await
+    }
+
+    async fn insert_ping(&self, ping: &NewPing) -> Result<i64> {
+        moq::insert_ping(&self.pool, ping).await
+    }
+
+    async fn recent_pings(&self, monitor: &str, limit: u32) -> Result<Vec<PingRecord>> {
+        moq::recent_pings(&self.pool, monitor, limit).await
+    }
+
+    async fn save_monitor_round(
+        &self,
+        states: &[MonitorStateRecord],
+        transitions: &[NewTransition],
+    ) -> Result<()> {
+        moq::save_monitor_round(&self.pool, states, transitions).await
+    }
+
+    async fn monitor_states(&self, monitor: Option<&str>) -> Result<Vec<MonitorStateRecord>> {
+        moq::monitor_states(&self.pool, monitor).await
+    }
+
+    async fn delete_monitor_states(&self, monitor: &str, series: &[String]) -> Result<()> {
+        moq::delete_monitor_states(&self.pool, monitor, series).await
+    }
+
+    async fn monitor_transitions(
+        &self,
+        monitor: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<TransitionRecord>> {
+        moq::monitor_transitions(&self.pool, monitor, limit).await
     }
 
     async fn close(&self) {

@@ -13,7 +13,10 @@ use gantry_core::{
     Change, ChangeEventKind, ChangeKind, ChangePatch, ChangeQuery, ChangeStatus, Cursor,
     NewService, Scope, TokenInfo,
 };
-use gantry_store::{NewTimelineEntry, Store, StoreError, StoreOptions, TagMatch};
+use gantry_store::{
+    MonitorFileRecord, MonitorStateRecord, NewPing, NewTimelineEntry, NewTransition, PingRecord,
+    Store, StoreError, StoreOptions, TagMatch, TransitionRecord,
+};
 use ulid::Ulid;
 
 struct Harness {
@@ -1635,6 +1638,579 @@ async fn corrupt_incident_rows_name_the_column() {
     sqlite.close().await;
 
     let url = gantry_store::testing::fresh_postgres_url("corrupt_incident").await;
+    let pg = gantry_store::PostgresStore::open(&url, StoreOptions::default())
+        .await
+        .unwrap();
+    let raw = sqlx::PgPool::connect(&url).await.unwrap();
+    check!("postgres", pg, raw);
+    raw.close().await;
+    pg.close().await;
+}
+
+// ---- monitors ----
+
+fn ping(
+    monitor: &str,
+    at: DateTime<Utc>,
+    kind: &str,
+    exit_code: Option<i32>,
+    body: &str,
+) -> NewPing {
+    NewPing {
+        monitor: monitor.into(),
+        at,
+        kind: kind.into(),
+        exit_code,
+        body: body.into(),
+    }
+}
+
+fn state(monitor: &str, series: &str, doc: &str, updated_at: DateTime<Utc>) -> MonitorStateRecord {
+    MonitorStateRecord {
+        monitor: monitor.into(),
+        series: series.into(),
+        doc: doc.into(),
+        updated_at,
+    }
+}
+
+fn transition(
+    monitor: &str,
+    series: &str,
+    from: &str,
+    to: &str,
+    hard: bool,
+    value: Option<f64>,
+    at: DateTime<Utc>,
+) -> NewTransition {
+    NewTransition {
+        monitor: monitor.into(),
+        series: series.into(),
+        from: from.into(),
+        to: to.into(),
+        hard,
+        value,
+        at,
+    }
+}
+
+/// A stored transition as it was appended (without its seq).
+fn appended_transition(t: &TransitionRecord) -> NewTransition {
+    transition(&t.monitor, &t.series, &t.from, &t.to, t.hard, t.value, t.at)
+}
+
+/// A stored ping as it was inserted (without its seq).
+fn inserted_ping(p: &PingRecord) -> NewPing {
+    ping(&p.monitor, p.at, &p.kind, p.exit_code, &p.body)
+}
+
+fn names(names: &[&str]) -> Vec<String> {
+    names.iter().map(|n| n.to_string()).collect()
+}
+
+conformance!(
+    monitor_files_put_and_list,
+    |store: Arc<dyn Store>| async move {
+        assert!(store.list_monitor_files().await.unwrap().is_empty());
+        let tiny = chrono::Duration::microseconds(3);
+        assert_eq!(
+            store
+                .put_monitor_file("web", "[web-5xx]\n", "ann", at(0) + tiny)
+                .await
+                .unwrap(),
+            None
+        );
+        assert_eq!(
+            store
+                .put_monitor_file("batch", "[nightly]\n", "bob", at(1))
+                .await
+                .unwrap(),
+            None
+        );
+        // Replacing returns the text replaced, and the new author and time are kept.
+        assert_eq!(
+            store
+                .put_monitor_file("web", "[web-5xx]\nfor = 3 # ünïcode\n", "cat", at(2) + tiny)
+                .await
+                .unwrap()
+                .as_deref(),
+            Some("[web-5xx]\n")
+        );
+        // The same text again still reports what it replaced.
+        assert_eq!(
+            store
+                .put_monitor_file("batch", "[nightly]\n", "dan", at(3))
+                .await
+                .unwrap()
+                .as_deref(),
+            Some("[nightly]\n")
+        );
+        assert_eq!(
+            store.list_monitor_files().await.unwrap(),
+            vec![
+                MonitorFileRecord {
+                    source: "batch".into(),
+                    text: "[nightly]\n".into(),
+                    updated_by: "dan".into(),
+                    updated_at: at(3),
+                },
+                MonitorFileRecord {
+                    source: "web".into(),
+                    text: "[web-5xx]\nfor = 3 # ünïcode\n".into(),
+                    updated_by: "cat".into(),
+                    updated_at: at(2) + tiny,
+                },
+            ]
+        );
+    }
+);
+
+conformance!(
+    monitor_file_writers_each_replace_another_text,
+    |store: Arc<dyn Store>| async move {
+        // Writers racing on one source: each reports a different text replaced, so a history
+        // built from the answers has no fork.
+        let writes = (0..8).map(|i| {
+            let store = store.clone();
+            async move {
+                store
+                    .put_monitor_file("race", &format!("text {i}"), "ci", at(i))
+                    .await
+                    .unwrap()
+            }
+        });
+        let replaced = futures::future::join_all(writes).await;
+        assert_eq!(
+            replaced.iter().filter(|r| r.is_none()).count(),
+            1,
+            "{replaced:?}"
+        );
+        let mut texts: Vec<String> = replaced.into_iter().flatten().collect();
+        texts.sort();
+        texts.dedup();
+        assert_eq!(texts.len(), 7, "{texts:?}");
+        let last = store.list_monitor_files().await.unwrap();
+        assert_eq!(last.len(), 1);
+        assert!(
+            !texts.contains(&last[0].text),
+            "the text stored was never replaced"
+        );
+    }
+);
+
+conformance!(heartbeat_keys_set_rotate_and_stay_unique, |store: Arc<
+    dyn Store,
+>| async move {
+    assert!(store.heartbeat_monitors().await.unwrap().is_empty());
+    assert_eq!(store.heartbeat_by_digest("d1").await.unwrap(), None);
+    store
+        .put_heartbeat_key("nightly", "d1", at(0))
+        .await
+        .unwrap();
+    store
+        .put_heartbeat_key("backup", "d2", at(0))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.heartbeat_by_digest("d1").await.unwrap().as_deref(),
+        Some("nightly")
+    );
+    assert_eq!(
+        store.heartbeat_by_digest("d2").await.unwrap().as_deref(),
+        Some("backup")
+    );
+
+    // Rotating: the old digest no longer finds the monitor, the new one does.
+    store
+        .put_heartbeat_key("nightly", "d3", at(1))
+        .await
+        .unwrap();
+    assert_eq!(store.heartbeat_by_digest("d1").await.unwrap(), None);
+    assert_eq!(
+        store.heartbeat_by_digest("d3").await.unwrap().as_deref(),
+        Some("nightly")
+    );
+    // Setting the key a monitor already has changes nothing.
+    store
+        .put_heartbeat_key("nightly", "d3", at(2))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.heartbeat_by_digest("d3").await.unwrap().as_deref(),
+        Some("nightly")
+    );
+
+    // A digest that is another monitor's key is refused, for a monitor with a key or a new
+    // one, and nothing is written.
+    let err = store
+        .put_heartbeat_key("backup", "d3", at(3))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Conflict(_)), "{err}");
+    assert!(err.to_string().contains("backup"), "{err}");
+    let err = store
+        .put_heartbeat_key("fresh", "d2", at(3))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Conflict(_)), "{err}");
+    assert_eq!(
+        store.heartbeat_by_digest("d2").await.unwrap().as_deref(),
+        Some("backup")
+    );
+    assert_eq!(
+        store.heartbeat_by_digest("d3").await.unwrap().as_deref(),
+        Some("nightly")
+    );
+    // A digest rotated away is free again.
+    store.put_heartbeat_key("fresh", "d1", at(4)).await.unwrap();
+    assert_eq!(
+        store.heartbeat_by_digest("d1").await.unwrap().as_deref(),
+        Some("fresh")
+    );
+
+    assert_eq!(
+        store.heartbeat_monitors().await.unwrap(),
+        names(&["backup", "fresh", "nightly"])
+    );
+});
+
+conformance!(
+    pings_newest_first_per_monitor,
+    |store: Arc<dyn Store>| async move {
+        assert!(store.recent_pings("nightly", 10).await.unwrap().is_empty());
+        let tiny = chrono::Duration::microseconds(9);
+        let pings = [
+            ping("nightly", at(0) + tiny, "start", None, ""),
+            ping("backup", at(0), "success", Some(0), "backed up"),
+            ping("nightly", at(1), "fail", Some(-1), "exit 255\nline two ✓"),
+            // Received out of order: the order stored decides, not `at`.
+            ping("nightly", at(-5), "success", Some(0), "late"),
+            ping("backup", at(2), "fail", Some(137), ""),
+        ];
+        let mut seqs = Vec::new();
+        for p in &pings {
+            seqs.push(store.insert_ping(p).await.unwrap());
+        }
+        assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{seqs:?}");
+
+        let nightly = store.recent_pings("nightly", 10).await.unwrap();
+        assert_eq!(
+            nightly.iter().map(inserted_ping).collect::<Vec<_>>(),
+            vec![pings[3].clone(), pings[2].clone(), pings[0].clone()]
+        );
+        assert_eq!(
+            nightly.iter().map(|p| p.seq).collect::<Vec<_>>(),
+            vec![seqs[3], seqs[2], seqs[0]]
+        );
+        let newest_two = store.recent_pings("nightly", 2).await.unwrap();
+        assert_eq!(newest_two, nightly[..2].to_vec());
+        let backup = store.recent_pings("backup", 10).await.unwrap();
+        assert_eq!(
+            backup.iter().map(inserted_ping).collect::<Vec<_>>(),
+            vec![pings[4].clone(), pings[1].clone()]
+        );
+        assert!(store.recent_pings("other", 10).await.unwrap().is_empty());
+    }
+);
+
+conformance!(
+    monitor_rounds_upsert_states_and_append_transitions,
+    |store: Arc<dyn Store>| async move {
+        assert!(store.monitor_states(None).await.unwrap().is_empty());
+        assert!(store
+            .monitor_transitions(None, 10)
+            .await
+            .unwrap()
+            .is_empty());
+        // An empty round writes nothing.
+        store.save_monitor_round(&[], &[]).await.unwrap();
+
+        let tiny = chrono::Duration::microseconds(1);
+        let round1_states = vec![
+            state("web", "host=b", r#"{"state":"ok"}"#, at(0)),
+            state("web", "host=a", r#"{"state":"pending","count":1}"#, at(0)),
+            state("db", "", r#"{"state":"ok"}"#, at(0) + tiny),
+        ];
+        let round1 = vec![
+            transition("web", "host=a", "ok", "pending", false, Some(0.25), at(0)),
+            transition("db", "", "unknown", "ok", true, None, at(0) + tiny),
+        ];
+        store
+            .save_monitor_round(&round1_states, &round1)
+            .await
+            .unwrap();
+        let round2_states = vec![state(
+            "web",
+            "host=a",
+            r#"{"state":"critical","count":3}"#,
+            at(1),
+        )];
+        let round2 = vec![
+            transition(
+                "web",
+                "host=a",
+                "pending",
+                "critical",
+                true,
+                Some(-1e300),
+                at(1),
+            ),
+            transition(
+                "web",
+                "host=a",
+                "critical",
+                "critical",
+                true,
+                Some(f64::INFINITY),
+                at(1),
+            ),
+            // No value is kept for a NaN, on either backend.
+            transition("db", "", "ok", "unknown", false, Some(f64::NAN), at(1)),
+        ];
+        store
+            .save_monitor_round(&round2_states, &round2)
+            .await
+            .unwrap();
+
+        // States are upserted by monitor and series, listed by monitor then series.
+        let all = store.monitor_states(None).await.unwrap();
+        assert_eq!(
+            all,
+            vec![
+                round1_states[2].clone(),
+                round2_states[0].clone(),
+                round1_states[0].clone(),
+            ]
+        );
+        assert_eq!(
+            store.monitor_states(Some("web")).await.unwrap(),
+            all[1..].to_vec()
+        );
+        assert!(store
+            .monitor_states(Some("other"))
+            .await
+            .unwrap()
+            .is_empty());
+
+        // Transitions newest first, by the order appended.
+        let mut expected: Vec<NewTransition> = [round1, round2].concat();
+        expected[4].value = None;
+        expected.reverse();
+        let transitions = store.monitor_transitions(None, 10).await.unwrap();
+        assert_eq!(
+            transitions
+                .iter()
+                .map(appended_transition)
+                .collect::<Vec<_>>(),
+            expected
+        );
+        assert!(transitions.windows(2).all(|w| w[0].seq > w[1].seq));
+        assert_eq!(
+            store.monitor_transitions(None, 2).await.unwrap(),
+            transitions[..2].to_vec()
+        );
+        let web = store.monitor_transitions(Some("web"), 10).await.unwrap();
+        assert_eq!(
+            web,
+            transitions
+                .iter()
+                .filter(|t| t.monitor == "web")
+                .cloned()
+                .collect::<Vec<_>>()
+        );
+        assert_eq!(web.len(), 3);
+        assert_eq!(
+            store.monitor_transitions(Some("web"), 1).await.unwrap(),
+            web[..1].to_vec()
+        );
+        assert!(store
+            .monitor_transitions(Some("other"), 10)
+            .await
+            .unwrap()
+            .is_empty());
+    }
+);
+
+conformance!(
+    monitor_states_deleted_by_series,
+    |store: Arc<dyn Store>| async move {
+        let states = vec![
+            state("web", "a", "{}", at(0)),
+            state("web", "b", "{}", at(0)),
+            state("web", "c", "{}", at(0)),
+            state("api", "a", "{}", at(0)),
+        ];
+        store.save_monitor_round(&states, &[]).await.unwrap();
+        store.delete_monitor_states("web", &[]).await.unwrap();
+        assert_eq!(store.monitor_states(None).await.unwrap().len(), 4);
+        // Only that monitor's series go, and series it never had are no error.
+        store
+            .delete_monitor_states("web", &names(&["a", "c", "gone"]))
+            .await
+            .unwrap();
+        assert_eq!(
+            store.monitor_states(None).await.unwrap(),
+            vec![states[3].clone(), states[1].clone()]
+        );
+    }
+);
+
+conformance!(forget_monitors_removes_only_theirs, |store: Arc<
+    dyn Store,
+>| async move {
+    for (i, monitor) in ["gone", "kept"].into_iter().enumerate() {
+        store
+            .put_monitor_file(monitor, "[x]\n", "ci", at(0))
+            .await
+            .unwrap();
+        store
+            .put_heartbeat_key(monitor, &format!("digest-{monitor}"), at(0))
+            .await
+            .unwrap();
+        store
+            .insert_ping(&ping(monitor, at(i as i64), "success", Some(0), ""))
+            .await
+            .unwrap();
+        store
+            .save_monitor_round(
+                &[state(monitor, "s", "{}", at(1))],
+                &[transition(monitor, "s", "unknown", "ok", true, None, at(1))],
+            )
+            .await
+            .unwrap();
+    }
+    let kept_pings = store.recent_pings("kept", 10).await.unwrap();
+    let kept_transitions = store.monitor_transitions(Some("kept"), 10).await.unwrap();
+
+    store.forget_monitors(&[]).await.unwrap();
+    assert_eq!(
+        store.heartbeat_monitors().await.unwrap(),
+        names(&["gone", "kept"])
+    );
+    // More names than one statement binds, the one that exists among them.
+    let mut forgotten: Vec<String> = (0..1200).map(|i| format!("never-{i}")).collect();
+    forgotten.insert(700, "gone".into());
+    store.forget_monitors(&forgotten).await.unwrap();
+
+    assert_eq!(
+        store.heartbeat_by_digest("digest-gone").await.unwrap(),
+        None
+    );
+    assert!(store.recent_pings("gone", 10).await.unwrap().is_empty());
+    assert!(store.monitor_states(Some("gone")).await.unwrap().is_empty());
+    assert!(store
+        .monitor_transitions(Some("gone"), 10)
+        .await
+        .unwrap()
+        .is_empty());
+
+    assert_eq!(store.heartbeat_monitors().await.unwrap(), names(&["kept"]));
+    assert_eq!(
+        store
+            .heartbeat_by_digest("digest-kept")
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("kept")
+    );
+    assert_eq!(store.recent_pings("kept", 10).await.unwrap(), kept_pings);
+    assert_eq!(
+        store.monitor_states(None).await.unwrap(),
+        vec![state("kept", "s", "{}", at(1))]
+    );
+    assert_eq!(
+        store.monitor_transitions(None, 10).await.unwrap(),
+        kept_transitions
+    );
+    // Files are the caller's to keep or delete.
+    assert_eq!(store.list_monitor_files().await.unwrap().len(), 2);
+});
+
+/// A round that fails part-way writes nothing: its states stay as they were and none of
+/// its transitions are kept, on both backends.
+#[tokio::test]
+async fn failed_monitor_round_writes_nothing() {
+    let before = vec![state("web", "a", r#"{"state":"ok"}"#, at(0))];
+    let first = vec![transition("web", "a", "unknown", "ok", true, None, at(0))];
+    let round_states = vec![
+        state("web", "a", r#"{"state":"critical"}"#, at(1)),
+        state("web", "b", r#"{"state":"ok"}"#, at(1)),
+    ];
+    let round = vec![transition(
+        "web",
+        "a",
+        "ok",
+        "critical",
+        true,
+        Some(9.5),
+        at(1),
+    )];
+    macro_rules! check {
+        ($backend:literal, $store:expr, $raw:expr) => {{
+            let (store, raw) = (&$store, &$raw);
+            store.save_monitor_round(&before, &first).await.unwrap();
+            // The transitions' table goes away, so the round fails at its first transition,
+            // after its states were written in the transaction.
+            sqlx::query("ALTER TABLE monitor_transitions RENAME TO monitor_transitions_away")
+                .execute(raw)
+                .await
+                .unwrap();
+            let err = store.save_monitor_round(&round_states, &round).await;
+            assert!(
+                matches!(err, Err(StoreError::Database(_))),
+                "{}: {err:?}",
+                $backend
+            );
+            sqlx::query("ALTER TABLE monitor_transitions_away RENAME TO monitor_transitions")
+                .execute(raw)
+                .await
+                .unwrap();
+            assert_eq!(
+                store.monitor_states(None).await.unwrap(),
+                before,
+                "{}",
+                $backend
+            );
+            assert_eq!(
+                store
+                    .monitor_transitions(None, 10)
+                    .await
+                    .unwrap()
+                    .iter()
+                    .map(appended_transition)
+                    .collect::<Vec<_>>(),
+                first,
+                "{}",
+                $backend
+            );
+            // The same round, retried, is written whole.
+            store
+                .save_monitor_round(&round_states, &round)
+                .await
+                .unwrap();
+            assert_eq!(
+                store.monitor_states(None).await.unwrap(),
+                round_states,
+                "{}",
+                $backend
+            );
+            assert_eq!(store.monitor_transitions(None, 10).await.unwrap().len(), 2);
+        }};
+    }
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("gantry.db");
+    let sqlite = gantry_store::SqliteStore::open(&path, StoreOptions::default())
+        .await
+        .unwrap();
+    let raw = sqlx::SqlitePool::connect(&format!("sqlite://{}", path.display()))
+        .await
+        .unwrap();
+    check!("sqlite", sqlite, raw);
+    raw.close().await;
+    sqlite.close().await;
+
+    let url = gantry_store::testing::fresh_postgres_url("failed_monitor_round").await;
     let pg = gantry_store::PostgresStore::open(&url, StoreOptions::default())
         .await
         .unwrap();

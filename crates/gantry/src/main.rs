@@ -169,6 +169,10 @@ enum Command {
     /// and the remedies rollback and flag-off.
     #[command(subcommand)]
     Incident(commands::incident::IncidentCommand),
+    /// Monitors kept as files: apply (prints ping keys of new heartbeats), list, show,
+    /// rotate-key.
+    #[command(subcommand)]
+    Monitor(commands::monitor::MonitorCommand),
     /// Regression detection: replay the detector over a CSV of your own history.
     #[command(subcommand)]
     Detect(commands::detect::DetectCommand),
@@ -242,6 +246,7 @@ fn main() -> ExitCode {
             Command::Incident(cmd) => commands::incident::run(&cli.global, cmd).await,
             Command::Report(args) => commands::report::run(&cli.global, args).await,
             Command::Detect(cmd) => commands::detect::run(&cli.global, cmd).await,
+            Command::Monitor(cmd) => commands::monitor::run(&cli.global, cmd).await,
             Command::Token(cmd) => commands::token::run(&cli.global, cmd).await,
             Command::Metrics(cmd) => commands::metrics::run(&cli.global, cmd).await,
             Command::Collect(args) => commands::collect::run(args).await,

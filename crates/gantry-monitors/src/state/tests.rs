@@ -545,3 +545,25 @@ fn http_results() {
         assert_eq!(evaluation.value, Some(result.elapsed.as_secs_f64()));
     }
 }
+
+#[test]
+fn a_monitor_state_survives_being_stored() {
+    let mut ms = MonitorState::new();
+    let at = chrono::DateTime::from_timestamp(1_767_225_600, 0).unwrap();
+    let flap = FlapThresholds::default();
+    let round = vec![
+        (
+            "web-1".to_string(),
+            Evaluation::new(State::Critical, Some(9.0), "over"),
+        ),
+        (
+            "web-2".to_string(),
+            Evaluation::new(State::Ok, Some(1.0), "fine"),
+        ),
+    ];
+    let missing = Evaluation::new(State::Unknown, None, "no data");
+    ms.observe(&round, &missing, 2, &flap, at);
+    let text = serde_json::to_string(&ms).unwrap();
+    let back: MonitorState = serde_json::from_str(&text).unwrap();
+    assert_eq!(back, ms);
+}

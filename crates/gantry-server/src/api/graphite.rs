@@ -350,12 +350,39 @@ pub async fn render(
         max_data_points,
         no_null_points: flag(&params, "noNullPoints"),
     };
+    let series = evaluate_targets(&state, targets, from, until, now.timestamp())
+        .await
+        .map_err(ApiError::invalid)?;
+    if csv {
+        let series = match options.max_data_points {
+            Some(n) => gantry_render::consolidate(&series, n),
+            None => series,
+        };
+        return Ok((
+            [(header::CONTENT_TYPE, "text/csv")],
+            gantry_render::to_csv(&series),
+        )
+            .into_response());
+    }
+    Ok(axum::Json(gantry_render::to_json(&series, options)).into_response())
+}
+
+/// Evaluates render targets over `[from, until)` through the same source as `/render` (the
+/// local store, plus `[metrics.remote_read]`): what monitors, detection and the report
+/// read too. The error names the target and what was wrong.
+pub async fn evaluate_targets(
+    state: &AppState,
+    targets: Vec<String>,
+    from: i64,
+    until: i64,
+    now: i64,
+) -> Result<Vec<Series>, String> {
     let source = Source {
         state: state.clone(),
-        now: now.timestamp(),
+        now,
         runtime: tokio::runtime::Handle::current(),
     };
-    let rendered = tokio::task::spawn_blocking(move || -> Result<Response, RenderError> {
+    tokio::task::spawn_blocking(move || -> Result<Vec<Series>, RenderError> {
         let ctx = gantry_render::Context {
             from,
             until,
@@ -369,22 +396,11 @@ pub async fn render(
                 other => RenderError::Source(format!("target '{target}': {other}")),
             })?);
         }
-        if csv {
-            let series = match options.max_data_points {
-                Some(n) => gantry_render::consolidate(&series, n),
-                None => series,
-            };
-            return Ok((
-                [(header::CONTENT_TYPE, "text/csv")],
-                gantry_render::to_csv(&series),
-            )
-                .into_response());
-        }
-        Ok(axum::Json(gantry_render::to_json(&series, options)).into_response())
+        Ok(series)
     })
     .await
-    .map_err(|_| ApiError::internal())?;
-    rendered.map_err(|e| ApiError::invalid(e.to_string()))
+    .map_err(|_| "the render task failed".to_string())?
+    .map_err(|e| e.to_string())
 }
 
 /// Stored names, with the remote's (matching `pattern`, a tree query) when remote reading

@@ -11,6 +11,7 @@ pub mod hosts;
 pub mod incidents;
 pub mod metrics_admin;
 pub mod migrate;
+pub mod monitors;
 pub mod report;
 pub mod rollouts;
 pub mod services;

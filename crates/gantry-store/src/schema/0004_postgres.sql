@@ -2,6 +2,8 @@
 -- (`gantry migrate apply --via-server`), and each job's log, which clients follow by `seq`.
 -- Incidents: what broke, since when, and which changes are suspects, each kept whole as
 -- JSON beside the columns lists filter on, and each incident's timeline, read by `seq`.
+-- Monitors: their files as written, heartbeat keys (by digest) and pings, each series'
+-- state as JSON the monitors crate writes, and state transitions, read by `seq`.
 
 CREATE TABLE migrate_jobs (
     id TEXT COLLATE "C" PRIMARY KEY,
@@ -71,3 +73,53 @@ CREATE TABLE incident_timeline (
     change_id TEXT COLLATE "C"
 );
 CREATE INDEX incident_timeline_by_incident ON incident_timeline (incident_id, seq);
+
+CREATE TABLE monitor_files (
+    -- The file's name, as the monitors it defines are applied under.
+    source TEXT PRIMARY KEY,
+    text TEXT NOT NULL,
+    updated_by TEXT NOT NULL,
+    updated_at BIGINT NOT NULL
+);
+
+CREATE TABLE heartbeat_keys (
+    monitor TEXT PRIMARY KEY,
+    -- A digest of the key pings carry (never the key itself); rotating replaces it.
+    digest TEXT NOT NULL UNIQUE,
+    created_at BIGINT NOT NULL
+);
+
+CREATE TABLE heartbeat_pings (
+    seq BIGSERIAL PRIMARY KEY,
+    monitor TEXT NOT NULL,
+    at BIGINT NOT NULL,
+    -- What the ping said (named by the monitors crate, not the store).
+    kind TEXT NOT NULL,
+    exit_code INTEGER,
+    body TEXT NOT NULL
+);
+CREATE INDEX heartbeat_pings_by_monitor ON heartbeat_pings (monitor, seq);
+
+CREATE TABLE monitor_states (
+    monitor TEXT NOT NULL,
+    -- The series' key within the monitor (the monitors crate's, opaque to the store).
+    series TEXT NOT NULL,
+    -- The series' state as JSON, opaque to the store.
+    doc TEXT NOT NULL,
+    updated_at BIGINT NOT NULL,
+    PRIMARY KEY (monitor, series)
+);
+
+CREATE TABLE monitor_transitions (
+    seq BIGSERIAL PRIMARY KEY,
+    monitor TEXT NOT NULL,
+    series TEXT NOT NULL,
+    from_state TEXT NOT NULL,
+    to_state TEXT NOT NULL,
+    -- Whether the new state is hard (held for the monitor's `for` evaluations).
+    hard BOOLEAN NOT NULL,
+    -- The value that caused it, if any.
+    value DOUBLE PRECISION,
+    at BIGINT NOT NULL
+);
+CREATE INDEX monitor_transitions_by_monitor ON monitor_transitions (monitor, seq);

@@ -8,6 +8,7 @@ pub mod flag;
 pub mod incident;
 pub mod metrics;
 pub mod migrate;
+pub mod monitor;
 pub mod report;
 pub mod server;
 pub mod service;

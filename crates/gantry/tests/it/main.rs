@@ -15,6 +15,7 @@ mod lifecycle;
 mod metrics;
 mod migrate;
 mod migrate_jobs;
+mod monitors;
 mod postgres;
 mod python_sdks;
 mod ship;

@@ -1,0 +1,291 @@
+//! The monitor evaluator: while this server holds the lease `monitors`, every monitor is
+//! evaluated at its interval (thresholds through the same render source as `/render`,
+//! heartbeats from their pings, HTTP checks from the server, host liveness from the agents'
+//! heartbeats), its per-series state advanced by `gantry-monitors`' soft/hard machine, and
+//! the state and transitions stored, so another server continues where this one stopped.
+//! One lease for all monitors; sharding them across servers is left for when one server
+//! cannot keep up.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use gantry_core::ship::HostStatus;
+use gantry_monitors::{
+    evaluate_heartbeat, evaluate_http, evaluate_threshold, state::missing_data, Check, Evaluation,
+    FlapThresholds, HeartbeatLog, HttpResult, Monitor, MonitorState, Ping, PingKind, State, Window,
+};
+use gantry_store::{MonitorStateRecord, NewTransition};
+use tokio_util::sync::CancellationToken;
+
+use crate::state::AppState;
+
+const LEASE: &str = "monitors";
+const LEASE_TTL: Duration = Duration::from_secs(15);
+const TICK: Duration = Duration::from_secs(1);
+/// How often heartbeats and hosts are looked at.
+const HEARTBEAT_EVERY: chrono::TimeDelta = chrono::TimeDelta::seconds(5);
+/// The series name of a monitor with one series (heartbeat, HTTP, host).
+pub const SINGLE: &str = "";
+/// Host liveness monitors are named `host:<name>`.
+pub const HOST_PREFIX: &str = "host:";
+/// Most bytes of an HTTP check's answer read.
+const HTTP_READ_LIMIT: usize = 64 * 1024;
+
+/// Runs until shutdown.
+pub async fn run(state: AppState, shutdown: CancellationToken) {
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build();
+    let http = match http {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(error = %e, "monitors: cannot build the HTTP client; HTTP checks are off");
+            reqwest::Client::new()
+        }
+    };
+    let mut due: HashMap<String, DateTime<Utc>> = HashMap::new();
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            _ = tokio::time::sleep(TICK) => {}
+        }
+        let now = Utc::now();
+        match state
+            .store
+            .try_acquire_lease(LEASE, &state.holder, LEASE_TTL, now)
+            .await
+        {
+            Ok(true) => {}
+            Ok(false) => {
+                due.clear();
+                continue;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "monitors: cannot take the lease");
+                continue;
+            }
+        }
+        if let Err(e) = tick(&state, &http, &mut due, now).await {
+            tracing::warn!(error = %e.message, "monitors: a round failed; retrying");
+        }
+    }
+    let _ = state.store.release_lease(LEASE, &state.holder).await;
+}
+
+/// One pass: every monitor that is due.
+pub async fn tick(
+    state: &AppState,
+    http: &reqwest::Client,
+    due: &mut HashMap<String, DateTime<Utc>>,
+    now: DateTime<Utc>,
+) -> Result<(), crate::error::ApiError> {
+    let monitors = super::all(state.store.as_ref()).await?;
+    let stored: HashMap<String, MonitorState> = state
+        .store
+        .monitor_states(None)
+        .await?
+        .into_iter()
+        .filter(|r| r.series == SINGLE)
+        .filter_map(|r| serde_json::from_str(&r.doc).ok().map(|s| (r.monitor, s)))
+        .collect();
+    let mut records = Vec::new();
+    let mut transitions = Vec::new();
+    let flap = FlapThresholds::default();
+    for m in &monitors {
+        let every = m
+            .interval()
+            .and_then(|d| chrono::TimeDelta::from_std(d).ok())
+            .unwrap_or(HEARTBEAT_EVERY);
+        if due.get(&m.name).is_some_and(|t| *t > now) {
+            continue;
+        }
+        due.insert(m.name.clone(), now + every);
+        let (round, missing) = match evaluate(state, http, m, now).await {
+            Ok(r) => r,
+            Err(e) => {
+                let unknown = Evaluation::new(State::Unknown, None, e);
+                (Vec::new(), unknown)
+            }
+        };
+        let mut ms = stored.get(&m.name).cloned().unwrap_or_default();
+        let changed = ms.observe(&round, &missing, m.hard_after(), &flap, now);
+        for (series, observation) in changed {
+            if let Some(t) = observation.transition {
+                transitions.push(NewTransition {
+                    monitor: m.name.clone(),
+                    series,
+                    from: t.from.as_str().to_string(),
+                    to: t.to.as_str().to_string(),
+                    hard: t.hard,
+                    value: t.value,
+                    at: t.at,
+                });
+            }
+        }
+        records.push(record(&m.name, &ms, now));
+    }
+    // Hosts: every enrolled host, from its agent's heartbeats; new and maintenance hosts
+    // do not alert.
+    if due.get(HOST_PREFIX).is_none_or(|t| *t <= now) {
+        due.insert(HOST_PREFIX.to_string(), now + HEARTBEAT_EVERY);
+        let lost_after = chrono::Duration::seconds(state.config.ship.host_lost_after_secs as i64);
+        let host_states: HashMap<String, MonitorState> = state
+            .store
+            .monitor_states(None)
+            .await?
+            .into_iter()
+            .filter(|r| r.monitor.starts_with(HOST_PREFIX))
+            .filter_map(|r| serde_json::from_str(&r.doc).ok().map(|s| (r.monitor, s)))
+            .collect();
+        for h in state.store.list_hosts(None).await? {
+            let name = format!("{HOST_PREFIX}{}", h.name);
+            let status = gantry_core::ship::Host::status_at(h.last_seen_at, now, lost_after);
+            let evaluation = if h.maintenance || h.last_seen_at.is_none() {
+                Evaluation::new(State::Ok, None, "new or in maintenance")
+            } else if status == HostStatus::Online {
+                Evaluation::new(State::Ok, None, "heartbeats arriving")
+            } else {
+                Evaluation::new(
+                    State::Critical,
+                    None,
+                    format!(
+                        "no heartbeat from {} for {} s",
+                        h.name, state.config.ship.host_lost_after_secs
+                    ),
+                )
+            };
+            let mut ms = host_states.get(&name).cloned().unwrap_or_default();
+            let round = vec![(SINGLE.to_string(), evaluation.clone())];
+            for (series, observation) in ms.observe(&round, &evaluation, 1, &flap, now) {
+                if let Some(t) = observation.transition {
+                    transitions.push(NewTransition {
+                        monitor: name.clone(),
+                        series,
+                        from: t.from.as_str().to_string(),
+                        to: t.to.as_str().to_string(),
+                        hard: t.hard,
+                        value: t.value,
+                        at: t.at,
+                    });
+                }
+            }
+            records.push(record(&name, &ms, now));
+        }
+    }
+    if !records.is_empty() || !transitions.is_empty() {
+        state
+            .store
+            .save_monitor_round(&records, &transitions)
+            .await?;
+    }
+    Ok(())
+}
+
+fn record(monitor: &str, state: &MonitorState, now: DateTime<Utc>) -> MonitorStateRecord {
+    MonitorStateRecord {
+        monitor: monitor.to_string(),
+        series: SINGLE.to_string(),
+        doc: serde_json::to_string(state).unwrap_or_default(),
+        updated_at: now,
+    }
+}
+
+/// One monitor's evaluations this round (by series) and what a missing series gets.
+async fn evaluate(
+    state: &AppState,
+    http: &reqwest::Client,
+    m: &Monitor,
+    now: DateTime<Utc>,
+) -> Result<(Vec<(String, Evaluation)>, Evaluation), String> {
+    match &m.check {
+        Check::Threshold(check) => {
+            let window = check.window.as_secs() as i64;
+            let until = now.timestamp();
+            let series = crate::api::graphite::evaluate_targets(
+                state,
+                vec![check.target.clone()],
+                until - window,
+                until,
+                until,
+            )
+            .await
+            .map_err(|e| format!("no data on {}: {e}", state.holder))?;
+            let round = series
+                .iter()
+                .map(|s| {
+                    let window = Window {
+                        values: &s.values,
+                        // The newest slot is still being filled.
+                        last_is_partial: true,
+                    };
+                    (s.name.clone(), evaluate_threshold(check, window))
+                })
+                .collect();
+            Ok((round, missing_data(check)))
+        }
+        Check::Heartbeat(check) => {
+            let pings = state
+                .store
+                .recent_pings(&m.name, 200)
+                .await
+                .map_err(|e| e.to_string())?;
+            let mut log = HeartbeatLog::default();
+            for p in pings.iter().rev() {
+                let kind = match (p.kind.as_str(), p.exit_code) {
+                    ("start", _) => PingKind::Start,
+                    ("fail", _) => PingKind::Fail,
+                    ("exit", Some(code)) => PingKind::Exit(code),
+                    _ => PingKind::Success,
+                };
+                log.record(&Ping { kind, at: p.at });
+            }
+            let e = evaluate_heartbeat(check, &log, now);
+            Ok((vec![(SINGLE.to_string(), e.clone())], e))
+        }
+        Check::Http(check) => {
+            let started = std::time::Instant::now();
+            let method = match check.method {
+                gantry_monitors::HttpMethod::Get => reqwest::Method::GET,
+                gantry_monitors::HttpMethod::Head => reqwest::Method::HEAD,
+                gantry_monitors::HttpMethod::Post => reqwest::Method::POST,
+            };
+            let answer = http
+                .request(method, &check.url)
+                .timeout(check.timeout)
+                .send()
+                .await;
+            let result = match answer {
+                Err(e) => HttpResult {
+                    status: None,
+                    body_matched: false,
+                    elapsed: started.elapsed(),
+                    error: Some(if e.is_timeout() {
+                        "timed out".to_string()
+                    } else {
+                        e.to_string()
+                    }),
+                },
+                Ok(mut response) => {
+                    let status = response.status().as_u16();
+                    let mut body = Vec::new();
+                    while let Ok(Some(chunk)) = response.chunk().await {
+                        body.extend_from_slice(&chunk);
+                        if body.len() >= HTTP_READ_LIMIT {
+                            body.truncate(HTTP_READ_LIMIT);
+                            break;
+                        }
+                    }
+                    HttpResult {
+                        status: Some(status),
+                        body_matched: check.body_ok(&String::from_utf8_lossy(&body)),
+                        elapsed: started.elapsed(),
+                        error: None,
+                    }
+                }
+            };
+            let e = evaluate_http(check, &result);
+            Ok((vec![(SINGLE.to_string(), e.clone())], e))
+        }
+    }
+}
