@@ -578,6 +578,15 @@ impl Client {
         .await
     }
 
+    /// Regression verdicts (`GET /api/v1/verdicts`).
+    pub async fn verdicts(
+        &self,
+        query: &[(&str, String)],
+    ) -> Result<Vec<gantry_core::detect::Verdict>> {
+        self.json(self.request(Method::GET, "/api/v1/verdicts").query(query))
+            .await
+    }
+
     // ---- incidents ----
 
     /// The report (`GET /api/v1/report`).

@@ -7,6 +7,7 @@
 
 pub mod change;
 pub mod deploy;
+pub mod detect;
 pub mod incident;
 pub mod migrate;
 pub mod migrate_job;

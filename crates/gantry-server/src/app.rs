@@ -92,6 +92,7 @@ pub fn routes(state: &AppState) -> (Router<AppState>, OpenApiDoc) {
         .merge(api::incidents::router())
         .merge(api::report::router())
         .merge(api::monitors::router())
+        .merge(api::verdicts::router())
         .layer(middleware::from_fn(move |req, next| {
             with_timeout(timeout, req, next)
         }))

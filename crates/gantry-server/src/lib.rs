@@ -12,6 +12,7 @@ pub mod api;
 pub mod app;
 pub mod auth;
 pub mod config;
+pub mod detect;
 pub mod error;
 pub mod extract;
 pub mod flags;

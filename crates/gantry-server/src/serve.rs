@@ -396,8 +396,14 @@ async fn start_shipping(state: &AppState) {
         store: state.store.clone(),
         bell: state.bell.clone(),
         config: state.config.ship.clone(),
-        gates: Vec::new(),
+        gates: vec![std::sync::Arc::new(crate::detect::RegressionGate {
+            store: state.store.clone(),
+            flush: std::time::Duration::from_secs_f64(
+                state.config.statsd.flush_interval_secs.max(0.1),
+            ),
+        })],
         holder: state.holder.clone(),
     });
     tokio::spawn(orchestrator.run(state.shutdown.clone()));
+    tokio::spawn(crate::detect::run(state.clone(), state.shutdown.clone()));
 }

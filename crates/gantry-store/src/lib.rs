@@ -7,6 +7,8 @@
 //! wake-ups cross servers through PostgreSQL `NOTIFY`, and work one server must drive alone
 //! is held by a lease with an expiry (`leases`).
 
+pub mod detect;
+mod detect_queries;
 mod error;
 mod flag_queries;
 pub mod flags;
@@ -37,6 +39,7 @@ use gantry_core::{
 };
 use ulid::Ulid;
 
+pub use detect::{DetectConfigRecord, VerdictRecord};
 pub use error::StoreError;
 pub use flags::{
     FlagEnvironmentRecord, FlagRecord, FlagSchedule, FlagSnapshot, FlagState, FlagUsage, FlagWrite,
@@ -566,6 +569,43 @@ pub trait Store: Send + Sync + 'static {
         monitor: Option<&str>,
         limit: u32,
     ) -> Result<Vec<TransitionRecord>>;
+
+    // ---- detection ----
+
+    /// Stores a service's `[detect]` table (TOML); `None` removes it. Returns the text it
+    /// replaced, if any.
+    async fn put_detect_config(
+        &self,
+        service: &str,
+        text: Option<&str>,
+        actor: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<String>>;
+    /// Every stored `[detect]` table, by service.
+    async fn list_detect_configs(&self) -> Result<Vec<DetectConfigRecord>>;
+    /// Stores a verdict. At most one regression verdict per (change, metric) and per
+    /// (rollout, metric): a second is `Conflict` (nothing written), as is an id already
+    /// stored. Verdicts that are not regressions are not limited.
+    async fn insert_verdict(&self, verdict: &VerdictRecord) -> Result<()>;
+    /// Verdicts newest first by `at` (then id): of the service and of the environment when
+    /// given, regressions only when `regression_only`, at or after `since` when given, at
+    /// most `limit`.
+    async fn list_verdicts(
+        &self,
+        service: Option<&str>,
+        environment: Option<&str>,
+        regression_only: bool,
+        since: Option<DateTime<Utc>>,
+        limit: u32,
+    ) -> Result<Vec<VerdictRecord>>;
+    async fn get_verdict(&self, id: Ulid) -> Result<Option<VerdictRecord>>;
+    /// Regression verdicts of a rollout or of a change (of either when both are given,
+    /// none when neither is), newest first by `at` (then id).
+    async fn regressions_of(
+        &self,
+        rollout: Option<Ulid>,
+        change: Option<Ulid>,
+    ) -> Result<Vec<VerdictRecord>>;
 
     /// Closes connections, waiting for work in flight.
     async fn close(&self);

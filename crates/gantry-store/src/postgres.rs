@@ -32,9 +32,9 @@ use crate::group_commit::GroupCommit;
 use crate::queries::Dialect;
 use crate::schema::{self, SchemaStatus, SCHEMA_VERSION};
 use crate::{
-    Backend, BuildQuery, DeployConfigRecord, Deployment, MonitorFileRecord, MonitorStateRecord,
-    NewPing, NewTimelineEntry, NewTransition, PingRecord, Result, ShipSignal, Store, StoreError,
-    StoreOptions, TagMatch, TokenRecord, TransitionRecord,
+    Backend, BuildQuery, DeployConfigRecord, Deployment, DetectConfigRecord, MonitorFileRecord,
+    MonitorStateRecord, NewPing, NewTimelineEntry, NewTransition, PingRecord, Result, ShipSignal,
+    Store, StoreError, StoreOptions, TagMatch, TokenRecord, TransitionRecord, VerdictRecord,
 };
 
 mod q {
@@ -59,6 +59,10 @@ mod iq {
 
 mod moq {
     crate::monitor_queries::monitor_queries!(sqlx::Postgres);
+}
+
+mod dq {
+    crate::detect_queries::detect_queries!(sqlx::Postgres);
 }
 
 /// Advisory lock keys are arbitrary constants: "GANTRY" in ASCII and a purpose byte
@@ -873,6 +877,55 @@ impl Store for PostgresStore {
         limit: u32,
     ) -> Result<Vec<TransitionRecord>> {
         moq::monitor_transitions(&self.pool, monitor, limit).await
+    }
+
+    async fn put_detect_config(
+        &self,
+        service: &str,
+        text: Option<&str>,
+        actor: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<String>> {
+        dq::put_detect_config(&self.pool, &DIALECT, service, text, actor, now).await
+    }
+
+    async fn list_detect_configs(&self) -> Result<Vec<DetectConfigRecord>> {
+        dq::list_detect_configs(&self.pool).await
+    }
+
+    async fn insert_verdict(&self, verdict: &VerdictRecord) -> Result<()> {
+        dq::insert_verdict(&self.pool, verdict).await
+    }
+
+    async fn list_verdicts(
+        &self,
+        service: Option<&str>,
+        environment: Option<&str>,
+        regression_only: bool,
+        since: Option<DateTime<Utc>>,
+        limit: u32,
+    ) -> Result<Vec<VerdictRecord>> {
+        dq::list_verdicts(
+            &self.pool,
+            service,
+            environment,
+            regression_only,
+            since,
+            limit,
+        )
+        .await
+    }
+
+    async fn get_verdict(&self, id: Ulid) -> Result<Option<VerdictRecord>> {
+        dq::get_verdict(&self.pool, id).await
+    }
+
+    async fn regressions_of(
+        &self,
+        rollout: Option<Ulid>,
+        change: Option<Ulid>,
+    ) -> Result<Vec<VerdictRecord>> {
+        dq::regressions_of(&self.pool, rollout, change).await
     }
 
     async fn close(&self) {

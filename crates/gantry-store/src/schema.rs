@@ -49,7 +49,7 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
     Migration {
         version: 4,
         min_binary_version: 1,
-        description: "migration jobs and their logs, incidents and their timelines, monitor files, heartbeat keys and pings, monitor states and transitions",
+        description: "migration jobs and their logs, incidents and their timelines, monitor files, heartbeat keys and pings, monitor states and transitions, detect configs, verdicts",
         sqlite: include_str!("schema/0004_sqlite.sql"),
         postgres: include_str!("schema/0004_postgres.sql"),
     },

@@ -33,9 +33,9 @@ use crate::group_commit::GroupCommit;
 use crate::queries::Dialect;
 use crate::schema::{self, SchemaStatus, SCHEMA_VERSION};
 use crate::{
-    Backend, BuildQuery, DeployConfigRecord, Deployment, MonitorFileRecord, MonitorStateRecord,
-    NewPing, NewTimelineEntry, NewTransition, PingRecord, Result, ShipSignal, Store, StoreError,
-    StoreOptions, TagMatch, TokenRecord, TransitionRecord,
+    Backend, BuildQuery, DeployConfigRecord, Deployment, DetectConfigRecord, MonitorFileRecord,
+    MonitorStateRecord, NewPing, NewTimelineEntry, NewTransition, PingRecord, Result, ShipSignal,
+    Store, StoreError, StoreOptions, TagMatch, TokenRecord, TransitionRecord, VerdictRecord,
 };
 
 mod q {
@@ -60,6 +60,10 @@ mod iq {
 
 mod moq {
     crate::monitor_queries::monitor_queries!(sqlx::Sqlite);
+}
+
+mod dq {
+    crate::detect_queries::detect_queries!(sqlx::Sqlite);
 }
 
 const DIALECT: Dialect = Dialect {
@@ -813,6 +817,55 @@ impl Store for SqliteStore {
         limit: u32,
     ) -> Result<Vec<TransitionRecord>> {
         moq::monitor_transitions(&self.reader, monitor, limit).await
+    }
+
+    async fn put_detect_config(
+        &self,
+        service: &str,
+        text: Option<&str>,
+        actor: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<String>> {
+        dq::put_detect_config(&self.writer, &DIALECT, service, text, actor, now).await
+    }
+
+    async fn list_detect_configs(&self) -> Result<Vec<DetectConfigRecord>> {
+        dq::list_detect_configs(&self.reader).await
+    }
+
+    async fn insert_verdict(&self, verdict: &VerdictRecord) -> Result<()> {
+        dq::insert_verdict(&self.writer, verdict).await
+    }
+
+    async fn list_verdicts(
+        &self,
+        service: Option<&str>,
+        environment: Option<&str>,
+        regression_only: bool,
+        since: Option<DateTime<Utc>>,
+        limit: u32,
+    ) -> Result<Vec<VerdictRecord>> {
+        dq::list_verdicts(
+            &self.reader,
+            service,
+            environment,
+            regression_only,
+            since,
+            limit,
+        )
+        .await
+    }
+
+    async fn get_verdict(&self, id: Ulid) -> Result<Option<VerdictRecord>> {
+        dq::get_verdict(&self.reader, id).await
+    }
+
+    async fn regressions_of(
+        &self,
+        rollout: Option<Ulid>,
+        change: Option<Ulid>,
+    ) -> Result<Vec<VerdictRecord>> {
+        dq::regressions_of(&self.reader, rollout, change).await
     }
 
     async fn close(&self) {

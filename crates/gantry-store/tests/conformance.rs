@@ -14,8 +14,9 @@ use gantry_core::{
     NewService, Scope, TokenInfo,
 };
 use gantry_store::{
-    MonitorFileRecord, MonitorStateRecord, NewPing, NewTimelineEntry, NewTransition, PingRecord,
-    Store, StoreError, StoreOptions, TagMatch, TransitionRecord,
+    DetectConfigRecord, MonitorFileRecord, MonitorStateRecord, NewPing, NewTimelineEntry,
+    NewTransition, PingRecord, Store, StoreError, StoreOptions, TagMatch, TransitionRecord,
+    VerdictRecord,
 };
 use ulid::Ulid;
 
@@ -2219,6 +2220,479 @@ async fn failed_monitor_round_writes_nothing() {
     raw.close().await;
     pg.close().await;
 }
+
+// ---- detection ----
+
+fn verdict(
+    service: &str,
+    environment: &str,
+    metric: &str,
+    change_id: Option<Ulid>,
+    rollout_id: Option<Ulid>,
+    at: DateTime<Utc>,
+    regression: bool,
+) -> VerdictRecord {
+    VerdictRecord {
+        id: Ulid::new(),
+        service: service.into(),
+        environment: environment.into(),
+        metric: metric.into(),
+        change_id,
+        rollout_id,
+        at,
+        regression,
+        doc: serde_json::json!({ "metric": metric, "regression": regression, "note": "ünïcode ✓" })
+            .to_string(),
+    }
+}
+
+fn ids(verdicts: &[VerdictRecord]) -> Vec<Ulid> {
+    verdicts.iter().map(|v| v.id).collect()
+}
+
+conformance!(detect_configs_put_replace_remove_and_list, |store: Arc<
+    dyn Store,
+>| async move {
+    assert!(store.list_detect_configs().await.unwrap().is_empty());
+    let tiny = chrono::Duration::microseconds(7);
+    assert_eq!(
+        store
+            .put_detect_config("web", Some("metric = \"5xx\"\n"), "ann", at(0) + tiny)
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        store
+            .put_detect_config("batch", Some("metric = \"runtime\"\n"), "bob", at(1))
+            .await
+            .unwrap(),
+        None
+    );
+    // Replacing returns the text replaced, and the new author and time are kept.
+    assert_eq!(
+        store
+            .put_detect_config(
+                "web",
+                Some("metric = \"p99\" # ünïcode\n"),
+                "cat",
+                at(2) + tiny
+            )
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("metric = \"5xx\"\n")
+    );
+    assert_eq!(
+        store.list_detect_configs().await.unwrap(),
+        vec![
+            DetectConfigRecord {
+                service: "batch".into(),
+                text: "metric = \"runtime\"\n".into(),
+                updated_by: "bob".into(),
+                updated_at: at(1),
+            },
+            DetectConfigRecord {
+                service: "web".into(),
+                text: "metric = \"p99\" # ünïcode\n".into(),
+                updated_by: "cat".into(),
+                updated_at: at(2) + tiny,
+            },
+        ]
+    );
+    // Removing returns the text removed; removing what is not there is no error.
+    assert_eq!(
+        store
+            .put_detect_config("web", None, "dan", at(3))
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("metric = \"p99\" # ünïcode\n")
+    );
+    assert_eq!(
+        store
+            .put_detect_config("web", None, "dan", at(3))
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        store
+            .put_detect_config("never", None, "dan", at(3))
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        store
+            .list_detect_configs()
+            .await
+            .unwrap()
+            .iter()
+            .map(|c| c.service.as_str())
+            .collect::<Vec<_>>(),
+        vec!["batch"]
+    );
+    // A removed service's table can be stored again, as new.
+    assert_eq!(
+        store
+            .put_detect_config("web", Some("x = 1\n"), "eve", at(4))
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(store.list_detect_configs().await.unwrap().len(), 2);
+});
+
+conformance!(verdict_round_trip, |store: Arc<dyn Store>| async move {
+    let tiny = chrono::Duration::microseconds(11);
+    let full = verdict(
+        "web",
+        "prod",
+        "stats.timers.web.p99",
+        Some(Ulid::new()),
+        Some(Ulid::new()),
+        at(0) + tiny,
+        true,
+    );
+    let bare = verdict("batch", "staging", "runtime", None, None, at(1), false);
+    assert_eq!(store.get_verdict(full.id).await.unwrap(), None);
+    store.insert_verdict(&full).await.unwrap();
+    store.insert_verdict(&bare).await.unwrap();
+    assert_eq!(
+        store.get_verdict(full.id).await.unwrap(),
+        Some(full.clone())
+    );
+    assert_eq!(
+        store.get_verdict(bare.id).await.unwrap(),
+        Some(bare.clone())
+    );
+    assert_eq!(store.get_verdict(Ulid::new()).await.unwrap(), None);
+
+    // An id already stored is a conflict, and the stored verdict stays as it was.
+    let mut again = bare.clone();
+    again.doc = "{}".into();
+    let err = store.insert_verdict(&again).await.unwrap_err();
+    assert!(matches!(err, StoreError::Conflict(_)), "{err}");
+    assert!(err.to_string().contains(&bare.id.to_string()), "{err}");
+    assert_eq!(
+        store.get_verdict(bare.id).await.unwrap(),
+        Some(bare.clone())
+    );
+    assert_eq!(
+        store
+            .list_verdicts(None, None, false, None, 10)
+            .await
+            .unwrap(),
+        vec![bare, full]
+    );
+});
+
+conformance!(verdicts_listed_newest_first_with_filters, |store: Arc<
+    dyn Store,
+>| async move {
+    assert!(store
+        .list_verdicts(None, None, false, None, 10)
+        .await
+        .unwrap()
+        .is_empty());
+    let vs = [
+        verdict("web", "prod", "5xx", None, None, at(0), false),
+        verdict("web", "prod", "p99", None, None, at(2), true),
+        verdict("web", "staging", "5xx", None, None, at(1), true),
+        verdict("batch", "prod", "runtime", None, None, at(3), false),
+        // Stored late: `at` orders, not the order stored.
+        verdict("web", "prod", "errors", None, None, at(-1), true),
+        // The same `at` as vs[1]: ordered by id, newest first.
+        verdict("web", "prod", "cpu", None, None, at(2), false),
+    ];
+    for v in &vs {
+        store.insert_verdict(v).await.unwrap();
+    }
+    let (tie_high, tie_low) = if vs[5].id > vs[1].id {
+        (vs[5].id, vs[1].id)
+    } else {
+        (vs[1].id, vs[5].id)
+    };
+
+    let all = store
+        .list_verdicts(None, None, false, None, 10)
+        .await
+        .unwrap();
+    assert_eq!(
+        ids(&all),
+        vec![vs[3].id, tie_high, tie_low, vs[2].id, vs[0].id, vs[4].id]
+    );
+    assert_eq!(
+        ids(&store
+            .list_verdicts(None, None, false, None, 2)
+            .await
+            .unwrap()),
+        vec![vs[3].id, tie_high]
+    );
+    assert_eq!(
+        ids(&store
+            .list_verdicts(Some("web"), None, false, None, 10)
+            .await
+            .unwrap()),
+        vec![tie_high, tie_low, vs[2].id, vs[0].id, vs[4].id]
+    );
+    assert_eq!(
+        ids(&store
+            .list_verdicts(Some("web"), Some("prod"), false, None, 10)
+            .await
+            .unwrap()),
+        vec![tie_high, tie_low, vs[0].id, vs[4].id]
+    );
+    assert_eq!(
+        ids(&store
+            .list_verdicts(None, Some("prod"), false, None, 10)
+            .await
+            .unwrap()),
+        vec![vs[3].id, tie_high, tie_low, vs[0].id, vs[4].id]
+    );
+    assert_eq!(
+        ids(&store
+            .list_verdicts(Some("web"), None, true, None, 10)
+            .await
+            .unwrap()),
+        vec![vs[1].id, vs[2].id, vs[4].id]
+    );
+    // `since` is inclusive.
+    assert_eq!(
+        ids(&store
+            .list_verdicts(Some("web"), Some("prod"), true, Some(at(2)), 10)
+            .await
+            .unwrap()),
+        vec![vs[1].id]
+    );
+    assert_eq!(
+        ids(&store
+            .list_verdicts(None, None, false, Some(at(1)), 3)
+            .await
+            .unwrap()),
+        vec![vs[3].id, tie_high, tie_low]
+    );
+    assert!(store
+        .list_verdicts(Some("web"), Some("dev"), false, None, 10)
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(store
+        .list_verdicts(Some("batch"), None, true, None, 10)
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(store
+        .list_verdicts(None, None, false, Some(at(4)), 10)
+        .await
+        .unwrap()
+        .is_empty());
+});
+
+conformance!(
+    one_regression_per_change_and_per_rollout_metric,
+    |store: Arc<dyn Store>| async move {
+        let (change, rollout) = (Ulid::new(), Ulid::new());
+        let first = verdict("web", "prod", "p99", Some(change), None, at(0), true);
+        store.insert_verdict(&first).await.unwrap();
+
+        // A second regression of the change for the metric: refused, nothing written, even
+        // from another rollout.
+        let second = verdict(
+            "web",
+            "prod",
+            "p99",
+            Some(change),
+            Some(rollout),
+            at(1),
+            true,
+        );
+        let err = store.insert_verdict(&second).await.unwrap_err();
+        assert!(matches!(err, StoreError::Conflict(_)), "{err}");
+        let message = err.to_string();
+        assert!(message.contains(&change.to_string()), "{message}");
+        assert!(message.contains("p99"), "{message}");
+        assert!(message.contains(&first.id.to_string()), "{message}");
+        assert_eq!(store.get_verdict(second.id).await.unwrap(), None);
+
+        // Verdicts that are not regressions are not limited; nor are other metrics.
+        let mut kept = vec![first.clone()];
+        for i in 0..3 {
+            let v = verdict(
+                "web",
+                "prod",
+                "p99",
+                Some(change),
+                Some(rollout),
+                at(2 + i),
+                false,
+            );
+            store.insert_verdict(&v).await.unwrap();
+            kept.push(v);
+        }
+        let other_metric = verdict("web", "prod", "5xx", Some(change), None, at(5), true);
+        store.insert_verdict(&other_metric).await.unwrap();
+        kept.push(other_metric);
+
+        // A rollout too: one regression per metric, whatever change it carries.
+        let of_rollout = verdict("web", "prod", "p99", None, Some(rollout), at(6), true);
+        store.insert_verdict(&of_rollout).await.unwrap();
+        kept.push(of_rollout.clone());
+        let again = verdict(
+            "web",
+            "prod",
+            "p99",
+            Some(Ulid::new()),
+            Some(rollout),
+            at(7),
+            true,
+        );
+        let err = store.insert_verdict(&again).await.unwrap_err();
+        assert!(matches!(err, StoreError::Conflict(_)), "{err}");
+        let message = err.to_string();
+        assert!(message.contains("rollout"), "{message}");
+        assert!(message.contains(&rollout.to_string()), "{message}");
+        assert!(message.contains(&of_rollout.id.to_string()), "{message}");
+        assert_eq!(store.get_verdict(again.id).await.unwrap(), None);
+
+        // The same metric of another change or rollout, or of neither, is its own.
+        for v in [
+            verdict(
+                "web",
+                "prod",
+                "p99",
+                Some(Ulid::new()),
+                Some(Ulid::new()),
+                at(8),
+                true,
+            ),
+            verdict("web", "prod", "p99", None, None, at(9), true),
+            verdict("web", "prod", "p99", None, None, at(10), true),
+        ] {
+            store.insert_verdict(&v).await.unwrap();
+            kept.push(v);
+        }
+
+        let mut stored = store
+            .list_verdicts(None, None, false, None, 100)
+            .await
+            .unwrap();
+        stored.sort_by_key(|v| v.id);
+        kept.sort_by_key(|v| v.id);
+        assert_eq!(stored, kept);
+    }
+);
+
+conformance!(
+    racing_regressions_of_a_change_have_one_winner,
+    |store: Arc<dyn Store>| async move {
+        let change = Ulid::new();
+        let writes = (0..8).map(|i| {
+            let store = store.clone();
+            async move {
+                store
+                    .insert_verdict(&verdict(
+                        "web",
+                        "prod",
+                        "p99",
+                        Some(change),
+                        None,
+                        at(i),
+                        true,
+                    ))
+                    .await
+            }
+        });
+        let results = futures::future::join_all(writes).await;
+        assert_eq!(
+            results.iter().filter(|r| r.is_ok()).count(),
+            1,
+            "{results:?}"
+        );
+        assert!(
+            results
+                .iter()
+                .all(|r| matches!(r, Ok(()) | Err(StoreError::Conflict(_)))),
+            "{results:?}"
+        );
+        assert_eq!(
+            store
+                .regressions_of(None, Some(change))
+                .await
+                .unwrap()
+                .len(),
+            1
+        );
+    }
+);
+
+conformance!(regressions_of_a_rollout_or_a_change, |store: Arc<
+    dyn Store,
+>| async move {
+    let (change, rollout, other) = (Ulid::new(), Ulid::new(), Ulid::new());
+    let vs = [
+        verdict(
+            "web",
+            "prod",
+            "p99",
+            Some(change),
+            Some(rollout),
+            at(1),
+            true,
+        ),
+        verdict("web", "prod", "5xx", Some(change), None, at(3), true),
+        verdict("web", "prod", "cpu", None, Some(rollout), at(2), true),
+        // Not regressions: never listed.
+        verdict(
+            "web",
+            "prod",
+            "mem",
+            Some(change),
+            Some(rollout),
+            at(4),
+            false,
+        ),
+        // Another change's rollout.
+        verdict(
+            "web",
+            "prod",
+            "p99",
+            Some(other),
+            Some(Ulid::new()),
+            at(5),
+            true,
+        ),
+    ];
+    for v in &vs {
+        store.insert_verdict(v).await.unwrap();
+    }
+    assert_eq!(
+        store.regressions_of(Some(rollout), None).await.unwrap(),
+        vec![vs[2].clone(), vs[0].clone()]
+    );
+    assert_eq!(
+        store.regressions_of(None, Some(change)).await.unwrap(),
+        vec![vs[1].clone(), vs[0].clone()]
+    );
+    assert_eq!(
+        ids(&store
+            .regressions_of(Some(rollout), Some(change))
+            .await
+            .unwrap()),
+        vec![vs[1].id, vs[2].id, vs[0].id]
+    );
+    assert_eq!(
+        ids(&store.regressions_of(None, Some(other)).await.unwrap()),
+        vec![vs[4].id]
+    );
+    assert!(store.regressions_of(None, None).await.unwrap().is_empty());
+    assert!(store
+        .regressions_of(Some(Ulid::new()), Some(Ulid::new()))
+        .await
+        .unwrap()
+        .is_empty());
+});
 
 #[tokio::test]
 async fn sqlite_reopen_keeps_data_and_schema() {

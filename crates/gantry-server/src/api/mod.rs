@@ -18,6 +18,7 @@ pub mod services;
 pub mod system;
 pub mod tokens;
 pub mod unleash;
+pub mod verdicts;
 
 use crate::error::ApiError;
 

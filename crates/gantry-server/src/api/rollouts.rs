@@ -210,6 +210,13 @@ pub async fn apply_deploy_config(
     body: String,
 ) -> ApiResult<axum::Json<DeployConfigView>> {
     caller.require(ScopeName::Admin, None, None)?;
+    // The [detect] table is stored apart: agents never see it.
+    let (deploy_text, detect_text) = gantry_core::detect::split_service_file(&body)?;
+    let file = format!("{name}.toml");
+    if let Some(text) = &detect_text {
+        gantry_core::detect::DetectConfig::parse(text, &file)?;
+    }
+    let body = deploy_text;
     let config = DeployConfig::parse_toml(&body)?;
     if config.name != name {
         return Err(ApiError::invalid(format!(
@@ -234,6 +241,12 @@ pub async fn apply_deploy_config(
         .store
         .put_deploy_config(&name, &body, caller.name(), now)
         .await?;
+    let old_detect = state
+        .store
+        .put_detect_config(&name, detect_text.as_deref(), caller.name(), now)
+        .await?;
+    let detect_changed =
+        old_detect.as_deref().map(str::trim) != detect_text.as_deref().map(str::trim);
     let old_config = old
         .as_deref()
         .and_then(|t| DeployConfig::parse_toml(t).ok());
@@ -241,8 +254,30 @@ pub async fn apply_deploy_config(
         Some(o) => DeployConfig::diff(o, &config),
         None => gantry_core::deploy::diff_lines("", &config.to_canonical_toml()),
     };
+    let mut diff = diff;
+    if detect_changed {
+        let old_lines: Vec<&str> = old_detect
+            .as_deref()
+            .unwrap_or("")
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .collect();
+        let new_lines: Vec<&str> = detect_text
+            .as_deref()
+            .unwrap_or("")
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .collect();
+        diff.push_str("\n[detect]:\n");
+        for l in old_lines.iter().filter(|l| !new_lines.contains(l)) {
+            diff.push_str(&format!("- {l}\n"));
+        }
+        for l in new_lines.iter().filter(|l| !old_lines.contains(l)) {
+            diff.push_str(&format!("+ {l}\n"));
+        }
+    }
     let mut change_id = None;
-    if old_config.as_ref() != Some(&config) {
+    if old_config.as_ref() != Some(&config) || detect_changed {
         let change = Change {
             id: Ulid::new(),
             kind: ChangeKind::Config,

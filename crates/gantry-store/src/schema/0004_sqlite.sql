@@ -4,6 +4,9 @@
 -- JSON beside the columns lists filter on, and each incident's timeline, read by `seq`.
 -- Monitors: their files as written, heartbeat keys (by digest) and pings, each series'
 -- state as JSON the monitors crate writes, and state transitions, read by `seq`.
+-- Regression detection: each service's `[detect]` table as written, and verdicts, each kept
+-- whole as JSON beside the columns lists filter on; a change or a rollout has at most
+-- one regression verdict per metric.
 
 CREATE TABLE migrate_jobs (
     id TEXT PRIMARY KEY,
@@ -123,3 +126,34 @@ CREATE TABLE monitor_transitions (
     at BIGINT NOT NULL
 );
 CREATE INDEX monitor_transitions_by_monitor ON monitor_transitions (monitor, seq);
+
+CREATE TABLE detect_configs (
+    service TEXT PRIMARY KEY,
+    -- The service's `[detect]` table, as TOML.
+    text TEXT NOT NULL,
+    updated_by TEXT NOT NULL,
+    updated_at BIGINT NOT NULL
+);
+
+CREATE TABLE verdicts (
+    id TEXT PRIMARY KEY,
+    service TEXT NOT NULL,
+    environment TEXT NOT NULL,
+    metric TEXT NOT NULL,
+    -- The change and the rollout judged, if any.
+    change_id TEXT,
+    rollout_id TEXT,
+    at BIGINT NOT NULL,
+    -- Whether the verdict found a regression: 0 or 1.
+    regression INTEGER NOT NULL,
+    -- The whole verdict as JSON, written and read by the detection crate: what reads
+    -- return beside the columns above.
+    doc TEXT NOT NULL
+);
+CREATE INDEX verdicts_by_service ON verdicts (service, environment, at);
+CREATE INDEX verdicts_by_change ON verdicts (change_id);
+CREATE INDEX verdicts_by_rollout ON verdicts (rollout_id);
+-- At most one regression verdict per change and metric, and per rollout and metric
+-- (verdicts without a change or a rollout are not limited: NULLs are distinct).
+CREATE UNIQUE INDEX verdicts_one_regression_per_change ON verdicts (change_id, metric) WHERE regression;
+CREATE UNIQUE INDEX verdicts_one_regression_per_rollout ON verdicts (rollout_id, metric) WHERE regression;

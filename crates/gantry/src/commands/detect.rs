@@ -18,6 +18,21 @@ use crate::GlobalArgs;
 pub enum DetectCommand {
     /// Run the detector over a CSV of `timestamp,value` (Unix seconds) and print its verdicts.
     Replay(ReplayArgs),
+    /// Regression verdicts the server reached, newest first.
+    List(ListArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    #[arg(long)]
+    service: Option<String>,
+    #[arg(long)]
+    env: Option<String>,
+    /// Since (RFC 3339, epoch seconds, or a duration ago such as 7d).
+    #[arg(long)]
+    since: Option<String>,
+    #[arg(long, default_value_t = 50)]
+    limit: u32,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -49,6 +64,47 @@ pub struct ReplayArgs {
 pub async fn run(global: &GlobalArgs, command: DetectCommand) -> anyhow::Result<()> {
     match command {
         DetectCommand::Replay(a) => replay_file(global, a),
+        DetectCommand::List(a) => {
+            let client = crate::credentials::client(global)?;
+            let mut query = vec![("limit", a.limit.to_string())];
+            if let Some(s) = a.service {
+                query.push(("service", s));
+            }
+            if let Some(e) = a.env {
+                query.push(("environment", e));
+            }
+            if let Some(s) = a.since {
+                query.push(("since", s));
+            }
+            let verdicts = client.verdicts(&query).await?;
+            if global.json {
+                return print_json(&verdicts);
+            }
+            let rows: Vec<Vec<String>> = verdicts
+                .iter()
+                .map(|v| {
+                    vec![
+                        v.id.to_string(),
+                        v.at.format("%Y-%m-%d %H:%M:%S").to_string(),
+                        format!("{}@{}", v.service, v.environment),
+                        v.metric.clone(),
+                        format!("{:+.0}%", v.effect * 100.0),
+                        format!("{:.1e}", v.p_value),
+                        v.change_id
+                            .map(|c| c.to_string())
+                            .unwrap_or_else(|| "-".into()),
+                        v.summary.clone(),
+                    ]
+                })
+                .collect();
+            crate::output::print_table(
+                &[
+                    "VERDICT", "AT", "WHERE", "METRIC", "EFFECT", "P", "CHANGE", "SUMMARY",
+                ],
+                &rows,
+            );
+            Ok(())
+        }
     }
 }
 

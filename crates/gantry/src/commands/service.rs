@@ -59,8 +59,14 @@ pub async fn run(global: &GlobalArgs, command: ServiceCommand) -> anyhow::Result
             let text = tokio::fs::read_to_string(&file)
                 .await
                 .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", file.display()))?;
-            let parsed = gantry_core::deploy::DeployConfig::parse_toml(&text)
+            // Checked here as the server checks it: the deploy config, and [detect] apart.
+            let (deploy, detect) = gantry_core::detect::split_service_file(&text)
                 .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+            let parsed = gantry_core::deploy::DeployConfig::parse_toml(&deploy)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+            if let Some(detect) = &detect {
+                gantry_core::detect::DetectConfig::parse(detect, &file.display().to_string())?;
+            }
             let view = client.apply_deploy_config(&parsed.name, text).await?;
             if global.json {
                 return print_json(&view);

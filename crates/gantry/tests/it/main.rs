@@ -7,6 +7,7 @@ mod auth;
 mod bad_input;
 mod changes;
 mod detect;
+mod detection;
 mod events;
 mod flags;
 mod graphite_web;
