@@ -35,7 +35,12 @@ pub fn split_service_file(text: &str) -> Result<(String, Option<String>), Invali
             in_table = true;
             in_detect = name == "detect" || name.starts_with("detect.");
         } else if !in_table {
-            let key = trimmed.split('=').next().unwrap_or("").trim().trim_matches('"');
+            let key = trimmed
+                .split('=')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .trim_matches('"');
             if trimmed.contains('=') && (key == "detect" || key.starts_with("detect.")) {
                 return Err(Invalid::new(format!(
                     "line {}: write detection as its own [detect] table, not as a key of the file",
@@ -211,7 +216,10 @@ restart = ["systemctl", "restart", "shop"]
             "shop.toml",
         )
         .unwrap_err();
-        assert!(err.0.contains("shop.toml:13"), "line of the original file: {err}");
+        assert!(
+            err.0.contains("shop.toml:13"),
+            "line of the original file: {err}"
+        );
         let detect = detect.unwrap();
         let config = DetectConfig::parse(&detect, "shop.toml").unwrap();
         assert_eq!(config.watch_secs, 1800);
@@ -232,7 +240,10 @@ restart = ["systemctl", "restart", "shop"]
         ];
         for (text, needle) in cases {
             let err = DetectConfig::parse(text, "shop.toml").unwrap_err();
-            assert!(err.0.contains(needle) && err.0.contains("shop.toml"), "{text}: {err}");
+            assert!(
+                err.0.contains(needle) && err.0.contains("shop.toml"),
+                "{text}: {err}"
+            );
         }
         let err = split_service_file("detect = { watch = \"1m\" }\n").unwrap_err();
         assert!(err.0.contains("[detect] table"), "{err}");

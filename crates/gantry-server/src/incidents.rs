@@ -502,6 +502,57 @@ pub async fn flag_off(
     Ok((incident, change_id))
 }
 
+/// How long an open incident takes in the alerts of its service and environment.
+const ALERT_JOIN: chrono::TimeDelta = chrono::TimeDelta::minutes(30);
+
+/// A monitor went hard CRITICAL: joins the open incident of its service and environment
+/// opened in the last 30 minutes (a line on its timeline), or opens one (SEV3, source
+/// `alert`). Returns the incident's id.
+pub async fn alert(
+    state: &AppState,
+    monitor: &str,
+    service: &str,
+    environment: &str,
+    what: &str,
+) -> Result<Ulid, ApiError> {
+    let now = Utc::now();
+    let recent = state
+        .store
+        .list_incidents(Some(now - ALERT_JOIN), true, 100)
+        .await?;
+    let joined = recent.iter().find(|i| {
+        i.services.iter().any(|s| s == service) && i.environments.iter().any(|e| e == environment)
+    });
+    let text = format!("alert: {monitor} is CRITICAL: {what}");
+    if let Some(incident) = joined {
+        let id = incident.id;
+        write(state.store.as_ref(), id, |_| {
+            Ok(vec![entry("alert", "gantry", text.clone(), None)])
+        })
+        .await?;
+        return Ok(id);
+    }
+    let incident = open(
+        state,
+        "gantry",
+        NewIncident {
+            title: format!("{monitor} is CRITICAL: {what}")
+                .chars()
+                .take(200)
+                .collect(),
+            service: service.to_string(),
+            environment: environment.to_string(),
+            severity: None,
+            impact_started_at: None,
+        },
+        Source::Alert {
+            monitor: monitor.to_string(),
+        },
+    )
+    .await?;
+    Ok(incident.id)
+}
+
 /// A rollout an incident started ended: the incident is mitigated when it succeeded.
 pub async fn remedy_finished(
     store: &dyn Store,

@@ -112,6 +112,23 @@ pub async fn tick(
         let changed = ms.observe(&round, &missing, m.hard_after(), &flap, now);
         for (series, observation) in changed {
             if let Some(t) = observation.transition {
+                if t.hard
+                    && t.to == State::Critical
+                    && !ms.get(&series).is_some_and(|s| s.is_flapping())
+                {
+                    let what = match (&series, t.value) {
+                        (s, Some(v)) if !s.is_empty() => format!("{s} = {v}"),
+                        (s, None) if !s.is_empty() => s.clone(),
+                        (_, Some(v)) => format!("{v}"),
+                        _ => "no value".to_string(),
+                    };
+                    if let Err(e) =
+                        crate::incidents::alert(state, &m.name, &m.service, &m.environment, &what)
+                            .await
+                    {
+                        tracing::warn!(monitor = %m.name, error = %e.message, "monitors: cannot open or join an incident");
+                    }
+                }
                 transitions.push(NewTransition {
                     monitor: m.name.clone(),
                     series,

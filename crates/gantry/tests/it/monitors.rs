@@ -111,6 +111,31 @@ fn monitors_are_applied_evaluated_and_pinged() {
     );
     assert_eq!(status, 200);
     wait_state(&server, "nightly-export", "CRITICAL");
+    // The first hard CRITICAL opened an incident; the second alert of the service joined it.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let incidents = server.http().get("/api/v1/incidents?service=shop");
+        let list = incidents.body.as_array().cloned().unwrap_or_default();
+        if let Some(first) = list.first() {
+            assert_eq!(list.len(), 1, "{}", incidents.text);
+            assert_eq!(first["source"]["kind"], "alert");
+            assert_eq!(first["source"]["monitor"], "checkout-errors");
+            assert_eq!(first["severity"], "SEV3");
+            let id = first["id"].as_str().unwrap();
+            let view = server.http().get(&format!("/api/v1/incidents/{id}"));
+            if view.body["timeline"]
+                .to_string()
+                .contains("nightly-export is CRITICAL")
+            {
+                break;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no incident joined by the heartbeat's alert"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
     assert_eq!(ping(&server, &format!("/ping/{key}/start"), None).0, 200);
     assert_eq!(ping(&server, &format!("/ping/{key}/0"), None).0, 200);
     wait_state(&server, "nightly-export", "OK");
