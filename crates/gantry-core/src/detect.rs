@@ -101,6 +101,11 @@ fn default_min_shift() -> f64 {
     0.2
 }
 
+/// Longest watch after a change: it bounds the detector's work per flush.
+pub const MAX_WATCH: Duration = Duration::from_secs(86_400);
+/// Most key metrics of one service.
+pub const MAX_METRICS: usize = 20;
+
 /// The `[detect]` table.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct DetectConfig {
@@ -142,6 +147,17 @@ impl DetectConfig {
             Some(w) => crate::time::parse_duration("detect.watch", w)
                 .map_err(|e| Invalid::new(format!("{file}: {}", e.0)))?,
         };
+        if watch > MAX_WATCH {
+            return Err(Invalid::new(format!(
+                "{file}: [detect] watch is at most 24h (a change older than that is not a suspect)"
+            )));
+        }
+        if parsed.detect.metric.len() > MAX_METRICS {
+            return Err(Invalid::new(format!(
+                "{file}: [detect] names {} metrics; at most {MAX_METRICS}",
+                parsed.detect.metric.len()
+            )));
+        }
         if parsed.detect.metric.is_empty() {
             return Err(Invalid::new(format!(
                 "{file}: [detect] names no metric; add [[detect.metric]] tables, or remove [detect]"
@@ -236,6 +252,7 @@ restart = ["systemctl", "restart", "shop"]
             ("[detect]\n[[detect.metric]]\nname = \"r\"\ntarget = \"a\"\ndirection = \"drop\"\nmin_shift = 0\n", "min_shift"),
             ("[detect]\n[[detect.metric]]\nname = \"r\"\ntarget = \"a\"\ndirection = \"drop\"\nper_host = \"a.b\"\n", "$host"),
             ("[detect]\n", "names no metric"),
+            ("[detect]\nwatch = \"2d\"\n[[detect.metric]]\nname = \"r\"\ntarget = \"a\"\ndirection = \"drop\"\n", "at most 24h"),
             ("[detect]\n[[detect.metric]]\nname = \"r\"\ntarget = \"a\"\ndirection = \"drop\"\n[[detect.metric]]\nname = \"r\"\ntarget = \"b\"\ndirection = \"rise\"\n", "used twice"),
         ];
         for (text, needle) in cases {

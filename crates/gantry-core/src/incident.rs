@@ -141,8 +141,9 @@ pub struct Incident {
     pub state: IncidentState,
     pub source: Source,
     pub opened_by: String,
-    /// When users were first hurt (the first bad host's switch, else the change's start,
-    /// else the first point outside the baseline, else when it was detected); editable.
+    /// When users were first hurt: for a regression verdict, when its change took effect
+    /// (a rollout's first host switch); for one opened by hand, as given or when it was
+    /// opened; for an alert, when it was opened. Editable.
     pub impact_started_at: DateTime<Utc>,
     pub detected_at: DateTime<Utc>,
     pub acknowledged_at: Option<DateTime<Utc>>,
@@ -197,8 +198,7 @@ pub struct NewIncident {
     pub environment: String,
     /// Default SEV3 for one opened by hand.
     pub severity: Option<Severity>,
-    /// When the impact started (RFC 3339, epoch seconds, or a duration ago); default: the
-    /// top suspect's start, else now.
+    /// When the impact started (RFC 3339, epoch seconds, or a duration ago); default: now.
     #[serde(default, deserialize_with = "crate::time::deserialize_api_time")]
     #[schema(value_type = Option<String>)]
     pub impact_started_at: Option<DateTime<Utc>>,

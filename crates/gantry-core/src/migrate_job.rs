@@ -234,10 +234,16 @@ pub fn control_job(job: &Job, action: JobAction) -> Result<(JobState, Option<Str
             job.id, job.state
         )))
     };
+    if job.control.as_deref() == Some("abort")
+        && matches!(action, JobAction::Pause | JobAction::Resume)
+    {
+        return refuse("an abort is pending; it cannot be paused or resumed");
+    }
     match (action, job.state) {
         (JobAction::Pause, Queued) => Ok((Paused, None)),
         (JobAction::Pause, Running) => Ok((Running, Some("pause".into()))),
-        (JobAction::Pause, Paused) => Ok((Paused, job.control.clone())),
+        // A pending resume is taken back.
+        (JobAction::Pause, Paused) => Ok((Paused, None)),
         (JobAction::Pause, _) => refuse("only a queued or running job can be paused"),
         (JobAction::Resume, Paused) if job.holder.is_some() => Ok((Paused, Some("resume".into()))),
         (JobAction::Resume, Paused) => Ok((Queued, None)),
@@ -362,6 +368,22 @@ mod tests {
         );
         assert!(after(&job(Aborted, Apply, true, false), Abort).is_err());
         assert!(after(&job(Succeeded, Apply, true, false), Abort).is_err());
+    }
+
+    #[test]
+    fn a_pending_abort_is_never_replaced_and_a_pause_takes_back_a_resume() {
+        let mut aborting = job(Running, Rebuild, true, true);
+        aborting.control = Some("abort".into());
+        assert!(after(&aborting, Pause)
+            .unwrap_err()
+            .contains("abort is pending"));
+        assert!(after(&aborting, Resume).is_err());
+        let mut queued = job(Queued, Rebuild, true, false);
+        queued.control = Some("abort".into());
+        assert!(after(&queued, Pause).is_err());
+        let mut resuming = job(Paused, Apply, true, true);
+        resuming.control = Some("resume".into());
+        assert_eq!(after(&resuming, Pause), Ok((Paused, None)));
     }
 
     #[test]

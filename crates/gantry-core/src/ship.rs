@@ -731,7 +731,8 @@ pub fn advance(rollout: &mut Rollout, tasks: &mut [Task], seen: &Observed<'_>) -
         rollout.bake_until = Some(now + Duration::seconds(rollout.spec.bake_secs as i64));
         rollout.updated_at = now;
         out.rollout_changed = true;
-        if rollout.spec.bake_secs > 0 {
+        // Gates answered for the wave before it baked: the next tick asks them again.
+        if rollout.spec.bake_secs > 0 || !seen.gates.is_empty() {
             return out;
         }
     }

@@ -148,15 +148,26 @@ pub fn app(state: AppState) -> Router {
         .method_not_allowed_fallback(method_not_allowed)
         .layer(Extension(OpenApiJson(Arc::new(doc_json))))
         .layer(middleware::from_fn_with_state(state.clone(), track))
-        .layer(middleware::from_fn_with_state(
-            state.clone(),
-            security_headers,
-        ))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(|_| {
             tracing::error!("a request handler panicked");
             ApiError::internal().into_response()
         }))
-        .layer(tower_http::trace::TraceLayer::new_for_http())
+        // Outside the panic catcher, so even a 500 from a panic carries them.
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            security_headers,
+        ))
+        // Spans name the route pattern, never the path: a ping key or token must not reach
+        // a log.
+        .layer(
+            tower_http::trace::TraceLayer::new_for_http().make_span_with(|request: &Request| {
+                let route = request
+                    .extensions()
+                    .get::<MatchedPath>()
+                    .map_or("unmatched", |p| p.as_str());
+                tracing::debug_span!("request", method = %request.method(), route = %route)
+            }),
+        )
         .with_state(state)
 }
 

@@ -171,7 +171,9 @@ async fn watch_service(
         let Some(environment) = change.environment.clone() else {
             continue;
         };
-        if change.kind == ChangeKind::Note {
+        // A rollback is a return to what ran before, usually from a regression: judging it
+        // against the bad period would call the recovery a regression.
+        if matches!(change.kind, ChangeKind::Note | ChangeKind::Rollback) {
             continue;
         }
         let ended = change.finished_at.unwrap_or(now);
@@ -202,6 +204,7 @@ async fn watch_service(
                             .filter(|c| c.is_regression)
                             .map(|comparison| Found {
                                 how: "hosts",
+                                start,
                                 comparison,
                                 expected: 1.0,
                                 baselines: Vec::new(),
@@ -281,6 +284,7 @@ async fn compare_change(
     let look = after.len() as u32;
     Ok(Some(Found {
         how: "change",
+        start,
         comparison: compare(
             &before,
             &after,
@@ -297,6 +301,8 @@ async fn compare_change(
 /// A comparison and what it was expected against.
 struct Found {
     how: &'static str,
+    /// When the change took effect (the first host's switch for a rollout).
+    start: DateTime<Utc>,
     comparison: Comparison,
     expected: f64,
     baselines: Vec<String>,
@@ -434,9 +440,8 @@ async fn record(
         return;
     }
     tracing::warn!(service, environment, metric = %metric.name, verdict = %verdict.id, "regression detected");
-    let impact = rollout
-        .map(|_| change.started_at)
-        .unwrap_or(change.started_at);
+    // Users were hurt from when the change took effect (a rollout's first host switch).
+    let impact = found.start;
     let opened = crate::incidents::open(
         state,
         "gantry",
@@ -473,6 +478,11 @@ impl Gate for RegressionGate {
 
     async fn check(&self, cx: &GateContext<'_>) -> GateOutcome {
         let r = cx.rollout;
+        // A rollback returns to a known build; failing it would send hosts back to the
+        // build it leaves.
+        if r.kind == gantry_core::ship::RolloutKind::Rollback {
+            return GateOutcome::Pass;
+        }
         match self
             .store
             .regressions_of(Some(r.id), Some(r.change_id))
@@ -494,12 +504,15 @@ impl Gate for RegressionGate {
                 }
             }
         }
+        let baked = r.bake_until.is_some_and(|t| t <= cx.now);
+        if !baked {
+            return GateOutcome::Pass;
+        }
         let watched = configs(self.store.as_ref())
             .await
             .iter()
             .any(|(s, _)| *s == r.service);
-        let baked = r.bake_until.is_some_and(|t| t <= cx.now);
-        if watched && baked {
+        if watched {
             let first = cx.tasks.iter().filter_map(|t| t.undrained_at).min();
             let enough = TimeDelta::from_std(self.flush * 3).unwrap_or(TimeDelta::seconds(30));
             if first.is_none_or(|f| cx.now - f < enough) {

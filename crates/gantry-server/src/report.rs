@@ -38,7 +38,9 @@ pub async fn report(state: &AppState, scope: &Scope) -> Result<Report, StoreErro
         .await?
         .into_iter()
         .filter(|i| {
-            i.environments.contains(&scope.environment)
+            // An incident after the period would be blamed on a change before its end.
+            i.detected_at < scope.until
+                && i.environments.contains(&scope.environment)
                 && scope
                     .service
                     .as_ref()

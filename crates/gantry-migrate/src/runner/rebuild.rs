@@ -229,7 +229,7 @@ impl Runner {
             _ => format!("ANALYZE TABLE {}", n.shadow),
         };
         self.run(&analyze).await?;
-        self.swap(&n, &keys.incoming).await?;
+        self.swap(&n, &keys.incoming, &carried).await?;
         // Validation scans the referencing rows under a lock that lets reads and writes go on.
         for name in &carried {
             self.run(&format!(
@@ -547,7 +547,12 @@ impl Runner {
 
     /// Swaps the names in one short lock (retried like any statement), dropping the
     /// triggers with it; PostgreSQL also moves the ownership of the old table's sequences.
-    async fn swap(&mut self, n: &Names, incoming: &[ForeignKey]) -> Result<(), RunError> {
+    async fn swap(
+        &mut self,
+        n: &Names,
+        incoming: &[ForeignKey],
+        carried: &[String],
+    ) -> Result<(), RunError> {
         let ms = self.options.lock_timeout.as_millis();
         let mut attempt = 0;
         loop {
@@ -590,6 +595,14 @@ impl Runner {
                             child = fk.table,
                             name = fk.name,
                             definition = fk.definition
+                        ));
+                    }
+                    // The old table is frozen: its own keys would only block deletes of the
+                    // rows it still references.
+                    for name in carried {
+                        script.push_str(&format!(
+                            "ALTER TABLE {old} DROP CONSTRAINT IF EXISTS {name}; ",
+                            old = n.old
                         ));
                     }
                     script.push_str(&format!("DROP FUNCTION IF EXISTS {}(); COMMIT;", n.trigger));

@@ -149,15 +149,7 @@ pub async fn list_incidents(
     let limit = p.limit.unwrap_or(50).clamp(1, 1000);
     let mut found = state
         .store
-        .list_incidents(
-            p.since,
-            p.open.unwrap_or(false),
-            if p.service.is_some() || p.environment.is_some() {
-                1000
-            } else {
-                limit
-            },
-        )
+        .list_incidents(p.since, p.open.unwrap_or(false), 5000)
         .await?;
     found.retain(|i| {
         may_read(&caller, i)
@@ -315,6 +307,16 @@ pub async fn set_cause(
 ) -> ApiResult<axum::Json<Incident>> {
     let incident = readable(&state, &caller, &id).await?;
     require_either(&caller, &incident.services, &incident.environments)?;
+    // The cause's summary goes on the timeline: the caller must be able to read it.
+    if let Cause::Change { change } = &cause {
+        if let Some(c) = state.store.get_change(*change).await? {
+            caller.require(
+                ScopeName::Read,
+                c.service.as_deref(),
+                c.environment.as_deref(),
+            )?;
+        }
+    }
     Ok(axum::Json(
         incidents::set_cause(&state, caller.name(), incident.id, cause).await?,
     ))

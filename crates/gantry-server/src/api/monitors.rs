@@ -33,6 +33,7 @@ pub fn ping_router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(ping))
         .routes(routes!(ping_with))
+        .routes(routes!(ping_other))
 }
 
 /// `PUT /api/v1/monitors/files/{source}`.
@@ -355,4 +356,16 @@ pub async fn ping_with(
         },
     };
     record(&state, &key, kind, code, &body).await
+}
+
+/// Any deeper path under `/ping/`: the same 404 as an unknown key, whatever the method.
+#[utoipa::path(
+    method(get, post, put, delete, patch),
+    path = "/ping/{key}/{what}/{rest}",
+    tag = "monitors",
+    params(("key" = String, Path), ("what" = String, Path), ("rest" = String, Path)),
+    responses((status = 404, body = ErrorBody)),
+)]
+pub async fn ping_other() -> ApiError {
+    unknown()
 }

@@ -58,9 +58,11 @@ pub async fn list_verdicts(
             p.environment.as_deref(),
             true,
             p.since,
-            p.limit.unwrap_or(50).clamp(1, 1000),
+            // Filtered by scope before it is cut to the limit.
+            5000,
         )
         .await?;
+    let limit = p.limit.unwrap_or(50).clamp(1, 1000) as usize;
     Ok(axum::Json(
         records
             .into_iter()
@@ -70,6 +72,7 @@ pub async fn list_verdicts(
                     .allows(ScopeName::Read, Some(&r.service), Some(&r.environment))
             })
             .filter_map(|r| serde_json::from_str::<Verdict>(&r.doc).ok())
+            .take(limit)
             .collect(),
     ))
 }

@@ -30,6 +30,8 @@ pub const LEASE_TTL: Duration = Duration::from_secs(10);
 const RENEW_EVERY: Duration = Duration::from_secs(2);
 const IDLE_POLL: Duration = Duration::from_secs(1);
 const CONTROL_POLL: Duration = Duration::from_millis(300);
+/// Longest wait for one store call of the watcher.
+const STORE_CALL: Duration = Duration::from_secs(2);
 
 /// Starts a loop for every database this server can reach.
 pub fn start(state: &AppState) {
@@ -91,9 +93,15 @@ async fn tick(
     let left = open
         .iter()
         .filter(|j| matches!(j.state, JobState::Running | JobState::Paused) && j.holder.is_some());
-    for job in left {
+    for listed in left {
+        // Lists carry no files: write back the whole job as stored.
+        let Some(mut job) = state.store.get_migrate_job(listed.id).await? else {
+            continue;
+        };
+        if !matches!(job.state, JobState::Running | JobState::Paused) {
+            continue;
+        }
         let who = job.holder.clone().unwrap_or_else(|| "its server".into());
-        let mut job = job.clone();
         job.state = JobState::Interrupted;
         job.control = None;
         job.holder = None;
@@ -249,11 +257,20 @@ async fn run_job(state: &AppState, db: &MigrateDatabase, url: &str, mut job: Job
     }
     drop(log_tx);
     let _ = writer.await;
-    // The final write: merged with whatever control people wrote meanwhile.
+    // The final write: merged with whatever control people wrote meanwhile, and only while
+    // the job is still this server's (after a lost lease another may have taken it over).
+    let mut written = false;
     for _ in 0..10 {
         let Ok(Some(mut current)) = store.get_migrate_job(job.id).await else {
             break;
         };
+        if current.holder.as_deref() != Some(state.holder.as_str())
+            || !matches!(current.state, JobState::Running | JobState::Paused)
+        {
+            tracing::warn!(job = %job.id, state = %current.state, "migrate: the job is no longer this server's; its end is not written");
+            written = true;
+            break;
+        }
         current.state = state_now;
         current.control = None;
         current.holder = None;
@@ -264,13 +281,19 @@ async fn run_job(state: &AppState, db: &MigrateDatabase, url: &str, mut job: Job
             current.finished_at = Some(Utc::now());
         }
         match store.update_migrate_job(&current).await {
-            Ok(_) => break,
+            Ok(_) => {
+                written = true;
+                break;
+            }
             Err(StoreError::Stale(_)) => continue,
             Err(e) => {
                 tracing::warn!(job = %job.id, error = %e, "migrate: cannot store the job's end");
                 break;
             }
         }
+    }
+    if !written {
+        tracing::error!(job = %job.id, state = %state_now, "migrate: gave up writing the job's end; another server will find it interrupted");
     }
     if let Some((status, outcome)) = change {
         finish_change(store.as_ref(), &job, status, outcome).await;
@@ -353,12 +376,19 @@ async fn watch(state: AppState, id: ulid::Ulid, lease: String, handles: Handles)
             _ = tokio::time::sleep(CONTROL_POLL) => {}
         }
         if last_renewed.elapsed() >= RENEW_EVERY {
-            let renewed = state
-                .store
-                .try_acquire_lease(&lease, &state.holder, LEASE_TTL, Utc::now())
-                .await;
+            // Every store call here is bounded: a hung one must not outlive the lease.
+            let sent = tokio::time::Instant::now();
+            let renewed = tokio::time::timeout(
+                STORE_CALL,
+                state
+                    .store
+                    .try_acquire_lease(&lease, &state.holder, LEASE_TTL, Utc::now()),
+            )
+            .await
+            .map_err(|_| "the lease renewal timed out".to_string())
+            .and_then(|r| r.map_err(|e| e.to_string()));
             match renewed {
-                Ok(true) => last_renewed = tokio::time::Instant::now(),
+                Ok(true) => last_renewed = sent,
                 Ok(false) => {
                     tracing::warn!(job = %id, "migrate: lost the lease; stopping the job");
                     set_stop(Stop::LostLease);
@@ -376,27 +406,39 @@ async fn watch(state: AppState, id: ulid::Ulid, lease: String, handles: Handles)
                 Err(_) => {}
             }
         }
-        let Ok(Some(mut job)) = state.store.get_migrate_job(id).await else {
+        let Ok(Ok(Some(mut job))) =
+            tokio::time::timeout(STORE_CALL, state.store.get_migrate_job(id)).await
+        else {
             continue;
         };
-        // Level-triggered: the runner follows what the job's row says now.
-        match (job.control.as_deref(), job.state) {
-            (Some("abort"), _) => {
-                set_stop(Stop::Abort);
-                control.stop();
+        // Level-triggered: the runner follows what the job's row says now; once stopped, it
+        // stays stopped.
+        let stopped = stop.lock().map(|s| s.is_some()).unwrap_or(true);
+        let wants_pause = matches!(
+            (job.control.as_deref(), job.state),
+            (Some("pause"), _) | (None, JobState::Paused)
+        );
+        if job.control.as_deref() == Some("abort") {
+            set_stop(Stop::Abort);
+            control.stop();
+        } else if !stopped {
+            if wants_pause {
+                control.pause();
+            } else {
+                control.run();
             }
-            (Some("pause"), _) | (None, JobState::Paused) => control.pause(),
-            _ => control.run(),
         }
         let held = held.load(std::sync::atomic::Ordering::SeqCst);
-        let next_state = if held || (job.control.is_none() && job.state == JobState::Paused) {
+        // Paused once the runner really holds; back to running as soon as it is let go
+        // (it notices within 200 ms).
+        let next_state = if wants_pause && (held || job.state == JobState::Paused) {
             JobState::Paused
         } else {
             JobState::Running
         };
         let next_control = match job.control.as_deref() {
             Some("pause") if held => None,
-            Some("resume") if !held => None,
+            Some("resume") => None,
             _ => job.control.clone(),
         };
         if next_state != job.state || next_control != job.control {
@@ -404,7 +446,7 @@ async fn watch(state: AppState, id: ulid::Ulid, lease: String, handles: Handles)
             job.control = next_control;
             job.updated_at = Utc::now();
             // A write that lost a race is retried at the next look.
-            let _ = state.store.update_migrate_job(&job).await;
+            let _ = tokio::time::timeout(STORE_CALL, state.store.update_migrate_job(&job)).await;
         }
     }
 }
@@ -564,6 +606,11 @@ async fn run_with(
             }
         }
         JobKind::Apply => {
+            if spec.files.is_empty() {
+                return Err(RunError::Refused(
+                    "the job carries no migration files; retry it with the files (gantry migrate retry JOB --dir DIR)".into(),
+                ));
+            }
             let dialect = runner.dialect();
             let database = gantry_migrate::layout::database_from_files(
                 &job.database,

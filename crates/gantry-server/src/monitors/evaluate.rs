@@ -23,6 +23,8 @@ use crate::state::AppState;
 const LEASE: &str = "monitors";
 const LEASE_TTL: Duration = Duration::from_secs(15);
 const TICK: Duration = Duration::from_secs(1);
+/// Renew the lease within a round once this much time has passed since the last renewal.
+const RENEW_WITHIN: Duration = Duration::from_secs(5);
 /// How often heartbeats and hosts are looked at.
 const HEARTBEAT_EVERY: chrono::TimeDelta = chrono::TimeDelta::seconds(5);
 /// The series name of a monitor with one series (heartbeat, HTTP, host).
@@ -91,8 +93,22 @@ pub async fn tick(
         .collect();
     let mut records = Vec::new();
     let mut transitions = Vec::new();
+    let mut alerts = Vec::new();
     let flap = FlapThresholds::default();
+    let mut renewed = std::time::Instant::now();
     for m in &monitors {
+        // A round may be long (HTTP checks wait up to their timeouts): keep the lease, and
+        // stop without writing if it was lost, so two servers never write one state.
+        if renewed.elapsed() > RENEW_WITHIN {
+            if !state
+                .store
+                .try_acquire_lease(LEASE, &state.holder, LEASE_TTL, Utc::now())
+                .await?
+            {
+                return Ok(());
+            }
+            renewed = std::time::Instant::now();
+        }
         let every = m
             .interval()
             .and_then(|d| chrono::TimeDelta::from_std(d).ok())
@@ -122,12 +138,12 @@ pub async fn tick(
                         (_, Some(v)) => format!("{v}"),
                         _ => "no value".to_string(),
                     };
-                    if let Err(e) =
-                        crate::incidents::alert(state, &m.name, &m.service, &m.environment, &what)
-                            .await
-                    {
-                        tracing::warn!(monitor = %m.name, error = %e.message, "monitors: cannot open or join an incident");
-                    }
+                    alerts.push((
+                        m.name.clone(),
+                        m.service.clone(),
+                        m.environment.clone(),
+                        what,
+                    ));
                 }
                 transitions.push(NewTransition {
                     monitor: m.name.clone(),
@@ -191,10 +207,25 @@ pub async fn tick(
         }
     }
     if !records.is_empty() || !transitions.is_empty() {
+        if !state
+            .store
+            .try_acquire_lease(LEASE, &state.holder, LEASE_TTL, Utc::now())
+            .await?
+        {
+            return Ok(());
+        }
         state
             .store
             .save_monitor_round(&records, &transitions)
             .await?;
+    }
+    // Alerts once their round is stored, so a failed write does not repeat them.
+    for (monitor, service, environment, what) in alerts {
+        if let Err(e) =
+            crate::incidents::alert(state, &monitor, &service, &environment, &what).await
+        {
+            tracing::warn!(monitor = %monitor, error = %e.message, "monitors: cannot open or join an incident");
+        }
     }
     Ok(())
 }

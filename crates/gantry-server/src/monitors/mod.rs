@@ -60,6 +60,9 @@ pub async fn all(store: &dyn Store) -> Result<Vec<Monitor>, ApiError> {
         .collect())
 }
 
+/// Longest interval, window, period, grace or timeout of a monitor.
+const MAX_DURATION: std::time::Duration = std::time::Duration::from_secs(30 * 86_400);
+
 /// What `apply` did (or, dry, would do).
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct Applied {
@@ -105,6 +108,20 @@ pub async fn apply(
     gantry_core::names::validate_name("source", source)?;
     let file = MonitorFile::parse(text, file_name, &limits(state))
         .map_err(|e| ApiError::invalid(e.to_string()))?;
+    // Durations past a month are a mistake, and would overflow the evaluator's clock.
+    for m in file.monitors() {
+        let longest = match &m.check {
+            Check::Threshold(t) => t.interval.max(t.window),
+            Check::Heartbeat(h) => h.period.max(h.grace).max(h.max_runtime.unwrap_or_default()),
+            Check::Http(h) => h.interval.max(h.timeout),
+        };
+        if longest > MAX_DURATION {
+            return Err(ApiError::invalid(format!(
+                "{file_name}: monitor '{}': durations are at most 30 days",
+                m.name
+            )));
+        }
+    }
     let store = state.store.as_ref();
     let mut existing = files(store).await?;
     let old = existing

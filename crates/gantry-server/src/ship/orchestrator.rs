@@ -125,6 +125,12 @@ impl Orchestrator {
             } else if control == "resume" && rollout.state == RolloutState::Paused {
                 rollout.state = RolloutState::Running;
                 rollout.updated_at = now;
+                // Gates that kept a baked wave waiting get --max-analysis again from now,
+                // and the pause's reason no longer holds.
+                if rollout.bake_until.is_some_and(|t| t <= now) {
+                    rollout.bake_until = Some(now);
+                }
+                rollout.reason = None;
             } else if let Some(actor) = control.strip_prefix("abort:") {
                 if rollout.state == RolloutState::Paused {
                     rollout.state = RolloutState::Running;

@@ -14,9 +14,10 @@ pub struct ReportArgs {
     service: Option<String>,
     #[arg(long, default_value = "prod")]
     env: String,
-    /// Start of the period: RFC 3339, epoch seconds, or a duration ago.
-    #[arg(long, default_value = "90d")]
-    since: String,
+    /// Start of the period: RFC 3339, epoch seconds, or a duration ago [default: 90 days
+    /// before --until].
+    #[arg(long)]
+    since: Option<String>,
     /// End of the period [default: now].
     #[arg(long)]
     until: Option<String>,
@@ -65,11 +66,10 @@ fn opt(x: Option<f64>) -> String {
 
 pub async fn run(global: &GlobalArgs, a: ReportArgs) -> anyhow::Result<()> {
     let client = crate::credentials::client(global)?;
-    let mut query = vec![
-        ("environment", a.env.clone()),
-        ("since", a.since.clone()),
-        ("by", a.by.clone()),
-    ];
+    let mut query = vec![("environment", a.env.clone()), ("by", a.by.clone())];
+    if let Some(s) = &a.since {
+        query.push(("since", s.clone()));
+    }
     if let Some(s) = &a.service {
         query.push(("service", s.clone()));
     }

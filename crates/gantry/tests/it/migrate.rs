@@ -1017,6 +1017,12 @@ fn a_rebuild_keeps_its_own_foreign_keys_and_repoints_those_at_it() {
         let left = count("SELECT count(*) FROM pg_constraint WHERE contype = 'f' AND confrelid = to_regclass('_gantry_old_orders')")
             .fetch_one(&mut c).await.unwrap();
         assert_eq!(left, 0, "nothing points at the old table");
+        let old_keys = count("SELECT count(*) FROM pg_constraint WHERE contype = 'f' AND conrelid = to_regclass('_gantry_old_orders')")
+            .fetch_one(&mut c).await.unwrap();
+        assert_eq!(
+            old_keys, 0,
+            "the frozen old table holds no keys that would block deletes"
+        );
         assert_eq!(
             count("SELECT count(*) FROM orders")
                 .fetch_one(&mut c)

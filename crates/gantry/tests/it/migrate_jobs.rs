@@ -381,6 +381,16 @@ fn a_server_killed_mid_job_leaves_it_interrupted_and_retry_finishes_it() {
     );
     let text = log_of(&server, &id);
     assert!(text.contains("interrupted"), "{text}");
+    // Marking it interrupted kept its files: a retry without them has what it needs.
+    let kept = server
+        .http()
+        .get(&format!("/api/v1/migrate/jobs/{id}?files=true"));
+    assert_eq!(
+        kept.body["spec"]["files"].as_array().map(Vec::len),
+        Some(2),
+        "{}",
+        kept.text
+    );
 
     let out = ok(&run(&server, root, &["retry", &id]));
     assert!(out.is_empty(), "{out}");

@@ -155,6 +155,11 @@ fn monitors_are_applied_evaluated_and_pinged() {
     let malformed = ping(&server, "/ping/not-a-key", None);
     assert_eq!((unknown.0, malformed.0), (404, 404));
     assert_eq!(unknown.1, malformed.1);
+    let deeper = ping(&server, &format!("/ping/{key}/a/b"), None);
+    assert_eq!(
+        deeper, unknown,
+        "a deeper path answers as an unknown key does"
+    );
     assert_eq!(ping(&server, &format!("/ping/{key}/256"), None).0, 404);
     let (status, text) = ping(
         &server,
