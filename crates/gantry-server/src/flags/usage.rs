@@ -105,16 +105,15 @@ impl Usage {
         }
     }
 
-    /// Writes counts every [`FLUSH_INTERVAL`] and once more at shutdown; prunes usage
-    /// older than [`RETENTION_DAYS`] once an hour.
+    /// Writes counts every [`FLUSH_INTERVAL`]; prunes usage older than [`RETENTION_DAYS`]
+    /// once an hour. At shutdown it stops without writing: the server writes the last counts
+    /// itself, after serving and before it closes the store (a write from here could race
+    /// the close and be lost).
     pub async fn run(self: Arc<Self>, store: Arc<dyn Store>, shutdown: CancellationToken) {
         let mut ticks = 0u64;
         loop {
             tokio::select! {
-                _ = shutdown.cancelled() => {
-                    self.flush(store.as_ref()).await;
-                    return;
-                }
+                _ = shutdown.cancelled() => return,
                 _ = tokio::time::sleep(FLUSH_INTERVAL) => {}
             }
             self.flush(store.as_ref()).await;
