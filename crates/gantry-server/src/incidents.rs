@@ -559,7 +559,14 @@ pub async fn remedy_finished(
     incident: Ulid,
     rollout: &gantry_core::ship::Rollout,
 ) {
-    let ok = rollout.state == gantry_core::ship::RolloutState::Succeeded;
+    // A remedy rollout that succeeded, or the suspect halted for this incident whose hosts
+    // all went back (it ends `aborted`; `failed` when its rollback failed too).
+    let halted_here = rollout
+        .aborted_by
+        .as_deref()
+        .is_some_and(|a| a.contains(&format!("(incident {incident})")));
+    let ok = rollout.state == gantry_core::ship::RolloutState::Succeeded
+        || (halted_here && rollout.state == gantry_core::ship::RolloutState::Aborted);
     let text = format!("rollout {} ended {}", rollout.id, rollout.state);
     let result = write(store, incident, |i| {
         if ok && i.mitigated_at.is_none() && i.resolved_at.is_none() {

@@ -216,13 +216,20 @@ impl Orchestrator {
                 .release_lease(&lease_name(&rollout), &self.holder)
                 .await;
             // A remedy of an incident: the incident learns how it ended.
+            // (started by it, so its change says `via`; or halted by it, so `aborted_by` does).
+            let halted_for = rollout
+                .aborted_by
+                .as_deref()
+                .and_then(|a| a.split("(incident ").nth(1))
+                .and_then(|rest| rest.trim_end_matches(')').parse::<ulid::Ulid>().ok());
             if let Ok(Some(change)) = self.store.get_change(rollout.change_id).await {
                 let incident = change
                     .metadata
                     .get("via")
                     .and_then(|v| v.as_str())
                     .and_then(|v| v.strip_prefix("incident "))
-                    .and_then(|id| id.parse::<ulid::Ulid>().ok());
+                    .and_then(|id| id.parse::<ulid::Ulid>().ok())
+                    .or(halted_for);
                 if let Some(incident) = incident {
                     crate::incidents::remedy_finished(self.store.as_ref(), incident, &rollout)
                         .await;

@@ -73,7 +73,11 @@ pub async fn control(
     let control = match action {
         RolloutAction::Pause => "pause".to_string(),
         RolloutAction::Resume => "resume".to_string(),
-        RolloutAction::Abort => format!("abort:{}", actor.name),
+        // The rollout records who aborted it, and for what (`ann (incident 01J…)`).
+        RolloutAction::Abort => match &actor.via {
+            Some(via) => format!("abort:{} ({via})", actor.name),
+            None => format!("abort:{}", actor.name),
+        },
     };
     state.store.control_rollout(rollout.id, &control).await?;
     state.bell.reported();
