@@ -370,12 +370,16 @@ pub async fn job_log(
         id: ulid::Ulid,
         cursor: i64,
         ended: bool,
+        /// The job was seen ended once with nothing left to send: one more look for a
+        /// line written just after the state, then the end.
+        final_seen: bool,
     }
     let start = Follow {
         state: state.clone(),
         id: job.id,
         cursor: last_event_id.or(params.after).unwrap_or(0),
         ended: false,
+        final_seen: false,
     };
     let events = futures::stream::unfold(start, |mut f| async move {
         if f.ended {
@@ -400,7 +404,9 @@ pub async fn job_log(
                 }
                 Ok(_) => {
                     if let Ok(Some(job)) = job {
-                        if job.state.is_final() {
+                        if job.state.is_final() && !f.final_seen {
+                            f.final_seen = true;
+                        } else if job.state.is_final() {
                             f.ended = true;
                             let end = Event::default().event("end").data(
                                 serde_json::to_string(&without_files(job)).unwrap_or_default(),

@@ -88,6 +88,21 @@ async fn tick(
     {
         return Ok(());
     }
+    // Whatever happens while the lease is held, it is handed back (other servers need not
+    // wait out its TTL).
+    let worked = with_lease(state, &open, db, url).await;
+    let released = state.store.release_lease(&lease, &state.holder).await;
+    worked.and(released)
+}
+
+/// With the lease held: marks what another server left running as interrupted, then runs
+/// the oldest queued job.
+async fn with_lease(
+    state: &AppState,
+    open: &[Job],
+    db: &MigrateDatabase,
+    url: &str,
+) -> Result<(), StoreError> {
     // We hold the lease and run nothing: a job still running or paused was left by a
     // server that stopped or lost the lease.
     let left = open
@@ -129,7 +144,7 @@ async fn tick(
             }
         }
     }
-    state.store.release_lease(&lease, &state.holder).await
+    Ok(())
 }
 
 /// Why a running job stopped early.
