@@ -158,13 +158,7 @@ fn view(
 }
 
 async fn views(state: &AppState, caller: &Caller) -> ApiResult<Vec<MonitorView>> {
-    let states: std::collections::HashMap<String, MonitorState> = state
-        .store
-        .monitor_states(None)
-        .await?
-        .into_iter()
-        .filter_map(|r| serde_json::from_str(&r.doc).ok().map(|s| (r.monitor, s)))
-        .collect();
+    let states = monitors::stored_states(state.store.as_ref()).await?;
     let mut out = Vec::new();
     for m in monitors::all(state.store.as_ref()).await? {
         if !caller

@@ -83,14 +83,8 @@ pub async fn tick(
     now: DateTime<Utc>,
 ) -> Result<(), crate::error::ApiError> {
     let monitors = super::all(state.store.as_ref()).await?;
-    let stored: HashMap<String, MonitorState> = state
-        .store
-        .monitor_states(None)
-        .await?
-        .into_iter()
-        .filter(|r| r.series == SINGLE)
-        .filter_map(|r| serde_json::from_str(&r.doc).ok().map(|s| (r.monitor, s)))
-        .collect();
+    // One read of every state per round: monitors' and hosts'.
+    let stored = super::stored_states(state.store.as_ref()).await?;
     let mut records = Vec::new();
     let mut transitions = Vec::new();
     let mut alerts = Vec::new();
@@ -145,15 +139,7 @@ pub async fn tick(
                         what,
                     ));
                 }
-                transitions.push(NewTransition {
-                    monitor: m.name.clone(),
-                    series,
-                    from: t.from.as_str().to_string(),
-                    to: t.to.as_str().to_string(),
-                    hard: t.hard,
-                    value: t.value,
-                    at: t.at,
-                });
+                transitions.push(transition(&m.name, series, &t));
             }
         }
         records.push(record(&m.name, &ms, now));
@@ -163,14 +149,6 @@ pub async fn tick(
     if due.get(HOST_PREFIX).is_none_or(|t| *t <= now) {
         due.insert(HOST_PREFIX.to_string(), now + HEARTBEAT_EVERY);
         let lost_after = chrono::Duration::seconds(state.config.ship.host_lost_after_secs as i64);
-        let host_states: HashMap<String, MonitorState> = state
-            .store
-            .monitor_states(None)
-            .await?
-            .into_iter()
-            .filter(|r| r.monitor.starts_with(HOST_PREFIX))
-            .filter_map(|r| serde_json::from_str(&r.doc).ok().map(|s| (r.monitor, s)))
-            .collect();
         for h in state.store.list_hosts(None).await? {
             let name = format!("{HOST_PREFIX}{}", h.name);
             let status = gantry_core::ship::Host::status_at(h.last_seen_at, now, lost_after);
@@ -188,19 +166,11 @@ pub async fn tick(
                     ),
                 )
             };
-            let mut ms = host_states.get(&name).cloned().unwrap_or_default();
+            let mut ms = stored.get(&name).cloned().unwrap_or_default();
             let round = vec![(SINGLE.to_string(), evaluation.clone())];
             for (series, observation) in ms.observe(&round, &evaluation, 1, &flap, now) {
                 if let Some(t) = observation.transition {
-                    transitions.push(NewTransition {
-                        monitor: name.clone(),
-                        series,
-                        from: t.from.as_str().to_string(),
-                        to: t.to.as_str().to_string(),
-                        hard: t.hard,
-                        value: t.value,
-                        at: t.at,
-                    });
+                    transitions.push(transition(&name, series, &t));
                 }
             }
             records.push(record(&name, &ms, now));
@@ -228,6 +198,18 @@ pub async fn tick(
         }
     }
     Ok(())
+}
+
+fn transition(monitor: &str, series: String, t: &gantry_monitors::Transition) -> NewTransition {
+    NewTransition {
+        monitor: monitor.to_string(),
+        series,
+        from: t.from.as_str().to_string(),
+        to: t.to.as_str().to_string(),
+        hard: t.hard,
+        value: t.value,
+        at: t.at,
+    }
 }
 
 fn record(monitor: &str, state: &MonitorState, now: DateTime<Utc>) -> MonitorStateRecord {

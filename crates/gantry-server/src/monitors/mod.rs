@@ -63,6 +63,19 @@ pub async fn all(store: &dyn Store) -> Result<Vec<Monitor>, ApiError> {
 /// Longest interval, window, period, grace or timeout of a monitor.
 const MAX_DURATION: std::time::Duration = std::time::Duration::from_secs(30 * 86_400);
 
+/// Every monitor's stored state (one document per monitor, under the series `""`), by name.
+pub async fn stored_states(
+    store: &dyn Store,
+) -> Result<std::collections::HashMap<String, gantry_monitors::MonitorState>, ApiError> {
+    Ok(store
+        .monitor_states(None)
+        .await?
+        .into_iter()
+        .filter(|r| r.series == evaluate::SINGLE)
+        .filter_map(|r| serde_json::from_str(&r.doc).ok().map(|s| (r.monitor, s)))
+        .collect())
+}
+
 /// What `apply` did (or, dry, would do).
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct Applied {
