@@ -12,6 +12,8 @@
 //! it comes back and simply runs the task again (every step is idempotent: a release
 //! already unpacked is reused, the switch is an atomic rename).
 
+pub mod logs;
+
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -92,6 +94,7 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> Result<(),
         running: Mutex::default(),
         services: Mutex::default(),
         drained: tokio::sync::Mutex::new(false),
+        logs: Arc::default(),
     });
     if let Some(m) = agent.config.metrics.clone() {
         tokio::spawn(collect_metrics(m, shutdown.clone()));
@@ -103,6 +106,7 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> Result<(),
         if shutdown.is_cancelled() {
             return Ok(());
         }
+        agent.scan_logs().await;
         let hello = agent.hello().await;
         let poll = tokio::select! {
             _ = shutdown.cancelled() => return Ok(()),
@@ -111,6 +115,7 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> Result<(),
         match poll {
             Ok(work) => {
                 starting = false;
+                agent.logs_sent(work.logs);
                 backoff = Duration::from_millis(500);
                 heartbeat = Duration::from_secs(work.heartbeat_secs.max(1));
                 agent.clone().maintenance(work.maintenance).await;
@@ -154,6 +159,21 @@ struct Agent {
     /// and they run in the order they arrived.
     services: Mutex<HashMap<String, mpsc::UnboundedSender<AgentTask>>>,
     drained: tokio::sync::Mutex<bool>,
+    /// Log watches, their followers and the counts not yet delivered.
+    logs: Arc<Mutex<LogState>>,
+}
+
+/// What the agent keeps for log watches between polls.
+#[derive(Default)]
+struct LogState {
+    /// Service → its watches, as the server last sent them (checked again here).
+    watches: BTreeMap<String, Vec<gantry_monitors::LogWatch>>,
+    followers: HashMap<String, logs::LogFollower>,
+    /// Counts scanned and not yet in a poll the server answered.
+    pending: BTreeMap<(String, String), u64>,
+    problems: Vec<String>,
+    /// Watches this agent refused, said once each.
+    refused: HashSet<(String, String)>,
 }
 
 /// Reports ignore a failure to deliver (the next step or the poll tells the truth again).
@@ -210,6 +230,74 @@ impl Step<'_> {
 }
 
 impl Agent {
+    /// Follows every watched log once (blocking file reads, off the async threads) and
+    /// adds what matched to the counts the next poll carries.
+    async fn scan_logs(&self) {
+        let state = self.logs.clone();
+        let root = self.config.root.clone();
+        let scanned = tokio::task::spawn_blocking(move || {
+            let mut guard = state.lock().unwrap_or_else(|p| p.into_inner());
+            let LogState {
+                watches,
+                followers,
+                pending,
+                problems,
+                ..
+            } = &mut *guard;
+            for (service, list) in watches.iter() {
+                let follower = followers.entry(service.clone()).or_insert_with(|| {
+                    let file = root.join(".gantry").join("logs").join(format!("{service}.json"));
+                    logs::LogFollower::open(file)
+                });
+                let scan = follower.scan(&root.join(service), list);
+                for (name, count) in scan.counts {
+                    *pending.entry((service.clone(), name)).or_default() += count;
+                }
+                problems.extend(scan.problems.into_iter().map(|p| format!("{service}: {p}")));
+            }
+            // Services no longer watched stop being followed.
+            followers.retain(|service, _| watches.contains_key(service));
+        })
+        .await;
+        if let Err(e) = scanned {
+            tracing::warn!(error = %e, "log scan failed");
+        }
+    }
+
+    /// The server answered a poll that carried the pending counts: they are delivered.
+    /// Takes the watches it sent, checked again (a wrong one is skipped and said once).
+    fn logs_sent(&self, sent: BTreeMap<String, Vec<gantry_core::ship::LogWatchWire>>) {
+        let limits = gantry_monitors::Limits::default();
+        let mut state = self.logs.lock().unwrap_or_else(|p| p.into_inner());
+        state.pending.clear();
+        state.problems.clear();
+        let mut watches = BTreeMap::new();
+        for (service, list) in sent {
+            let mut checked = Vec::with_capacity(list.len());
+            for w in list {
+                let pattern = gantry_monitors::Pattern::new(
+                    &w.regex,
+                    limits.max_regex_chars,
+                    limits.regex_size_limit_bytes,
+                );
+                match (gantry_monitors::logs::check_glob(&w.glob), pattern) {
+                    (Ok(()), Ok(regex)) => checked.push(gantry_monitors::LogWatch {
+                        name: w.name,
+                        glob: w.glob,
+                        regex,
+                    }),
+                    (glob, regex) => {
+                        if state.refused.insert((service.clone(), w.name.clone())) {
+                            tracing::warn!(service = %service, watch = %w.name, glob = ?glob.err(), regex = ?regex.err().map(|e| e.to_string()), "log watch refused");
+                        }
+                    }
+                }
+            }
+            watches.insert(service, checked);
+        }
+        state.watches = watches;
+    }
+
     async fn hello(&self) -> AgentHello {
         let mut hello = AgentHello {
             facts: HostFacts {
@@ -226,7 +314,22 @@ impl Agent {
                 .iter()
                 .copied()
                 .collect(),
+            log_counts: Vec::new(),
+            log_problems: Vec::new(),
         };
+        {
+            let logs = self.logs.lock().unwrap_or_else(|p| p.into_inner());
+            hello.log_counts = logs
+                .pending
+                .iter()
+                .map(|((service, name), count)| gantry_core::ship::LogCount {
+                    service: service.clone(),
+                    name: name.clone(),
+                    count: *count,
+                })
+                .collect();
+            hello.log_problems = logs.problems.clone();
+        }
         if let Ok(mut dir) = tokio::fs::read_dir(&self.config.root).await {
             while let Ok(Some(entry)) = dir.next_entry().await {
                 let Some(name) = entry.file_name().to_str().map(str::to_string) else {

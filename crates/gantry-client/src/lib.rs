@@ -578,6 +578,48 @@ impl Client {
         .await
     }
 
+    /// Open alerts and notification deliveries (`GET /api/v1/alerts`).
+    pub async fn alerts(&self, query: &[(&str, String)]) -> Result<serde_json::Value> {
+        self.json(self.request(Method::GET, "/api/v1/alerts").query(query))
+            .await
+    }
+
+    /// `POST /api/v1/silences`.
+    pub async fn create_silence(&self, body: &serde_json::Value) -> Result<serde_json::Value> {
+        self.json(self.request(Method::POST, "/api/v1/silences").json(body))
+            .await
+    }
+
+    /// `POST /api/v1/maintenance-windows`.
+    pub async fn create_maintenance_window(
+        &self,
+        body: &serde_json::Value,
+    ) -> Result<serde_json::Value> {
+        self.json(
+            self.request(Method::POST, "/api/v1/maintenance-windows")
+                .json(body),
+        )
+        .await
+    }
+
+    /// `GET /api/v1/silences` (with `all`, ended ones too).
+    pub async fn silences(&self, all: bool) -> Result<serde_json::Value> {
+        self.json(
+            self.request(Method::GET, "/api/v1/silences")
+                .query(&[("all", all.to_string())]),
+        )
+        .await
+    }
+
+    /// `DELETE /api/v1/silences/{id}`: ends a silence or maintenance window now.
+    pub async fn expire_silence(&self, id: &str) -> Result<serde_json::Value> {
+        self.json(self.request(
+            Method::DELETE,
+            &format!("/api/v1/silences/{}", path_segment(id)?),
+        ))
+        .await
+    }
+
     /// Regression verdicts (`GET /api/v1/verdicts`).
     pub async fn verdicts(
         &self,

@@ -21,46 +21,72 @@ use utoipa::ToSchema;
 
 use crate::Invalid;
 
-/// Splits a service file into the deploy configuration and the `[detect]` table (headers
-/// `[detect]`, `[detect.…]`, `[[detect.…]]` and what follows each, up to the next other
-/// header). Comments, formatting and line numbers of both parts are kept.
-pub fn split_service_file(text: &str) -> Result<(String, Option<String>), Invalid> {
-    let mut deploy = String::new();
-    let mut detect = String::new();
-    let mut in_detect = false;
+/// A service file split into its parts: what agents get, and what the server keeps apart.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceFileParts {
+    /// The deploy configuration (agents parse it).
+    pub deploy: String,
+    /// The `[detect]` table, if any: the server's only.
+    pub detect: Option<String>,
+    /// The `[[logs]]` entries, if any: sent to agents beside the deploy configuration.
+    pub logs: Option<String>,
+}
+
+/// The sections split out of a service file, by header name.
+const SECTIONS: [&str; 2] = ["detect", "logs"];
+
+/// Splits a service file into the deploy configuration, the `[detect]` table and the
+/// `[[logs]]` entries (headers `[detect]`, `[detect.…]`, `[[detect.…]]`, `[[logs]]`,
+/// `[logs.…]` and what follows each, up to the next other header). Comments, formatting
+/// and line numbers of every part are kept: each part holds the others' lines as blank
+/// ones, so an error's line number is the file's.
+pub fn split_service_file(text: &str) -> Result<ServiceFileParts, Invalid> {
+    let mut parts = [String::new(), String::new(), String::new()];
+    // 0: deploy; 1 + i: SECTIONS[i].
+    let mut current = 0;
     let mut in_table = false;
     for (i, line) in text.lines().enumerate() {
         let trimmed = line.trim_start();
         if let Some(name) = header_name(trimmed) {
             in_table = true;
-            in_detect = name == "detect" || name.starts_with("detect.");
-        } else if !in_table {
+            current = SECTIONS
+                .iter()
+                .position(|s| name == *s || name.starts_with(&format!("{s}.")))
+                .map_or(0, |p| p + 1);
+        } else if !in_table && trimmed.contains('=') {
             let key = trimmed
                 .split('=')
                 .next()
                 .unwrap_or("")
                 .trim()
                 .trim_matches('"');
-            if trimmed.contains('=') && (key == "detect" || key.starts_with("detect.")) {
+            if key == "detect" || key.starts_with("detect.") {
                 return Err(Invalid::new(format!(
                     "line {}: write detection as its own [detect] table, not as a key of the file",
                     i + 1
                 )));
             }
+            if key == "logs" || key.starts_with("logs.") {
+                return Err(Invalid::new(format!(
+                    "line {}: write log watches as [[logs]] tables, not as a key of the file",
+                    i + 1
+                )));
+            }
         }
-        // Each part keeps the other's lines as blank ones, so an error's line number is
-        // the file's.
-        let (out, other) = if in_detect {
-            (&mut detect, &mut deploy)
-        } else {
-            (&mut deploy, &mut detect)
-        };
-        out.push_str(line);
-        out.push('\n');
-        other.push('\n');
+        for (p, part) in parts.iter_mut().enumerate() {
+            if p == current {
+                part.push_str(line);
+            }
+            part.push('\n');
+        }
     }
-    let detect = (!detect.trim().is_empty()).then_some(detect);
-    Ok((deploy, detect))
+    let [deploy, detect, logs] = parts;
+    let some = |t: String| (!t.trim().is_empty()).then_some(t);
+    Ok(ServiceFileParts {
+        deploy,
+        detect: some(detect),
+        logs: some(logs),
+    })
 }
 
 /// `[name]` or `[[name]]` (a trailing comment allowed), trimmed; `None` for other lines.
@@ -220,14 +246,19 @@ restart = ["systemctl", "restart", "shop"]
 
     #[test]
     fn the_detect_table_is_split_out_and_the_rest_kept_as_written() {
-        let (deploy, detect) = split_service_file(FILE).unwrap();
+        let ServiceFileParts {
+            deploy,
+            detect,
+            logs,
+        } = split_service_file(FILE).unwrap();
+        assert_eq!(logs, None);
         assert!(!deploy.contains("detect.metric") && deploy.contains("[hooks]"));
         assert!(deploy.contains("# [detect] in a comment"));
         assert_eq!(deploy.lines().count(), FILE.lines().count());
         let err = DetectConfig::parse(
             &split_service_file(&FILE.replace("\"drop\"", "\"down\""))
                 .unwrap()
-                .1
+                .detect
                 .unwrap(),
             "shop.toml",
         )
@@ -241,7 +272,21 @@ restart = ["systemctl", "restart", "shop"]
         assert_eq!(config.watch_secs, 1800);
         assert_eq!(config.metrics[0].direction, BadDirection::Drop);
         assert_eq!(config.metrics[0].min_shift, 0.2);
-        assert_eq!(split_service_file("name = \"x\"\n").unwrap().1, None);
+        assert_eq!(split_service_file("name = \"x\"\n").unwrap().detect, None);
+    }
+
+    #[test]
+    fn log_watches_are_split_out_beside_detect() {
+        let text = "name = \"shop\"\n[[logs]]\nname = \"errors\"\nglob = \"log/*.log\"\nregex = \"ERROR\"\n\n[hooks]\nstart = \"bin/start\"\n[[logs]]\nname = \"panics\"\nglob = \"log/*.log\"\nregex = \"panic\"\n[detect]\nwatch = \"1h\"\n";
+        let parts = split_service_file(text).unwrap();
+        let logs = parts.logs.unwrap();
+        assert_eq!(logs.lines().count(), text.lines().count(), "line numbers kept");
+        assert!(logs.contains("name = \"errors\"") && logs.contains("name = \"panics\""));
+        assert!(!logs.contains("hooks") && !logs.contains("detect"), "{logs}");
+        assert!(parts.deploy.contains("[hooks]") && !parts.deploy.contains("[[logs]]"));
+        assert!(parts.detect.unwrap().contains("watch = \"1h\""));
+        let err = split_service_file("logs = []\n").unwrap_err();
+        assert!(err.0.contains("[[logs]] tables"), "{err}");
     }
 
     #[test]

@@ -478,6 +478,38 @@ pub struct AgentHello {
     #[serde(default)]
     #[schema(value_type = Vec<String>)]
     pub running: Vec<Ulid>,
+    /// Lines matching each log watch since the last poll the server answered.
+    #[serde(default)]
+    pub log_counts: Vec<LogCount>,
+    /// Problems following log files (each said once), for the server's log.
+    #[serde(default)]
+    pub log_problems: Vec<String>,
+}
+
+/// A service's `[[logs]]` entry as agents receive it (checked by the server; the agent
+/// checks the glob and pattern again before it reads anything).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct LogWatchWire {
+    pub name: String,
+    /// Relative to `<root>/<service>/`.
+    pub glob: String,
+    /// A regular expression.
+    pub regex: String,
+}
+
+/// How many lines matched a log watch.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct LogCount {
+    pub service: String,
+    pub name: String,
+    pub count: u64,
+}
+
+/// The metric a log watch's counts are stored as: `gantry.logs.<service>.<host>.<name>`,
+/// each part with `.` turned into `_` (so it stays one path component).
+pub fn log_metric_name(service: &str, host: &str, name: &str) -> String {
+    let part = |s: &str| s.replace('.', "_");
+    format!("gantry.logs.{}.{}.{}", part(service), part(host), part(name))
 }
 
 /// A task as the agent receives it: everything it needs to act alone.
@@ -503,6 +535,9 @@ pub struct AgentWork {
     /// The host is in maintenance: drain every service and keep it drained.
     #[serde(default)]
     pub maintenance: bool,
+    /// Service → its `[[logs]]` entries, for the services this host runs.
+    #[serde(default)]
+    pub logs: BTreeMap<String, Vec<LogWatchWire>>,
 }
 
 /// An agent's report on a task's progress.

@@ -20,12 +20,13 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
 
 use crate::file::Monitor;
 use crate::state::{State, Transition};
 
 /// One monitor × series, from leaving OK to returning to OK.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Alert {
     pub monitor: String,
     pub series: String,
@@ -82,7 +83,7 @@ impl AlertSubject {
 }
 
 /// Alertmanager's grouping timings.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GroupTimings {
     /// How long a new group waits before its first notification.
     pub group_wait: Duration,
@@ -104,7 +105,7 @@ impl Default for GroupTimings {
 }
 
 /// What alerts are grouped by.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct GroupKey {
     pub service: String,
     pub environment: String,
@@ -112,7 +113,7 @@ pub struct GroupKey {
 
 /// One notification to send: a group's visible firing alerts and the alerts resolved
 /// since the last one.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Notification {
     /// Idempotency id for receivers: `service/environment/<group start, epoch ms>/<sequence>`,
     /// the same for a retry of the same notification and different for every other.
@@ -131,11 +132,13 @@ pub struct Notification {
 
 type AlertKey = (String, String);
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct Group {
     started_at: DateTime<Utc>,
+    #[serde(with = "pairs")]
     alerts: BTreeMap<AlertKey, Alert>,
     /// What the last notifications said each alert's state was.
+    #[serde(with = "pairs")]
     notified: BTreeMap<AlertKey, State>,
     next_flush: DateTime<Utc>,
     last_notified_at: Option<DateTime<Utc>>,
@@ -145,9 +148,13 @@ struct Group {
 /// The grouping scheduler. Feed it hard transitions ([`Grouper::record`]) and flapping
 /// changes; call [`Grouper::due`] at [`Grouper::next_due`] (or on a tick) to get the
 /// notifications to send.
-#[derive(Debug, Clone, PartialEq, Default)]
+///
+/// It serializes (as JSON, say) so a server can store it after each round and another
+/// continue its groups, waits and repeats where the first stopped.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct Grouper {
     timings: GroupTimings,
+    #[serde(with = "pairs")]
     groups: BTreeMap<GroupKey, Group>,
 }
 
@@ -230,6 +237,12 @@ impl Grouper {
         }
     }
 
+    /// Uses other timings from now on (a server's configuration may change between the
+    /// rounds that stored this grouper and the next); groups keep their next due time.
+    pub fn set_timings(&mut self, timings: GroupTimings) {
+        self.timings = timings;
+    }
+
     /// When the next group is due to be looked at; `None` when there are no groups.
     pub fn next_due(&self) -> Option<DateTime<Utc>> {
         self.groups.values().map(|g| g.next_flush).min()
@@ -300,6 +313,32 @@ impl Grouper {
         }
         self.groups.retain(|_, g| !g.alerts.is_empty());
         out
+    }
+}
+
+/// Serializes a map with structured keys as a list of `[key, value]` pairs (JSON object
+/// keys must be strings).
+mod pairs {
+    use std::collections::BTreeMap;
+
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub fn serialize<K, V, S>(map: &BTreeMap<K, V>, s: S) -> Result<S::Ok, S::Error>
+    where
+        K: Serialize,
+        V: Serialize,
+        S: Serializer,
+    {
+        s.collect_seq(map.iter())
+    }
+
+    pub fn deserialize<'de, K, V, D>(d: D) -> Result<BTreeMap<K, V>, D::Error>
+    where
+        K: Deserialize<'de> + Ord,
+        V: Deserialize<'de>,
+        D: Deserializer<'de>,
+    {
+        Ok(Vec::<(K, V)>::deserialize(d)?.into_iter().collect())
     }
 }
 

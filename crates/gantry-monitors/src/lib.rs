@@ -34,7 +34,7 @@ pub use file::{
     MissingData, Monitor, MonitorFile, MonitorKind, Reduce, ThresholdCheck,
 };
 pub use flapping::{FlapChange, FlapDetector, FlapThresholds};
-pub use logs::{validate_logs, LogWatch, LogWatchSpec};
+pub use logs::{parse_logs, validate_logs, LogWatch, LogWatchSpec};
 pub use pattern::Pattern;
 pub use silence::{in_maintenance, is_held, MaintenanceWindow, Matcher, Silence};
 pub use state::{

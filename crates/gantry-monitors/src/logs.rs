@@ -54,6 +54,23 @@ pub struct LogWatch {
     pub regex: Pattern,
 }
 
+/// The `[[logs]]` part of a service file, as `gantry_core::detect::split_service_file`
+/// leaves it (the other lines blank, so lines are the file's).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LogsSection {
+    #[serde(default)]
+    logs: Vec<LogWatchSpec>,
+}
+
+/// Parses and checks the `[[logs]]` part of a service file; `file_name` is for messages.
+pub fn parse_logs(text: &str, file_name: &str, limits: &Limits) -> Result<Vec<LogWatch>, FileError> {
+    let source = Source::new(file_name, text);
+    let section: LogsSection =
+        toml::from_str(text).map_err(|e| crate::error::from_toml(source, &e))?;
+    validate_logs(&section.logs, source, limits)
+}
+
 /// Checks a service file's `[[logs]]` entries: names valid and unique, globs inside the
 /// service's directory, regular expressions valid and under the size limits. `source` is
 /// the service file (its name and the text the spans point into).
@@ -301,6 +318,23 @@ fn class_matches(inside: &[char], c: char) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn log_sections_parse_and_bad_ones_are_named_by_line() {
+        let text = "\n[[logs]]\nname = \"errors\"\nglob = \"log/*.log\"\nregex = \"ERROR\"\n";
+        let watches = parse_logs(text, "shop.toml", &Limits::default()).unwrap();
+        assert_eq!(watches.len(), 1);
+        assert_eq!(watches[0].name, "errors");
+        for (bad, want) in [
+            ("[[logs]]\nname = \"e\"\nglob = \"../etc/*\"\nregex = \"x\"\n", "shop.toml:3"),
+            ("[[logs]]\nname = \"e\"\nglob = \"log/*\"\nregex = \"(\"\n", "shop.toml:4"),
+            ("[[logs]]\nname = \"e\"\nglob = \"log/*\"\nregex = \"x\"\ncolour = 1\n", "colour"),
+            ("[[logs]]\nname = \"e\"\nglob = \"log/*\"\nregex = \"x{1000}{1000}\"\n", "shop.toml:4"),
+        ] {
+            let err = parse_logs(bad, "shop.toml", &Limits::default()).unwrap_err().to_string();
+            assert!(err.contains(want), "{want}: {err}");
+        }
+    }
 
     #[test]
     fn globs_inside_the_directory() {

@@ -93,6 +93,7 @@ pub fn routes(state: &AppState) -> (Router<AppState>, OpenApiDoc) {
         .merge(api::report::router())
         .merge(api::monitors::router())
         .merge(api::verdicts::router())
+        .merge(api::alerts::router())
         .layer(middleware::from_fn(move |req, next| {
             with_timeout(timeout, req, next)
         }))

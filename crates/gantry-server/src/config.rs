@@ -53,6 +53,8 @@ pub struct ServerConfig {
     pub flags: FlagsConfig,
     /// Migrations: `[migrate]`.
     pub migrate: MigrateConfig,
+    /// Where alerts are sent (`[notify]`).
+    pub notify: crate::notify::config::NotifyConfig,
 }
 
 /// The `[migrate]` section.
@@ -220,6 +222,7 @@ impl Default for ServerConfig {
             ship: crate::ship::ShipConfig::default(),
             flags: FlagsConfig::default(),
             migrate: MigrateConfig::default(),
+            notify: Default::default(),
         }
     }
 }
@@ -348,6 +351,7 @@ impl ServerConfig {
                 "metrics.remote_read.url '{remote}' must start with http:// or https://"
             )));
         }
+        self.notify.validate().map_err(ConfigError::Invalid)?;
         for (name, db) in &self.migrate.databases {
             let key = format!("migrate.databases.{name}");
             gantry_core::names::validate_name(&key, name)
@@ -567,6 +571,33 @@ mod reference {
                 contract_table: default_contract_table(),
             },
         );
+        use crate::notify::config::{
+            EmailReceiver, SmtpConfig, SmtpTls, WebhookFormat, WebhookReceiver,
+        };
+        config.notify.smtp = Some(SmtpConfig {
+            host: "smtp.example.com".into(),
+            port: Some(587),
+            tls: SmtpTls::Starttls,
+            username: Some("gantry".into()),
+            password_file: Some("/etc/gantry/smtp-password".into()),
+            from: "Gantry <gantry@example.com>".into(),
+            timeout_secs: 10,
+        });
+        config.notify.webhooks.push(WebhookReceiver {
+            name: "ops-chat".into(),
+            url: "https://chat.example.com/hooks/T0001".into(),
+            format: WebhookFormat::Slack,
+            secret_file: Some("/etc/gantry/webhook-secret".into()),
+            services: vec!["shop".into()],
+            environments: vec!["prod".into()],
+            timeout_secs: 10,
+        });
+        config.notify.emails.push(EmailReceiver {
+            name: "oncall".into(),
+            to: vec!["oncall@example.com".into()],
+            services: Vec::new(),
+            environments: vec!["prod".into()],
+        });
         let printed = config.to_toml();
         let reparsed = ServerConfig::parse(&printed).unwrap();
         assert_eq!(reparsed.to_toml(), printed);

@@ -22,6 +22,7 @@ pub mod ingest;
 pub mod metrics;
 pub mod migrate;
 pub mod monitors;
+pub mod notify;
 pub mod remote_read;
 pub mod report;
 pub mod serve;

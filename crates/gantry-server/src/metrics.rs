@@ -23,6 +23,12 @@ pub struct ErrorLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct NotifyLabels {
+    /// `delivered`, `retry` or `failed`.
+    pub outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct StoreLabels {
     pub operation: String,
 }
@@ -34,6 +40,7 @@ pub struct Metrics {
     pub errors: Family<ErrorLabels, Counter>,
     pub store_seconds: Family<StoreLabels, Histogram>,
     pub store_errors: Family<StoreLabels, Counter>,
+    pub notify_attempts: Family<NotifyLabels, Counter>,
 }
 
 fn latency_histogram() -> Histogram {
@@ -78,7 +85,14 @@ impl Default for Metrics {
             "Failed store operations by operation",
             store_errors.clone(),
         );
+        let notify_attempts = Family::<NotifyLabels, Counter>::default();
+        registry.register(
+            "notify_attempts",
+            "Notification delivery attempts by outcome",
+            notify_attempts.clone(),
+        );
         Metrics {
+            notify_attempts,
             registry,
             requests,
             request_seconds,
@@ -90,6 +104,15 @@ impl Default for Metrics {
 }
 
 impl Metrics {
+    /// Counts one delivery attempt: `delivered`, `retry` or `failed`.
+    pub fn notify_attempt(&self, outcome: &str) {
+        self.notify_attempts
+            .get_or_create(&NotifyLabels {
+                outcome: outcome.to_string(),
+            })
+            .inc();
+    }
+
     /// The Prometheus text exposition of every metric.
     pub fn render(&self) -> String {
         let mut out = String::new();

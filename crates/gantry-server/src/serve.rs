@@ -32,6 +32,11 @@ pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
             config.data_dir.display()
         )
     })?;
+    // A missing secret stops the server now rather than at the first alert.
+    config
+        .notify
+        .check_secrets()
+        .map_err(|e| anyhow::anyhow!("the [notify] section: {e}"))?;
     let url = config.store_url();
     let _lock = if url.starts_with("sqlite://") {
         Some(lock_data_dir(&config.data_dir)?)
@@ -380,6 +385,14 @@ fn start_flags(state: &AppState) {
     ));
     crate::migrate::executor::start(state);
     tokio::spawn(crate::monitors::evaluate::run(
+        state.clone(),
+        state.shutdown.clone(),
+    ));
+    tokio::spawn(crate::notify::deliver::run(
+        state.clone(),
+        state.shutdown.clone(),
+    ));
+    tokio::spawn(crate::monitors::logs::run(
         state.clone(),
         state.shutdown.clone(),
     ));

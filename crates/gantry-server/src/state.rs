@@ -43,6 +43,8 @@ pub struct Inner {
     pub flag_sets: Arc<crate::flags::FlagSets>,
     /// Evaluations this server made, written once a minute.
     pub flag_usage: Arc<crate::flags::usage::Usage>,
+    /// Log-watch counts agents reported, written once per flush interval.
+    pub log_counts: crate::monitors::logs::LogCounts,
 }
 
 impl AppState {
@@ -62,6 +64,7 @@ impl AppState {
             holder: format!("server-{}", ulid::Ulid::new()),
             flag_sets: Arc::new(crate::flags::FlagSets::new(store.clone())),
             flag_usage: Arc::default(),
+            log_counts: Default::default(),
             remote,
             store,
             tsdb,

@@ -1,4 +1,5 @@
-//! Regression detection's SQL (each service's `[detect]` table and verdicts), written once
+//! Regression detection's SQL (each service's `[detect]` table, its `[[logs]]` entries and
+//! verdicts), written once
 //! and instantiated per database like `monitor_queries.rs`. The store does not read what
 //! it keeps for detection: a config is TOML text kept as written, and a verdict is JSON
 //! text the detection crate writes (`doc`) beside the columns lists filter on, which the
@@ -32,25 +33,26 @@ macro_rules! detect_queries {
         /// returning the text it replaced. The row is locked between reading the old text
         /// and writing the new (PostgreSQL; SQLite has a single writer), so two writers
         /// never both report replacing the same text.
-        pub(crate) async fn put_detect_config(
+        async fn put_section(
             pool: &Pool<Db>,
             dialect: &Dialect,
+            table: &str,
             service: &str,
             text: Option<&str>,
             actor: &str,
             now: DateTime<Utc>,
         ) -> Result<Option<String>> {
             let Some(text) = text else {
-                return Ok(sqlx::query_scalar("DELETE FROM detect_configs WHERE service = $1 RETURNING text")
+                return Ok(sqlx::query_scalar(&format!("DELETE FROM {table} WHERE service = $1 RETURNING text"))
                     .bind(service)
                     .fetch_optional(pool)
                     .await?);
             };
             let mut tx = pool.begin().await?;
-            let inserted = sqlx::query(
-                "INSERT INTO detect_configs (service, text, updated_by, updated_at) VALUES ($1, $2, $3, $4) \
+            let inserted = sqlx::query(&format!(
+                "INSERT INTO {table} (service, text, updated_by, updated_at) VALUES ($1, $2, $3, $4) \
                  ON CONFLICT (service) DO NOTHING",
-            )
+            ))
             .bind(service)
             .bind(text)
             .bind(actor)
@@ -62,11 +64,11 @@ macro_rules! detect_queries {
                 return Ok(None);
             }
             let old: String =
-                sqlx::query_scalar(&format!("SELECT text FROM detect_configs WHERE service = $1{}", dialect.for_update))
+                sqlx::query_scalar(&format!("SELECT text FROM {table} WHERE service = $1{}", dialect.for_update))
                     .bind(service)
                     .fetch_one(&mut *tx)
                     .await?;
-            sqlx::query("UPDATE detect_configs SET text = $1, updated_by = $2, updated_at = $3 WHERE service = $4")
+            sqlx::query(&format!("UPDATE {table} SET text = $1, updated_by = $2, updated_at = $3 WHERE service = $4"))
                 .bind(text)
                 .bind(actor)
                 .bind(micros(now))
@@ -77,8 +79,8 @@ macro_rules! detect_queries {
             Ok(Some(old))
         }
 
-        pub(crate) async fn list_detect_configs(pool: &Pool<Db>) -> Result<Vec<DetectConfigRecord>> {
-            let rows = sqlx::query("SELECT service, text, updated_by, updated_at FROM detect_configs ORDER BY service")
+        async fn list_sections(pool: &Pool<Db>, table: &str) -> Result<Vec<DetectConfigRecord>> {
+            let rows = sqlx::query(&format!("SELECT service, text, updated_by, updated_at FROM {table} ORDER BY service"))
                 .fetch_all(pool)
                 .await?;
             rows.iter()
@@ -91,6 +93,38 @@ macro_rules! detect_queries {
                     })
                 })
                 .collect()
+        }
+
+        /// The service's `[detect]` table: see [`put_section`].
+        pub(crate) async fn put_detect_config(
+            pool: &Pool<Db>,
+            dialect: &Dialect,
+            service: &str,
+            text: Option<&str>,
+            actor: &str,
+            now: DateTime<Utc>,
+        ) -> Result<Option<String>> {
+            put_section(pool, dialect, "detect_configs", service, text, actor, now).await
+        }
+
+        pub(crate) async fn list_detect_configs(pool: &Pool<Db>) -> Result<Vec<DetectConfigRecord>> {
+            list_sections(pool, "detect_configs").await
+        }
+
+        /// The service's `[[logs]]` entries: see [`put_section`].
+        pub(crate) async fn put_log_watches(
+            pool: &Pool<Db>,
+            dialect: &Dialect,
+            service: &str,
+            text: Option<&str>,
+            actor: &str,
+            now: DateTime<Utc>,
+        ) -> Result<Option<String>> {
+            put_section(pool, dialect, "log_watch_configs", service, text, actor, now).await
+        }
+
+        pub(crate) async fn list_log_watches(pool: &Pool<Db>) -> Result<Vec<DetectConfigRecord>> {
+            list_sections(pool, "log_watch_configs").await
         }
 
         // ---- verdicts ----

@@ -18,6 +18,8 @@ pub mod incidents;
 mod migrate_queries;
 mod monitor_queries;
 pub mod monitors;
+pub mod notify;
+mod notify_queries;
 mod postgres;
 mod queries;
 mod schema;
@@ -49,6 +51,7 @@ pub use incidents::NewTimelineEntry;
 pub use monitors::{
     MonitorFileRecord, MonitorStateRecord, NewPing, NewTransition, PingRecord, TransitionRecord,
 };
+pub use notify::{DeliveryOutcome, DeliveryRecord, NewDelivery, SilenceRecord};
 pub use postgres::PostgresStore;
 pub use schema::{SchemaStatus, SCHEMA_VERSION};
 pub use sqlite::SqliteStore;
@@ -570,6 +573,60 @@ pub trait Store: Send + Sync + 'static {
         limit: u32,
     ) -> Result<Vec<TransitionRecord>>;
 
+    // ---- notifications ----
+
+    /// The alert grouper's stored state (JSON), by name.
+    async fn notify_state(&self, name: &str) -> Result<Option<String>>;
+    /// Writes the grouper's state and queues deliveries (due at once), in one transaction.
+    /// A delivery whose (notification, receiver) is already queued is left as it is.
+    async fn save_notify_round(
+        &self,
+        name: &str,
+        state: &str,
+        deliveries: &[NewDelivery],
+        now: DateTime<Utc>,
+    ) -> Result<()>;
+    /// Claims up to `limit` pending deliveries due at `now` for `holder` until `until`,
+    /// oldest due first. A delivery is claimed by one holder at a time; a claim lapses at
+    /// its `until`.
+    async fn claim_deliveries(
+        &self,
+        holder: &str,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<DeliveryRecord>>;
+    /// Records an attempt of a claimed delivery and releases the claim; false (nothing
+    /// written) when `holder` no longer holds it.
+    async fn finish_delivery(
+        &self,
+        id: Ulid,
+        holder: &str,
+        attempt_at: DateTime<Utc>,
+        outcome: &DeliveryOutcome,
+    ) -> Result<bool>;
+    /// Deliveries newest first, filtered when given, at most `limit`.
+    async fn list_deliveries(
+        &self,
+        service: Option<&str>,
+        environment: Option<&str>,
+        state: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<DeliveryRecord>>;
+    /// Stores a new silence or maintenance window (not expired).
+    async fn insert_silence(&self, silence: &SilenceRecord) -> Result<()>;
+    /// Silences and windows in force or to come at `now`; every one when `now` is `None`.
+    /// Newest first.
+    async fn list_silences(&self, now: Option<DateTime<Utc>>) -> Result<Vec<SilenceRecord>>;
+    /// Ends a silence or window at `now`; `None` when no such id. One already expired is
+    /// returned unchanged.
+    async fn expire_silence(
+        &self,
+        id: Ulid,
+        by: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<SilenceRecord>>;
+
     // ---- detection ----
 
     /// Stores a service's `[detect]` table (TOML); `None` removes it. Returns the text it
@@ -583,6 +640,17 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Option<String>>;
     /// Every stored `[detect]` table, by service.
     async fn list_detect_configs(&self) -> Result<Vec<DetectConfigRecord>>;
+    /// Stores a service's `[[logs]]` entries (TOML); `None` removes them. Returns the text
+    /// they replaced, if any.
+    async fn put_log_watches(
+        &self,
+        service: &str,
+        text: Option<&str>,
+        actor: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<String>>;
+    /// Every service's stored `[[logs]]` entries, by service.
+    async fn list_log_watches(&self) -> Result<Vec<DetectConfigRecord>>;
     /// Stores a verdict. At most one regression verdict per (change, metric) and per
     /// (rollout, metric): a second is `Conflict` (nothing written), as is an id already
     /// stored. Verdicts that are not regressions are not limited.

@@ -32,9 +32,10 @@ use crate::group_commit::GroupCommit;
 use crate::queries::Dialect;
 use crate::schema::{self, SchemaStatus, SCHEMA_VERSION};
 use crate::{
-    Backend, BuildQuery, DeployConfigRecord, Deployment, DetectConfigRecord, MonitorFileRecord,
-    MonitorStateRecord, NewPing, NewTimelineEntry, NewTransition, PingRecord, Result, ShipSignal,
-    Store, StoreError, StoreOptions, TagMatch, TokenRecord, TransitionRecord, VerdictRecord,
+    Backend, BuildQuery, DeliveryOutcome, DeliveryRecord, DeployConfigRecord, Deployment,
+    DetectConfigRecord, MonitorFileRecord, MonitorStateRecord, NewDelivery, NewPing,
+    NewTimelineEntry, NewTransition, PingRecord, Result, ShipSignal, SilenceRecord, Store,
+    StoreError, StoreOptions, TagMatch, TokenRecord, TransitionRecord, VerdictRecord,
 };
 
 mod q {
@@ -59,6 +60,10 @@ mod iq {
 
 mod moq {
     crate::monitor_queries::monitor_queries!(sqlx::Postgres);
+}
+
+mod nq {
+    crate::notify_queries::notify_queries!(sqlx::Postgres);
 }
 
 mod dq {
@@ -879,6 +884,67 @@ impl Store for PostgresStore {
         moq::monitor_transitions(&self.pool, monitor, limit).await
     }
 
+    async fn notify_state(&self, name: &str) -> Result<Option<String>> {
+        nq::notify_state(&self.pool, name).await
+    }
+
+    async fn save_notify_round(
+        &self,
+        name: &str,
+        state: &str,
+        deliveries: &[NewDelivery],
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        nq::save_notify_round(&self.pool, name, state, deliveries, now).await
+    }
+
+    async fn claim_deliveries(
+        &self,
+        holder: &str,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<DeliveryRecord>> {
+        nq::claim_deliveries(&self.pool, holder, now, until, limit).await
+    }
+
+    async fn finish_delivery(
+        &self,
+        id: Ulid,
+        holder: &str,
+        attempt_at: DateTime<Utc>,
+        outcome: &DeliveryOutcome,
+    ) -> Result<bool> {
+        nq::finish_delivery(&self.pool, id, holder, attempt_at, outcome).await
+    }
+
+    async fn list_deliveries(
+        &self,
+        service: Option<&str>,
+        environment: Option<&str>,
+        state: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<DeliveryRecord>> {
+        nq::list_deliveries(&self.pool, service, environment, state, limit).await
+    }
+
+    async fn insert_silence(&self, silence: &SilenceRecord) -> Result<()> {
+        nq::insert_silence(&self.pool, silence).await
+    }
+
+    async fn list_silences(&self, now: Option<DateTime<Utc>>) -> Result<Vec<SilenceRecord>> {
+        nq::list_silences(&self.pool, now).await
+    }
+
+    async fn expire_silence(
+        &self,
+        id: Ulid,
+        by: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<SilenceRecord>> {
+        nq::expire_silence(&self.pool, id, by, now).await
+    }
+
     async fn put_detect_config(
         &self,
         service: &str,
@@ -891,6 +957,20 @@ impl Store for PostgresStore {
 
     async fn list_detect_configs(&self) -> Result<Vec<DetectConfigRecord>> {
         dq::list_detect_configs(&self.pool).await
+    }
+
+    async fn put_log_watches(
+        &self,
+        service: &str,
+        text: Option<&str>,
+        actor: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<String>> {
+        dq::put_log_watches(&self.pool, &DIALECT, service, text, actor, now).await
+    }
+
+    async fn list_log_watches(&self) -> Result<Vec<DetectConfigRecord>> {
+        dq::list_log_watches(&self.pool).await
     }
 
     async fn insert_verdict(&self, verdict: &VerdictRecord) -> Result<()> {

@@ -11,7 +11,7 @@
 use crate::{Result, StoreError};
 
 /// The newest schema version this binary knows.
-pub const SCHEMA_VERSION: i64 = 4;
+pub const SCHEMA_VERSION: i64 = 5;
 
 pub(crate) struct Migration {
     pub version: i64,
@@ -52,6 +52,13 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         description: "migration jobs and their logs, incidents and their timelines, monitor files, heartbeat keys and pings, monitor states and transitions, detect configs, verdicts",
         sqlite: include_str!("schema/0004_sqlite.sql"),
         postgres: include_str!("schema/0004_postgres.sql"),
+    },
+    Migration {
+        version: 5,
+        min_binary_version: 1,
+        description: "the alert grouper's state, notification deliveries, silences and maintenance windows, log watches",
+        sqlite: include_str!("schema/0005_sqlite.sql"),
+        postgres: include_str!("schema/0005_postgres.sql"),
     },
 ];
 

@@ -33,9 +33,10 @@ use crate::group_commit::GroupCommit;
 use crate::queries::Dialect;
 use crate::schema::{self, SchemaStatus, SCHEMA_VERSION};
 use crate::{
-    Backend, BuildQuery, DeployConfigRecord, Deployment, DetectConfigRecord, MonitorFileRecord,
-    MonitorStateRecord, NewPing, NewTimelineEntry, NewTransition, PingRecord, Result, ShipSignal,
-    Store, StoreError, StoreOptions, TagMatch, TokenRecord, TransitionRecord, VerdictRecord,
+    Backend, BuildQuery, DeliveryOutcome, DeliveryRecord, DeployConfigRecord, Deployment,
+    DetectConfigRecord, MonitorFileRecord, MonitorStateRecord, NewDelivery, NewPing,
+    NewTimelineEntry, NewTransition, PingRecord, Result, ShipSignal, SilenceRecord, Store,
+    StoreError, StoreOptions, TagMatch, TokenRecord, TransitionRecord, VerdictRecord,
 };
 
 mod q {
@@ -60,6 +61,10 @@ mod iq {
 
 mod moq {
     crate::monitor_queries::monitor_queries!(sqlx::Sqlite);
+}
+
+mod nq {
+    crate::notify_queries::notify_queries!(sqlx::Sqlite);
 }
 
 mod dq {
@@ -819,6 +824,67 @@ impl Store for SqliteStore {
         moq::monitor_transitions(&self.reader, monitor, limit).await
     }
 
+    async fn notify_state(&self, name: &str) -> Result<Option<String>> {
+        nq::notify_state(&self.reader, name).await
+    }
+
+    async fn save_notify_round(
+        &self,
+        name: &str,
+        state: &str,
+        deliveries: &[NewDelivery],
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        nq::save_notify_round(&self.writer, name, state, deliveries, now).await
+    }
+
+    async fn claim_deliveries(
+        &self,
+        holder: &str,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<DeliveryRecord>> {
+        nq::claim_deliveries(&self.writer, holder, now, until, limit).await
+    }
+
+    async fn finish_delivery(
+        &self,
+        id: Ulid,
+        holder: &str,
+        attempt_at: DateTime<Utc>,
+        outcome: &DeliveryOutcome,
+    ) -> Result<bool> {
+        nq::finish_delivery(&self.writer, id, holder, attempt_at, outcome).await
+    }
+
+    async fn list_deliveries(
+        &self,
+        service: Option<&str>,
+        environment: Option<&str>,
+        state: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<DeliveryRecord>> {
+        nq::list_deliveries(&self.reader, service, environment, state, limit).await
+    }
+
+    async fn insert_silence(&self, silence: &SilenceRecord) -> Result<()> {
+        nq::insert_silence(&self.writer, silence).await
+    }
+
+    async fn list_silences(&self, now: Option<DateTime<Utc>>) -> Result<Vec<SilenceRecord>> {
+        nq::list_silences(&self.reader, now).await
+    }
+
+    async fn expire_silence(
+        &self,
+        id: Ulid,
+        by: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<SilenceRecord>> {
+        nq::expire_silence(&self.writer, id, by, now).await
+    }
+
     async fn put_detect_config(
         &self,
         service: &str,
@@ -831,6 +897,20 @@ impl Store for SqliteStore {
 
     async fn list_detect_configs(&self) -> Result<Vec<DetectConfigRecord>> {
         dq::list_detect_configs(&self.reader).await
+    }
+
+    async fn put_log_watches(
+        &self,
+        service: &str,
+        text: Option<&str>,
+        actor: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<String>> {
+        dq::put_log_watches(&self.writer, &DIALECT, service, text, actor, now).await
+    }
+
+    async fn list_log_watches(&self) -> Result<Vec<DetectConfigRecord>> {
+        dq::list_log_watches(&self.reader).await
     }
 
     async fn insert_verdict(&self, verdict: &VerdictRecord) -> Result<()> {

@@ -14,9 +14,9 @@ use gantry_core::{
     NewService, Scope, TokenInfo,
 };
 use gantry_store::{
-    DetectConfigRecord, MonitorFileRecord, MonitorStateRecord, NewPing, NewTimelineEntry,
-    NewTransition, PingRecord, Store, StoreError, StoreOptions, TagMatch, TransitionRecord,
-    VerdictRecord,
+    DeliveryOutcome, DetectConfigRecord, MonitorFileRecord, MonitorStateRecord, NewDelivery,
+    NewPing, NewTimelineEntry, NewTransition, PingRecord, SilenceRecord, Store, StoreError,
+    StoreOptions, TagMatch, TransitionRecord, VerdictRecord,
 };
 use ulid::Ulid;
 
@@ -2826,3 +2826,226 @@ async fn postgres_notify_crosses_servers() {
     a.close().await;
     b.close().await;
 }
+
+fn delivery(notification: &str, receiver: &str, created: DateTime<Utc>) -> NewDelivery {
+    NewDelivery {
+        id: Ulid::new(),
+        notification_id: notification.into(),
+        receiver: receiver.into(),
+        service: "shop".into(),
+        environment: "prod".into(),
+        summary: format!("{notification} to {receiver}"),
+        doc: "{}".into(),
+        created_at: created,
+    }
+}
+
+conformance!(
+    deliveries_are_claimed_once_retried_and_finished,
+    |store: Arc<dyn Store>| async move {
+        assert_eq!(store.notify_state("alerts").await.unwrap(), None);
+        let first = vec![
+            delivery("shop/prod/1/1", "hook", at(0)),
+            delivery("shop/prod/1/1", "oncall", at(0)),
+        ];
+        store
+            .save_notify_round("alerts", "{\"groups\":1}", &first, at(0))
+            .await
+            .unwrap();
+        // The same notification and receiver again: left as it is; the state is replaced.
+        store
+            .save_notify_round("alerts", "{\"groups\":2}", &first[..1], at(1))
+            .await
+            .unwrap();
+        assert_eq!(
+            store.notify_state("alerts").await.unwrap().as_deref(),
+            Some("{\"groups\":2}")
+        );
+        assert_eq!(
+            store
+                .list_deliveries(None, None, None, 10)
+                .await
+                .unwrap()
+                .len(),
+            2
+        );
+
+        // One claimer gets each; a second finds nothing until the claim lapses.
+        let a = store.claim_deliveries("a", at(1), at(4), 1).await.unwrap();
+        assert_eq!(a.len(), 1);
+        let b = store.claim_deliveries("b", at(1), at(4), 10).await.unwrap();
+        assert_eq!(b.len(), 1);
+        assert_ne!(a[0].id, b[0].id);
+        assert!(store
+            .claim_deliveries("c", at(2), at(5), 10)
+            .await
+            .unwrap()
+            .is_empty());
+        let lapsed = store.claim_deliveries("c", at(5), at(8), 10).await.unwrap();
+        assert_eq!(lapsed.len(), 2, "claims lapse");
+        // a's claim was taken over: its outcome is not recorded.
+        assert!(!store
+            .finish_delivery(a[0].id, "a", at(5), &DeliveryOutcome::Delivered)
+            .await
+            .unwrap());
+        assert!(store
+            .finish_delivery(a[0].id, "c", at(5), &DeliveryOutcome::Delivered)
+            .await
+            .unwrap());
+        let retry = DeliveryOutcome::Retry {
+            at: at(10),
+            error: "the receiver answered 503".into(),
+        };
+        assert!(store
+            .finish_delivery(b[0].id, "c", at(5), &retry)
+            .await
+            .unwrap());
+        assert!(
+            store
+                .claim_deliveries("c", at(9), at(12), 10)
+                .await
+                .unwrap()
+                .is_empty(),
+            "not due yet"
+        );
+        let again = store
+            .claim_deliveries("c", at(10), at(13), 10)
+            .await
+            .unwrap();
+        assert_eq!(again.len(), 1);
+        assert_eq!(again[0].attempts, 1);
+        assert_eq!(again[0].first_attempt_at, Some(at(5)));
+        assert!(store
+            .finish_delivery(
+                again[0].id,
+                "c",
+                at(10),
+                &DeliveryOutcome::Failed {
+                    error: "gave up".into()
+                }
+            )
+            .await
+            .unwrap());
+        let all = store.list_deliveries(None, None, None, 10).await.unwrap();
+        let by_id = |id| all.iter().find(|d| d.id == id).unwrap();
+        let done = by_id(a[0].id);
+        assert_eq!((done.state.as_str(), done.attempts), ("delivered", 1));
+        assert_eq!(done.delivered_at, Some(at(5)));
+        let failed = by_id(b[0].id);
+        assert_eq!((failed.state.as_str(), failed.attempts), ("failed", 2));
+        assert_eq!(failed.first_attempt_at, Some(at(5)));
+        assert_eq!(failed.last_attempt_at, Some(at(10)));
+        assert_eq!(failed.last_error.as_deref(), Some("gave up"));
+        assert_eq!(
+            store
+                .list_deliveries(Some("shop"), Some("prod"), Some("failed"), 10)
+                .await
+                .unwrap()
+                .len(),
+            1
+        );
+        assert!(store
+            .list_deliveries(Some("billing"), None, None, 10)
+            .await
+            .unwrap()
+            .is_empty());
+        assert!(store
+            .claim_deliveries("c", at(100), at(103), 10)
+            .await
+            .unwrap()
+            .is_empty());
+    }
+);
+
+conformance!(
+    silences_are_listed_until_they_end_or_expire,
+    |store: Arc<dyn Store>| async move {
+        let silence = |kind: &str, ends: Option<DateTime<Utc>>| SilenceRecord {
+            id: Ulid::new(),
+            kind: kind.into(),
+            doc: "{}".into(),
+            created_by: "admin".into(),
+            created_at: at(0),
+            ends_at: ends,
+            expired_at: None,
+            expired_by: None,
+        };
+        let short = silence("silence", Some(at(10)));
+        let long = silence("silence", Some(at(100)));
+        let weekly = silence("maintenance", None);
+        for s in [&short, &long, &weekly] {
+            store.insert_silence(s).await.unwrap();
+        }
+        assert_eq!(store.list_silences(Some(at(5))).await.unwrap().len(), 3);
+        assert_eq!(
+            store.list_silences(Some(at(10))).await.unwrap().len(),
+            2,
+            "ended at its end"
+        );
+        let expired = store
+            .expire_silence(long.id, "ops", at(20))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(expired.expired_at, Some(at(20)));
+        assert_eq!(expired.expired_by.as_deref(), Some("ops"));
+        let twice = store
+            .expire_silence(long.id, "someone", at(30))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            twice.expired_by.as_deref(),
+            Some("ops"),
+            "expiring again changes nothing"
+        );
+        let now: Vec<Ulid> = store
+            .list_silences(Some(at(21)))
+            .await
+            .unwrap()
+            .iter()
+            .map(|s| s.id)
+            .collect();
+        assert_eq!(now, [weekly.id]);
+        assert_eq!(store.list_silences(None).await.unwrap().len(), 3);
+        assert_eq!(
+            store
+                .expire_silence(Ulid::new(), "ops", at(21))
+                .await
+                .unwrap(),
+            None
+        );
+    }
+);
+
+conformance!(log_watches_are_kept_apart_per_service, |store: Arc<
+    dyn Store,
+>| async move {
+    assert_eq!(
+        store
+            .put_log_watches("shop", Some("[[logs]]\n"), "admin", at(0))
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        store
+            .put_log_watches("shop", Some("[[logs]] # 2\n"), "admin", at(1))
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("[[logs]]\n")
+    );
+    let listed = store.list_log_watches().await.unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].text, "[[logs]] # 2\n");
+    assert!(
+        store.list_detect_configs().await.unwrap().is_empty(),
+        "apart from [detect]"
+    );
+    store
+        .put_log_watches("shop", None, "admin", at(2))
+        .await
+        .unwrap();
+    assert!(store.list_log_watches().await.unwrap().is_empty());
+});

@@ -630,6 +630,18 @@ impl Tsdb {
         Ok(tsdb)
     }
 
+    /// The step of the finest archive a series of this name has (or would have, if new),
+    /// in seconds: writers that sum events into slots (log-watch counts) need it, since a
+    /// second write to a slot replaces the first. `None` when no retention rule matches.
+    pub fn finest_step(&self, name: &str) -> Option<u32> {
+        self.rules
+            .retention
+            .iter()
+            .find(|(pattern, _)| pattern.is_match(name))
+            .and_then(|(_, archives)| archives.first())
+            .map(|a| a.step)
+    }
+
     pub fn stats(&self) -> &Stats {
         &self.stats
     }

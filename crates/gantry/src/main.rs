@@ -173,6 +173,12 @@ enum Command {
     /// rotate-key.
     #[command(subcommand)]
     Monitor(commands::monitor::MonitorCommand),
+    /// Open alerts and the delivery state of their notifications.
+    #[command(subcommand)]
+    Alert(commands::alert::AlertCommand),
+    /// Silences and weekly maintenance windows: hold the notifications of matching alerts.
+    #[command(subcommand)]
+    Silence(commands::alert::SilenceCommand),
     /// Regression detection: replay the detector over a CSV of your own history.
     #[command(subcommand)]
     Detect(commands::detect::DetectCommand),
@@ -247,6 +253,8 @@ fn main() -> ExitCode {
             Command::Report(args) => commands::report::run(&cli.global, args).await,
             Command::Detect(cmd) => commands::detect::run(&cli.global, cmd).await,
             Command::Monitor(cmd) => commands::monitor::run(&cli.global, cmd).await,
+            Command::Alert(cmd) => commands::alert::alert(&cli.global, cmd).await,
+            Command::Silence(cmd) => commands::alert::silence(&cli.global, cmd).await,
             Command::Token(cmd) => commands::token::run(&cli.global, cmd).await,
             Command::Metrics(cmd) => commands::metrics::run(&cli.global, cmd).await,
             Command::Collect(args) => commands::collect::run(args).await,

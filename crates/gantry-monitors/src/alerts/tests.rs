@@ -66,6 +66,12 @@ fn short(state: State) -> &'static str {
 /// due, up to `until` seconds. Each notification is written as
 /// `<seconds> <environment> #<sequence> [repeat] firing: web1=C web2=W; resolved: web3`.
 fn run(events: Vec<Event>, silences: &[Silence], until: i64) -> Vec<String> {
+    run_with(events, silences, until, false)
+}
+
+/// [`run`], optionally handing the grouper over through JSON before every step, as a
+/// server taking over the lease continues from the stored state.
+fn run_with(events: Vec<Event>, silences: &[Silence], until: i64, handover: bool) -> Vec<String> {
     let mut grouper = Grouper::new(GroupTimings::default());
     let mut out = Vec::new();
     let mut events = events.into_iter().peekable();
@@ -80,6 +86,10 @@ fn run(events: Vec<Event>, silences: &[Silence], until: i64) -> Vec<String> {
         };
         if now > secs(until) {
             break;
+        }
+        if handover {
+            let stored = serde_json::to_string(&grouper).expect("a grouper serializes");
+            grouper = serde_json::from_str(&stored).expect("a stored grouper reads back");
         }
         // Events at a moment come before the look at groups due then.
         while let Some(event) = events.next_if(|e| secs(e.at) == now) {
@@ -381,4 +391,23 @@ fn retries_on_schedule_end_after_a_day() {
         Retry::Failed
     );
     assert_eq!(next_attempt(first, secs(0), 1), Retry::At(secs(10)));
+}
+
+#[test]
+fn a_grouper_handed_over_through_json_continues_the_same() {
+    let events = || {
+        vec![
+            ev(0, "web1", Hard(C)),
+            ev(10, "web2", Hard(W)),
+            ev(100, "web2", Hard(C)),
+            ev(200, "web1", Flapping(true)),
+            ev(400, "web1", Flapping(false)),
+            ev(700, "web2", Hard(O)),
+            ev(20_000, "web1", Hard(O)),
+        ]
+    };
+    let silences = [silence_until("web2", 150)];
+    let straight = run(events(), &silences, 30_000);
+    assert!(straight.len() >= 4, "{straight:#?}");
+    assert_eq!(run_with(events(), &silences, 30_000, true), straight);
 }

@@ -81,6 +81,12 @@ pub async fn poll(
         .store
         .host_seen(&host.name, &hello.facts, &hello.releases, now)
         .await?;
+    state
+        .log_counts
+        .record(&host.name, &hello, now.timestamp(), |name| {
+            crate::monitors::logs::step_of(&state, name)
+        });
+    let logs = crate::monitors::logs::watches_for(&state, hello.releases.keys()).await?;
     let bell = state.bell.host(&host.name);
     // A host that just started, or was lost and is back, converges to its environment.
     let returning = host.status != gantry_core::ship::HostStatus::Online;
@@ -103,6 +109,7 @@ pub async fn poll(
                 tasks,
                 heartbeat_secs: heartbeat,
                 maintenance,
+                logs,
             }));
         }
         tokio::select! {
@@ -115,6 +122,7 @@ pub async fn poll(
                 tasks: Vec::new(),
                 heartbeat_secs: heartbeat,
                 maintenance: host.maintenance,
+                logs,
             }));
         }
     }

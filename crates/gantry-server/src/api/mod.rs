@@ -2,6 +2,7 @@
 //! scope, parse, call the store (or a domain function) and shape the answer.
 
 pub mod agent;
+pub mod alerts;
 pub mod builds;
 pub mod changes;
 pub mod events;

@@ -210,13 +210,19 @@ pub async fn apply_deploy_config(
     body: String,
 ) -> ApiResult<axum::Json<DeployConfigView>> {
     caller.require(ScopeName::Admin, None, None)?;
-    // The [detect] table is stored apart: agents never see it.
-    let (deploy_text, detect_text) = gantry_core::detect::split_service_file(&body)?;
+    // The [detect] table and the [[logs]] entries are stored apart: agents never see the
+    // first, and get the second beside (never inside) the deploy config.
+    let parts = gantry_core::detect::split_service_file(&body)?;
+    let (detect_text, logs_text) = (parts.detect, parts.logs);
     let file = format!("{name}.toml");
     if let Some(text) = &detect_text {
         gantry_core::detect::DetectConfig::parse(text, &file)?;
     }
-    let body = deploy_text;
+    if let Some(text) = &logs_text {
+        gantry_monitors::parse_logs(text, &file, &crate::monitors::limits(&state))
+            .map_err(|e| ApiError::invalid(e.to_string()))?;
+    }
+    let body = parts.deploy;
     let config = DeployConfig::parse_toml(&body)?;
     if config.name != name {
         return Err(ApiError::invalid(format!(
@@ -247,6 +253,11 @@ pub async fn apply_deploy_config(
         .await?;
     let detect_changed =
         old_detect.as_deref().map(str::trim) != detect_text.as_deref().map(str::trim);
+    let old_logs = state
+        .store
+        .put_log_watches(&name, logs_text.as_deref(), caller.name(), now)
+        .await?;
+    let logs_changed = old_logs.as_deref().map(str::trim) != logs_text.as_deref().map(str::trim);
     let old_config = old
         .as_deref()
         .and_then(|t| DeployConfig::parse_toml(t).ok());
@@ -256,28 +267,21 @@ pub async fn apply_deploy_config(
     };
     let mut diff = diff;
     if detect_changed {
-        let old_lines: Vec<&str> = old_detect
-            .as_deref()
-            .unwrap_or("")
-            .lines()
-            .filter(|l| !l.trim().is_empty())
-            .collect();
-        let new_lines: Vec<&str> = detect_text
-            .as_deref()
-            .unwrap_or("")
-            .lines()
-            .filter(|l| !l.trim().is_empty())
-            .collect();
-        diff.push_str("\n[detect]:\n");
-        for l in old_lines.iter().filter(|l| !new_lines.contains(l)) {
-            diff.push_str(&format!("- {l}\n"));
-        }
-        for l in new_lines.iter().filter(|l| !old_lines.contains(l)) {
-            diff.push_str(&format!("+ {l}\n"));
-        }
+        diff.push_str(&section_diff(
+            "[detect]",
+            old_detect.as_deref(),
+            detect_text.as_deref(),
+        ));
+    }
+    if logs_changed {
+        diff.push_str(&section_diff(
+            "[[logs]]",
+            old_logs.as_deref(),
+            logs_text.as_deref(),
+        ));
     }
     let mut change_id = None;
-    if old_config.as_ref() != Some(&config) || detect_changed {
+    if old_config.as_ref() != Some(&config) || detect_changed || logs_changed {
         let change = Change {
             id: Ulid::new(),
             kind: ChangeKind::Config,
@@ -310,4 +314,24 @@ pub async fn apply_deploy_config(
         updated_at: now,
         change_id,
     }))
+}
+
+/// The lines a section of the service file lost (`- `) and gained (`+ `), under a heading.
+fn section_diff(heading: &str, old: Option<&str>, new: Option<&str>) -> String {
+    let lines = |t: Option<&str>| -> Vec<String> {
+        t.unwrap_or("")
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(str::to_string)
+            .collect()
+    };
+    let (old, new) = (lines(old), lines(new));
+    let mut out = format!("\n{heading}:\n");
+    for l in old.iter().filter(|l| !new.contains(l)) {
+        out.push_str(&format!("- {l}\n"));
+    }
+    for l in new.iter().filter(|l| !old.contains(l)) {
+        out.push_str(&format!("+ {l}\n"));
+    }
+    out
 }

@@ -12,12 +12,14 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use gantry_core::ship::HostStatus;
 use gantry_monitors::{
-    evaluate_heartbeat, evaluate_http, evaluate_threshold, state::missing_data, Check, Evaluation,
-    FlapThresholds, HeartbeatLog, HttpResult, Monitor, MonitorState, Ping, PingKind, State, Window,
+    evaluate_heartbeat, evaluate_http, evaluate_threshold, state::missing_data, AlertSubject,
+    Check, Evaluation, FlapChange, FlapThresholds, HeartbeatLog, HttpResult, Monitor, MonitorState,
+    Ping, PingKind, State, Window,
 };
 use gantry_store::{MonitorStateRecord, NewTransition};
 use tokio_util::sync::CancellationToken;
 
+use crate::notify::{AlertEvent, Grouping};
 use crate::state::AppState;
 
 const LEASE: &str = "monitors";
@@ -47,6 +49,7 @@ pub async fn run(state: AppState, shutdown: CancellationToken) {
         }
     };
     let mut due: HashMap<String, DateTime<Utc>> = HashMap::new();
+    let mut grouping = Grouping::default();
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => break,
@@ -61,6 +64,7 @@ pub async fn run(state: AppState, shutdown: CancellationToken) {
             Ok(true) => {}
             Ok(false) => {
                 due.clear();
+                grouping.reset();
                 continue;
             }
             Err(e) => {
@@ -68,7 +72,7 @@ pub async fn run(state: AppState, shutdown: CancellationToken) {
                 continue;
             }
         }
-        if let Err(e) = tick(&state, &http, &mut due, now).await {
+        if let Err(e) = tick(&state, &http, &mut due, &mut grouping, now).await {
             tracing::warn!(error = %e.message, "monitors: a round failed; retrying");
         }
     }
@@ -80,6 +84,7 @@ pub async fn tick(
     state: &AppState,
     http: &reqwest::Client,
     due: &mut HashMap<String, DateTime<Utc>>,
+    grouping: &mut Grouping,
     now: DateTime<Utc>,
 ) -> Result<(), crate::error::ApiError> {
     let monitors = super::all(state.store.as_ref()).await?;
@@ -88,6 +93,8 @@ pub async fn tick(
     let mut records = Vec::new();
     let mut transitions = Vec::new();
     let mut alerts = Vec::new();
+    // What the grouper hears about this round, once it is stored.
+    let mut events = Vec::new();
     let flap = FlapThresholds::default();
     let mut renewed = std::time::Instant::now();
     for m in &monitors {
@@ -121,7 +128,13 @@ pub async fn tick(
         let mut ms = stored.get(&m.name).cloned().unwrap_or_default();
         let changed = ms.observe(&round, &missing, m.hard_after(), &flap, now);
         for (series, observation) in changed {
+            let subject = AlertSubject::new(m, &series);
+            if let Some(change) = observation.flap {
+                let on = matches!(change, FlapChange::Started { .. });
+                events.push(AlertEvent::Flapping(subject.clone(), on));
+            }
             if let Some(t) = observation.transition {
+                events.push(AlertEvent::Transition(subject, t.clone()));
                 if t.hard
                     && t.to == State::Critical
                     && !ms.get(&series).is_some_and(|s| s.is_flapping())
@@ -168,9 +181,23 @@ pub async fn tick(
             };
             let mut ms = stored.get(&name).cloned().unwrap_or_default();
             let round = vec![(SINGLE.to_string(), evaluation.clone())];
-            for (series, observation) in ms.observe(&round, &evaluation, 1, &flap, now) {
+            // Host liveness belongs to no service: it goes to receivers that do not filter
+            // by service.
+            let subject = AlertSubject {
+                monitor: name.clone(),
+                series: SINGLE.to_string(),
+                service: String::new(),
+                environment: h.environment.clone(),
+                labels: Default::default(),
+            };
+            for (_, observation) in ms.observe(&round, &evaluation, 1, &flap, now) {
+                if let Some(change) = observation.flap {
+                    let on = matches!(change, FlapChange::Started { .. });
+                    events.push(AlertEvent::Flapping(subject.clone(), on));
+                }
                 if let Some(t) = observation.transition {
-                    transitions.push(transition(&name, series, &t));
+                    events.push(AlertEvent::Transition(subject.clone(), t.clone()));
+                    transitions.push(transition(&name, SINGLE.to_string(), &t));
                 }
             }
             records.push(record(&name, &ms, now));
@@ -188,6 +215,10 @@ pub async fn tick(
             .store
             .save_monitor_round(&records, &transitions)
             .await?;
+    }
+    // Notifications once the round is stored; the grouper is stored with what it queues.
+    if let Err(e) = grouping.round(state, events, now).await {
+        tracing::warn!(error = %e.message, "monitors: cannot queue notifications; the next round tries again");
     }
     // Alerts once their round is stored, so a failed write does not repeat them.
     for (monitor, service, environment, what) in alerts {

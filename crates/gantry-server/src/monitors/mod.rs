@@ -4,6 +4,7 @@
 //! in `gantry-monitors`; the HTTP routes in `api/monitors.rs`.
 
 pub mod evaluate;
+pub mod logs;
 
 use std::collections::{BTreeMap, BTreeSet};
 

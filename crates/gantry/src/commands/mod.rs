@@ -1,6 +1,7 @@
 //! One module per command group: each turns parsed arguments into client or server calls
 //! and prints the result.
 
+pub mod alert;
 pub mod change;
 pub mod collect;
 pub mod detect;

@@ -60,12 +60,19 @@ pub async fn run(global: &GlobalArgs, command: ServiceCommand) -> anyhow::Result
                 .await
                 .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", file.display()))?;
             // Checked here as the server checks it: the deploy config, and [detect] apart.
-            let (deploy, detect) = gantry_core::detect::split_service_file(&text)
+            let parts = gantry_core::detect::split_service_file(&text)
                 .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
-            let parsed = gantry_core::deploy::DeployConfig::parse_toml(&deploy)
+            let parsed = gantry_core::deploy::DeployConfig::parse_toml(&parts.deploy)
                 .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
-            if let Some(detect) = &detect {
+            if let Some(detect) = &parts.detect {
                 gantry_core::detect::DetectConfig::parse(detect, &file.display().to_string())?;
+            }
+            if let Some(logs) = &parts.logs {
+                gantry_monitors::parse_logs(
+                    logs,
+                    &file.display().to_string(),
+                    &gantry_monitors::Limits::default(),
+                )?;
             }
             let view = client.apply_deploy_config(&parsed.name, text).await?;
             if global.json {

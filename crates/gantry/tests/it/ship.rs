@@ -74,7 +74,7 @@ interval_secs = 1
 "#;
 
 /// A gzipped tar of the app at `version`, plus extra entries (path, bytes).
-fn artifact(dir: &Path, version: &str, extra: &[(&str, &[u8])]) -> PathBuf {
+pub(crate) fn artifact(dir: &Path, version: &str, extra: &[(&str, &[u8])]) -> PathBuf {
     let path = dir.join(format!("shop-{version}.tar.gz"));
     let file = std::fs::File::create(&path).unwrap();
     let gz = flate2::write::GzEncoder::new(file, flate2::Compression::fast());
@@ -118,7 +118,7 @@ fn evil_artifact(dir: &Path, entry: &str) -> PathBuf {
     path
 }
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -127,16 +127,16 @@ fn free_port() -> u16 {
 }
 
 /// One host: its root directory, its app's port, its agent process.
-struct Host {
-    name: String,
-    root: PathBuf,
+pub(crate) struct Host {
+    pub(crate) name: String,
+    pub(crate) root: PathBuf,
     port: u16,
     token_file: PathBuf,
-    agent: Option<Child>,
+    pub(crate) agent: Option<Child>,
 }
 
 impl Host {
-    fn enroll(server: &Server, dir: &Path, name: &str, env: &str) -> Host {
+    pub(crate) fn enroll(server: &Server, dir: &Path, name: &str, env: &str) -> Host {
         let token = server.ok(&["host", "enroll", name, "--env", env, "--roles", "web"]);
         let token_file = dir.join(format!("{name}.token"));
         std::fs::write(&token_file, token.trim()).unwrap();
@@ -154,7 +154,7 @@ impl Host {
         }
     }
 
-    fn start_agent(&mut self, server: &Server, env: &str) {
+    pub(crate) fn start_agent(&mut self, server: &Server, env: &str) {
         let child = Command::new(BIN)
             .args(["agent", "--env", env, "--roles", "web", "--root"])
             .arg(&self.root)
@@ -213,7 +213,7 @@ fn ship_server(data_dir: Option<PathBuf>, config_dir: &Path) -> Server {
 }
 
 /// Waits until every host has reported in (its agent polled).
-fn wait_online(server: &Server, names: &[&str]) {
+pub(crate) fn wait_online(server: &Server, names: &[&str]) {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let hosts = server.http().get("/api/v1/hosts").body;
@@ -252,7 +252,7 @@ fn succeeded(out: &std::process::Output, what: &str) {
 }
 
 /// Pushes an artifact as a build; returns its id.
-fn push(server: &Server, file: &Path, service: &str, version: &str) -> String {
+pub(crate) fn push(server: &Server, file: &Path, service: &str, version: &str) -> String {
     let file = file.to_str().unwrap();
     let out = server.ok(&[
         "build",
@@ -267,7 +267,7 @@ fn push(server: &Server, file: &Path, service: &str, version: &str) -> String {
 }
 
 /// Polls a rollout until `done` holds (or fails after `secs`), returning it.
-fn wait_rollout(server: &Server, id: &str, secs: u64, done: impl Fn(&Value) -> bool) -> Value {
+pub(crate) fn wait_rollout(server: &Server, id: &str, secs: u64, done: impl Fn(&Value) -> bool) -> Value {
     let deadline = Instant::now() + Duration::from_secs(secs);
     loop {
         let r = rollout(server, id);
