@@ -342,8 +342,9 @@ async fn expire_metrics(
     }
 }
 
-/// Deletes stream events past their retention, hourly. Any server may do it; it is
-/// idempotent, so servers sharing a database need not coordinate.
+/// Deletes stream events past their retention, monitors' old pings and transitions, and
+/// ended notification deliveries, hourly. Any server may do it; it is idempotent, so servers
+/// sharing a database need not coordinate.
 async fn prune_stream(
     store: Arc<dyn Store>,
     retention: Duration,
@@ -362,6 +363,29 @@ async fn prune_stream(
             Ok(0) => {}
             Ok(n) => tracing::info!(events = n, "pruned old change-stream events"),
             Err(e) => tracing::warn!(error = %e, "cannot prune change-stream events"),
+        }
+        // Monitors' history: pings (each heartbeat keeps its newest 200 whatever their age)
+        // and transitions 90 days; deliveries that ended 30 days.
+        let now = Utc::now();
+        let history = store
+            .prune_monitor_history(
+                now - chrono::Duration::days(90),
+                200,
+                now - chrono::Duration::days(90),
+            )
+            .await;
+        match history {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(rows = n, "pruned old pings and monitor transitions"),
+            Err(e) => tracing::warn!(error = %e, "cannot prune monitors' history"),
+        }
+        match store
+            .prune_deliveries(now - chrono::Duration::days(30))
+            .await
+        {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(deliveries = n, "pruned old notification deliveries"),
+            Err(e) => tracing::warn!(error = %e, "cannot prune notification deliveries"),
         }
     }
 }

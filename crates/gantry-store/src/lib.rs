@@ -573,6 +573,17 @@ pub trait Store: Send + Sync + 'static {
         limit: u32,
     ) -> Result<Vec<TransitionRecord>>;
 
+    /// Deletes pings older than `pings_before` beyond each monitor's newest `keep_pings`,
+    /// and transitions older than `transitions_before`; returns how many rows went.
+    async fn prune_monitor_history(
+        &self,
+        pings_before: DateTime<Utc>,
+        keep_pings: u32,
+        transitions_before: DateTime<Utc>,
+    ) -> Result<u64>;
+    /// Deletes deliveries that ended (delivered or failed) before `before`.
+    async fn prune_deliveries(&self, before: DateTime<Utc>) -> Result<u64>;
+
     // ---- notifications ----
 
     /// The alert grouper's stored state (JSON), by name.

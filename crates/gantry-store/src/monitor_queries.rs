@@ -303,6 +303,35 @@ macro_rules! monitor_queries {
                 })
                 .collect()
         }
+
+        // ---- pruning ----
+
+        /// Deletes pings older than `pings_before` beyond each monitor's newest `keep_pings`
+        /// (a heartbeat with a long period keeps its last beats), and transitions older than
+        /// `transitions_before`. Returns how many rows went.
+        pub(crate) async fn prune_monitor_history(
+            pool: &Pool<Db>,
+            pings_before: DateTime<Utc>,
+            keep_pings: u32,
+            transitions_before: DateTime<Utc>,
+        ) -> Result<u64> {
+            let pings = sqlx::query(
+                "DELETE FROM heartbeat_pings WHERE at < $1 AND seq NOT IN \
+                 (SELECT newest.seq FROM heartbeat_pings newest WHERE newest.monitor = heartbeat_pings.monitor \
+                  ORDER BY newest.seq DESC LIMIT $2)",
+            )
+            .bind(micros(pings_before))
+            .bind(i64::from(keep_pings))
+            .execute(pool)
+            .await?
+            .rows_affected();
+            let transitions = sqlx::query("DELETE FROM monitor_transitions WHERE at < $1")
+                .bind(micros(transitions_before))
+                .execute(pool)
+                .await?
+                .rows_affected();
+            Ok(pings + transitions)
+        }
     };
 }
 

@@ -252,6 +252,17 @@ macro_rules! notify_queries {
                 .await?;
             row.as_ref().map(silence).transpose()
         }
+
+        /// Deletes deliveries that ended (delivered or failed) before `before`.
+        pub(crate) async fn prune_deliveries(pool: &Pool<Db>, before: DateTime<Utc>) -> Result<u64> {
+            Ok(sqlx::query(
+                "DELETE FROM notify_deliveries WHERE state <> 'pending' AND COALESCE(last_attempt_at, created_at) < $1",
+            )
+            .bind(micros(before))
+            .execute(pool)
+            .await?
+            .rows_affected())
+        }
     };
 }
 

@@ -884,6 +884,19 @@ impl Store for PostgresStore {
         moq::monitor_transitions(&self.pool, monitor, limit).await
     }
 
+    async fn prune_monitor_history(
+        &self,
+        pings_before: DateTime<Utc>,
+        keep_pings: u32,
+        transitions_before: DateTime<Utc>,
+    ) -> Result<u64> {
+        moq::prune_monitor_history(&self.pool, pings_before, keep_pings, transitions_before).await
+    }
+
+    async fn prune_deliveries(&self, before: DateTime<Utc>) -> Result<u64> {
+        nq::prune_deliveries(&self.pool, before).await
+    }
+
     async fn notify_state(&self, name: &str) -> Result<Option<String>> {
         nq::notify_state(&self.pool, name).await
     }

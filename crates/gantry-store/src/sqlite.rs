@@ -824,6 +824,19 @@ impl Store for SqliteStore {
         moq::monitor_transitions(&self.reader, monitor, limit).await
     }
 
+    async fn prune_monitor_history(
+        &self,
+        pings_before: DateTime<Utc>,
+        keep_pings: u32,
+        transitions_before: DateTime<Utc>,
+    ) -> Result<u64> {
+        moq::prune_monitor_history(&self.writer, pings_before, keep_pings, transitions_before).await
+    }
+
+    async fn prune_deliveries(&self, before: DateTime<Utc>) -> Result<u64> {
+        nq::prune_deliveries(&self.writer, before).await
+    }
+
     async fn notify_state(&self, name: &str) -> Result<Option<String>> {
         nq::notify_state(&self.reader, name).await
     }

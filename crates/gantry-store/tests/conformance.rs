@@ -3049,3 +3049,76 @@ conformance!(log_watches_are_kept_apart_per_service, |store: Arc<
         .unwrap();
     assert!(store.list_log_watches().await.unwrap().is_empty());
 });
+
+conformance!(
+    monitor_history_is_pruned_keeping_each_heartbeats_newest,
+    |store: Arc<dyn Store>| async move {
+        for (monitor, count) in [("nightly", 5), ("hourly", 3)] {
+            for i in 0..count {
+                store
+                    .insert_ping(&NewPing {
+                        monitor: monitor.into(),
+                        at: at(i),
+                        kind: "success".into(),
+                        exit_code: None,
+                        body: String::new(),
+                    })
+                    .await
+                    .unwrap();
+            }
+        }
+        let t = |m: i64| NewTransition {
+            monitor: "nightly".into(),
+            series: String::new(),
+            from: "OK".into(),
+            to: "CRITICAL".into(),
+            hard: true,
+            value: None,
+            at: at(m),
+        };
+        store.save_monitor_round(&[], &[t(1), t(50)]).await.unwrap();
+        // Pings before minute 100 go, but each monitor keeps its newest two.
+        let gone = store
+            .prune_monitor_history(at(100), 2, at(10))
+            .await
+            .unwrap();
+        assert_eq!(gone, 3 + 1 + 1);
+        let kept: Vec<DateTime<Utc>> = store
+            .recent_pings("nightly", 10)
+            .await
+            .unwrap()
+            .iter()
+            .map(|p| p.at)
+            .collect();
+        assert_eq!(kept, [at(4), at(3)]);
+        assert_eq!(store.recent_pings("hourly", 10).await.unwrap().len(), 2);
+        let transitions = store.monitor_transitions(None, 10).await.unwrap();
+        assert_eq!(transitions.len(), 1);
+        assert_eq!(transitions[0].at, at(50));
+
+        let d = delivery("shop/prod/1/1", "hook", at(0));
+        let p = delivery("shop/prod/1/1", "oncall", at(0));
+        store
+            .save_notify_round("alerts", "{}", &[d.clone(), p.clone()], at(0))
+            .await
+            .unwrap();
+        let claimed = store.claim_deliveries("a", at(1), at(4), 1).await.unwrap();
+        store
+            .finish_delivery(claimed[0].id, "a", at(1), &DeliveryOutcome::Delivered)
+            .await
+            .unwrap();
+        assert_eq!(
+            store.prune_deliveries(at(2)).await.unwrap(),
+            1,
+            "pending ones stay"
+        );
+        assert_eq!(
+            store
+                .list_deliveries(None, None, None, 10)
+                .await
+                .unwrap()
+                .len(),
+            1
+        );
+    }
+);
