@@ -29,8 +29,11 @@ pub async fn watches_for<'a>(
             continue;
         }
         // Checked when applied; a record that no longer parses is left out and logged.
-        match gantry_monitors::parse_logs(&record.text, &format!("{}.toml", record.service), &limits)
-        {
+        match gantry_monitors::parse_logs(
+            &record.text,
+            &format!("{}.toml", record.service),
+            &limits,
+        ) {
             Ok(watches) => {
                 out.insert(
                     record.service,
@@ -184,18 +187,36 @@ mod tests {
         counts.record("web.1", &hello(0), 1003, step);
         assert_eq!(
             counts.take(1004, step),
-            [("gantry.logs.shop.web_1.payment_errors".to_string(), 1000, 2.0)]
+            [(
+                "gantry.logs.shop.web_1.payment_errors".to_string(),
+                1000,
+                2.0
+            )]
         );
-        assert!(counts.take(1005, step).is_empty(), "unchanged slots are not rewritten");
+        assert!(
+            counts.take(1005, step).is_empty(),
+            "unchanged slots are not rewritten"
+        );
         counts.record("web.1", &hello(3), 1006, step);
-        assert_eq!(counts.take(1007, step)[0].2, 5.0, "the slot's sum, not the last report");
+        assert_eq!(
+            counts.take(1007, step)[0].2,
+            5.0,
+            "the slot's sum, not the last report"
+        );
         counts.record("web.1", &hello(1), 1012, step);
         assert_eq!(
             counts.take(1013, step),
-            [("gantry.logs.shop.web_1.payment_errors".to_string(), 1010, 1.0)],
+            [(
+                "gantry.logs.shop.web_1.payment_errors".to_string(),
+                1010,
+                1.0
+            )],
             "a new slot starts from zero"
         );
         assert!(counts.take(1030, step).is_empty());
-        assert!(counts.slots.lock().unwrap().is_empty(), "ended slots are forgotten");
+        assert!(
+            counts.slots.lock().unwrap().is_empty(),
+            "ended slots are forgotten"
+        );
     }
 }
