@@ -1,10 +1,14 @@
-//! The monitor evaluator: while this server holds the lease `monitors`, every monitor is
-//! evaluated at its interval (thresholds through the same render source as `/render`,
-//! heartbeats from their pings, HTTP checks from the server, host liveness from the agents'
-//! heartbeats), its per-series state advanced by `gantry-monitors`' soft/hard machine, and
-//! the state and transitions stored, so another server continues where this one stopped.
-//! One lease for all monitors; sharding them across servers is left for when one server
-//! cannot keep up.
+//! The monitor evaluator: monitors are split into [`SHARDS`] shards by service, each
+//! evaluated by the server holding its lease `monitors/<shard>`: every monitor at its
+//! interval (thresholds through the same render source as `/render`, heartbeats from their
+//! pings, HTTP checks from the server, host liveness from the agents' heartbeats, in the
+//! shard of the empty service), its per-series state advanced by `gantry-monitors`'
+//! soft/hard machine, the state and transitions stored, and the shard's alert grouper
+//! (`crate::notify`) stored with them, so another server continues where this one stopped.
+//! Sharding by service keeps every alert group (service × environment) in one shard, so
+//! grouping is exactly as with one evaluator. A server takes free shards in its own order
+//! (starting from a place its name picks), so servers starting together share them; shards
+//! are not moved between live servers.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -22,7 +26,8 @@ use tokio_util::sync::CancellationToken;
 use crate::notify::{AlertEvent, Grouping};
 use crate::state::AppState;
 
-const LEASE: &str = "monitors";
+/// How many shards monitors are split into (by service).
+pub const SHARDS: u32 = 8;
 const LEASE_TTL: Duration = Duration::from_secs(15);
 const TICK: Duration = Duration::from_secs(1);
 /// Renew the lease within a round once this much time has passed since the last renewal.
@@ -48,46 +53,74 @@ pub async fn run(state: AppState, shutdown: CancellationToken) {
             reqwest::Client::new()
         }
     };
-    let mut due: HashMap<String, DateTime<Utc>> = HashMap::new();
-    let mut grouping = Grouping::default();
+    // Per shard this server holds: when each monitor is next due, and the alert grouper.
+    let mut held: HashMap<u32, (HashMap<String, DateTime<Utc>>, Grouping)> = HashMap::new();
+    let first = shard_of(&state.holder);
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => break,
             _ = tokio::time::sleep(TICK) => {}
         }
-        let now = Utc::now();
-        match state
-            .store
-            .try_acquire_lease(LEASE, &state.holder, LEASE_TTL, now)
-            .await
-        {
-            Ok(true) => {}
-            Ok(false) => {
-                due.clear();
-                grouping.reset();
-                continue;
+        for shard in (0..SHARDS).map(|i| (first + i) % SHARDS) {
+            let now = Utc::now();
+            let lease = lease_name(shard);
+            match state
+                .store
+                .try_acquire_lease(&lease, &state.holder, LEASE_TTL, now)
+                .await
+            {
+                Ok(true) => {}
+                Ok(false) => {
+                    held.remove(&shard);
+                    continue;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, lease = %lease, "monitors: cannot take the lease");
+                    continue;
+                }
             }
-            Err(e) => {
-                tracing::warn!(error = %e, "monitors: cannot take the lease");
-                continue;
+            let (due, grouping) = held.entry(shard).or_default();
+            if let Err(e) = tick(&state, &http, shard, due, grouping, now).await {
+                tracing::warn!(error = %e.message, shard, "monitors: a round failed; retrying");
             }
-        }
-        if let Err(e) = tick(&state, &http, &mut due, &mut grouping, now).await {
-            tracing::warn!(error = %e.message, "monitors: a round failed; retrying");
         }
     }
-    let _ = state.store.release_lease(LEASE, &state.holder).await;
+    for shard in held.keys() {
+        let _ = state
+            .store
+            .release_lease(&lease_name(*shard), &state.holder)
+            .await;
+    }
 }
 
-/// One pass: every monitor that is due.
+/// The lease of a shard.
+pub fn lease_name(shard: u32) -> String {
+    format!("monitors/{shard}")
+}
+
+/// The shard of a service's monitors (host liveness: the empty service). FNV-1a, so every
+/// server agrees whatever its build.
+pub fn shard_of(service: &str) -> u32 {
+    let mut hash: u32 = 0x811c_9dc5;
+    for b in service.bytes() {
+        hash ^= u32::from(b);
+        hash = hash.wrapping_mul(0x0100_0193);
+    }
+    hash % SHARDS
+}
+
+/// One pass over a shard: every monitor of it that is due.
 pub async fn tick(
     state: &AppState,
     http: &reqwest::Client,
+    shard: u32,
     due: &mut HashMap<String, DateTime<Utc>>,
     grouping: &mut Grouping,
     now: DateTime<Utc>,
 ) -> Result<(), crate::error::ApiError> {
-    let monitors = super::all(state.store.as_ref()).await?;
+    let lease = lease_name(shard);
+    let mut monitors = super::all(state.store.as_ref()).await?;
+    monitors.retain(|m| shard_of(&m.service) == shard);
     // One read of every state per round: monitors' and hosts'.
     let stored = super::stored_states(state.store.as_ref()).await?;
     let mut records = Vec::new();
@@ -103,7 +136,7 @@ pub async fn tick(
         if renewed.elapsed() > RENEW_WITHIN {
             if !state
                 .store
-                .try_acquire_lease(LEASE, &state.holder, LEASE_TTL, Utc::now())
+                .try_acquire_lease(&lease, &state.holder, LEASE_TTL, Utc::now())
                 .await?
             {
                 return Ok(());
@@ -159,7 +192,7 @@ pub async fn tick(
     }
     // Hosts: every enrolled host, from its agent's heartbeats; new and maintenance hosts
     // do not alert.
-    if due.get(HOST_PREFIX).is_none_or(|t| *t <= now) {
+    if shard == shard_of("") && due.get(HOST_PREFIX).is_none_or(|t| *t <= now) {
         due.insert(HOST_PREFIX.to_string(), now + HEARTBEAT_EVERY);
         let lost_after = chrono::Duration::seconds(state.config.ship.host_lost_after_secs as i64);
         for h in state.store.list_hosts(None).await? {
@@ -206,7 +239,7 @@ pub async fn tick(
     if !records.is_empty() || !transitions.is_empty() {
         if !state
             .store
-            .try_acquire_lease(LEASE, &state.holder, LEASE_TTL, Utc::now())
+            .try_acquire_lease(&lease, &state.holder, LEASE_TTL, Utc::now())
             .await?
         {
             return Ok(());
@@ -217,7 +250,7 @@ pub async fn tick(
             .await?;
     }
     // Notifications once the round is stored; the grouper is stored with what it queues.
-    if let Err(e) = grouping.round(state, events, now).await {
+    if let Err(e) = grouping.round(state, shard, events, now).await {
         tracing::warn!(error = %e.message, "monitors: cannot queue notifications; the next round tries again");
     }
     // Alerts once their round is stored, so a failed write does not repeat them.

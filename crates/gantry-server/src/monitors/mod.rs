@@ -1,7 +1,7 @@
 //! Monitors on the server: applying monitor files (a `config` change with the diff; new
 //! heartbeats get a key, shown once and stored as a digest), heartbeat pings, and the
-//! evaluator (`evaluate`) that runs every monitor under the lease `monitors`. The rules are
-//! in `gantry-monitors`; the HTTP routes in `api/monitors.rs`.
+//! evaluator (`evaluate`) that runs the monitors in shards by service, each under its
+//! lease. The rules are in `gantry-monitors`; the HTTP routes in `api/monitors.rs`.
 
 pub mod evaluate;
 pub mod logs;

@@ -1,6 +1,6 @@
 //! Notifications on the server: alerts grouped into notifications (`gantry-monitors`'
-//! [`Grouper`], run by the monitor evaluator under its lease and stored after every round
-//! so another server continues it), silences and maintenance windows that hold them
+//! [`Grouper`], one per monitor shard, run by the evaluator under the shard's lease and
+//! stored after every round so another server continues it), silences and maintenance windows that hold them
 //! ([`silences`]), one delivery row per notification and receiver, and the worker every
 //! server runs to send them ([`deliver`]) by webhook or e-mail ([`send`], [`message`]).
 //! Receivers are the server's `[notify]` configuration ([`config`]).
@@ -19,8 +19,10 @@ use ulid::Ulid;
 use crate::error::ApiError;
 use crate::state::AppState;
 
-/// The name the grouper's state is stored under.
-const STATE_NAME: &str = "alerts";
+/// The name a shard's grouper is stored under.
+fn state_name(shard: u32) -> String {
+    format!("alerts/{shard}")
+}
 
 /// What the evaluator tells the grouper after a round.
 #[derive(Debug, Clone)]
@@ -55,10 +57,11 @@ impl Grouping {
     pub async fn round(
         &mut self,
         state: &AppState,
+        shard: u32,
         events: Vec<AlertEvent>,
         now: DateTime<Utc>,
     ) -> Result<(), ApiError> {
-        let result = self.try_round(state, events, now).await;
+        let result = self.try_round(state, &state_name(shard), events, now).await;
         if result.is_err() {
             self.reset();
         }
@@ -68,6 +71,7 @@ impl Grouping {
     async fn try_round(
         &mut self,
         state: &AppState,
+        name: &str,
         events: Vec<AlertEvent>,
         now: DateTime<Utc>,
     ) -> Result<(), ApiError> {
@@ -75,7 +79,7 @@ impl Grouping {
         let grouper = match &mut self.grouper {
             Some(g) => g,
             None => {
-                let stored = state.store.notify_state(STATE_NAME).await?;
+                let stored = state.store.notify_state(name).await?;
                 let mut g = match stored.as_deref().map(serde_json::from_str::<Grouper>) {
                     Some(Ok(g)) => g,
                     Some(Err(e)) => {
@@ -127,7 +131,7 @@ impl Grouping {
         if self.saved.as_deref() != Some(doc.as_str()) || !deliveries.is_empty() {
             state
                 .store
-                .save_notify_round(STATE_NAME, &doc, &deliveries, now)
+                .save_notify_round(name, &doc, &deliveries, now)
                 .await?;
             self.saved = Some(doc);
         }
@@ -135,16 +139,19 @@ impl Grouping {
     }
 }
 
-/// The alerts open now, as the stored grouper holds them (what `gantry alert list` shows
+/// The alerts open now, as the stored groupers hold them (what `gantry alert list` shows
 /// above the deliveries).
 pub async fn open_alerts(state: &AppState) -> Result<Vec<gantry_monitors::Alert>, ApiError> {
-    let stored = state.store.notify_state(STATE_NAME).await?;
-    let Some(text) = stored else {
-        return Ok(Vec::new());
-    };
-    let grouper: Grouper = serde_json::from_str(&text)
-        .map_err(|e| internal(format!("the stored alert groups cannot be read: {e}")))?;
-    Ok(grouper.alerts().cloned().collect())
+    let mut out = Vec::new();
+    for shard in 0..crate::monitors::evaluate::SHARDS {
+        let Some(text) = state.store.notify_state(&state_name(shard)).await? else {
+            continue;
+        };
+        let grouper: Grouper = serde_json::from_str(&text)
+            .map_err(|e| internal(format!("the stored alert groups cannot be read: {e}")))?;
+        out.extend(grouper.alerts().cloned());
+    }
+    Ok(out)
 }
 
 /// Logs what went wrong and answers the generic 500 (internals stay in the log).

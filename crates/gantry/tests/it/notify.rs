@@ -496,3 +496,113 @@ fn a_wrong_notify_section_is_named() {
         assert!(err.contains(want), "{want}: {err}");
     }
 }
+
+const TWO_SERVICES: &str = r#"
+[[threshold]]
+name = "shop-errors"
+service = "shop"
+environment = "prod"
+target = "test.shop.errors"
+window = "1m"
+interval = "10s"
+missing = "critical"
+critical = 5.0
+
+[[threshold]]
+name = "billing-errors"
+service = "billing"
+environment = "prod"
+target = "test.billing.errors"
+window = "1m"
+interval = "10s"
+missing = "critical"
+critical = 5.0
+"#;
+
+/// Two servers on one PostgreSQL share the monitor shards; when one dies, the other takes
+/// its shards over with their stored states and alert groups: evaluation goes on, and what
+/// was already said is not said again.
+#[test]
+fn a_second_server_continues_the_shards_of_one_that_died() {
+    let hook = WebhookSink::start(Webhook::Answer);
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("gantry.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[notify]\ngroup_wait_secs = 1\ngroup_interval_secs = 2\n\n[[notify.webhooks]]\nname = \"hook\"\nurl = \"{}\"\n",
+            hook.url("/hook")
+        ),
+    )
+    .unwrap();
+    let url = crate::harness::postgres_url("notify_two_servers");
+    let options = || Options {
+        database_url: Some(url.clone()),
+        extra_args: vec!["--config".into(), config.display().to_string()],
+        ..Options::default()
+    };
+    let mut a = Server::start_with(options());
+    let b = Server::start_with(options());
+    a.ok(&["service", "create", "shop", "--envs", "prod"]);
+    a.ok(&["service", "create", "billing", "--envs", "prod"]);
+    let file = dir.path().join("monitors.toml");
+    std::fs::write(&file, TWO_SERVICES).unwrap();
+    a.ok(&["monitor", "apply", file.to_str().unwrap()]);
+    for service in ["shop", "billing"] {
+        hook.wait_for(&format!("for {service}"), |r| {
+            r.json()["service"] == service
+        });
+    }
+    let said = hook.received().len();
+    assert_eq!(
+        said,
+        2,
+        "one notification per group: {:#?}",
+        hook.received()
+    );
+
+    // Whoever evaluated, kill A: B holds every shard within the lease's 15 s.
+    a.kill();
+    let http = crate::harness::Http::new(&b.url(), Some(a.admin_token()));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = http.get("/api/v1/status").body;
+    let mut tcp = TcpStream::connect(status["listeners"]["graphite"].as_str().unwrap()).unwrap();
+    loop {
+        // Billing recovers on B's store: only a server evaluating its shard sees it.
+        let now = chrono::Utc::now().timestamp();
+        let mut lines = String::new();
+        for t in (now - 70..=now).step_by(10) {
+            lines.push_str(&format!("test.billing.errors 1 {t}\n"));
+        }
+        tcp.write_all(lines.as_bytes()).unwrap();
+        let m = http.get("/api/v1/monitors/billing-errors");
+        if m.body["state"] == "OK" {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "B never evaluated billing: {}",
+            m.text
+        );
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    let resolved = hook.wait_for("billing resolved", |r| {
+        r.json()["service"] == "billing" && r.json()["status"] == "resolved"
+    });
+    assert!(
+        resolved.json()["sequence"].as_u64() >= Some(2),
+        "the group went on"
+    );
+    std::thread::sleep(Duration::from_secs(4));
+    let shop: Vec<_> = hook
+        .received()
+        .into_iter()
+        .filter(|r| r.json()["service"] == "shop")
+        .collect();
+    assert_eq!(
+        shop.len(),
+        1,
+        "shop's firing alert is not said again: {shop:#?}"
+    );
+    drop(b);
+}
