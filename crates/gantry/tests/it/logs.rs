@@ -39,7 +39,10 @@ fn wait_matched(server: &Server, want: f64) {
         if got == want {
             return;
         }
-        assert!(got < want, "counted {got}, more than the {want} lines written");
+        assert!(
+            got < want,
+            "counted {got}, more than the {want} lines written"
+        );
         assert!(Instant::now() < deadline, "counted {got}, wanted {want}");
         std::thread::sleep(Duration::from_millis(300));
     }
@@ -80,7 +83,10 @@ fn agents_count_matching_log_lines_into_metrics() {
     std::fs::write(&bad, SERVICE).unwrap();
     let applied = server.ok(&["service", "apply", bad.to_str().unwrap()]);
     assert!(applied.contains("shop applied"), "{applied}");
-    let stored = server.http().get("/api/v1/services/shop/deploy-config").body;
+    let stored = server
+        .http()
+        .get("/api/v1/services/shop/deploy-config")
+        .body;
     assert!(
         !stored["source"].as_str().unwrap().contains("logs"),
         "the deploy config agents parse never holds [[logs]]: {stored}"
@@ -118,7 +124,11 @@ fn agents_count_matching_log_lines_into_metrics() {
         assert!(Instant::now() < deadline, "no log metric from the agent");
         std::thread::sleep(Duration::from_millis(200));
     }
-    assert_eq!(matched(&server), 0.0, "old lines and the link out are not counted");
+    assert_eq!(
+        matched(&server),
+        0.0,
+        "old lines and the link out are not counted"
+    );
     append(
         &log,
         "INFO payment ok\nERROR card payment declined\nERROR payment gateway timeout\nERROR disk\n",
@@ -145,5 +155,8 @@ fn agents_count_matching_log_lines_into_metrics() {
         1,
         "once, not every poll"
     );
-    assert!(!said.contains("payment secret"), "nothing read from outside");
+    assert!(
+        !said.contains("payment secret"),
+        "nothing read from outside"
+    );
 }

@@ -267,7 +267,12 @@ pub(crate) fn push(server: &Server, file: &Path, service: &str, version: &str) -
 }
 
 /// Polls a rollout until `done` holds (or fails after `secs`), returning it.
-pub(crate) fn wait_rollout(server: &Server, id: &str, secs: u64, done: impl Fn(&Value) -> bool) -> Value {
+pub(crate) fn wait_rollout(
+    server: &Server,
+    id: &str,
+    secs: u64,
+    done: impl Fn(&Value) -> bool,
+) -> Value {
     let deadline = Instant::now() + Duration::from_secs(secs);
     loop {
         let r = rollout(server, id);
