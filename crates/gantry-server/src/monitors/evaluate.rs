@@ -61,26 +61,48 @@ pub async fn run(state: AppState, shutdown: CancellationToken) {
             _ = shutdown.cancelled() => break,
             _ = tokio::time::sleep(TICK) => {}
         }
+        let mut holding = Vec::new();
         for shard in (0..SHARDS).map(|i| (first + i) % SHARDS) {
-            let now = Utc::now();
             let lease = lease_name(shard);
             match state
                 .store
-                .try_acquire_lease(&lease, &state.holder, LEASE_TTL, now)
+                .try_acquire_lease(&lease, &state.holder, LEASE_TTL, Utc::now())
                 .await
             {
-                Ok(true) => {}
+                Ok(true) => holding.push(shard),
                 Ok(false) => {
                     held.remove(&shard);
-                    continue;
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, lease = %lease, "monitors: cannot take the lease");
-                    continue;
                 }
             }
+        }
+        if holding.is_empty() {
+            continue;
+        }
+        // One read of the monitors and of every stored state (monitors' and hosts') for
+        // all the shards this server holds.
+        let loaded = async {
+            let monitors = super::all(state.store.as_ref()).await?;
+            let stored = super::stored_states(state.store.as_ref()).await?;
+            Ok::<_, crate::error::ApiError>((monitors, stored))
+        };
+        let (monitors, stored) = match loaded.await {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::warn!(error = %e.message, "monitors: cannot read monitors; retrying");
+                continue;
+            }
+        };
+        for shard in holding {
             let (due, grouping) = held.entry(shard).or_default();
-            if let Err(e) = tick(&state, &http, shard, due, grouping, now).await {
+            let round = Round {
+                shard,
+                monitors: &monitors,
+                stored: &stored,
+            };
+            if let Err(e) = tick(&state, &http, &round, due, grouping, Utc::now()).await {
                 tracing::warn!(error = %e.message, shard, "monitors: a round failed; retrying");
             }
         }
@@ -109,20 +131,30 @@ pub fn shard_of(service: &str) -> u32 {
     hash % SHARDS
 }
 
+/// What one round of a shard works from: every monitor and every stored state, read once
+/// for all the shards a server holds.
+pub struct Round<'a> {
+    pub shard: u32,
+    pub monitors: &'a [Monitor],
+    pub stored: &'a HashMap<String, MonitorState>,
+}
+
 /// One pass over a shard: every monitor of it that is due.
 pub async fn tick(
     state: &AppState,
     http: &reqwest::Client,
-    shard: u32,
+    round: &Round<'_>,
     due: &mut HashMap<String, DateTime<Utc>>,
     grouping: &mut Grouping,
     now: DateTime<Utc>,
 ) -> Result<(), crate::error::ApiError> {
+    let shard = round.shard;
     let lease = lease_name(shard);
-    let mut monitors = super::all(state.store.as_ref()).await?;
-    monitors.retain(|m| shard_of(&m.service) == shard);
-    // One read of every state per round: monitors' and hosts'.
-    let stored = super::stored_states(state.store.as_ref()).await?;
+    let monitors = round
+        .monitors
+        .iter()
+        .filter(|m| shard_of(&m.service) == shard);
+    let stored = round.stored;
     let mut records = Vec::new();
     let mut transitions = Vec::new();
     let mut alerts = Vec::new();
@@ -130,7 +162,7 @@ pub async fn tick(
     let mut events = Vec::new();
     let flap = FlapThresholds::default();
     let mut renewed = std::time::Instant::now();
-    for m in &monitors {
+    for m in monitors {
         // A round may be long (HTTP checks wait up to their timeouts): keep the lease, and
         // stop without writing if it was lost, so two servers never write one state.
         if renewed.elapsed() > RENEW_WITHIN {
