@@ -246,7 +246,10 @@ impl Agent {
             } = &mut *guard;
             for (service, list) in watches.iter() {
                 let follower = followers.entry(service.clone()).or_insert_with(|| {
-                    let file = root.join(".gantry").join("logs").join(format!("{service}.json"));
+                    let file = root
+                        .join(".gantry")
+                        .join("logs")
+                        .join(format!("{service}.json"));
                     logs::LogFollower::open(file)
                 });
                 let scan = follower.scan(&root.join(service), list);

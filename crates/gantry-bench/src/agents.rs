@@ -55,6 +55,18 @@ struct HostAgent {
 }
 
 fn read_hosts(tokens_dir: &Path, roots_dir: &Path) -> anyhow::Result<Vec<HostAgent>> {
+    Ok(read_tokens(tokens_dir)?
+        .into_iter()
+        .map(|(name, token)| HostAgent {
+            root: roots_dir.join(&name),
+            name,
+            token,
+        })
+        .collect())
+}
+
+/// Every `<host>.token` file of a directory as (host, token), by host name.
+pub fn read_tokens(tokens_dir: &Path) -> anyhow::Result<Vec<(String, String)>> {
     let entries = std::fs::read_dir(tokens_dir)
         .with_context(|| format!("cannot read --tokens-dir {}", tokens_dir.display()))?;
     let mut hosts = Vec::new();
@@ -77,13 +89,12 @@ fn read_hosts(tokens_dir: &Path, roots_dir: &Path) -> anyhow::Result<Vec<HostAge
         if token.is_empty() {
             bail!("the token file {} is empty", path.display());
         }
-        hosts.push(HostAgent {
-            name: name.to_string(),
-            token,
-            root: roots_dir.join(name),
-        });
+        hosts.push((name.to_string(), token));
     }
-    hosts.sort_by(|a, b| a.name.cmp(&b.name));
+    hosts.sort();
+    if hosts.is_empty() {
+        bail!("no <host>.token files in {}", tokens_dir.display());
+    }
     Ok(hosts)
 }
 

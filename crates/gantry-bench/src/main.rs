@@ -6,16 +6,19 @@
 //! `graphite-sink`; the deploy benchmark (`scripts/bench/deploy`) runs many host agents in
 //! one process with `agents`; the flags benchmark (`scripts/bench/flags`) uses `flag-eval`
 //! and `flag-propagation`; the migrations benchmark (`scripts/bench/migrate`) sends its
-//! fixed-rate SQL traffic with `sql-load`.
+//! fixed-rate SQL traffic with `sql-load`; the detection benchmark (`scripts/bench/detect`)
+//! runs entirely in `detect`, offline.
 //!
 //! Invariant: results go to stdout as one line of `key=value` pairs, for the script to
 //! read; everything meant for people (progress, summaries, errors) goes to stderr.
 
 mod agents;
+mod detect;
 mod flags;
 mod graphite;
 mod http;
 mod load;
+mod loop_bench;
 mod sql_load;
 mod stats;
 mod statsd_load;
@@ -54,13 +57,33 @@ enum Command {
     /// Run many host agents in this one process, each with its own token, root directory
     /// and HTTP connections, until SIGTERM (scripts/bench/deploy).
     Agents(agents::AgentsArgs),
+    /// Run real agents with StatsD traffic that follows each host's build through good and
+    /// bad deploys against a running server, and measure detection and rollback
+    /// (scripts/bench/loop).
+    Loop(loop_bench::LoopArgs),
     /// Send fixed-rate SQL reads, updates and inserts to one table while a migration runs,
     /// timing each query from its scheduled send (scripts/bench/migrate).
     SqlLoad(sql_load::SqlLoadArgs),
+    /// Run the seeded detection corpus through the detector and two baselines, offline
+    /// (scripts/bench/detect): `--train` tunes the baselines, `--report` measures.
+    Detect(detect::DetectArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // The detection benchmark is CPU work on its own threads: no runtime.
+    let cli = match cli.command {
+        Command::Detect(args) => {
+            return match detect::run(args) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("gantry-bench: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        command => Cli { command },
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -80,9 +103,11 @@ fn main() -> ExitCode {
             Command::GraphiteRender(args) => graphite::render(args).await,
             Command::GraphiteSink(args) => graphite::sink(args).await,
             Command::Agents(args) => agents::run(args).await,
+            Command::Loop(args) => loop_bench::run(args).await,
             Command::FlagEval(args) => flags::eval(args).await,
             Command::FlagPropagation(args) => flags::propagation(args).await,
             Command::SqlLoad(args) => sql_load::run(args).await,
+            Command::Detect(_) => unreachable!("run before the runtime starts"),
         }
     });
     match result {

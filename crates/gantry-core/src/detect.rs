@@ -280,9 +280,16 @@ restart = ["systemctl", "restart", "shop"]
         let text = "name = \"shop\"\n[[logs]]\nname = \"errors\"\nglob = \"log/*.log\"\nregex = \"ERROR\"\n\n[hooks]\nstart = \"bin/start\"\n[[logs]]\nname = \"panics\"\nglob = \"log/*.log\"\nregex = \"panic\"\n[detect]\nwatch = \"1h\"\n";
         let parts = split_service_file(text).unwrap();
         let logs = parts.logs.unwrap();
-        assert_eq!(logs.lines().count(), text.lines().count(), "line numbers kept");
+        assert_eq!(
+            logs.lines().count(),
+            text.lines().count(),
+            "line numbers kept"
+        );
         assert!(logs.contains("name = \"errors\"") && logs.contains("name = \"panics\""));
-        assert!(!logs.contains("hooks") && !logs.contains("detect"), "{logs}");
+        assert!(
+            !logs.contains("hooks") && !logs.contains("detect"),
+            "{logs}"
+        );
         assert!(parts.deploy.contains("[hooks]") && !parts.deploy.contains("[[logs]]"));
         assert!(parts.detect.unwrap().contains("watch = \"1h\""));
         let err = split_service_file("logs = []\n").unwrap_err();

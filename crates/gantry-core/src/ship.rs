@@ -509,7 +509,12 @@ pub struct LogCount {
 /// each part with `.` turned into `_` (so it stays one path component).
 pub fn log_metric_name(service: &str, host: &str, name: &str) -> String {
     let part = |s: &str| s.replace('.', "_");
-    format!("gantry.logs.{}.{}.{}", part(service), part(host), part(name))
+    format!(
+        "gantry.logs.{}.{}.{}",
+        part(service),
+        part(host),
+        part(name)
+    )
 }
 
 /// A task as the agent receives it: everything it needs to act alone.

@@ -10,6 +10,8 @@
 //!   alpha spending over repeated looks, seasonal expectations;
 //! - [`canary`]: hosts on the new build against hosts not yet on it (difference in
 //!   differences);
+//! - [`mod@watch`]: the always-on watch of key metrics against their seasonal expectation,
+//!   change or no change, with a false-verdict budget per metric and day;
 //! - [`zero`]: a busy counter that fell silent, within two flushes;
 //! - [`mod@replay`]: a recorded CSV series run through the detector as a server would.
 //!
@@ -27,6 +29,7 @@ mod normal;
 pub mod replay;
 pub mod series;
 pub mod verdict;
+pub mod watch;
 pub mod zero;
 
 pub use canary::{compare_hosts, HostWindow};
@@ -38,4 +41,5 @@ pub use verdict::{
     compare, look_alpha, seasonal_ratio, Comparison, Config, Direction, Movement, Outcome,
     SeasonalRatio,
 };
+pub use watch::{watch, Season, WatchConfig, WatchRule, WatchVerdict, Watched};
 pub use zero::dropped_to_zero;

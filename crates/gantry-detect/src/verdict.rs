@@ -250,6 +250,28 @@ pub(crate) fn judge_logs(
     if before_len < min_points || after_len < min_points {
         return Comparison::not_evaluated(Outcome::TooFewPoints, before_len, after_len, look);
     }
+    judge_logs_at(
+        before,
+        after,
+        direction,
+        config.min_shift,
+        look_alpha(config.alpha, look),
+        look,
+    )
+}
+
+/// The three rules on two groups already on the log scale (finite values, enough of them),
+/// testing at `spent` (halved for [`Direction::Either`]) rather than at a look's share of
+/// a configured alpha.
+pub(crate) fn judge_logs_at(
+    before: &[f64],
+    after: &[f64],
+    direction: Direction,
+    min_shift: f64,
+    spent: f64,
+    look: u32,
+) -> Comparison {
+    let (before_len, after_len) = (before.len(), after.len());
     let Some(shift) = hodges_lehmann(before, after) else {
         return Comparison::not_evaluated(Outcome::InvalidInput, before_len, after_len, look);
     };
@@ -260,7 +282,6 @@ pub(crate) fn judge_logs(
     } else {
         Movement::Flat
     };
-    let spent = look_alpha(config.alpha, look);
     let (side, alpha) = match direction {
         Direction::Drop => (Alternative::Less, spent),
         Direction::Rise => (Alternative::Greater, spent),
@@ -273,7 +294,6 @@ pub(crate) fn judge_logs(
     let effect = shift.estimate.exp_m1();
     let effect_lower = shift.lower.exp_m1();
     let effect_upper = shift.upper.exp_m1();
-    let min_shift = config.min_shift;
     let outcome = if test.p_value > alpha {
         Outcome::NotSignificant
     } else {

@@ -64,7 +64,11 @@ struct LogsSection {
 }
 
 /// Parses and checks the `[[logs]]` part of a service file; `file_name` is for messages.
-pub fn parse_logs(text: &str, file_name: &str, limits: &Limits) -> Result<Vec<LogWatch>, FileError> {
+pub fn parse_logs(
+    text: &str,
+    file_name: &str,
+    limits: &Limits,
+) -> Result<Vec<LogWatch>, FileError> {
     let source = Source::new(file_name, text);
     let section: LogsSection =
         toml::from_str(text).map_err(|e| crate::error::from_toml(source, &e))?;
@@ -326,12 +330,26 @@ mod tests {
         assert_eq!(watches.len(), 1);
         assert_eq!(watches[0].name, "errors");
         for (bad, want) in [
-            ("[[logs]]\nname = \"e\"\nglob = \"../etc/*\"\nregex = \"x\"\n", "shop.toml:3"),
-            ("[[logs]]\nname = \"e\"\nglob = \"log/*\"\nregex = \"(\"\n", "shop.toml:4"),
-            ("[[logs]]\nname = \"e\"\nglob = \"log/*\"\nregex = \"x\"\ncolour = 1\n", "colour"),
-            ("[[logs]]\nname = \"e\"\nglob = \"log/*\"\nregex = \"x{1000}{1000}\"\n", "shop.toml:4"),
+            (
+                "[[logs]]\nname = \"e\"\nglob = \"../etc/*\"\nregex = \"x\"\n",
+                "shop.toml:3",
+            ),
+            (
+                "[[logs]]\nname = \"e\"\nglob = \"log/*\"\nregex = \"(\"\n",
+                "shop.toml:4",
+            ),
+            (
+                "[[logs]]\nname = \"e\"\nglob = \"log/*\"\nregex = \"x\"\ncolour = 1\n",
+                "colour",
+            ),
+            (
+                "[[logs]]\nname = \"e\"\nglob = \"log/*\"\nregex = \"x{1000}{1000}\"\n",
+                "shop.toml:4",
+            ),
         ] {
-            let err = parse_logs(bad, "shop.toml", &Limits::default()).unwrap_err().to_string();
+            let err = parse_logs(bad, "shop.toml", &Limits::default())
+                .unwrap_err()
+                .to_string();
             assert!(err.contains(want), "{want}: {err}");
         }
     }

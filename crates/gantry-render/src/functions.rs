@@ -1515,8 +1515,8 @@ fn holt_winters(a: &Args<'_, '_>, bands: bool) -> R {
 }
 
 /// graphite-web's `holtWintersAnalysis` (alpha = gamma = 0.1, beta = 0.0035): predictions
-/// and deviations.
-fn holt_winters_analysis(
+/// and deviations. Public for the detection benchmark's Holt–Winters baseline.
+pub fn holt_winters_analysis(
     series: &[Option<f64>],
     season: usize,
 ) -> (Vec<Option<f64>>, Vec<Option<f64>>) {

@@ -20,6 +20,7 @@ pub mod series;
 pub mod time;
 
 pub use eval::{evaluate, evaluate_expr};
+pub use functions::holt_winters_analysis;
 pub use glob::{glob_match, Glob};
 pub use output::{consolidate, to_csv, to_json, to_json_datapoints, JsonSeries, RenderOptions};
 pub use series::{Consolidation, Series};

@@ -22,6 +22,7 @@ mod notify;
 mod peers;
 mod postgres;
 mod python_sdks;
+mod scenario;
 mod ship;
 mod stream;
 mod tidy;
