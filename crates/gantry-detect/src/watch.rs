@@ -45,7 +45,10 @@
 //! reported from a minute of data and a small one waits for the evidence of a longer
 //! window. A cheap screen comes first and is part of the rule: the ratio of the window's
 //! mean to the expected mean must already be beyond `screen · min_shift` in the tested
-//! direction (the rank test only runs when it is; it seldom could pass otherwise).
+//! direction, and their difference beyond `screen` times the normal quantile of the
+//! test's alpha, in standard errors from the reference's spread (the rank test only runs
+//! when both hold; it seldom could pass otherwise, and the watch stays at about a
+//! microsecond an evaluation).
 //!
 //! **Drop to zero**, for metrics of counted events ([`Watched::counts`]): the rule of
 //! [`crate::zero`] on the last two slots, with the expected events per slot from the
@@ -133,15 +136,18 @@ pub struct WatchConfig {
     pub hold_secs: u32,
     /// The share of a window's (and of its reference's) slots that must have a value.
     pub min_present: f64,
-    /// The screen: the ratio of means must be beyond `screen · min_shift` first.
+    /// The screen: the ratio of means must be beyond `screen · min_shift`, and their
+    /// difference beyond `screen` times the test's normal quantile in standard errors,
+    /// before the rank test runs.
     pub screen: f64,
 }
 
 impl Default for WatchConfig {
     fn default() -> WatchConfig {
         // Tuned on the training seeds 0–9 of scripts/bench/detect (docs/bench/detect.md):
-        // alpha_per_day 0.01 → 0.003 cut the false verdicts there by half at the cost of
-        // one event in 2,200; min_shift, the windows and the reference mattered little.
+        // alpha_per_day 0.01 → 0.003 and a fifth window (10 minutes) halved the false
+        // verdicts there (65 → 33) and found as many events; min_shift, other windows and
+        // the reference's length mattered little.
         WatchConfig {
             alpha_per_day: 0.003,
             min_shift: 0.15,

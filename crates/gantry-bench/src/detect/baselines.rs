@@ -1,12 +1,13 @@
 //! The two baselines the detector is measured against, both alerting in the metric's bad
-//! direction only, one alert per episode (the detector's hold), tuned on the training seeds
+//! direction only, as an alerting system notifies (once when the condition starts to hold,
+//! again only after it cleared and the detector's hold passed), tuned on the training seeds
 //! to the most recall that raises no more false alerts than the detector did there.
 //!
 //! - **Static threshold**: per series, the `q` quantile of its raw 10 s values over the
 //!   first week (the low tail for a drop series, the high tail `1 − q` for a rise series;
-//!   `q = 0` is the extreme), moved out by a margin `m` (`× (1 − m)` below, `× (1 + m)`
-//!   above: with trends of up to 20 % a week, a quantile alone soon lies inside the
-//!   data); an alert when `n` present samples in a row lie beyond it.
+//!   `q = 0` is the extreme), moved out by a factor `1 + m` (divided by it below,
+//!   multiplied above: with trends of up to 20 % a week, a quantile alone soon lies inside
+//!   the data); an alert when `n` present samples in a row lie beyond it.
 //! - **Holt–Winters**: `holtWintersConfidenceBands(metric, delta)` as gantry-render
 //!   evaluates it (graphite-web's defaults: a 7-day bootstrap, a 1-day season, α = γ = 0.1,
 //!   β = 0.0035), rendered for the last hour every time a 10-minute slot completes. With
@@ -36,19 +37,27 @@ pub struct HwParams {
 
 /// The grids `--train` searches.
 pub const STATIC_QUANTILES: [f64; 5] = [0.0, 1e-5, 1e-4, 1e-3, 1e-2];
-pub const STATIC_MARGINS: [f64; 7] = [0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.7];
+pub const STATIC_MARGINS: [f64; 8] = [0.0, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0, 9.0];
 pub const STATIC_POINTS: [usize; 5] = [1, 2, 3, 6, 30];
-pub const HW_DELTAS: [f64; 14] = [
-    2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 8.5, 9.0, 9.5, 10.0, 12.0, 15.0, 20.0,
+/// The band at a slot includes that slot's own deviation (`d ≥ γ·|actual − forecast|`,
+/// γ = 0.1), so no slot lies 10 deviations out: a delta of 10 never alerts.
+pub const HW_DELTAS: [f64; 13] = [
+    2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 8.5, 9.0, 9.5, 9.8, 9.9, 10.0,
 ];
 pub const HW_POINTS: [usize; 3] = [1, 2, 3];
 
-/// Verdict times (the newest raw sample behind each alert), in order, applying the hold.
-fn alerts(candidates: impl Iterator<Item = i64>, hold: i64) -> Vec<i64> {
+/// Alert times from `(time, condition)` in order, as an alerting system notifies: once when
+/// the condition starts to hold, and again only after it has cleared and the hold since
+/// the last alert has passed (a threshold crossed for hours is one alert, not one an hour).
+fn alerts(states: impl Iterator<Item = (i64, bool)>, hold: i64) -> Vec<i64> {
     let mut out: Vec<i64> = Vec::new();
-    for t in candidates {
-        if out.last().is_none_or(|&last| t - last >= hold) {
+    let mut firing = false;
+    for (t, holds) in states {
+        if !holds {
+            firing = false;
+        } else if !firing && out.last().is_none_or(|&last| t - last >= hold) {
             out.push(t);
+            firing = true;
         }
     }
     out
@@ -80,7 +89,7 @@ pub fn static_alerts(
             let q = if drop { p.quantile } else { 1.0 - p.quantile };
             let rank = ((q * history.len() as f64) as usize).min(history.len() - 1);
             let threshold = if drop {
-                history[rank] * (1.0 - p.margin)
+                history[rank] / (1.0 + p.margin)
             } else {
                 history[rank] * (1.0 + p.margin)
             };
@@ -95,7 +104,7 @@ pub fn static_alerts(
                     point.v > threshold
                 };
                 run = if beyond { run + 1 } else { 0 };
-                (run >= p.points).then_some(point.t)
+                Some((point.t, run >= p.points))
             });
             alerts(candidates, hold)
         })
@@ -155,9 +164,9 @@ pub fn hw_alerts(
     params
         .iter()
         .map(|p| {
-            let candidates = renderings.iter().filter_map(|(at, rendered)| {
+            let candidates = renderings.iter().map(|(at, rendered)| {
                 if rendered.len() < p.points {
-                    return None;
+                    return (*at, false);
                 }
                 let outside = rendered[rendered.len() - p.points..]
                     .iter()
@@ -169,7 +178,7 @@ pub fn hw_alerts(
                             v > f + p.delta * d
                         }
                     });
-                outside.then_some(*at)
+                (*at, outside)
             });
             alerts(candidates, hold)
         })
@@ -251,10 +260,23 @@ mod tests {
     }
 
     #[test]
-    fn alerts_keep_the_hold() {
-        assert_eq!(
-            alerts([0, 10, 3600, 3700, 7300].into_iter(), 3600),
-            vec![0, 3600, 7300]
-        );
+    fn alerts_once_per_episode() {
+        // (times and whether the condition holds, alerts)
+        type Case<'a> = (&'a [(i64, bool)], &'a [i64]);
+        let cases: &[Case] = &[
+            // Held for two hours: one alert.
+            (&[(0, true), (10, true), (3600, true), (7200, true)], &[0]),
+            // Cleared and back after the hold: a second one.
+            (&[(0, true), (10, false), (3600, true)], &[0, 3600]),
+            // Cleared and back within the hold: none until the hold passed.
+            (
+                &[(0, true), (10, false), (20, true), (3700, true)],
+                &[0, 3700],
+            ),
+            (&[(0, true), (10, false), (20, true), (30, false)], &[0]),
+        ];
+        for &(states, expected) in cases {
+            assert_eq!(alerts(states.iter().copied(), 3600), expected, "{states:?}");
+        }
     }
 }
