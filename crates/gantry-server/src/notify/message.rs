@@ -19,13 +19,18 @@ pub fn status(n: &Notification) -> &'static str {
     }
 }
 
-fn alert_line(a: &Alert) -> String {
-    let mut line = a.monitor.clone();
-    if !a.series.is_empty() {
-        line.push_str(&format!(" [{}]", a.series));
+/// `monitor` or `monitor [series]`.
+fn label(a: &Alert) -> String {
+    if a.series.is_empty() {
+        a.monitor.clone()
+    } else {
+        format!("{} [{}]", a.monitor, a.series)
     }
-    line.push(' ');
-    line.push_str(a.state.as_str());
+}
+
+/// `monitor [series] STATE (value)`.
+fn alert_line(a: &Alert) -> String {
+    let mut line = format!("{} {}", label(a), a.state.as_str());
     if let Some(v) = a.value.filter(|v| v.is_finite()) {
         line.push_str(&format!(" ({v})"));
     }
@@ -108,25 +113,11 @@ pub fn text(n: &Notification) -> String {
                 .resolved_at
                 .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
                 .unwrap_or_default();
-            out.push_str(&format!("- {} at {at}\n", a.monitor_and_series()));
+            out.push_str(&format!("- {} at {at}\n", label(a)));
         }
     }
     out.push_str(&format!("\nNotification {}\n", n.id));
     out
-}
-
-trait MonitorAndSeries {
-    fn monitor_and_series(&self) -> String;
-}
-
-impl MonitorAndSeries for Alert {
-    fn monitor_and_series(&self) -> String {
-        if self.series.is_empty() {
-            self.monitor.clone()
-        } else {
-            format!("{} [{}]", self.monitor, self.series)
-        }
-    }
 }
 
 /// Slack's incoming-webhook body: `{"text": …}` (markdown-ish text most chat tools take).
