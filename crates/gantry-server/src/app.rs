@@ -103,6 +103,7 @@ pub fn routes(state: &AppState) -> (Router<AppState>, OpenApiDoc) {
         }));
     // Streams live as long as the client wants; only shutdown ends them.
     let long = api::changes::stream_router()
+        .merge(api::rollouts::stream_router())
         .merge(api::unleash::stream_router())
         .merge(api::migrate::stream_router())
         .layer(DefaultBodyLimit::max(1024));
@@ -144,6 +145,9 @@ pub fn routes(state: &AppState) -> (Router<AppState>, OpenApiDoc) {
 pub fn app(state: AppState) -> Router {
     let (router, doc) = routes(&state);
     let doc_json = doc.to_json().unwrap_or_else(|_| "{}".to_string());
+    // The dashboard's HTML routes: outside the OpenAPI document, which describes the API.
+    #[cfg(feature = "dashboard")]
+    let router = router.merge(crate::dashboard::router(&state));
     router
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
@@ -172,12 +176,17 @@ pub fn app(state: AppState) -> Router {
         .with_state(state)
 }
 
-async fn not_found(request: Request) -> ApiError {
+async fn not_found(request: Request) -> Response {
+    #[cfg(feature = "dashboard")]
+    if crate::dashboard::wants_html(request.uri().path()) {
+        return crate::dashboard::not_found(request).await;
+    }
     ApiError::not_found(format!(
         "no route for {} {}",
         request.method(),
         request.uri().path()
     ))
+    .into_response()
 }
 
 async fn method_not_allowed(request: Request) -> ApiError {
@@ -219,7 +228,7 @@ async fn refuse_oversized(limit: usize, request: Request, next: Next) -> Respons
     }
 }
 
-async fn with_timeout(limit: Duration, request: Request, next: Next) -> Response {
+pub(crate) async fn with_timeout(limit: Duration, request: Request, next: Next) -> Response {
     match tokio::time::timeout(limit, next.run(request)).await {
         Ok(response) => response,
         Err(_) => ApiError::new(
@@ -234,17 +243,33 @@ async fn with_timeout(limit: Duration, request: Request, next: Next) -> Response
     }
 }
 
-/// Headers every answer carries: `X-Content-Type-Options: nosniff`; on `/api/…`,
-/// `Cache-Control: no-store` (tokens, flags and incidents must not sit in shared caches);
-/// under TLS, `Strict-Transport-Security`.
+/// The Content-Security-Policy of every answer: scripts, styles and connections only from
+/// this server, no inline script or style, no framing. The dashboard's pages are built to
+/// it (no inline script, no `style` attribute).
+pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'";
+
+/// Headers every answer carries: `X-Content-Type-Options: nosniff` and the
+/// [`CONTENT_SECURITY_POLICY`]; on `/api/…` and the dashboard's pages, `Cache-Control:
+/// no-store` (tokens, flags and incidents must not sit in shared caches); under TLS,
+/// `Strict-Transport-Security`.
 async fn security_headers(State(state): State<AppState>, request: Request, next: Next) -> Response {
     use axum::http::{header, HeaderValue};
-    let api = request.uri().path().starts_with("/api/");
+    let path = request.uri().path();
+    let api = path.starts_with("/api/") || path == "/" || path.starts_with("/ui/");
     let mut response = next.run(request).await;
     let headers = response.headers_mut();
     headers.insert(
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
+    );
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(CONTENT_SECURITY_POLICY),
+    );
+    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("same-origin"),
     );
     if api {
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));

@@ -6,14 +6,19 @@ use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use base64::Engine as _;
 use chrono::Utc;
-use gantry_core::{Grant, Scope, ScopeName};
+use gantry_core::{Grant, Scope, ScopeName, TokenInfo};
 
 use crate::error::ApiError;
 use crate::state::AppState;
 
-/// The authenticated caller of a request.
+/// The authenticated caller of a request: what its token may do, and the token's digest
+/// (so a long-lived stream can check, now and then, that the token still holds).
 #[derive(Debug, Clone)]
-pub struct Caller(pub Grant);
+pub struct Caller(pub Grant, pub TokenDigest);
+
+/// The SHA-256 digest of a token's secret, as the store keys it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenDigest(pub String);
 
 impl Caller {
     pub fn name(&self) -> &str {
@@ -104,31 +109,41 @@ impl FromRequestParts<AppState> for Caller {
             )
         })?;
         let digest = gantry_core::token::digest(&secret);
-        let record = state
-            .metrics
-            .time_store("token_by_digest", state.store.token_by_digest(&digest))
-            .await?
-            .ok_or_else(|| ApiError::unauthorized("the token is not valid"))?;
-        if record.revoked {
+        let info = valid_token(state, &digest).await?;
+        Ok(Caller(
+            Grant {
+                token_name: info.name,
+                scopes: info.scopes,
+            },
+            TokenDigest(digest),
+        ))
+    }
+}
+
+/// The token with this digest, provided it is neither revoked nor expired. The API's
+/// bearer tokens and the dashboard's sessions both come through here.
+pub async fn valid_token(state: &AppState, digest: &str) -> Result<TokenInfo, ApiError> {
+    let record = state
+        .metrics
+        .time_store("token_by_digest", state.store.token_by_digest(digest))
+        .await?
+        .ok_or_else(|| ApiError::unauthorized("the token is not valid"))?;
+    if record.revoked {
+        return Err(ApiError::unauthorized(format!(
+            "token '{}' has been revoked",
+            record.info.name
+        )));
+    }
+    if let Some(expires_at) = record.info.expires_at {
+        if expires_at <= Utc::now() {
             return Err(ApiError::unauthorized(format!(
-                "token '{}' has been revoked",
-                record.info.name
+                "token '{}' expired at {}",
+                record.info.name,
+                gantry_core::change::rfc3339(expires_at)
             )));
         }
-        if let Some(expires_at) = record.info.expires_at {
-            if expires_at <= Utc::now() {
-                return Err(ApiError::unauthorized(format!(
-                    "token '{}' expired at {}",
-                    record.info.name,
-                    gantry_core::change::rfc3339(expires_at)
-                )));
-            }
-        }
-        Ok(Caller(Grant {
-            token_name: record.info.name,
-            scopes: record.info.scopes,
-        }))
     }
+    Ok(record.info)
 }
 
 /// `Option<Caller>`: `None` when the request carries no credentials at all; a request with
@@ -150,5 +165,43 @@ impl axum::extract::OptionalFromRequestParts<AppState> for Caller {
         <Caller as FromRequestParts<AppState>>::from_request_parts(parts, state)
             .await
             .map(Some)
+    }
+}
+
+/// Ends `stream` once `still_valid` says no: it is asked every [`RECHECK`], so a revoked
+/// token or an ended session stops its streams within that time, on every server.
+pub fn until_revoked<S, F, Fut>(
+    stream: S,
+    mut still_valid: F,
+) -> impl futures::Stream<Item = S::Item> + Send
+where
+    S: futures::Stream + Send + 'static,
+    S::Item: Send,
+    F: FnMut() -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = bool> + Send,
+{
+    use futures::StreamExt as _;
+    let ended = async move {
+        let mut tick = tokio::time::interval(RECHECK);
+        tick.tick().await;
+        loop {
+            tick.tick().await;
+            if !still_valid().await {
+                return;
+            }
+        }
+    };
+    stream.take_until(Box::pin(ended))
+}
+
+/// How often a stream re-checks its token or session.
+pub const RECHECK: std::time::Duration = std::time::Duration::from_secs(15);
+
+/// Whether the token with this digest is still valid (neither revoked nor expired). A
+/// store error counts as valid: a database hiccup must not drop every stream.
+pub async fn token_still_valid(state: &AppState, digest: &TokenDigest) -> bool {
+    match valid_token(state, &digest.0).await {
+        Ok(_) => true,
+        Err(e) => e.status.is_server_error(),
     }
 }

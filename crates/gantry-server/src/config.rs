@@ -55,6 +55,29 @@ pub struct ServerConfig {
     pub migrate: MigrateConfig,
     /// Where alerts are sent (`[notify]`).
     pub notify: crate::notify::config::NotifyConfig,
+    /// The web dashboard: `[dashboard]`.
+    pub dashboard: DashboardConfig,
+}
+
+/// The `[dashboard]` section.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct DashboardConfig {
+    /// Grafana's base URL (`https://grafana.example.com`): the metrics page links each
+    /// target to Grafana's Explore view. Empty: no link.
+    pub grafana_url: String,
+    /// When the session cookie carries `Secure` (and is named `__Host-gantry`): `auto`
+    /// when this server serves TLS itself, `always` behind a TLS-terminating proxy.
+    pub secure_cookies: SecureCookies,
+}
+
+/// `[dashboard] secure_cookies`.
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum SecureCookies {
+    #[default]
+    Auto,
+    Always,
 }
 
 /// The `[migrate]` section.
@@ -223,6 +246,7 @@ impl Default for ServerConfig {
             flags: FlagsConfig::default(),
             migrate: MigrateConfig::default(),
             notify: Default::default(),
+            dashboard: DashboardConfig::default(),
         }
     }
 }
@@ -352,6 +376,13 @@ impl ServerConfig {
             )));
         }
         self.notify.validate().map_err(ConfigError::Invalid)?;
+        let grafana = &self.dashboard.grafana_url;
+        let is_http = grafana.starts_with("http://") || grafana.starts_with("https://");
+        if !grafana.is_empty() && !is_http {
+            return Err(ConfigError::Invalid(format!(
+                "dashboard.grafana_url '{grafana}' must start with http:// or https://"
+            )));
+        }
         for (name, db) in &self.migrate.databases {
             let key = format!("migrate.databases.{name}");
             gantry_core::names::validate_name(&key, name)

@@ -12,6 +12,8 @@ pub mod api;
 pub mod app;
 pub mod auth;
 pub mod config;
+#[cfg(feature = "dashboard")]
+pub mod dashboard;
 pub mod detect;
 pub mod error;
 pub mod extract;

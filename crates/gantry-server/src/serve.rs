@@ -150,6 +150,16 @@ pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
     start_flags(&state);
 
     tracing::info!(addr = %addr, tls = tls.is_some(), "listening");
+    #[cfg(feature = "dashboard")]
+    {
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let admin_file = state.config.data_dir.join(ADMIN_TOKEN_FILE);
+        tracing::info!(
+            url = %format!("{scheme}://{addr}/"),
+            admin_token = %admin_file.display(),
+            "dashboard ready: sign in with a token (on a new server, the admin token is in this file)"
+        );
+    }
     // Evaluations counted since the last write go to the store before it closes.
     let flag_usage = state.flag_usage.clone();
     let service = app(state).into_make_service_with_connect_info::<SocketAddr>();
@@ -386,6 +396,11 @@ async fn prune_stream(
             Ok(0) => {}
             Ok(n) => tracing::info!(deliveries = n, "pruned old notification deliveries"),
             Err(e) => tracing::warn!(error = %e, "cannot prune notification deliveries"),
+        }
+        match store.prune_sessions(now).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(sessions = n, "pruned ended dashboard sessions"),
+            Err(e) => tracing::warn!(error = %e, "cannot prune dashboard sessions"),
         }
     }
 }

@@ -78,17 +78,26 @@ async fn every_documented_operation_is_served() {
 async fn undocumented_paths_are_not_served() {
     let (state, _dir) = state().await;
     let router = app(state);
-    for path in [
-        "/",
-        "/api",
-        "/api/v1",
-        "/api/v1/change",
-        "/events",
-        "/admin",
-    ] {
+    for path in ["/api", "/api/v1", "/api/v1/change", "/events", "/admin"] {
         let request = Request::builder().uri(path).body(Body::empty()).unwrap();
         let response = router.clone().oneshot(request).await.unwrap();
         assert_eq!(response.status(), StatusCode::NOT_FOUND, "{path}");
+        let kind = response.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .to_string();
+        assert!(kind.starts_with("application/json"), "{path}: {kind}");
+    }
+    // Unknown dashboard paths get an HTML page, API paths keep the JSON 404.
+    for path in ["/ui/nope", "/ui/services/x/nope/deeper", "/assets/nope.js"] {
+        let request = Request::builder().uri(path).body(Body::empty()).unwrap();
+        let response = router.clone().oneshot(request).await.unwrap();
+        assert_eq!(response.status(), StatusCode::NOT_FOUND, "{path}");
+        let kind = response.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .to_string();
+        assert!(kind.starts_with("text/html"), "{path}: {kind}");
     }
 }
 
@@ -130,8 +139,15 @@ async fn metrics_need_a_token_off_loopback() {
     );
 }
 
+/// The dashboard's source: the one place plain axum routes may be added (HTML pages, not
+/// the API), and only under `/`, `/ui/` and `/assets/`.
+fn dashboard_dir() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/dashboard")
+}
+
 /// Routes are added only through `utoipa_axum`'s `routes!`, which documents them; a plain
-/// axum `.route(...)` would serve an undocumented path.
+/// axum `.route(...)` would serve an undocumented path. The dashboard's HTML routes are the
+/// one exception, under `/`, `/ui/` and `/assets/` only.
 #[test]
 fn routes_are_only_added_documented() {
     let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
@@ -143,9 +159,20 @@ fn routes_are_only_added_documented() {
             continue;
         }
         let text = std::fs::read_to_string(&path).unwrap();
+        let in_dashboard = path.starts_with(dashboard_dir());
         for (n, line) in text.lines().enumerate() {
             let code = line.trim_start();
             if code.starts_with("//") {
+                continue;
+            }
+            if in_dashboard {
+                if let Some(rest) = code.split(".route(\"").nth(1) {
+                    let route = rest.split('"').next().unwrap_or_default();
+                    if !(route == "/" || route.starts_with("/ui/") || route.starts_with("/assets/"))
+                    {
+                        offenders.push(format!("{}:{}: {}", path.display(), n + 1, code));
+                    }
+                }
                 continue;
             }
             for banned in [".route(", ".route_service(", ".nest(", ".nest_service("] {
@@ -158,6 +185,53 @@ fn routes_are_only_added_documented() {
     assert!(
         offenders.is_empty(),
         "undocumented routes:\n{}",
+        offenders.join("\n")
+    );
+}
+
+/// The dashboard never writes to the store itself: it calls the functions the API calls
+/// (`ship::rollouts`, `ship::hosts`, `api::tokens`). Its only writes are its own sessions.
+#[test]
+fn the_dashboard_only_reads_the_store() {
+    let reads = [
+        "get_",
+        "list_",
+        "find_",
+        "deployments(",
+        "build_deployments(",
+        "regressions_of(",
+        "rollout_tasks(",
+        "last_event_seq(",
+        "events_after(",
+        "host_tasks(",
+    ];
+    let sessions = [
+        "create_session(",
+        "touch_session(",
+        "delete_session(",
+        "delete_token_sessions(",
+    ];
+    let mut offenders = Vec::new();
+    for entry in std::fs::read_dir(dashboard_dir()).unwrap() {
+        let path = entry.unwrap().path();
+        let text = std::fs::read_to_string(&path).unwrap();
+        // Calls may wrap: join the file and look at what follows each `.store`.
+        let flat: String = text.split_whitespace().collect::<Vec<_>>().join("");
+        for (i, _) in flat.match_indices(".store.") {
+            let call = &flat[i + ".store.".len()..];
+            let call: String = call.chars().take_while(|c| *c != ')').collect();
+            let allowed = reads
+                .iter()
+                .chain(sessions.iter())
+                .any(|r| call.starts_with(r));
+            if !allowed {
+                offenders.push(format!("{}: store.{call})", path.display()));
+            }
+        }
+    }
+    assert!(
+        offenders.is_empty(),
+        "the dashboard writes to the store:\n{}",
         offenders.join("\n")
     );
 }

@@ -23,6 +23,8 @@ mod notify_queries;
 mod postgres;
 mod queries;
 mod schema;
+mod session_queries;
+pub mod sessions;
 mod ship_queries;
 mod sqlite;
 #[cfg(feature = "testing")]
@@ -54,6 +56,7 @@ pub use monitors::{
 pub use notify::{DeliveryOutcome, DeliveryRecord, NewDelivery, SilenceRecord};
 pub use postgres::PostgresStore;
 pub use schema::{SchemaStatus, SCHEMA_VERSION};
+pub use sessions::SessionRecord;
 pub use sqlite::SqliteStore;
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -269,9 +272,10 @@ pub trait Store: Send + Sync + 'static {
     async fn token_by_digest(&self, digest: &str) -> Result<Option<TokenRecord>>;
     /// Active (not revoked) tokens by name.
     async fn list_tokens(&self) -> Result<Vec<TokenInfo>>;
-    /// Revokes the active token with this name; `NotFound` when there is none. Revoking an
-    /// SDK token bumps [`FlagState::token_revision`] and wakes [`Store::subscribe_flags`]
-    /// on every server, so their token caches drop it.
+    /// Revokes the active token with this name; `NotFound` when there is none. Its
+    /// dashboard sessions are deleted in the same transaction. Revoking an SDK token bumps
+    /// [`FlagState::token_revision`] and wakes [`Store::subscribe_flags`] on every server,
+    /// so their token caches drop it.
     async fn revoke_token(&self, name: &str, now: DateTime<Utc>) -> Result<()>;
     /// Creates the first admin token if, and only if, the store has no token at all. Safe
     /// when several servers start together. Returns whether it created one.
@@ -685,6 +689,31 @@ pub trait Store: Send + Sync + 'static {
         rollout: Option<Ulid>,
         change: Option<Ulid>,
     ) -> Result<Vec<VerdictRecord>>;
+
+    // ---- dashboard sessions ----
+
+    /// Stores a new dashboard session; `Conflict` (nothing written) when a session has
+    /// its id digest already.
+    async fn create_session(&self, session: &SessionRecord) -> Result<()>;
+    /// The session with this id digest, expired or not (the caller decides), or `None`.
+    async fn get_session(&self, id_digest: &str) -> Result<Option<SessionRecord>>;
+    /// Records a use of a session: sets its `last_seen_at` and `idle_expires_at` (never its
+    /// absolute `expires_at`). False when there is no such session.
+    async fn touch_session(
+        &self,
+        id_digest: &str,
+        last_seen_at: DateTime<Utc>,
+        idle_expires_at: DateTime<Utc>,
+    ) -> Result<bool>;
+    /// Ends a session; false when there was no such session.
+    async fn delete_session(&self, id_digest: &str) -> Result<bool>;
+    /// Ends every session signed in with the token `token_name`; returns how many.
+    async fn delete_token_sessions(&self, token_name: &str) -> Result<u64>;
+    /// Every session, expired or not, newest first by `created_at` (then id digest).
+    async fn list_sessions(&self) -> Result<Vec<SessionRecord>>;
+    /// Deletes the sessions whose idle or absolute expiry is at or before `now`; returns
+    /// how many.
+    async fn prune_sessions(&self, now: DateTime<Utc>) -> Result<u64>;
 
     /// Closes connections, waiting for work in flight.
     async fn close(&self);

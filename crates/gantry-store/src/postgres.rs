@@ -34,8 +34,8 @@ use crate::schema::{self, SchemaStatus, SCHEMA_VERSION};
 use crate::{
     Backend, BuildQuery, DeliveryOutcome, DeliveryRecord, DeployConfigRecord, Deployment,
     DetectConfigRecord, MonitorFileRecord, MonitorStateRecord, NewDelivery, NewPing,
-    NewTimelineEntry, NewTransition, PingRecord, Result, ShipSignal, SilenceRecord, Store,
-    StoreError, StoreOptions, TagMatch, TokenRecord, TransitionRecord, VerdictRecord,
+    NewTimelineEntry, NewTransition, PingRecord, Result, SessionRecord, ShipSignal, SilenceRecord,
+    Store, StoreError, StoreOptions, TagMatch, TokenRecord, TransitionRecord, VerdictRecord,
 };
 
 mod q {
@@ -68,6 +68,10 @@ mod nq {
 
 mod dq {
     crate::detect_queries::detect_queries!(sqlx::Postgres);
+}
+
+mod sessq {
+    crate::session_queries::session_queries!(sqlx::Postgres);
 }
 
 /// Advisory lock keys are arbitrary constants: "GANTRY" in ASCII and a purpose byte
@@ -1019,6 +1023,39 @@ impl Store for PostgresStore {
         change: Option<Ulid>,
     ) -> Result<Vec<VerdictRecord>> {
         dq::regressions_of(&self.pool, rollout, change).await
+    }
+
+    async fn create_session(&self, session: &SessionRecord) -> Result<()> {
+        sessq::create_session(&self.pool, session).await
+    }
+
+    async fn get_session(&self, id_digest: &str) -> Result<Option<SessionRecord>> {
+        sessq::get_session(&self.pool, id_digest).await
+    }
+
+    async fn touch_session(
+        &self,
+        id_digest: &str,
+        last_seen_at: DateTime<Utc>,
+        idle_expires_at: DateTime<Utc>,
+    ) -> Result<bool> {
+        sessq::touch_session(&self.pool, id_digest, last_seen_at, idle_expires_at).await
+    }
+
+    async fn delete_session(&self, id_digest: &str) -> Result<bool> {
+        sessq::delete_session(&self.pool, id_digest).await
+    }
+
+    async fn delete_token_sessions(&self, token_name: &str) -> Result<u64> {
+        sessq::delete_token_sessions(&self.pool, token_name).await
+    }
+
+    async fn list_sessions(&self) -> Result<Vec<SessionRecord>> {
+        sessq::list_sessions(&self.pool).await
+    }
+
+    async fn prune_sessions(&self, now: DateTime<Utc>) -> Result<u64> {
+        sessq::prune_sessions(&self.pool, now).await
     }
 
     async fn close(&self) {

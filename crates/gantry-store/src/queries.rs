@@ -719,10 +719,12 @@ macro_rules! queries {
             rows.iter().map(|r| token_from_row(r).map(|t| t.info)).collect()
         }
 
-        /// Revokes a token by name. Revoking an SDK token also bumps the flag state's token
-        /// revision and announces it (`t:<revision>` on PostgreSQL), so every server drops
-        /// the digest from its cache. Returns that revision for an SDK token.
+        /// Revokes a token by name and deletes its dashboard sessions, in one transaction.
+        /// Revoking an SDK token also bumps the flag state's token revision and announces it
+        /// (`t:<revision>` on PostgreSQL), so every server drops the digest from its cache.
+        /// Returns that revision for an SDK token.
         pub(crate) async fn revoke_token(pool: &Pool<Db>, dialect: &Dialect, name: &str, now: DateTime<Utc>) -> Result<Option<i64>> {
+            const DELETE_SESSIONS: &str = "DELETE FROM dashboard_sessions WHERE token_name = $1";
             let mut tx = pool.begin().await?;
             let done = sqlx::query("UPDATE tokens SET revoked_at = $1 WHERE name = $2 AND revoked_at IS NULL")
                 .bind(micros(now))
@@ -730,6 +732,7 @@ macro_rules! queries {
                 .execute(&mut *tx)
                 .await?;
             if done.rows_affected() == 1 {
+                sqlx::query(DELETE_SESSIONS).bind(name).execute(&mut *tx).await?;
                 tx.commit().await?;
                 return Ok(None);
             }
@@ -741,6 +744,7 @@ macro_rules! queries {
             if done.rows_affected() == 0 {
                 return Err(StoreError::NotFound(format!("no active token named '{name}'")));
             }
+            sqlx::query(DELETE_SESSIONS).bind(name).execute(&mut *tx).await?;
             let revision: i64 = sqlx::query_scalar(
                 "UPDATE flag_state SET token_revision = token_revision + 1 WHERE id = 1 RETURNING token_revision",
             )

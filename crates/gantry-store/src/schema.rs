@@ -11,7 +11,7 @@
 use crate::{Result, StoreError};
 
 /// The newest schema version this binary knows.
-pub const SCHEMA_VERSION: i64 = 5;
+pub const SCHEMA_VERSION: i64 = 6;
 
 pub(crate) struct Migration {
     pub version: i64,
@@ -59,6 +59,13 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         description: "the alert grouper's state, notification deliveries, silences and maintenance windows, log watches",
         sqlite: include_str!("schema/0005_sqlite.sql"),
         postgres: include_str!("schema/0005_postgres.sql"),
+    },
+    Migration {
+        version: 6,
+        min_binary_version: 1,
+        description: "dashboard sessions",
+        sqlite: include_str!("schema/0006_sqlite.sql"),
+        postgres: include_str!("schema/0006_postgres.sql"),
     },
 ];
 

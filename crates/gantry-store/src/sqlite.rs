@@ -35,8 +35,8 @@ use crate::schema::{self, SchemaStatus, SCHEMA_VERSION};
 use crate::{
     Backend, BuildQuery, DeliveryOutcome, DeliveryRecord, DeployConfigRecord, Deployment,
     DetectConfigRecord, MonitorFileRecord, MonitorStateRecord, NewDelivery, NewPing,
-    NewTimelineEntry, NewTransition, PingRecord, Result, ShipSignal, SilenceRecord, Store,
-    StoreError, StoreOptions, TagMatch, TokenRecord, TransitionRecord, VerdictRecord,
+    NewTimelineEntry, NewTransition, PingRecord, Result, SessionRecord, ShipSignal, SilenceRecord,
+    Store, StoreError, StoreOptions, TagMatch, TokenRecord, TransitionRecord, VerdictRecord,
 };
 
 mod q {
@@ -69,6 +69,10 @@ mod nq {
 
 mod dq {
     crate::detect_queries::detect_queries!(sqlx::Sqlite);
+}
+
+mod sessq {
+    crate::session_queries::session_queries!(sqlx::Sqlite);
 }
 
 const DIALECT: Dialect = Dialect {
@@ -959,6 +963,39 @@ impl Store for SqliteStore {
         change: Option<Ulid>,
     ) -> Result<Vec<VerdictRecord>> {
         dq::regressions_of(&self.reader, rollout, change).await
+    }
+
+    async fn create_session(&self, session: &SessionRecord) -> Result<()> {
+        sessq::create_session(&self.writer, session).await
+    }
+
+    async fn get_session(&self, id_digest: &str) -> Result<Option<SessionRecord>> {
+        sessq::get_session(&self.reader, id_digest).await
+    }
+
+    async fn touch_session(
+        &self,
+        id_digest: &str,
+        last_seen_at: DateTime<Utc>,
+        idle_expires_at: DateTime<Utc>,
+    ) -> Result<bool> {
+        sessq::touch_session(&self.writer, id_digest, last_seen_at, idle_expires_at).await
+    }
+
+    async fn delete_session(&self, id_digest: &str) -> Result<bool> {
+        sessq::delete_session(&self.writer, id_digest).await
+    }
+
+    async fn delete_token_sessions(&self, token_name: &str) -> Result<u64> {
+        sessq::delete_token_sessions(&self.writer, token_name).await
+    }
+
+    async fn list_sessions(&self) -> Result<Vec<SessionRecord>> {
+        sessq::list_sessions(&self.reader).await
+    }
+
+    async fn prune_sessions(&self, now: DateTime<Utc>) -> Result<u64> {
+        sessq::prune_sessions(&self.writer, now).await
     }
 
     async fn close(&self) {

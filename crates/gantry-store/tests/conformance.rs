@@ -15,8 +15,8 @@ use gantry_core::{
 };
 use gantry_store::{
     DeliveryOutcome, DetectConfigRecord, MonitorFileRecord, MonitorStateRecord, NewDelivery,
-    NewPing, NewTimelineEntry, NewTransition, PingRecord, SilenceRecord, Store, StoreError,
-    StoreOptions, TagMatch, TransitionRecord, VerdictRecord,
+    NewPing, NewTimelineEntry, NewTransition, PingRecord, SessionRecord, SilenceRecord, Store,
+    StoreError, StoreOptions, TagMatch, TransitionRecord, VerdictRecord,
 };
 use ulid::Ulid;
 
@@ -681,6 +681,267 @@ conformance!(tokens_lifecycle, |store: Arc<dyn Store>| async move {
     ));
     // The name is free again once revoked.
     store.create_token(&ci, "d3").await.unwrap();
+});
+
+/// A session created at `created` (minutes), idle until `idle`, ending by `ends`.
+fn session(id: &str, token: &str, created: i64, idle: i64, ends: i64) -> SessionRecord {
+    SessionRecord {
+        id_digest: format!("{id:0>64}"),
+        token_name: token.into(),
+        token_digest: format!("digest-of-{token}"),
+        csrf_secret: format!("csrf-{id}"),
+        created_at: at(created),
+        last_seen_at: at(created),
+        idle_expires_at: at(idle),
+        expires_at: at(ends),
+        user_agent: None,
+    }
+}
+
+fn session_ids(sessions: &[SessionRecord]) -> Vec<String> {
+    sessions
+        .iter()
+        .map(|s| s.id_digest.trim_start_matches('0').to_string())
+        .collect()
+}
+
+conformance!(session_round_trip, |store: Arc<dyn Store>| async move {
+    // Every field, with times to the microsecond.
+    let micro = chrono::Duration::microseconds(123_457);
+    let full = SessionRecord {
+        id_digest: "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08".into(),
+        token_name: "alice".into(),
+        token_digest: "digest-of-alice".to_string(),
+        csrf_secret: "c2VjcmV0LWNzcmYtc2VjcmV0LW9mLTMyLWJ5dGVzIQ".into(),
+        created_at: at(0) + micro,
+        last_seen_at: at(1) + micro,
+        idle_expires_at: at(31) + micro,
+        expires_at: at(720) + micro,
+        user_agent: Some("Mozilla/5.0 (X11; Linux x86_64) Firefox/128.0".into()),
+    };
+    store.create_session(&full).await.unwrap();
+    let bare = session("b", "bob", 2, 32, 722);
+    store.create_session(&bare).await.unwrap();
+    assert_eq!(
+        store.get_session(&full.id_digest).await.unwrap(),
+        Some(full.clone())
+    );
+    assert_eq!(
+        store.get_session(&bare.id_digest).await.unwrap(),
+        Some(bare.clone())
+    );
+    assert_eq!(store.get_session("nope").await.unwrap(), None);
+    // An id digest is taken once.
+    let again = SessionRecord {
+        token_name: "mallory".into(),
+        ..full.clone()
+    };
+    let err = store.create_session(&again).await.unwrap_err();
+    assert!(matches!(err, StoreError::Conflict(_)), "{err}");
+    assert_eq!(
+        store.get_session(&full.id_digest).await.unwrap(),
+        Some(full.clone())
+    );
+    // The secret stays out of debug output.
+    assert!(!format!("{full:?}").contains(&full.csrf_secret));
+});
+
+conformance!(
+    session_get_ignores_expiry,
+    |store: Arc<dyn Store>| async move {
+        // Long expired, idle and absolute: still returned, the caller decides.
+        let old = session("a", "alice", 0, 1, 2);
+        store.create_session(&old).await.unwrap();
+        assert_eq!(store.get_session(&old.id_digest).await.unwrap(), Some(old));
+    }
+);
+
+conformance!(
+    session_touch_moves_last_seen_and_idle_expiry,
+    |store: Arc<dyn Store>| async move {
+        let s = session("a", "alice", 0, 30, 720);
+        store.create_session(&s).await.unwrap();
+        let other = session("b", "alice", 0, 30, 720);
+        store.create_session(&other).await.unwrap();
+        assert!(store
+            .touch_session(&s.id_digest, at(10), at(40))
+            .await
+            .unwrap());
+        let got = store.get_session(&s.id_digest).await.unwrap().unwrap();
+        assert_eq!(
+            got,
+            SessionRecord {
+                last_seen_at: at(10),
+                idle_expires_at: at(40),
+                ..s.clone()
+            }
+        );
+        // Only that session moved.
+        assert_eq!(
+            store.get_session(&other.id_digest).await.unwrap(),
+            Some(other)
+        );
+        assert!(!store.touch_session("nope", at(10), at(40)).await.unwrap());
+        assert_eq!(store.get_session("nope").await.unwrap(), None);
+    }
+);
+
+conformance!(session_delete, |store: Arc<dyn Store>| async move {
+    let a = session("a", "alice", 0, 30, 720);
+    let b = session("b", "alice", 1, 30, 720);
+    store.create_session(&a).await.unwrap();
+    store.create_session(&b).await.unwrap();
+    assert!(store.delete_session(&a.id_digest).await.unwrap());
+    assert_eq!(store.get_session(&a.id_digest).await.unwrap(), None);
+    assert!(!store.delete_session(&a.id_digest).await.unwrap());
+    assert!(!store.delete_session("nope").await.unwrap());
+    assert_eq!(store.get_session(&b.id_digest).await.unwrap(), Some(b));
+    // The digest is free again.
+    store.create_session(&a).await.unwrap();
+});
+
+conformance!(delete_token_sessions_ends_only_that_tokens, |store: Arc<
+    dyn Store,
+>| async move {
+    for (id, token) in [
+        ("a1", "alice"),
+        ("b1", "bob"),
+        ("a2", "alice"),
+        ("a3", "alice"),
+    ] {
+        store
+            .create_session(&session(id, token, 0, 30, 720))
+            .await
+            .unwrap();
+    }
+    assert_eq!(store.delete_token_sessions("alice").await.unwrap(), 3);
+    assert_eq!(
+        session_ids(&store.list_sessions().await.unwrap()),
+        vec!["b1"]
+    );
+    assert_eq!(store.delete_token_sessions("alice").await.unwrap(), 0);
+    assert_eq!(store.delete_token_sessions("nobody").await.unwrap(), 0);
+    assert_eq!(store.delete_token_sessions("bob").await.unwrap(), 1);
+    assert!(store.list_sessions().await.unwrap().is_empty());
+});
+
+conformance!(
+    sessions_listed_newest_first,
+    |store: Arc<dyn Store>| async move {
+        assert!(store.list_sessions().await.unwrap().is_empty());
+        // Created out of order; two at the same instant come by id digest, descending.
+        for (id, created) in [("b", 5), ("d", 1), ("a", 9), ("c", 5), ("e", 0)] {
+            store
+                .create_session(&session(id, "alice", created, 1000, 1000))
+                .await
+                .unwrap();
+        }
+        let listed = store.list_sessions().await.unwrap();
+        assert_eq!(session_ids(&listed), vec!["a", "c", "b", "d", "e"]);
+        // Listing returns whole records, expired ones included.
+        assert_eq!(listed[0], session("a", "alice", 9, 1000, 1000));
+    }
+);
+
+conformance!(prune_sessions_by_idle_and_absolute_expiry, |store: Arc<
+    dyn Store,
+>| async move {
+    // (id, created, idle expiry, absolute expiry)
+    for (id, created, idle, ends) in [
+        ("idle10", 0, 10, 100),
+        ("abs20", 1, 50, 20),
+        ("idle30", 2, 30, 40),
+        ("live", 3, 60, 60),
+    ] {
+        store
+            .create_session(&session(id, "alice", created, idle, ends))
+            .await
+            .unwrap();
+    }
+    assert_eq!(store.prune_sessions(at(9)).await.unwrap(), 0);
+    // An expiry equal to now has passed.
+    assert_eq!(store.prune_sessions(at(10)).await.unwrap(), 1);
+    assert_eq!(
+        session_ids(&store.list_sessions().await.unwrap()),
+        vec!["live", "idle30", "abs20"]
+    );
+    // The absolute expiry ends a session whose idle expiry is later.
+    assert_eq!(store.prune_sessions(at(20)).await.unwrap(), 1);
+    assert_eq!(
+        session_ids(&store.list_sessions().await.unwrap()),
+        vec!["live", "idle30"]
+    );
+    // A touch moves the idle expiry, so the session outlives its old one...
+    assert!(store
+        .touch_session(&format!("{:0>64}", "idle30"), at(25), at(38))
+        .await
+        .unwrap());
+    assert_eq!(store.prune_sessions(at(35)).await.unwrap(), 0);
+    // ...but not its absolute expiry.
+    assert!(store
+        .touch_session(&format!("{:0>64}", "idle30"), at(37), at(80))
+        .await
+        .unwrap());
+    assert_eq!(store.prune_sessions(at(40)).await.unwrap(), 1);
+    assert_eq!(
+        session_ids(&store.list_sessions().await.unwrap()),
+        vec!["live"]
+    );
+    assert_eq!(store.prune_sessions(at(59)).await.unwrap(), 0);
+    assert_eq!(store.prune_sessions(at(1000)).await.unwrap(), 1);
+    assert!(store.list_sessions().await.unwrap().is_empty());
+});
+
+conformance!(revoking_a_token_ends_its_sessions, |store: Arc<
+    dyn Store,
+>| async move {
+    store
+        .create_token(&token("alice", "admin"), "d-alice")
+        .await
+        .unwrap();
+    store
+        .create_token(&token("bob", "read"), "d-bob")
+        .await
+        .unwrap();
+    store
+        .create_token(&token("shop-prod", "client:shop@prod"), "d-client")
+        .await
+        .unwrap();
+    for (id, token, created) in [
+        ("a1", "alice", 0),
+        ("b1", "bob", 1),
+        ("a2", "alice", 2),
+        ("c1", "shop-prod", 3),
+    ] {
+        store
+            .create_session(&session(id, token, created, 30, 720))
+            .await
+            .unwrap();
+    }
+    store.revoke_token("alice", at(1)).await.unwrap();
+    assert_eq!(
+        session_ids(&store.list_sessions().await.unwrap()),
+        vec!["c1", "b1"]
+    );
+    // The SDK-token path of revocation ends its sessions too.
+    store.revoke_token("shop-prod", at(2)).await.unwrap();
+    assert_eq!(
+        session_ids(&store.list_sessions().await.unwrap()),
+        vec!["b1"]
+    );
+    // A revocation that fails (no such active token) deletes nothing.
+    store
+        .create_session(&session("a3", "alice", 4, 30, 720))
+        .await
+        .unwrap();
+    assert!(matches!(
+        store.revoke_token("alice", at(4)).await.unwrap_err(),
+        StoreError::NotFound(_)
+    ));
+    assert_eq!(
+        session_ids(&store.list_sessions().await.unwrap()),
+        vec!["a3", "b1"]
+    );
 });
 
 conformance!(leases_are_exclusive_until_expiry, |store: Arc<

@@ -109,24 +109,26 @@ pub(crate) fn from_valid(valid: ValidNewChange, actor: &str) -> Change {
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct ListParams {
-    service: Option<String>,
+    pub service: Option<String>,
     /// Also accepted as `env`.
     #[serde(alias = "env")]
-    environment: Option<String>,
-    kind: Option<String>,
-    status: Option<String>,
+    pub environment: Option<String>,
+    pub kind: Option<String>,
+    pub status: Option<String>,
     /// RFC 3339, epoch seconds, or a duration ago (`7d`). Inclusive.
-    since: Option<String>,
+    pub since: Option<String>,
     /// Same formats as `since`. Exclusive.
-    until: Option<String>,
+    pub until: Option<String>,
     /// 1 to 1000, default 100.
-    limit: Option<String>,
+    pub limit: Option<String>,
     /// `next_cursor` of the previous page.
-    cursor: Option<String>,
+    pub cursor: Option<String>,
 }
 
 impl ListParams {
-    fn into_query(self) -> Result<ChangeQuery, ApiError> {
+    /// The store query these filters make, or what is wrong with them. The API and the
+    /// dashboard's changes page both filter through here.
+    pub fn into_query(self) -> Result<ChangeQuery, ApiError> {
         let now = Utc::now();
         let since = self
             .since
@@ -338,7 +340,7 @@ pub async fn stream_changes(
         Some(seq) => seq,
         None => state.store.last_event_seq().await?,
     };
-    let wake = state.store.subscribe();
+    let digest = caller.1.clone();
     let filter = move |event: &ChangeEvent| {
         let c = &event.change;
         caller.0.allows(
@@ -355,14 +357,47 @@ pub async fn stream_changes(
                 .is_none_or(|e| c.environment.as_ref() == Some(e))
             && kind.is_none_or(|k| c.kind == k)
     };
+    let check_state = state.clone();
+    let events = follow_events(state.clone(), start)
+        .filter(move |e| std::future::ready(filter(e)))
+        .map(|e| {
+            let data = serde_json::to_string(&e.change).unwrap_or_default();
+            Ok(Event::default()
+                .event(e.kind.as_str())
+                .id(e.seq.to_string())
+                .data(data))
+        });
+    let events = crate::auth::until_revoked(events, move || {
+        let (state, digest) = (check_state.clone(), digest.clone());
+        async move { crate::auth::token_still_valid(&state, &digest).await }
+    });
+    // First, where this stream starts: a client that loses the connection before any
+    // change arrives resumes from here instead of from "now" again.
+    let ready = Event::default()
+        .event("ready")
+        .id(start.to_string())
+        .data("");
+    let events = futures::stream::once(std::future::ready(Ok(ready))).chain(events);
+    Ok(Sse::new(events).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
+}
+
+/// Every change event after `start`, as they are written, until the server shuts down:
+/// woken by the store's notifications, and re-reading every few seconds in case one was
+/// lost. The API's stream and the dashboard's share it.
+pub fn follow_events(
+    state: AppState,
+    start: i64,
+) -> impl Stream<Item = ChangeEvent> + Send + 'static {
     struct Follow {
         state: AppState,
         cursor: i64,
         wake: tokio::sync::watch::Receiver<i64>,
     }
+    let shutdown = state.shutdown.clone();
+    let wake = state.store.subscribe();
     let batches = futures::stream::unfold(
         Follow {
-            state: state.clone(),
+            state,
             cursor: start,
             wake,
         },
@@ -385,23 +420,7 @@ pub async fn stream_changes(
             }
         },
     );
-    let events = batches
+    batches
         .flat_map(futures::stream::iter)
-        .filter(move |e| std::future::ready(filter(e)))
-        .map(|e| {
-            let data = serde_json::to_string(&e.change).unwrap_or_default();
-            Ok(Event::default()
-                .event(e.kind.as_str())
-                .id(e.seq.to_string())
-                .data(data))
-        })
-        .take_until(state.shutdown.clone().cancelled_owned());
-    // First, where this stream starts: a client that loses the connection before any
-    // change arrives resumes from here instead of from "now" again.
-    let ready = Event::default()
-        .event("ready")
-        .id(start.to_string())
-        .data("");
-    let events = futures::stream::once(std::future::ready(Ok(ready))).chain(events);
-    Ok(Sse::new(events).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
+        .take_until(shutdown.cancelled_owned())
 }

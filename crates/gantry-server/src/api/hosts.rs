@@ -195,7 +195,7 @@ pub async fn set_maintenance(
 ) -> ApiResult<axum::Json<Host>> {
     let host = load(&state, &name).await?;
     caller.require(ScopeName::Deploy, None, Some(&host.environment))?;
-    state.store.set_host_maintenance(&name, m.on).await?;
-    state.bell.ring(std::slice::from_ref(&name));
-    Ok(axum::Json(load(&state, &name).await?))
+    Ok(axum::Json(
+        crate::ship::hosts::set_maintenance(&state, &name, m.on).await?,
+    ))
 }

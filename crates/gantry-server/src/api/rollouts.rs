@@ -20,6 +20,11 @@ use crate::ship::rollouts::{Actor, RolloutAction};
 use crate::state::AppState;
 use gantry_core::ship::{DeployConfigView, NewRollout, RolloutView};
 
+/// The rollout stream: it lives as long as the client or the rollout.
+pub fn stream_router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(stream_rollout))
+}
+
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(create_rollout, list_rollouts))
@@ -334,4 +339,57 @@ fn section_diff(heading: &str, old: Option<&str>, new: Option<&str>) -> String {
         out.push_str(&format!("+ {l}\n"));
     }
     out
+}
+
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct StreamParams {
+    /// Resume after this `seq` (as `Last-Event-ID`): every task changed since comes first.
+    pub after: Option<i64>,
+}
+
+/// Follow a rollout as Server-Sent Events: `event: update`, `id: <seq>`, `data:` the
+/// rollout and only the host tasks that changed since the previous update, at most one a
+/// second. The first update carries every task (or, when resuming, every task changed
+/// since `Last-Event-ID`); the stream ends after the update showing the rollout finished.
+#[utoipa::path(
+    get,
+    path = "/api/v1/rollouts/{id}/stream",
+    tag = "rollouts",
+    params(("id" = String, Path), StreamParams),
+    responses(
+        (status = 200, description = "`event: update`, `id: <seq>`, `data: <RolloutUpdate JSON>`", content_type = "text/event-stream", body = crate::ship::watch::RolloutUpdate),
+        (status = 400, body = ErrorBody),
+        (status = 404, body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn stream_rollout(
+    State(state): State<AppState>,
+    caller: Caller,
+    headers: axum::http::HeaderMap,
+    Path(id): Path<String>,
+    Query(params): Query<StreamParams>,
+) -> ApiResult<
+    axum::response::sse::Sse<
+        impl futures::Stream<Item = Result<axum::response::sse::Event, std::convert::Infallible>>,
+    >,
+> {
+    use axum::response::sse::{Event, KeepAlive, Sse};
+    use futures::StreamExt as _;
+    let rollout = load(&state, &caller, &id).await?;
+    let after = super::last_event_id(&headers, "an update seq")?.or(params.after);
+    let updates = crate::ship::watch::follow(state.clone(), rollout.id, after).map(|u| {
+        Ok(Event::default()
+            .event("update")
+            .id(u.seq.to_string())
+            .data(serde_json::to_string(&u).unwrap_or_default()))
+    });
+    let digest = caller.1.clone();
+    let updates = crate::auth::until_revoked(updates, move || {
+        let (state, digest) = (state.clone(), digest.clone());
+        async move { crate::auth::token_still_valid(&state, &digest).await }
+    });
+    Ok(Sse::new(updates).keep_alive(KeepAlive::new().interval(std::time::Duration::from_secs(15))))
 }

@@ -41,6 +41,13 @@ pub async fn create_token(
     Json(new): Json<NewToken>,
 ) -> ApiResult<(StatusCode, axum::Json<CreatedToken>)> {
     caller.require(ScopeName::Admin, None, None)?;
+    let created = create(&state, caller.name(), new).await?;
+    Ok((StatusCode::CREATED, axum::Json(created)))
+}
+
+/// Creates a token for `by` (the caller has checked `admin`): the API and the dashboard
+/// both create through here. The secret is in the answer and nowhere else.
+pub async fn create(state: &AppState, by: &str, new: NewToken) -> ApiResult<CreatedToken> {
     validate_name("token name", &new.name)?;
     if new.scopes.is_empty() {
         return Err(ApiError::invalid(
@@ -69,7 +76,7 @@ pub async fn create_token(
         scopes,
         created_at: now,
         expires_at,
-        created_by: caller.name().to_string(),
+        created_by: by.to_string(),
     };
     let secret = generate_secret();
     state
@@ -79,14 +86,11 @@ pub async fn create_token(
             state.store.create_token(&info, &digest(&secret)),
         )
         .await?;
-    tracing::info!(token = %info.name, by = %caller.name(), scopes = %gantry_core::Scope::format_list(&info.scopes), "token created");
-    Ok((
-        StatusCode::CREATED,
-        axum::Json(CreatedToken {
-            token: secret,
-            info,
-        }),
-    ))
+    tracing::info!(token = %info.name, by = %by, scopes = %gantry_core::Scope::format_list(&info.scopes), "token created");
+    Ok(CreatedToken {
+        token: secret,
+        info,
+    })
 }
 
 /// List active tokens (never their secrets).
@@ -124,12 +128,19 @@ pub async fn revoke_token(
     Path(name): Path<String>,
 ) -> ApiResult<StatusCode> {
     caller.require(ScopeName::Admin, None, None)?;
+    revoke(&state, caller.name(), &name).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Revokes the token `name` for `by` (the caller has checked `admin`): requests with it are
+/// refused from then on, and its dashboard sessions end, on every server at once.
+pub async fn revoke(state: &AppState, by: &str, name: &str) -> ApiResult<()> {
     state
         .metrics
-        .time_store("revoke_token", state.store.revoke_token(&name, Utc::now()))
+        .time_store("revoke_token", state.store.revoke_token(name, Utc::now()))
         .await?;
-    tracing::info!(token = %name, by = %caller.name(), "token revoked");
-    Ok(StatusCode::NO_CONTENT)
+    tracing::info!(token = %name, by = %by, "token revoked");
+    Ok(())
 }
 
 /// The token making this request: its name and scopes.

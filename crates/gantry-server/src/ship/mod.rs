@@ -3,8 +3,10 @@
 
 pub mod artifacts;
 pub mod bell;
+pub mod hosts;
 pub mod orchestrator;
 pub mod rollouts;
+pub mod watch;
 
 use std::path::PathBuf;
 

@@ -84,9 +84,54 @@ pub async fn control(
     Ok(())
 }
 
+/// A rollout worked out but not started: what [`start`] would write. The dashboard shows
+/// it before a person confirms.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub rollout: Rollout,
+    /// One per target host, in wave order.
+    pub tasks: Vec<Task>,
+    /// The change the rollout records.
+    pub change: Change,
+    /// The build the environment runs now, if any.
+    pub previous: Option<Build>,
+    /// The build the rollout installs.
+    pub build: Build,
+}
+
 /// Starts a deploy, rollback or promote for `actor`: one per service and environment at a
 /// time. The caller has checked that the actor may deploy there.
 pub async fn start(state: &AppState, actor: &Actor, new: NewRollout) -> Result<Rollout, ApiError> {
+    let Plan {
+        rollout,
+        tasks,
+        change,
+        ..
+    } = plan(state, actor, new).await?;
+    state.store.insert_change(&change).await?;
+    if let Err(e) = state.store.insert_rollout(&rollout, &tasks).await {
+        // Lost a race for the lock: the change records that this one never started.
+        let patch = gantry_core::ChangePatch {
+            status: Some(ChangeStatus::Cancelled),
+            finished_at: None,
+            description: Some(format!("not started: {e}")),
+        };
+        let _ = state
+            .store
+            .update_change(change.id, &patch, "gantry", Utc::now())
+            .await;
+        return Err(e.into());
+    }
+    tracing::info!(rollout = %rollout.id, service = %rollout.service, environment = %rollout.environment, version = %rollout.version, hosts = tasks.len(), "rollout started");
+    state.bell.reported();
+    Ok(rollout)
+}
+
+/// Works out a deploy, rollback or promote for `actor` without starting it: which build
+/// (a rollback returns to the build that ran before the current one; a promote takes what
+/// the source environment runs healthily), which hosts in which waves, and the change it
+/// records. Refused as [`start`] would refuse it.
+pub async fn plan(state: &AppState, actor: &Actor, new: NewRollout) -> Result<Plan, ApiError> {
     gantry_core::names::validate_name("service", &new.service)?;
     gantry_core::names::validate_name("environment", &new.environment)?;
     let kind = new.kind.unwrap_or(RolloutKind::Deploy);
@@ -418,21 +463,11 @@ pub async fn start(state: &AppState, actor: &Actor, new: NewRollout) -> Result<R
         updated_at: now,
         finished_at: None,
     };
-    state.store.insert_change(&change).await?;
-    if let Err(e) = state.store.insert_rollout(&rollout, &tasks).await {
-        // Lost a race for the lock: the change records that this one never started.
-        let patch = gantry_core::ChangePatch {
-            status: Some(ChangeStatus::Cancelled),
-            finished_at: None,
-            description: Some(format!("not started: {e}")),
-        };
-        let _ = state
-            .store
-            .update_change(change.id, &patch, "gantry", Utc::now())
-            .await;
-        return Err(e.into());
-    }
-    tracing::info!(rollout = %rollout.id, service = %rollout.service, environment = %rollout.environment, version = %rollout.version, hosts = tasks.len(), "rollout started");
-    state.bell.reported();
-    Ok(rollout)
+    Ok(Plan {
+        rollout,
+        tasks,
+        change,
+        previous,
+        build,
+    })
 }
