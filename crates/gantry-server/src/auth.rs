@@ -33,19 +33,7 @@ impl Caller {
         service: Option<&str>,
         environment: Option<&str>,
     ) -> Result<(), ApiError> {
-        if self.0.allows(needed, service, environment) {
-            return Ok(());
-        }
-        let wanted = Scope {
-            name: needed,
-            service: service.map(str::to_string),
-            environment: environment.map(str::to_string),
-        };
-        Err(ApiError::forbidden(format!(
-            "token '{}' lacks the scope {wanted} needed here (it has {})",
-            self.0.token_name,
-            Scope::format_list(&self.0.scopes)
-        )))
+        require(&self.0, needed, service, environment)
     }
 
     /// Like [`Caller::require`] without a service or environment: the scope held anywhere.
@@ -59,6 +47,29 @@ impl Caller {
             Scope::format_list(&self.0.scopes)
         )))
     }
+}
+
+/// Refuses with 403, naming the scope needed, unless `grant` holds `needed` for this
+/// service and environment. Every transport (API, dashboard) refuses through here.
+pub fn require(
+    grant: &Grant,
+    needed: ScopeName,
+    service: Option<&str>,
+    environment: Option<&str>,
+) -> Result<(), ApiError> {
+    if grant.allows(needed, service, environment) {
+        return Ok(());
+    }
+    let wanted = Scope {
+        name: needed,
+        service: service.map(str::to_string),
+        environment: environment.map(str::to_string),
+    };
+    Err(ApiError::forbidden(format!(
+        "token '{}' lacks the scope {wanted} needed here (it has {})",
+        grant.token_name,
+        Scope::format_list(&grant.scopes)
+    )))
 }
 
 /// The secret a request carries, if any.

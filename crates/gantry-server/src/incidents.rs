@@ -10,7 +10,7 @@ use gantry_core::incident::{
     Severity, Source, Step, TimelineEntry,
 };
 use gantry_core::ship::{NewRollout, RolloutKind};
-use gantry_core::{Change, ChangeKind, ChangeQuery};
+use gantry_core::{Change, ChangeKind, ChangeQuery, Grant, ScopeName};
 use gantry_store::{NewTimelineEntry, Store, StoreError};
 use ulid::Ulid;
 
@@ -324,12 +324,92 @@ pub async fn timeline(
     Ok(out)
 }
 
-/// The actor a remedy acts as.
-fn remedy_actor(actor: &str, id: Ulid) -> Actor {
+/// The actor a remedy acts as: `via` the incident, or what the person used (`dashboard`).
+fn remedy_actor(actor: &str, id: Ulid, via: Option<&str>) -> Actor {
     Actor {
         name: actor.to_string(),
-        via: Some(format!("incident {id}")),
+        via: Some(via.map_or_else(|| format!("incident {id}"), str::to_string)),
     }
+}
+
+/// Whether `grant` may read `incident`: read on one of its services in one of its
+/// environments.
+pub fn may_read(grant: &Grant, incident: &Incident) -> bool {
+    incident.services.iter().any(|s| {
+        incident
+            .environments
+            .iter()
+            .any(|e| grant.allows(ScopeName::Read, Some(s), Some(e)))
+    })
+}
+
+/// Incident actions other than the remedies need `deploy` or `flags` on every service of
+/// the incident, in each of its environments.
+pub fn require_either(
+    grant: &Grant,
+    services: &[String],
+    environments: &[String],
+) -> Result<(), ApiError> {
+    for s in services {
+        for e in environments {
+            if !grant.allows(ScopeName::Deploy, Some(s), Some(e))
+                && !grant.allows(ScopeName::Flags, Some(s), Some(e))
+            {
+                return Err(ApiError::forbidden(format!(
+                    "token '{}' needs deploy or flags covering {s}@{e} to act on this incident",
+                    grant.token_name
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A remedy needs `scope` on every service of the incident in each of its environments.
+pub fn require_each(grant: &Grant, scope: ScopeName, incident: &Incident) -> Result<(), ApiError> {
+    for s in &incident.services {
+        for e in &incident.environments {
+            crate::auth::require(grant, scope, Some(s), Some(e))?;
+        }
+    }
+    Ok(())
+}
+
+/// `ack`, `mitigate` or `resolve` (need `deploy` or `flags`); `rollback` (needs `deploy`)
+/// and `flag-off` (needs `flags`), which return the change the remedy made. The API and
+/// the dashboard both act through here; `via` says how the person came (`None`: the API).
+pub async fn act(
+    state: &AppState,
+    grant: &Grant,
+    id: Ulid,
+    action: &str,
+    via: Option<&str>,
+) -> Result<(Incident, Option<Ulid>), ApiError> {
+    let incident = load(state.store.as_ref(), id).await?;
+    let step = match action {
+        "ack" => Some(Step::Acknowledge),
+        "mitigate" => Some(Step::Mitigate),
+        "resolve" => Some(Step::Resolve),
+        "rollback" | "flag-off" => None,
+        other => {
+            return Err(ApiError::not_found(format!(
+                "no incident action '{other}'; use ack, mitigate, resolve, rollback or flag-off"
+            )))
+        }
+    };
+    let actor = grant.token_name.as_str();
+    if let Some(step) = step {
+        require_either(grant, &incident.services, &incident.environments)?;
+        return Ok((self::step(state, actor, incident.id, step).await?, None));
+    }
+    let (incident, change) = if action == "rollback" {
+        require_each(grant, ScopeName::Deploy, &incident)?;
+        rollback(state, actor, incident.id, via).await?
+    } else {
+        require_each(grant, ScopeName::Flags, &incident)?;
+        flag_off(state, actor, incident.id, via).await?
+    };
+    Ok((incident, Some(change)))
 }
 
 /// Rolls back the incident's top deploy suspect when it is what runs now (a rollback
@@ -339,6 +419,7 @@ pub async fn rollback(
     state: &AppState,
     actor: &str,
     id: Ulid,
+    via: Option<&str>,
 ) -> Result<(Incident, Ulid), ApiError> {
     let incident = load(state.store.as_ref(), id).await?;
     if incident.resolved_at.is_some() {
@@ -377,7 +458,7 @@ pub async fn rollback(
             change.id
         )));
     };
-    let remedy = remedy_actor(actor, id);
+    let remedy = remedy_actor(actor, id, via);
     // The suspect still rolling out: halt it (abort rolls back what it reached).
     if let Some(active) = state.store.active_rollout(&service, &environment).await? {
         if active.id == rollout_id {
@@ -443,6 +524,7 @@ pub async fn flag_off(
     state: &AppState,
     actor: &str,
     id: Ulid,
+    via: Option<&str>,
 ) -> Result<(Incident, Ulid), ApiError> {
     let incident = load(state.store.as_ref(), id).await?;
     if incident.resolved_at.is_some() {
@@ -477,9 +559,9 @@ pub async fn flag_off(
         )));
     };
     let name = format!("{actor} (incident {id})");
-    let (_, change_id) = crate::flags::ops::change_environment(
-        state.store.as_ref(),
-        &state.flag_sets,
+    let via = via.map_or_else(|| format!("incident {id}"), str::to_string);
+    let (_, change_id) = crate::flags::ops::change_environment_via(
+        state,
         &service,
         &flag,
         &environment,
@@ -489,6 +571,7 @@ pub async fn flag_off(
             if_match: None,
             note: Some(format!("kill switch from incident {id}")),
         },
+        &via,
     )
     .await?;
     let text = format!("turned flag {service}/{flag} off in {environment}");

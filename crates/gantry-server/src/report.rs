@@ -22,6 +22,42 @@ pub struct Scope {
     pub bucket: Bucket,
 }
 
+impl Scope {
+    /// A report's scope from what a person asked: the environment defaults to `prod`, the
+    /// period to the 90 days before `until` (default now), at most three years, in weekly
+    /// buckets unless `by` says `day` or `month`. The API and the dashboard both ask here.
+    pub fn new(
+        service: Option<String>,
+        environment: Option<String>,
+        since: Option<DateTime<Utc>>,
+        until: Option<DateTime<Utc>>,
+        by: Option<&str>,
+    ) -> Result<Scope, crate::error::ApiError> {
+        use crate::error::ApiError;
+        let environment = environment.unwrap_or_else(|| "prod".to_string());
+        gantry_core::names::validate_name("environment", &environment)?;
+        if let Some(s) = &service {
+            gantry_core::names::validate_name("service", s)?;
+        }
+        let until = until.unwrap_or_else(Utc::now);
+        let since = since.unwrap_or(until - Duration::days(90));
+        if since >= until {
+            return Err(ApiError::invalid("since must be before until"));
+        }
+        if until - since > Duration::days(3 * 366) {
+            return Err(ApiError::invalid("the period is at most three years"));
+        }
+        let bucket: Bucket = by.unwrap_or("week").parse()?;
+        Ok(Scope {
+            service,
+            environment,
+            since,
+            until,
+            bucket,
+        })
+    }
+}
+
 /// How far before the period the cause rule and incidents resolved in it are looked for.
 const LOOKBACK_DAYS: i64 = 30;
 

@@ -4,107 +4,21 @@
 #![cfg(feature = "dashboard")]
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::http::{header, Request, StatusCode};
-use axum::Router;
 use chrono::Utc;
 use gantry_core::ship::{Build, HostFacts, HostRelease};
-use gantry_core::{Change, ChangeKind, ChangeStatus, Scope, TokenInfo};
-use gantry_server::{app, AppState, ServerConfig};
+use gantry_core::ChangeKind;
+use gantry_server::ServerConfig;
 use tower::ServiceExt;
 
-const ORIGIN: &str = "http://127.0.0.1:7070";
-const HOST: &str = "127.0.0.1:7070";
+mod common;
 
-struct Env {
-    state: AppState,
-    router: Router,
-    _dir: tempfile::TempDir,
-}
-
-async fn env_with(config: ServerConfig) -> Env {
-    let dir = tempfile::tempdir().unwrap();
-    let store = gantry_store::SqliteStore::open(&dir.path().join("gantry.db"), Default::default())
-        .await
-        .unwrap();
-    let tsdb = gantry_tsdb::Tsdb::open(&dir.path().join("metrics"), Default::default()).unwrap();
-    let state = AppState::new(Arc::new(store), tsdb, config);
-    let router = app(state.clone());
-    Env {
-        state,
-        router,
-        _dir: dir,
-    }
-}
-
-async fn env() -> Env {
-    env_with(ServerConfig::default()).await
-}
+use common::{env, env_with, Env, HOST, ORIGIN};
 
 impl Env {
-    /// Creates a token with these scopes; returns its secret.
-    async fn token(&self, name: &str, scopes: &str) -> String {
-        let secret = gantry_core::token::generate_secret();
-        let info = TokenInfo {
-            name: name.into(),
-            scopes: Scope::parse_list(scopes).unwrap(),
-            created_at: Utc::now(),
-            expires_at: None,
-            created_by: "test".into(),
-        };
-        self.state
-            .store
-            .create_token(&info, &gantry_core::token::digest(&secret))
-            .await
-            .unwrap();
-        secret
-    }
-
-    async fn send(&self, request: Request<Body>) -> (StatusCode, axum::http::HeaderMap, String) {
-        let response = self.router.clone().oneshot(request).await.unwrap();
-        let status = response.status();
-        let headers = response.headers().clone();
-        let body = axum::body::to_bytes(response.into_body(), 16 << 20)
-            .await
-            .unwrap();
-        (status, headers, String::from_utf8_lossy(&body).into_owned())
-    }
-
-    async fn get(&self, path: &str, cookie: &str) -> (StatusCode, axum::http::HeaderMap, String) {
-        let request = Request::builder()
-            .uri(path)
-            .header(header::HOST, HOST)
-            .header(header::COOKIE, cookie)
-            .body(Body::empty())
-            .unwrap();
-        self.send(request).await
-    }
-
-    async fn post(
-        &self,
-        path: &str,
-        cookie: &str,
-        origin: Option<&str>,
-        form: &[(&str, &str)],
-    ) -> (StatusCode, axum::http::HeaderMap, String) {
-        let body: String = form_urlencoded::Serializer::new(String::new())
-            .extend_pairs(form)
-            .finish();
-        let mut request = Request::builder()
-            .method("POST")
-            .uri(path)
-            .header(header::HOST, HOST)
-            .header(header::COOKIE, cookie)
-            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded");
-        if let Some(o) = origin {
-            request = request.header(header::ORIGIN, o);
-        }
-        self.send(request.body(Body::from(body)).unwrap()).await
-    }
-
     /// Deploys build `id` of shop to stage through the dashboard's form.
     async fn deploy(
         &self,
@@ -138,54 +52,6 @@ impl Env {
             .header(header::COOKIE, cookie)
             .body(Body::empty())
             .unwrap()
-    }
-
-    /// Signs in with `secret`; returns the cookie pair to send back.
-    async fn sign_in(&self, secret: &str) -> String {
-        let (status, headers, body) = self
-            .post(
-                "/ui/sign-in",
-                "",
-                Some(ORIGIN),
-                &[("token", secret), ("next", "/")],
-            )
-            .await;
-        assert_eq!(status, StatusCode::SEE_OTHER, "{body}");
-        let cookie = headers[header::SET_COOKIE].to_str().unwrap().to_string();
-        cookie.split(';').next().unwrap().to_string()
-    }
-
-    /// The CSRF value a signed-in page carries.
-    async fn csrf(&self, cookie: &str) -> String {
-        let (_, _, body) = self.get("/ui/changes", cookie).await;
-        let at = body
-            .find("name=\"csrf-token\" content=\"")
-            .expect("csrf meta")
-            + 27;
-        body[at..].split('"').next().unwrap().to_string()
-    }
-
-    async fn change(&self, summary: &str, service: &str, env: &str) -> Change {
-        let now = Utc::now();
-        let change = Change {
-            id: ulid::Ulid::new(),
-            kind: ChangeKind::Note,
-            service: Some(service.into()),
-            environment: Some(env.into()),
-            actor: "ann".into(),
-            summary: summary.into(),
-            description: Some(format!("details: {summary}")),
-            status: ChangeStatus::Succeeded,
-            started_at: now,
-            finished_at: Some(now),
-            size: None,
-            commit_range: None,
-            links: Vec::new(),
-            metadata: serde_json::Map::new(),
-            history: None,
-        };
-        self.state.store.insert_change(&change).await.unwrap();
-        change
     }
 
     /// A service `shop` (dev, stage, prod), a build, and `n` online hosts in `env`.
@@ -818,4 +684,131 @@ async fn signing_out_ends_the_streams() {
     // And a signed-out stream is refused outright.
     let request = Env::stream(&cookie);
     assert_eq!(env.send(request).await.0, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn incidents_are_shown_and_acted_on_within_the_scopes() {
+    let env = env().await;
+    let admin = env.token("admin", "admin").await;
+    let reader = env.token("reader", "read").await;
+    env.change_of(ChangeKind::Deploy, "Deploy shop 1.4.0", "shop", "prod")
+        .await;
+    let incident = gantry_server::incidents::open(
+        &env.state,
+        "admin",
+        gantry_core::incident::NewIncident {
+            title: "Checkout <errors> up".into(),
+            service: "shop".into(),
+            environment: "prod".into(),
+            severity: None,
+            impact_started_at: None,
+        },
+        gantry_core::incident::Source::Manual,
+    )
+    .await
+    .unwrap();
+    let path = format!("/ui/incidents/{}", incident.id);
+    // A reader sees it, without buttons, and cannot act by a forged POST.
+    let cookie = env.sign_in(&reader).await;
+    let (status, _, body) = env.get("/ui/incidents", &cookie).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(body.contains("Checkout &lt;errors&gt; up"), "{body}");
+    assert!(
+        body.contains("(1 open) Incidents"),
+        "the count is in the tab title"
+    );
+    let (_, _, body) = env.get(&path, &cookie).await;
+    assert!(!body.contains(">Acknowledge</button>"), "{body}");
+    assert!(
+        body.contains("Deploy shop 1.4.0"),
+        "the suspect is listed: {body}"
+    );
+    assert_html_is_policy_clean(&body);
+    let csrf = env.csrf(&cookie).await;
+    let (status, _, _) = env
+        .post(
+            &format!("{path}/ack"),
+            &cookie,
+            Some(ORIGIN),
+            &[("_csrf", &csrf)],
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let stored = gantry_server::incidents::load(env.state.store.as_ref(), incident.id)
+        .await
+        .unwrap();
+    assert!(stored.acknowledged_at.is_none(), "nothing was done");
+    // The admin acknowledges and writes a note, shown as text.
+    let cookie = env.sign_in(&admin).await;
+    let csrf = env.csrf(&cookie).await;
+    let (status, _, _) = env
+        .post(
+            &format!("{path}/ack"),
+            &cookie,
+            Some(ORIGIN),
+            &[("_csrf", &csrf)],
+        )
+        .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let (status, _, _) = env
+        .post(
+            &format!("{path}/notes"),
+            &cookie,
+            Some(ORIGIN),
+            &[("_csrf", &csrf), ("text", "<img src=x onerror=alert(1)>")],
+        )
+        .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let (_, _, body) = env.get(&path, &cookie).await;
+    assert!(
+        body.contains("&lt;img src=x onerror=alert(1)&gt;"),
+        "{body}"
+    );
+    let stored = gantry_server::incidents::load(env.state.store.as_ref(), incident.id)
+        .await
+        .unwrap();
+    assert!(stored.acknowledged_at.is_some());
+    let (status, _, _) = env
+        .post(
+            &format!("{path}/nope"),
+            &cookie,
+            Some(ORIGIN),
+            &[("_csrf", &csrf)],
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _, body) = env.get("/ui/monitors", &cookie).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        body.contains("gantry monitor apply"),
+        "the empty state says what to do: {body}"
+    );
+}
+
+#[tokio::test]
+async fn the_report_page_shows_the_figures_and_refuses_bad_periods() {
+    let env = env().await;
+    let admin = env.token("admin", "admin").await;
+    let narrow = env.token("narrow", "read:shop@stage").await;
+    let cookie = env.sign_in(&admin).await;
+    let (status, _, body) = env.get("/ui/report?since=30d&by=day", &cookie).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(
+        body.contains("Time to detect (MTTD)") && body.contains("n = 0"),
+        "{body}"
+    );
+    assert_html_is_policy_clean(&body);
+    let (status, _, body) = env.get("/ui/report?since=tomorrow-ish", &cookie).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(body.contains("since"), "{body}");
+    let (status, _, _) = env.get("/ui/report?by=year", &cookie).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    // A token narrowed to stage reads no prod report.
+    let cookie = env.sign_in(&narrow).await;
+    let (status, _, _) = env.get("/ui/report", &cookie).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, _, _) = env
+        .get("/ui/report?service=shop&environment=stage", &cookie)
+        .await;
+    assert_eq!(status, StatusCode::OK);
 }

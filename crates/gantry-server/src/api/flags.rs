@@ -131,20 +131,7 @@ fn if_match(headers: &HeaderMap) -> ApiResult<Option<i64>> {
 
 /// Whether the caller may read the flags of `service`: `read` or `flags` covering it.
 fn require_read(caller: &Caller, service: &str) -> ApiResult<()> {
-    let ok = caller.0.scopes.iter().any(|s| {
-        matches!(
-            s.name,
-            ScopeName::Read | ScopeName::Flags | ScopeName::Admin
-        ) && s.service.as_deref().is_none_or(|n| n == service)
-    });
-    if ok {
-        Ok(())
-    } else {
-        Err(ApiError::forbidden(format!(
-            "token '{}' lacks the scope read:{service} or flags:{service} needed to read its flags",
-            caller.name()
-        )))
-    }
+    ops::require_read(&caller.0, service)
 }
 
 /// A flag to create.
@@ -345,13 +332,9 @@ pub async fn get_flag(
         })
         .collect();
     sdks.sort_by_key(|s| std::cmp::Reverse(s.last_seen_at));
-    let since = Utc::now() - chrono::TimeDelta::days(crate::flags::usage::RETENTION_DAYS);
-    let usage = state
-        .store
-        .flag_usage_since(&service, since)
+    let usage = crate::flags::usage::of_flag(&state, &service, &name)
         .await?
         .into_iter()
-        .filter(|u| u.name == name)
         .map(|u| {
             (
                 u.environment,

@@ -5,9 +5,7 @@
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
-use gantry_core::incident::{
-    ActionResult, Cause, Incident, IncidentView, NewIncident, Source, Step,
-};
+use gantry_core::incident::{ActionResult, Cause, Incident, IncidentView, NewIncident, Source};
 use gantry_core::ScopeName;
 use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
@@ -30,47 +28,16 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(set_cause))
 }
 
-/// Incident actions other than the remedies need `deploy` or `flags` on every service of
-/// the incident, in each of its environments.
+fn may_read(caller: &Caller, incident: &Incident) -> bool {
+    incidents::may_read(&caller.0, incident)
+}
+
 fn require_either(
     caller: &Caller,
     services: &[String],
     environments: &[String],
 ) -> Result<(), ApiError> {
-    for s in services {
-        for e in environments {
-            let deploy = caller.0.allows(ScopeName::Deploy, Some(s), Some(e));
-            if !deploy {
-                caller
-                    .require(ScopeName::Flags, Some(s), Some(e))
-                    .map_err(|_| {
-                        ApiError::forbidden(format!(
-                        "token '{}' needs deploy or flags covering {s}@{e} to act on this incident",
-                        caller.name()
-                    ))
-                    })?;
-            }
-        }
-    }
-    Ok(())
-}
-
-fn require_each(caller: &Caller, scope: ScopeName, incident: &Incident) -> Result<(), ApiError> {
-    for s in &incident.services {
-        for e in &incident.environments {
-            caller.require(scope, Some(s), Some(e))?;
-        }
-    }
-    Ok(())
-}
-
-fn may_read(caller: &Caller, incident: &Incident) -> bool {
-    incident.services.iter().any(|s| {
-        incident
-            .environments
-            .iter()
-            .any(|e| caller.0.allows(ScopeName::Read, Some(s), Some(e)))
-    })
+    incidents::require_either(&caller.0, services, environments)
 }
 
 async fn readable(state: &AppState, caller: &Caller, id: &str) -> ApiResult<Incident> {
@@ -226,35 +193,11 @@ pub async fn act(
     Path((id, action)): Path<(String, String)>,
 ) -> ApiResult<axum::Json<ActionResult>> {
     let incident = readable(&state, &caller, &id).await?;
-    let step = match action.as_str() {
-        "ack" => Some(Step::Acknowledge),
-        "mitigate" => Some(Step::Mitigate),
-        "resolve" => Some(Step::Resolve),
-        "rollback" | "flag-off" => None,
-        other => {
-            return Err(ApiError::not_found(format!(
-                "no incident action '{other}'; use ack, mitigate, resolve, rollback or flag-off"
-            )))
-        }
-    };
-    if let Some(step) = step {
-        require_either(&caller, &incident.services, &incident.environments)?;
-        let incident = incidents::step(&state, caller.name(), incident.id, step).await?;
-        return Ok(axum::Json(ActionResult {
-            incident,
-            change_id: None,
-        }));
-    }
-    let (incident, change) = if action == "rollback" {
-        require_each(&caller, ScopeName::Deploy, &incident)?;
-        incidents::rollback(&state, caller.name(), incident.id).await?
-    } else {
-        require_each(&caller, ScopeName::Flags, &incident)?;
-        incidents::flag_off(&state, caller.name(), incident.id).await?
-    };
+    let (incident, change_id) =
+        incidents::act(&state, &caller.0, incident.id, &action, None).await?;
     Ok(axum::Json(ActionResult {
         incident,
-        change_id: Some(change),
+        change_id,
     }))
 }
 

@@ -157,14 +157,13 @@ fn view(
     }
 }
 
-async fn views(state: &AppState, caller: &Caller) -> ApiResult<Vec<MonitorView>> {
+/// Every monitor `grant` may read with its states (host liveness too, for a grant that
+/// reads everything). The API and the dashboard list monitors through here.
+pub async fn views(state: &AppState, grant: &gantry_core::Grant) -> ApiResult<Vec<MonitorView>> {
     let states = monitors::stored_states(state.store.as_ref()).await?;
     let mut out = Vec::new();
     for m in monitors::all(state.store.as_ref()).await? {
-        if !caller
-            .0
-            .allows(ScopeName::Read, Some(&m.service), Some(&m.environment))
-        {
+        if !grant.allows(ScopeName::Read, Some(&m.service), Some(&m.environment)) {
             continue;
         }
         let kind = m.check.kind().as_str();
@@ -176,7 +175,7 @@ async fn views(state: &AppState, caller: &Caller) -> ApiResult<Vec<MonitorView>>
             states.get(&m.name),
         ));
     }
-    if caller.0.allows(ScopeName::Read, None, None) {
+    if grant.allows(ScopeName::Read, None, None) {
         let mut hosts: Vec<_> = states
             .iter()
             .filter(|(n, _)| n.starts_with(HOST_PREFIX))
@@ -202,7 +201,7 @@ pub async fn list_monitors(
     caller: Caller,
 ) -> ApiResult<axum::Json<Vec<MonitorView>>> {
     caller.require_somewhere(ScopeName::Read)?;
-    Ok(axum::Json(views(&state, &caller).await?))
+    Ok(axum::Json(views(&state, &caller.0).await?))
 }
 
 /// One monitor with its series and recent transitions.
@@ -220,7 +219,7 @@ pub async fn get_monitor(
     Path(name): Path<String>,
 ) -> ApiResult<axum::Json<MonitorView>> {
     caller.require_somewhere(ScopeName::Read)?;
-    let mut found = views(&state, &caller)
+    let mut found = views(&state, &caller.0)
         .await?
         .into_iter()
         .find(|v| v.name == name)

@@ -3,7 +3,7 @@
 
 use axum::extract::State;
 use chrono::{DateTime, Utc};
-use gantry_core::report::{Bucket, Report};
+use gantry_core::report::Report;
 use gantry_core::ScopeName;
 use serde::Deserialize;
 use utoipa::IntoParams;
@@ -11,7 +11,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::auth::Caller;
-use crate::error::{ApiError, ApiResult, ErrorBody};
+use crate::error::{ApiResult, ErrorBody};
 use crate::extract::Query;
 use crate::state::AppState;
 
@@ -57,28 +57,12 @@ pub async fn get_report(
     caller: Caller,
     Query(p): Query<ReportParams>,
 ) -> ApiResult<axum::Json<Report>> {
-    let environment = p.environment.unwrap_or_else(|| "prod".to_string());
-    gantry_core::names::validate_name("environment", &environment)?;
-    if let Some(s) = &p.service {
-        gantry_core::names::validate_name("service", s)?;
-    }
-    caller.require(ScopeName::Read, p.service.as_deref(), Some(&environment))?;
-    let now = Utc::now();
-    let until = p.until.unwrap_or(now);
-    let since = p.since.unwrap_or(until - chrono::Duration::days(90));
-    if since >= until {
-        return Err(ApiError::invalid("since must be before until"));
-    }
-    if until - since > chrono::Duration::days(3 * 366) {
-        return Err(ApiError::invalid("the period is at most three years"));
-    }
-    let bucket: Bucket = p.by.as_deref().unwrap_or("week").parse()?;
-    let scope = crate::report::Scope {
-        service: p.service,
-        environment,
-        since,
-        until,
-        bucket,
-    };
+    let scope =
+        crate::report::Scope::new(p.service, p.environment, p.since, p.until, p.by.as_deref())?;
+    caller.require(
+        ScopeName::Read,
+        scope.service.as_deref(),
+        Some(&scope.environment),
+    )?;
     Ok(axum::Json(crate::report::report(&state, &scope).await?))
 }

@@ -116,7 +116,7 @@ pub async fn page(
         @if hosts.is_empty() {
             (empty("No hosts here yet.", html! {
                 "Enroll one with " code { "gantry host enroll web-1 --env prod > web-1.token" }
-                ", then run " code { "gantry agent --server http://…:7070 --token-file web-1.token" } " on it."
+                ", then run " code { "gantry agent --env prod --server http://…:7070 --token-file web-1.token" } " on it."
             }))
         } @else {
             div.scroll {

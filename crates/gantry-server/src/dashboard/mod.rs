@@ -12,9 +12,13 @@
 
 mod assets;
 mod changes;
+mod flags;
 mod hosts;
+mod incidents;
 mod metrics;
+mod migrations;
 mod overview;
+mod report;
 mod rollout;
 mod service;
 pub mod session;
@@ -55,9 +59,27 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .route("/ui/hosts/{name}/maintenance", post(hosts::maintenance))
         .route("/ui/metrics", get(metrics::page))
         .route("/ui/metrics/data", get(metrics::data))
+        .route("/ui/flags", get(flags::page))
+        .route("/ui/flags/table", get(flags::table_fragment))
+        .route("/ui/flags/{service}/{name}", get(flags::show))
+        .route(
+            "/ui/flags/{service}/{name}/environments/{env}/{action}",
+            post(flags::switch),
+        )
+        .route("/ui/migrations", get(migrations::page))
+        .route("/ui/migrations/table", get(migrations::table_fragment))
+        .route("/ui/migrations/{id}", get(migrations::show))
+        .route("/ui/migrations/{id}/live", get(migrations::live_fragment))
+        .route("/ui/migrations/{id}/{action}", post(migrations::control))
         .route("/ui/tokens", get(tokens::page).post(tokens::create))
         .route("/ui/tokens/{name}/revoke", post(tokens::revoke))
         .route("/ui/sessions/end", post(tokens::end_sessions))
+        .route("/ui/incidents", get(incidents::page))
+        .route("/ui/incidents/{id}", get(incidents::show))
+        .route("/ui/incidents/{id}/notes", post(incidents::note))
+        .route("/ui/incidents/{id}/{action}", post(incidents::act))
+        .route("/ui/monitors", get(incidents::monitors))
+        .route("/ui/report", get(report::page))
         .layer(middleware::from_fn(move |req, next| {
             crate::app::with_timeout(timeout, req, next)
         }))

@@ -39,13 +39,21 @@ impl Cell {
     }
 }
 
-/// Environments in pipeline order: each service's order, merged by first appearance.
+/// Environments in pipeline order: the pipelines merged so that each keeps its own order
+/// (an environment new to the list goes before the next one of its pipeline already there).
 pub fn environments(services: &[Service]) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
     for s in services {
-        for e in &s.environments {
-            if !out.contains(e) {
-                out.push(e.clone());
+        for (i, e) in s.environments.iter().enumerate() {
+            if out.contains(e) {
+                continue;
+            }
+            let before = s.environments[i + 1..]
+                .iter()
+                .find_map(|next| out.iter().position(|o| o == next));
+            match before {
+                Some(at) => out.insert(at, e.clone()),
+                None => out.push(e.clone()),
             }
         }
     }
@@ -185,7 +193,7 @@ async fn table_and_title(state: &AppState, viewer: &Viewer) -> UiResult<(Markup,
         div #overview-table hx-get="/ui/overview/table" hx-trigger="sse:created throttle:2s, sse:updated throttle:2s" hx-swap="outerHTML" {
             @if services.is_empty() {
                 (empty("No services yet.", html! {
-                    "Register one with " code { "gantry service create shop --environments dev,stage,prod" }
+                    "Register one with " code { "gantry service create shop --envs dev,stage,prod" }
                     " or record a change naming it: " code { "gantry change record --service shop …" } "."
                 }))
             } @else {
@@ -289,4 +297,28 @@ pub async fn table(State(state): State<AppState>, viewer: Viewer) -> UiResult {
         title { (title) " · Gantry" }
         (table)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn service(name: &str, envs: &[&str]) -> Service {
+        Service {
+            name: name.into(),
+            environments: envs.iter().map(|e| e.to_string()).collect(),
+            created_at: Utc::now(),
+        }
+    }
+
+    #[test]
+    fn pipelines_merge_in_their_own_order() {
+        let merged = environments(&[
+            service("search", &["stage", "prod"]),
+            service("shop", &["dev", "stage", "prod"]),
+            service("batch", &["qa", "prod", "dr"]),
+        ]);
+        assert_eq!(merged, ["dev", "stage", "qa", "prod", "dr"]);
+        assert!(environments(&[]).is_empty());
+    }
 }

@@ -119,7 +119,7 @@ pub fn summary(viewer: &Viewer, r: &Rollout, tasks: &[Task]) -> Markup {
             }
             @if may_deploy && !r.state.is_final() {
                 div.actions {
-                    @for (action, label) in [("pause", "Pause"), ("resume", "Resume"), ("abort", "Abort")] {
+                    @for (action, label) in controls(r.state) {
                         form method="post" action=(format!("/ui/rollouts/{}/{action}", r.id)) {
                             input type="hidden" name="_csrf" value=(viewer.csrf);
                             button type="submit" class=(if action == "abort" { "danger" } else { "" }) { (label) }
@@ -131,6 +131,16 @@ pub fn summary(viewer: &Viewer, r: &Rollout, tasks: &[Task]) -> Markup {
                 p { a.button href=(format!("/ui/services/{}/confirm?action=rollback&environment={}", r.service, r.environment)) { "Roll back " (r.environment) "…" } }
             }
         }
+    }
+}
+
+/// The controls a rollout in `state` offers.
+fn controls(state: gantry_core::ship::RolloutState) -> Vec<(&'static str, &'static str)> {
+    use gantry_core::ship::RolloutState;
+    match state {
+        RolloutState::Running => vec![("pause", "Pause"), ("abort", "Abort")],
+        RolloutState::Paused => vec![("resume", "Resume"), ("abort", "Abort")],
+        _ => Vec::new(),
     }
 }
 

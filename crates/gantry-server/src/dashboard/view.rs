@@ -44,6 +44,8 @@ pub fn page(viewer: Option<&Viewer>, title: &str, nav: Nav, body: Markup) -> Mar
                     meta name="csrf-token" content=(v.csrf);
                 }
                 title { (title) " · Gantry" }
+                // No favicon request (it would be a 404 in every tab's console).
+                link rel="icon" href="data:,";
                 link rel="stylesheet" href=(asset("uplot.css"));
                 link rel="stylesheet" href=(asset("app.css"));
                 script src=(asset("htmx.js")) defer {}

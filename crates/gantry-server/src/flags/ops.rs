@@ -4,7 +4,7 @@
 //! server's flag sets.
 
 use chrono::{DateTime, Utc};
-use gantry_core::{Change, ChangeKind, ChangeStatus};
+use gantry_core::{Change, ChangeKind, ChangeStatus, Grant, ScopeName};
 use gantry_flags::edit::{self, Edit};
 use gantry_flags::model::{EnvironmentDefinition, Segment};
 use gantry_store::{FlagRecord, FlagWrite, Store, StoreError};
@@ -12,6 +12,7 @@ use ulid::Ulid;
 
 use super::FlagSets;
 use crate::error::ApiError;
+use crate::state::AppState;
 
 /// Largest definition of one flag in one environment, in bytes of JSON: with its previous
 /// version it fits in one change's metadata.
@@ -36,6 +37,29 @@ pub struct Actor<'a> {
     pub if_match: Option<i64>,
     /// Said in the change's description (e.g. how late a schedule ran).
     pub note: Option<String>,
+}
+
+/// Whether `grant` may read the flags of `service`: `read` or `flags` (or `admin`) covering
+/// the service, in any environment.
+pub fn may_read(grant: &Grant, service: &str) -> bool {
+    grant.scopes.iter().any(|s| {
+        matches!(
+            s.name,
+            ScopeName::Read | ScopeName::Flags | ScopeName::Admin
+        ) && s.service.as_deref().is_none_or(|n| n == service)
+    })
+}
+
+/// Refuses with 403 unless `grant` may read the flags of `service` ([`may_read`]).
+pub fn require_read(grant: &Grant, service: &str) -> Result<(), ApiError> {
+    if may_read(grant, service) {
+        Ok(())
+    } else {
+        Err(ApiError::forbidden(format!(
+            "token '{}' lacks the scope read:{service} or flags:{service} needed to read its flags",
+            grant.token_name
+        )))
+    }
 }
 
 /// The definition stored for `environment`, if any.
@@ -76,6 +100,44 @@ pub async fn change_environment(
     environment: &str,
     change: &EnvChange,
     actor: &Actor<'_>,
+) -> Result<(FlagRecord, Ulid), ApiError> {
+    write_environment(store, sets, service, name, environment, change, actor, None).await
+}
+
+/// [`change_environment`] for a person who came another way than the API: `via`
+/// (`dashboard`) is recorded in the change's metadata.
+pub async fn change_environment_via(
+    state: &AppState,
+    service: &str,
+    name: &str,
+    environment: &str,
+    change: &EnvChange,
+    actor: &Actor<'_>,
+    via: &str,
+) -> Result<(FlagRecord, Ulid), ApiError> {
+    write_environment(
+        state.store.as_ref(),
+        &state.flag_sets,
+        service,
+        name,
+        environment,
+        change,
+        actor,
+        Some(via),
+    )
+    .await
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn write_environment(
+    store: &dyn Store,
+    sets: &FlagSets,
+    service: &str,
+    name: &str,
+    environment: &str,
+    change: &EnvChange,
+    actor: &Actor<'_>,
+    via: Option<&str>,
 ) -> Result<(FlagRecord, Ulid), ApiError> {
     gantry_core::names::validate_name("environment", environment)?;
     let registered = store
@@ -126,16 +188,20 @@ pub async fn change_environment(
             )));
         }
         let now = Utc::now();
+        let mut metadata = serde_json::json!({
+            "flag": name,
+            "before": old,
+            "after": new,
+        });
+        if let (Some(via), Some(map)) = (via, metadata.as_object_mut()) {
+            map.insert("via".into(), via.into());
+        }
         let record = flag_change(
             service,
             Some(environment),
             actor,
             edit::summary(name, environment, old.as_ref(), &new),
-            serde_json::json!({
-                "flag": name,
-                "before": old,
-                "after": new,
-            }),
+            metadata,
             now,
         );
         let write = FlagWrite::Environment {

@@ -25,6 +25,19 @@ struct Counts {
     variants: BTreeMap<String, i64>,
 }
 
+/// Per environment: the evaluations of flag `name` of `service` in the last
+/// [`RETENTION_DAYS`] (what SDKs reported and servers counted) and the newest hour with one.
+pub async fn of_flag(
+    state: &crate::state::AppState,
+    service: &str,
+    name: &str,
+) -> Result<Vec<FlagUsage>, gantry_store::StoreError> {
+    let since = Utc::now() - TimeDelta::days(RETENTION_DAYS);
+    let mut usage = state.store.flag_usage_since(service, since).await?;
+    usage.retain(|u| u.name == name);
+    Ok(usage)
+}
+
 #[derive(Default)]
 pub struct Usage {
     pending: Mutex<HashMap<Key, Counts>>,

@@ -3,12 +3,15 @@
 //! (`migrate` on every service of the database, in its environment), what the contract gate
 //! says for it, and the writes that submit, control and finish a job with its change.
 
+use std::collections::VecDeque;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use gantry_core::migrate::{contract_gate, GateDecision, ServiceDeploys};
-use gantry_core::migrate_job::{control_job, Job, JobAction, JobFile, JobKind, JobState, NewJob};
-use gantry_core::{Change, ChangeKind, ChangePatch, ChangeStatus, ScopeName};
+use gantry_core::migrate_job::{
+    control_job, Job, JobAction, JobFile, JobKind, JobLogLine, JobState, NewJob,
+};
+use gantry_core::{Change, ChangeKind, ChangePatch, ChangeQuery, ChangeStatus, Grant, ScopeName};
 use gantry_store::{Store, StoreError};
 use ulid::Ulid;
 
@@ -47,19 +50,31 @@ pub fn require_migrate(
     services: &[String],
     environment: &str,
 ) -> Result<(), ApiError> {
+    require_migrate_of(&caller.0, services, environment)
+}
+
+/// [`require_migrate`] for any transport's grant (the API's caller, the dashboard's viewer).
+pub fn require_migrate_of(
+    grant: &Grant,
+    services: &[String],
+    environment: &str,
+) -> Result<(), ApiError> {
     for service in services {
-        caller.require(ScopeName::Migrate, Some(service), Some(environment))?;
+        crate::auth::require(grant, ScopeName::Migrate, Some(service), Some(environment))?;
     }
     Ok(())
 }
 
 /// Reading a job needs `read` on one of its services in its environment.
 pub fn may_read(caller: &Caller, job: &Job) -> bool {
-    job.services.iter().any(|s| {
-        caller
-            .0
-            .allows(ScopeName::Read, Some(s), Some(&job.environment))
-    })
+    readable_by(&caller.0, job)
+}
+
+/// [`may_read`] for any transport's grant.
+pub fn readable_by(grant: &Grant, job: &Job) -> bool {
+    job.services
+        .iter()
+        .any(|s| grant.allows(ScopeName::Read, Some(s), Some(&job.environment)))
 }
 
 /// What the gate looks at for each service: the build running in the environment and
@@ -285,13 +300,26 @@ pub async fn control(
     action: JobAction,
     retry: RetryOptions,
 ) -> Result<Job, ApiError> {
+    control_by(state, &caller.0, None, id, action, retry).await
+}
+
+/// [`control`] for any transport's grant; `via` says how the person came (`dashboard`;
+/// `None`: the API), in the job's log.
+pub async fn control_by(
+    state: &AppState,
+    grant: &Grant,
+    via: Option<&str>,
+    id: Ulid,
+    action: JobAction,
+    retry: RetryOptions,
+) -> Result<Job, ApiError> {
     for _ in 0..10 {
         let mut job = state
             .store
             .get_migrate_job(id)
             .await?
             .ok_or_else(|| ApiError::not_found(format!("no migration job {id}")))?;
-        require_migrate(caller, &job.services, &job.environment)?;
+        require_migrate_of(grant, &job.services, &job.environment)?;
         let (next, control) = control_job(&job, action)?;
         let now = Utc::now();
         job.state = next;
@@ -312,7 +340,10 @@ pub async fn control(
         }
         match state.store.update_migrate_job(&job).await {
             Ok(job) => {
-                let said = format!("{} requested by {}", action.as_str(), caller.name());
+                let mut said = format!("{} requested by {}", action.as_str(), grant.token_name);
+                if let Some(via) = via {
+                    said.push_str(&format!(" (via {via})"));
+                }
                 state.store.append_migrate_log(id, &[(now, said)]).await?;
                 if job.state == JobState::Aborted {
                     finish_change(
@@ -337,6 +368,81 @@ pub async fn control(
             action.as_str()
         ),
     ))
+}
+
+/// The last `n` lines of a job's log, oldest first, and whether earlier lines were left
+/// out.
+pub async fn log_tail(
+    state: &AppState,
+    id: Ulid,
+    n: usize,
+) -> Result<(Vec<JobLogLine>, bool), StoreError> {
+    const PAGE: u32 = 1000;
+    let mut tail: VecDeque<JobLogLine> = VecDeque::with_capacity(n + 1);
+    let mut cut = false;
+    let mut after = 0;
+    loop {
+        let lines = state.store.migrate_log_after(id, after, PAGE).await?;
+        let Some(last) = lines.last() else { break };
+        after = last.seq;
+        let full = lines.len() == PAGE as usize;
+        for line in lines {
+            tail.push_back(line);
+            if tail.len() > n {
+                tail.pop_front();
+                cut = true;
+            }
+        }
+        if !full {
+            break;
+        }
+    }
+    Ok((tail.into(), cut))
+}
+
+/// The contract gate of the configured database `name` as it stands now, for a page to
+/// show: the newest expand migration of the database recorded in the change log as
+/// succeeded in its environment (a job's or a runner's) stands for the newest applied. A
+/// contract job still reads the database's own version table when it runs. Returns the
+/// decision and that expand's time.
+pub async fn gate_now(
+    state: &AppState,
+    name: &str,
+    db: &MigrateDatabase,
+) -> Result<(GateDecision, Option<DateTime<Utc>>), StoreError> {
+    let query = ChangeQuery {
+        environment: Some(db.environment.clone()),
+        kind: Some(ChangeKind::Migration),
+        status: Some(ChangeStatus::Succeeded),
+        limit: 500,
+        ..ChangeQuery::default()
+    };
+    let said = |c: &Change, key: &str| {
+        c.metadata
+            .get(key)
+            .and_then(|v| v.as_str())
+            .map(str::to_string)
+    };
+    let expanded_at = state
+        .store
+        .list_changes(&query)
+        .await?
+        .iter()
+        .filter(|c| {
+            said(c, "database").as_deref() == Some(name)
+                && said(c, "phase").as_deref() == Some("expand")
+        })
+        .map(|c| c.finished_at.unwrap_or(c.started_at))
+        .max();
+    let decision = gate(
+        state.store.as_ref(),
+        &db.services,
+        &db.environment,
+        expanded_at,
+        Duration::from_secs(state.config.migrate.contract_bake_secs),
+    )
+    .await?;
+    Ok((decision, expanded_at))
 }
 
 /// Ends a job's change with `status`, its outcome in the description.
