@@ -7,12 +7,14 @@
 //! one process with `agents`; the flags benchmark (`scripts/bench/flags`) uses `flag-eval`
 //! and `flag-propagation`; the migrations benchmark (`scripts/bench/migrate`) sends its
 //! fixed-rate SQL traffic with `sql-load`; the detection benchmark (`scripts/bench/detect`)
-//! runs entirely in `detect`, offline.
+//! runs entirely in `detect`, offline; the dashboard benchmark (`scripts/bench/dashboard`)
+//! fills a store with a 1,000-host rollout with `dashboard-load`.
 //!
 //! Invariant: results go to stdout as one line of `key=value` pairs, for the script to
 //! read; everything meant for people (progress, summaries, errors) goes to stderr.
 
 mod agents;
+mod dashboard;
 mod detect;
 mod flags;
 mod graphite;
@@ -64,6 +66,9 @@ enum Command {
     /// Send fixed-rate SQL reads, updates and inserts to one table while a migration runs,
     /// timing each query from its scheduled send (scripts/bench/migrate).
     SqlLoad(sql_load::SqlLoadArgs),
+    /// Fill an empty store with a 1,000-host rollout half-way through, for the dashboard
+    /// benchmark (scripts/bench/dashboard).
+    DashboardLoad(dashboard::DashboardLoadArgs),
     /// Run the seeded detection corpus through the detector and two baselines, offline
     /// (scripts/bench/detect): `--train` tunes the baselines, `--report` measures.
     Detect(detect::DetectArgs),
@@ -107,6 +112,7 @@ fn main() -> ExitCode {
             Command::FlagEval(args) => flags::eval(args).await,
             Command::FlagPropagation(args) => flags::propagation(args).await,
             Command::SqlLoad(args) => sql_load::run(args).await,
+            Command::DashboardLoad(args) => dashboard::run(args).await,
             Command::Detect(_) => unreachable!("run before the runtime starts"),
         }
     });

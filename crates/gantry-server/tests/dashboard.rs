@@ -460,6 +460,19 @@ async fn a_thousand_host_rollout_is_paginated() {
     )
     .await
     .unwrap();
+    // One host's hook printed HTML and terminal colours: shown as text.
+    let mut tasks = env.state.store.rollout_tasks(rollout.id).await.unwrap();
+    tasks.sort_by(|a, b| (a.wave, &a.host).cmp(&(b.wave, &b.host)));
+    let mut task = tasks[0].clone();
+    task.state = gantry_core::ship::TaskState::Running;
+    task.step = Some("restart".into());
+    task.output = "<script>alert(1)</script>\n\u{1b}[31mred\u{1b}[0m done".into();
+    task.updated_at = Utc::now();
+    env.state
+        .store
+        .save_rollout(&rollout, &[&task], &[], None)
+        .await
+        .unwrap();
     let cookie = env.sign_in(&admin).await;
     let started = Instant::now();
     let (status, _, body) = env
@@ -471,6 +484,14 @@ async fn a_thousand_host_rollout_is_paginated() {
         body.matches("<tr id=\"task-").count(),
         200,
         "one page of hosts"
+    );
+    assert!(
+        body.contains("&lt;script&gt;alert(1)&lt;/script&gt;\nred done"),
+        "hook output as text"
+    );
+    assert!(
+        !body.contains('\u{1b}'),
+        "no terminal escapes reach the page"
     );
     assert!(
         body.contains("page 1 of 5"),

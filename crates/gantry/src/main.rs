@@ -280,3 +280,74 @@ fn main() -> ExitCode {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser as _;
+
+    /// The words of a command as a shell would split it (double quotes group, `\"` is a
+    /// quote).
+    fn words(command: &str) -> Vec<String> {
+        let (mut out, mut word, mut quoted, mut chars) =
+            (Vec::new(), String::new(), false, command.chars().peekable());
+        while let Some(c) = chars.next() {
+            match c {
+                '\\' if chars.peek() == Some(&'"') => {
+                    quoted = !quoted;
+                    chars.next();
+                }
+                ' ' if !quoted => {
+                    if !word.is_empty() {
+                        out.push(std::mem::take(&mut word));
+                    }
+                }
+                c => word.push(c),
+            }
+        }
+        if !word.is_empty() {
+            out.push(word);
+        }
+        out
+    }
+
+    /// Every whole `gantry …` command the dashboard's empty states and hints tell people to
+    /// run parses as this CLI's command line, so the pages cannot fall behind the CLI.
+    #[test]
+    fn the_dashboards_suggested_commands_parse() {
+        let dir =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../gantry-server/src/dashboard");
+        let mut checked = 0;
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            let text = std::fs::read_to_string(&path).unwrap();
+            for (at, _) in text.match_indices("code { \"gantry ") {
+                let rest = &text[at + "code { \"".len()..];
+                // The literal, up to its closing quote (`\"` inside it is a quote).
+                let mut literal = String::new();
+                let mut chars = rest.chars();
+                while let Some(c) = chars.next() {
+                    match c {
+                        '\\' => {
+                            literal.push('\\');
+                            literal.extend(chars.next());
+                        }
+                        '"' => break,
+                        c => literal.push(c),
+                    }
+                }
+                // Only a whole command: a literal followed by `(` is completed at run time.
+                let after = chars.as_str().trim_start();
+                if !after.starts_with('}') {
+                    continue;
+                }
+                let command = literal.split(" > ").next().unwrap_or_default();
+                let argv = words(command);
+                if let Err(e) = super::Cli::try_parse_from(&argv) {
+                    panic!("{}: `{literal}` does not parse: {e}", path.display());
+                }
+                checked += 1;
+            }
+        }
+        assert!(checked >= 8, "only {checked} commands found");
+    }
+}

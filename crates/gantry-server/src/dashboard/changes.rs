@@ -221,7 +221,7 @@ pub async fn show(
         }
         @if let Some(d) = &c.description {
             h2 { "Description" }
-            pre.output { (d) }
+            pre.output { (super::view::plain(d)) }
         }
         @if !c.links.is_empty() {
             h2 { "Links" }

@@ -194,7 +194,7 @@ async fn table_and_title(state: &AppState, viewer: &Viewer) -> UiResult<(Markup,
             @if services.is_empty() {
                 (empty("No services yet.", html! {
                     "Register one with " code { "gantry service create shop --envs dev,stage,prod" }
-                    " or record a change naming it: " code { "gantry change record --service shop …" } "."
+                    " or record a change naming it: " code { "gantry change record --kind deploy --service shop --env prod --summary \"Deploy shop 1.4.0\"" } "."
                 }))
             } @else {
                 @if failing > 0 {
@@ -231,7 +231,7 @@ async fn table_and_title(state: &AppState, viewer: &Viewer) -> UiResult<(Markup,
                 @if rows.iter().all(|r| !r.3) {
                     p.hint {
                         "No key metrics yet: add a " code { "[[detect.metric]]" } " with a "
-                        code { "target" } " to a service file and " code { "gantry service apply" } " it; "
+                        code { "target" } " to a service file and " code { "gantry service apply shop.toml" } "; "
                         "its first metric is drawn here."
                     }
                 }

@@ -57,7 +57,7 @@ fn tail(text: &str, n: usize) -> String {
 
 /// One host's row.
 pub fn row(t: &Task) -> Markup {
-    let output = tail(&t.output, OUTPUT_LINES);
+    let output = super::view::plain(&tail(&t.output, OUTPUT_LINES));
     html! {
         tr id=(format!("task-{}", t.id)) {
             th scope="row" { a href=(format!("/ui/hosts?host={}", t.host)) { (t.host) } }
@@ -68,7 +68,7 @@ pub fn row(t: &Task) -> Markup {
             td { (t.from_version.as_deref().unwrap_or("—")) " → " (t.version) }
             td { (time(t.updated_at)) }
             td.output-cell {
-                @if let Some(e) = &t.error { p.error { (e) } }
+                @if let Some(e) = &t.error { p.error { (super::view::plain(e)) } }
                 @if !output.is_empty() {
                     details {
                         summary { "output" }

@@ -298,7 +298,7 @@ fn sign_in_form(
                 label for="token" { "API token" }
                 input #token type="password" name="token" autocomplete="off" required spellcheck="false";
                 p.hint {
-                    "Paste a token made with " code { "gantry token create" } ". "
+                    "Paste a token made with " code { "gantry token create ann --scopes read,deploy" } ". "
                     "On a new server the admin token is in " code { (admin_file.display()) } "."
                 }
                 button type="submit" { "Sign in" }

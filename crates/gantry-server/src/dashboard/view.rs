@@ -151,6 +151,35 @@ pub fn live_badge() -> Markup {
     html! { span.live data-live-status role="status" aria-live="polite" { "live" } }
 }
 
+/// Text from a terminal (hook output, a job's log) for a page: ANSI escape sequences
+/// (colours, cursor moves) and other control characters are dropped, tabs and line breaks
+/// kept. maud escapes the rest.
+pub fn plain(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\u{1b}' => {
+                // CSI: ESC [ parameters… final byte (@ to ~); other escapes: ESC and one more.
+                if chars.peek() == Some(&'[') {
+                    chars.next();
+                    for c in chars.by_ref() {
+                        if ('@'..='~').contains(&c) {
+                            break;
+                        }
+                    }
+                } else {
+                    chars.next();
+                }
+            }
+            '\n' | '\t' => out.push(c),
+            c if c.is_control() => {}
+            c => out.push(c),
+        }
+    }
+    out
+}
+
 /// A short id for display.
 pub fn short(id: &str) -> &str {
     id.get(..10).unwrap_or(id)
@@ -219,3 +248,26 @@ impl IntoResponse for UiError {
 
 /// What every page handler returns.
 pub type UiResult<T = Markup> = Result<T, UiError>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn terminal_escapes_are_dropped() {
+        assert_eq!(
+            plain("\u{1b}[31mred\u{1b}[0m ok\r\n\tnext\u{7}"),
+            "red ok\n\tnext"
+        );
+        assert_eq!(plain("\u{1b}]x"), "x");
+        assert_eq!(plain("<b>as text</b>"), "<b>as text</b>");
+    }
+
+    #[test]
+    fn states_have_words_and_tones() {
+        let html = badge("rolled_back").into_string();
+        assert_eq!(html, "<span class=\"badge s-bad\">rolled back</span>");
+        assert_eq!(tone("succeeded"), "good");
+        assert_eq!(tone("whatever"), "plain");
+    }
+}

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::harness::{wait_exit, Options, Server, BIN};
+use crate::harness::{token_file, wait_exit, Options, Server, Sse, BIN};
 
 const APP: &str = r#"import http.server, os
 here = os.path.dirname(os.path.abspath(__file__))
@@ -787,4 +787,125 @@ fn two_servers_on_postgres_ship_together() {
     // The artifact is in the database, not in either server's directory.
     assert!(!a.data_dir.join("artifacts").exists());
     assert!(!b.data_dir.join("artifacts").exists());
+}
+
+/// `GET /api/v1/rollouts/{id}/stream` during a real deploy: the first update carries every
+/// task, later ones only the tasks that changed, at most one a second; the stream ends with
+/// the update showing the rollout finished, and resuming after an id sends what changed
+/// since.
+#[test]
+fn a_rollout_is_followed_as_it_moves() {
+    if !python_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let server = ship_server(None, dir.path());
+    let config = dir.path().join("shop.toml");
+    std::fs::write(&config, CONFIG).unwrap();
+    server.ok(&["service", "apply", config.to_str().unwrap()]);
+    let mut hosts: Vec<Host> = ["web-1", "web-2", "web-3"]
+        .iter()
+        .map(|n| Host::enroll(&server, dir.path(), n, "prod"))
+        .collect();
+    for h in &mut hosts {
+        h.start_agent(&server, "prod");
+    }
+    wait_online(&server, &["web-1", "web-2", "web-3"]);
+    push(&server, &artifact(dir.path(), "1.0", &[]), "shop", "1.0");
+    let id = server.ok(&[
+        "deploy", "shop", "1.0", "--env", "prod", "--waves", "1,100%", "--bake", "2s",
+    ]);
+    let id = id.trim().to_string();
+    let path = format!("/api/v1/rollouts/{id}/stream");
+    let (url, token) = (server.url(), server.admin_token());
+    let (send, events) = std::sync::mpsc::channel();
+    let reader_path = path.clone();
+    std::thread::spawn(move || {
+        let mut sse = Sse::open_at(&url, &reader_path, &format!("Bearer {token}"), None);
+        while let Some(event) = sse.next_event() {
+            let _ = send.send(Some((Instant::now(), event)));
+        }
+        let _ = send.send(None);
+    });
+    let mut seen: Vec<(Instant, i64, Value)> = Vec::new();
+    loop {
+        match events.recv_timeout(Duration::from_secs(90)) {
+            Ok(Some((at, (event, seq, data)))) => {
+                assert_eq!(event, "update");
+                seen.push((at, seq, serde_json::from_str(&data).unwrap()));
+            }
+            Ok(None) => break,
+            Err(e) => panic!("the stream neither ended nor spoke for 90 s ({e}); saw {seen:?}"),
+        }
+    }
+    assert!(seen.len() >= 3, "{seen:?}");
+    assert_eq!(
+        seen[0].2["tasks"].as_array().unwrap().len(),
+        3,
+        "every task first"
+    );
+    let mut last: std::collections::HashMap<String, (String, String)> = Default::default();
+    for (i, (at, seq, u)) in seen.iter().enumerate() {
+        assert_eq!(
+            u["seq"].as_i64(),
+            Some(*seq),
+            "the event id is the update's seq"
+        );
+        if i > 0 {
+            assert!(*seq >= seen[i - 1].1, "seq never goes back");
+            let gap = at.duration_since(seen[i - 1].0);
+            assert!(
+                gap >= Duration::from_millis(900),
+                "two updates {gap:?} apart"
+            );
+        }
+        for t in u["tasks"].as_array().unwrap() {
+            let now = (t["state"].to_string(), t["step"].to_string());
+            let key = t["id"].as_str().unwrap().to_string();
+            if i > 0 {
+                assert_ne!(
+                    last.get(&key),
+                    Some(&now),
+                    "task {key} sent unchanged in update {i}"
+                );
+            }
+            last.insert(key, now);
+        }
+    }
+    let final_update = &seen.last().unwrap().2;
+    assert_eq!(
+        final_update["rollout"]["state"], "succeeded",
+        "{final_update}"
+    );
+    assert!(
+        last.values().all(|(state, _)| state == "\"succeeded\""),
+        "{last:?}"
+    );
+    // Resuming after the second update: every task that changed since comes first, and the
+    // finished rollout's stream ends after it.
+    let mut sse = Sse::open_at(
+        &server.url(),
+        &path,
+        &format!("Bearer {}", server.admin_token()),
+        Some(seen[1].1),
+    );
+    let (_, _, data) = sse.next_event().expect("an update after resuming");
+    let resumed: Value = serde_json::from_str(&data).unwrap();
+    assert!(
+        !resumed["tasks"].as_array().unwrap().is_empty(),
+        "{resumed}"
+    );
+    assert!(
+        sse.next_event().is_none(),
+        "the stream of a finished rollout ends"
+    );
+    // A narrowed token cannot follow another environment's rollout.
+    let stage = token_file(&server, "stage-reader", "read:shop@stage");
+    let narrow = std::fs::read_to_string(stage).unwrap();
+    let denied = reqwest::blocking::Client::new()
+        .get(format!("{}{path}", server.url()))
+        .bearer_auth(narrow.trim())
+        .send()
+        .unwrap();
+    assert_eq!(denied.status().as_u16(), 403);
 }
