@@ -693,15 +693,19 @@ async fn signing_out_ends_the_streams() {
         .post("/ui/sign-out", &cookie, Some(ORIGIN), &[("_csrf", &csrf)])
         .await;
     assert_eq!(status, StatusCode::SEE_OTHER);
-    let ended = tokio::time::timeout(Duration::from_secs(20), async {
-        while let Some(chunk) = body.next().await {
-            if chunk.is_err() {
-                break;
-            }
+    let rest = tokio::time::timeout(Duration::from_secs(20), async {
+        let mut rest = String::new();
+        while let Some(Ok(chunk)) = body.next().await {
+            rest.push_str(&String::from_utf8_lossy(&chunk));
         }
+        rest
     })
-    .await;
-    assert!(ended.is_ok(), "the stream outlived its session");
+    .await
+    .expect("the stream outlived its session");
+    assert!(
+        rest.contains("event: signed-out"),
+        "the page is told why: {rest}"
+    );
     // And a signed-out stream is refused outright.
     let request = Env::stream(&cookie);
     assert_eq!(env.send(request).await.0, StatusCode::UNAUTHORIZED);

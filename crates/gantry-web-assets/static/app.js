@@ -8,7 +8,8 @@
 //   "live" / "reconnecting since …" status true;
 // - streamed rows (`data-rows`) are put in place by id: replaced when on the page, added at
 //   the top when the container says `prepend`;
-// - graphs (`data-graph`) are drawn with uPlot, a line at every change, drag to zoom.
+// - graphs (`data-graph`) are drawn with uPlot, a line at every change, drag to zoom;
+// - a table box (`.scroll`) that is too narrow for its table can be scrolled by keyboard.
 (function () {
   "use strict";
 
@@ -55,20 +56,26 @@
   // ---- live status ----
   var downSince = null;
 
-  function setLive(up) {
+  // `word` replaces the usual text: "finished" when a stream has said all it will,
+  // "signed out" when the session ended.
+  function setLive(up, word) {
     var badges = document.querySelectorAll("[data-live-status]");
     if (up) downSince = null;
     else if (!downSince) downSince = new Date();
     for (var i = 0; i < badges.length; i++) {
-      badges[i].textContent = up
-        ? "live"
-        : "reconnecting since " + clock.format(downSince);
+      badges[i].textContent =
+        word || (up ? "live" : "reconnecting since " + clock.format(downSince));
       badges[i].classList.toggle("down", !up);
     }
   }
 
   // ---- streams ----
   var lastIds = new Map(); // stream URL -> last event id seen
+  // Leaving the page closes its streams, which looks like an error to them: ignore it.
+  var leaving = false;
+  window.addEventListener("beforeunload", function () { leaving = true; });
+  window.addEventListener("pagehide", function () { leaving = true; });
+  window.addEventListener("pageshow", function () { leaving = false; });
   var sources = new Set();
 
   function LiveSource(url) {
@@ -104,9 +111,11 @@
       if (self.onopen) self.onopen({ type: "open" });
     };
     es.onerror = function () {
+      if (leaving) return;
       setLive(false);
       if (es.readyState === 2 && self.es === es) {
-        // The server refused the stream (signed out, gone): try again, more slowly.
+        // The server refused the stream (restarting, or the page is stale): try again,
+        // more slowly.
         es.close();
         self.es = null;
         var delay = Math.min(30000, 1000 * Math.pow(2, self.retry++));
@@ -115,6 +124,17 @@
         }, delay);
       }
     };
+    // The session ended (signed out here or in another tab, or the token was revoked):
+    // stop following and say so.
+    es.addEventListener("signed-out", function () {
+      self.close();
+      setLive(false, "signed out: reload to sign in again");
+    });
+    // The stream has said all it will (a rollout finished): stop following.
+    es.addEventListener("end", function () {
+      self.close();
+      setLive(true, "finished");
+    });
     es.addEventListener("ready", function (ev) {
       if (ev.lastEventId) lastIds.set(self.url, ev.lastEventId);
     });
@@ -175,6 +195,40 @@
     });
   });
 
+  // The source of each top-level element of server HTML, in order. maud escapes every "<"
+  // and ">" in text and attribute values, so each "<" begins a tag.
+  var VOID = /^(area|base|br|col|embed|hr|img|input|link|meta|source|track|wbr)$/i;
+
+  function topLevel(html) {
+    var parts = [];
+    var tag = /<(\/?)([a-zA-Z][\w:-]*)[^>]*>/g;
+    var depth = 0;
+    var start = 0;
+    var m;
+    while ((m = tag.exec(html))) {
+      var closing = m[1] === "/";
+      if (depth === 0 && !closing) start = m.index;
+      if (closing) depth--;
+      else if (!VOID.test(m[2]) && !/\/>$/.test(m[0])) depth++;
+      if (depth === 0) parts.push(html.slice(start, tag.lastIndex));
+    }
+    return parts;
+  }
+
+  // The elements of a streamed fragment. A fragment may mix table rows with other elements
+  // (the rollout stream sends its summary, then the changed host rows), and the HTML parser
+  // drops a <tr> that is not inside a table; so each top-level element is parsed on its own
+  // in a <template>, whose parser takes a lone <tr> as a row.
+  function elements(html) {
+    var out = [];
+    topLevel(html).forEach(function (part) {
+      var template = document.createElement("template");
+      template.innerHTML = part;
+      if (template.content.firstElementChild) out.push(template.content.firstElementChild);
+    });
+    return out;
+  }
+
   // Streamed rows: put each element with an id in place.
   document.addEventListener("htmx:sseBeforeMessage", function (e) {
     var container = e.target;
@@ -183,11 +237,7 @@
     e.preventDefault();
     var data = e.detail && e.detail.data;
     if (!data) return;
-    var template = document.createElement("template");
-    var rows = /^\s*<tr/i.test(data);
-    template.innerHTML = rows ? "<table><tbody>" + data + "</tbody></table>" : data;
-    var root = rows ? template.content.querySelector("tbody") : template.content;
-    var items = Array.prototype.slice.call(root.children);
+    var items = elements(data);
     for (var i = items.length - 1; i >= 0; i--) {
       var node = items[i];
       if (!node.id) continue;
@@ -202,7 +252,42 @@
       formatTimes(node);
       if (window.htmx) window.htmx.process(node);
     }
+    markScrollers();
   });
+
+  // ---- wide tables ----
+  // A table wider than the screen scrolls inside its `.scroll` box. Keyboard users can only
+  // scroll a box they can focus (WCAG 2.1.1), so a box that overflows takes focus, named
+  // after its table; one that fits again gives it back.
+  function markScrollers() {
+    var boxes = document.querySelectorAll(".scroll");
+    for (var i = 0; i < boxes.length; i++) {
+      var box = boxes[i];
+      var over = box.scrollWidth > box.clientWidth + 1;
+      var marked = box.hasAttribute("data-scroller");
+      if (over && !marked) {
+        box.setAttribute("data-scroller", "");
+        box.setAttribute("tabindex", "0");
+        var caption = box.querySelector("caption");
+        var table = box.querySelector("table");
+        var section = box.closest("section[aria-labelledby]");
+        if (caption && caption.textContent.trim()) {
+          box.setAttribute("aria-label", caption.textContent.trim());
+        } else if (table && table.getAttribute("aria-labelledby")) {
+          box.setAttribute("aria-labelledby", table.getAttribute("aria-labelledby"));
+        } else if (section) {
+          box.setAttribute("aria-labelledby", section.getAttribute("aria-labelledby"));
+        }
+        if (box.hasAttribute("aria-label") || box.hasAttribute("aria-labelledby")) {
+          box.setAttribute("role", "region");
+        }
+      } else if (!over && marked) {
+        ["data-scroller", "tabindex", "role", "aria-label", "aria-labelledby"].forEach(function (a) {
+          box.removeAttribute(a);
+        });
+      }
+    }
+  }
 
   // ---- graphs ----
   function cssVar(name, fallback) {
@@ -249,6 +334,40 @@
     return best;
   }
 
+  // The tip and the list of changes go after the graph, not inside it: the graph's element
+  // is an image to assistive technology (role="img"), whose content is not read and must
+  // hold nothing focusable.
+  function clearExtras(el) {
+    if (el._extras) el._extras.forEach(function (n) { n.remove(); });
+    el._extras = null;
+  }
+
+  // The usual distance, in points, between a series' known values: a series sent every
+  // minute into 10-second slots has four or five empty slots between values, which are not
+  // gaps in the data.
+  function usualStep(values) {
+    var steps = [];
+    var last = -1;
+    for (var i = 0; i < values.length; i++) {
+      if (values[i] == null) continue;
+      if (last >= 0) steps.push(i - last);
+      last = i;
+    }
+    if (!steps.length) return 1;
+    steps.sort(function (a, b) { return a - b; });
+    return steps[Math.floor(steps.length / 2)];
+  }
+
+  // Only gaps wider than twice the usual step break the line.
+  function realGaps(step) {
+    return function (u, _sidx, idx0, idx1, nullGaps) {
+      if (step <= 1) return nullGaps;
+      var perPoint = u.bbox.width / Math.max(1, idx1 - idx0);
+      var limit = 2 * step * perPoint;
+      return nullGaps.filter(function (g) { return g[1] - g[0] > limit; });
+    };
+  }
+
   function drawGraph(el) {
     if (!window.uPlot || el.getAttribute("data-drawn")) return;
     el.setAttribute("data-drawn", "1");
@@ -264,6 +383,7 @@
       })
       .then(function (r) {
         if (!r.ok) {
+          clearExtras(el);
           el.textContent = r.body.error || "This graph cannot be drawn.";
           el.classList.add("error");
           return;
@@ -271,12 +391,14 @@
         render(el, r.body);
       })
       .catch(function () {
+        clearExtras(el);
         el.textContent = "This graph cannot be loaded; reload the page.";
         el.classList.add("error");
       });
   }
 
   function render(el, data) {
+    clearExtras(el);
     el.textContent = "";
     if (!data.times.length || !data.series.length) {
       el.textContent = "No points in this range.";
@@ -298,11 +420,14 @@
       height: 240,
       series: [{}].concat(
         data.series.map(function (s, i) {
+          var step = usualStep(s.values);
           return {
             label: s.name,
             stroke: palette[i % palette.length],
             width: 1.5,
             spanGaps: false,
+            gaps: realGaps(step),
+            points: { show: s.values.filter(function (v) { return v != null; }).length < 3 },
           };
         })
       ),
@@ -352,7 +477,8 @@
       var c = nearestChange(u, changes, u.cursor.left);
       if (c) window.location.assign(c.url);
     });
-    el.appendChild(tip);
+    el.after(tip);
+    el._extras = [tip];
     if (changes.length) {
       var list = document.createElement("ul");
       list.className = "markers small";
@@ -370,7 +496,8 @@
         li.appendChild(document.createTextNode(" (" + c.actor + ")"));
         list.appendChild(li);
       });
-      el.appendChild(list);
+      tip.after(list);
+      el._extras.push(list);
       formatTimes(list);
     }
     el._plot = u;
@@ -401,6 +528,7 @@
           els[i]._plot.setSize({ width: Math.max(els[i].clientWidth, 280), height: 240 });
         }
       }
+      markScrollers();
     }, 150);
   });
 
@@ -412,11 +540,14 @@
   document.addEventListener("htmx:load", function (e) {
     formatTimes(e.target);
     drawGraphs(e.target);
+    markScrollers();
   });
 
   formatTimes(document);
   drawGraphs(document);
+  markScrollers();
   window.setInterval(function () {
     formatTimes(document);
+    markScrollers();
   }, 30000);
 })();

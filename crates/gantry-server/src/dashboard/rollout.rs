@@ -200,7 +200,11 @@ pub async fn page(
             dt { "Change" } dd { a href=(format!("/ui/changes/{}", r.change_id)) { (short(&r.change_id.to_string())) } }
             @if !r.skipped.is_empty() { dt { "Skipped" } dd { (r.skipped.join(", ")) } }
         }
-        div hx-ext="sse" sse-connect=(format!("/ui/stream/rollouts/{}?page={page}", r.id)) sse-swap="update" data-rows="update" {
+        // A finished rollout's page does not follow its stream; a running one's follows it
+        // until the `end` event the stream sends after the last update.
+        div hx-ext=[(!r.state.is_final()).then_some("sse")]
+            sse-connect=[(!r.state.is_final()).then(|| format!("/ui/stream/rollouts/{}?page={page}", r.id))]
+            sse-swap=[(!r.state.is_final()).then_some("update")] data-rows="update" {
             (summary(&viewer, &r, &tasks))
             h2 { "Gate verdicts" }
             @if verdicts.is_empty() {

@@ -368,6 +368,15 @@ pub async fn confirm(
             dt { "Waves" } dd { (plan.rollout.spec.wave_sizes) ", bake " (plan.rollout.spec.bake_secs) " s, automatic rollback " (if plan.rollout.spec.auto_rollback { "on" } else { "off" }) }
             @if !plan.rollout.skipped.is_empty() { dt { "Skipped (offline or in maintenance)" } dd { (plan.rollout.skipped.join(", ")) } }
         }
+        form.filters method="get" action=(format!("/ui/services/{name}/confirm")) {
+            input type="hidden" name="action" value=(q.action);
+            input type="hidden" name="environment" value=(q.environment);
+            @if let Some(b) = &q.build { input type="hidden" name="build" value=(b); }
+            @if let Some(f) = &q.from { input type="hidden" name="from" value=(f); }
+            label { "Waves " input type="text" name="waves" value=(plan.rollout.spec.wave_sizes) size="16"; }
+            label { "Bake after each wave " input type="text" name="bake" value=(format!("{}s", plan.rollout.spec.bake_secs)) size="6"; }
+            button type="submit" { "Show the plan again" }
+        }
         h2 { "Hosts per wave" }
         ol.waves-list {
             @for w in 0..waves {

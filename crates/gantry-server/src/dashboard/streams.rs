@@ -1,8 +1,9 @@
 //! The live pages' Server-Sent Events, authenticated by the session cookie (a browser's
 //! EventSource cannot send a bearer token). They share their code with the API's streams
 //! (`api::changes::follow_events`, `ship::watch::follow`) and send HTML fragments, rows with
-//! ids that the page puts in place. Each re-checks its session every 15 s and ends when it
-//! was signed out or its token revoked. Resume with `Last-Event-ID` or `?after=`.
+//! ids that the page puts in place. Each re-checks its session every 15 s and, when it was
+//! signed out or its token revoked, sends `event: signed-out` and ends. Resume with
+//! `Last-Event-ID` or `?after=`.
 
 use std::convert::Infallible;
 use std::time::Duration;
@@ -33,20 +34,37 @@ async fn stream_viewer(state: &AppState, headers: &HeaderMap) -> Result<Viewer, 
     }
 }
 
-/// A check that the request's session still holds, for [`crate::auth::until_revoked`].
-fn session_check(
+/// `events` until the request's session ends (checked every [`crate::auth::RECHECK`]), then
+/// `event: signed-out`, so the page stops following and says why instead of reconnecting.
+fn until_signed_out<S>(
+    events: S,
     state: AppState,
     headers: HeaderMap,
-) -> impl FnMut() -> futures::future::BoxFuture<'static, bool> + Send + 'static {
-    move || {
-        let (state, headers) = (state.clone(), headers.clone());
-        Box::pin(async move {
-            !matches!(
+) -> impl futures::Stream<Item = Result<Event, Infallible>> + Send
+where
+    S: futures::Stream<Item = Result<Event, Infallible>> + Send + 'static,
+{
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let ended = std::sync::Arc::new(AtomicBool::new(false));
+    let flag = ended.clone();
+    let check = move || {
+        let (state, headers, flag) = (state.clone(), headers.clone(), flag.clone());
+        async move {
+            let signed_out = matches!(
                 session::viewer(&state, &headers).await,
                 Err(NoViewer::SignedOut { .. })
-            )
-        })
-    }
+            );
+            flag.store(signed_out, Ordering::Relaxed);
+            !signed_out
+        }
+    };
+    let last = futures::stream::once(async move {
+        ended
+            .load(Ordering::Relaxed)
+            .then(|| Ok(Event::default().event("signed-out").data("signed out")))
+    })
+    .filter_map(std::future::ready);
+    crate::auth::until_revoked(events, check).chain(last)
 }
 
 fn resume_point(headers: &HeaderMap, after: Option<i64>) -> Result<Option<i64>, UiError> {
@@ -100,12 +118,13 @@ pub async fn changes(
                     .data(super::changes::row(&e.change).into_string()),
             )
         });
+    // Browsers drop an event without data; this one says where the stream starts.
     let ready = Event::default()
         .event("ready")
         .id(start.to_string())
-        .data("");
+        .data("ready");
     let events = futures::stream::once(std::future::ready(Ok(ready))).chain(events);
-    let events = crate::auth::until_revoked(events, session_check(state, headers));
+    let events = until_signed_out(events, state, headers);
     Sse::new(events)
         .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
         .into_response()
@@ -119,7 +138,8 @@ pub struct RolloutStreamQuery {
 }
 
 /// `GET /ui/stream/rollouts/{id}`: `event: update`, `data:` the rollout's summary and the
-/// rows of the hosts that changed (only those on the tab's page of hosts).
+/// rows of the hosts that changed (only those on the tab's page of hosts); `event: end` once
+/// the rollout has finished (or was deleted).
 pub async fn rollout(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -150,7 +170,12 @@ pub async fn rollout(
     let v = viewer.clone();
     let mut all: std::collections::HashMap<ulid::Ulid, gantry_core::ship::Task> =
         all_tasks.into_iter().map(|t| (t.id, t)).collect();
+    let finished = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let saw_end = finished.clone();
     let updates = crate::ship::watch::follow(state.clone(), rollout.id, after).map(move |u| {
+        if u.rollout.state.is_final() {
+            finished.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
         for t in &u.tasks {
             all.insert(t.id, t.clone());
         }
@@ -169,7 +194,18 @@ pub async fn rollout(
                 .data(html.into_string()),
         )
     });
-    let updates = crate::auth::until_revoked(updates, session_check(state, headers));
+    // After the update showing the rollout finished: `end` (with data: browsers drop an
+    // event without), so the page stops following
+    // instead of reconnecting to a stream that has nothing more to say. (A stream cut by
+    // shutdown sends none: the page reconnects to the next server.)
+    let end = futures::stream::once(async move {
+        saw_end
+            .load(std::sync::atomic::Ordering::Relaxed)
+            .then(|| Ok(Event::default().event("end").data("finished")))
+    })
+    .filter_map(std::future::ready);
+    let updates = updates.chain(end);
+    let updates = until_signed_out(updates, state, headers);
     Sse::new(updates)
         .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
         .into_response()

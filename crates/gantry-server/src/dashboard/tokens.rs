@@ -39,7 +39,7 @@ async fn render(
             form.stack method="post" action="/ui/tokens" {
                 input type="hidden" name="_csrf" value=(viewer.csrf);
                 label for="t-name" { "Name" }
-                input #t-name type="text" name="name" required pattern="[A-Za-z0-9][A-Za-z0-9._-]*";
+                input #t-name type="text" name="name" required pattern="[A-Za-z0-9][A-Za-z0-9._\\-]*";
                 label for="t-scopes" { "Scopes" }
                 input #t-scopes type="text" name="scopes" required placeholder="read,deploy:shop@stage" aria-describedby="t-scopes-hint";
                 p.hint #t-scopes-hint { "Comma-separated: read, write, deploy, flags, migrate, admin; narrowed as deploy:SERVICE@ENV." }
