@@ -324,11 +324,12 @@ pub async fn timeline(
     Ok(out)
 }
 
-/// The actor a remedy acts as: `via` the incident, or what the person used (`dashboard`).
-fn remedy_actor(actor: &str, id: Ulid, via: Option<&str>) -> Actor {
+/// The actor a remedy acts as: the person, `via` the incident (the orchestrator, the
+/// incident's clocks and the report find the remedy by it, whichever way the person came).
+fn remedy_actor(actor: &str, id: Ulid) -> Actor {
     Actor {
         name: actor.to_string(),
-        via: Some(via.map_or_else(|| format!("incident {id}"), str::to_string)),
+        via: Some(format!("incident {id}")),
     }
 }
 
@@ -377,13 +378,12 @@ pub fn require_each(grant: &Grant, scope: ScopeName, incident: &Incident) -> Res
 
 /// `ack`, `mitigate` or `resolve` (need `deploy` or `flags`); `rollback` (needs `deploy`)
 /// and `flag-off` (needs `flags`), which return the change the remedy made. The API and
-/// the dashboard both act through here; `via` says how the person came (`None`: the API).
+/// the dashboard both act through here.
 pub async fn act(
     state: &AppState,
     grant: &Grant,
     id: Ulid,
     action: &str,
-    via: Option<&str>,
 ) -> Result<(Incident, Option<Ulid>), ApiError> {
     let incident = load(state.store.as_ref(), id).await?;
     let step = match action {
@@ -404,10 +404,10 @@ pub async fn act(
     }
     let (incident, change) = if action == "rollback" {
         require_each(grant, ScopeName::Deploy, &incident)?;
-        rollback(state, actor, incident.id, via).await?
+        rollback(state, actor, incident.id).await?
     } else {
         require_each(grant, ScopeName::Flags, &incident)?;
-        flag_off(state, actor, incident.id, via).await?
+        flag_off(state, actor, incident.id).await?
     };
     Ok((incident, Some(change)))
 }
@@ -419,7 +419,6 @@ pub async fn rollback(
     state: &AppState,
     actor: &str,
     id: Ulid,
-    via: Option<&str>,
 ) -> Result<(Incident, Ulid), ApiError> {
     let incident = load(state.store.as_ref(), id).await?;
     if incident.resolved_at.is_some() {
@@ -458,7 +457,7 @@ pub async fn rollback(
             change.id
         )));
     };
-    let remedy = remedy_actor(actor, id, via);
+    let remedy = remedy_actor(actor, id);
     // The suspect still rolling out: halt it (abort rolls back what it reached).
     if let Some(active) = state.store.active_rollout(&service, &environment).await? {
         if active.id == rollout_id {
@@ -524,7 +523,6 @@ pub async fn flag_off(
     state: &AppState,
     actor: &str,
     id: Ulid,
-    via: Option<&str>,
 ) -> Result<(Incident, Ulid), ApiError> {
     let incident = load(state.store.as_ref(), id).await?;
     if incident.resolved_at.is_some() {
@@ -559,7 +557,7 @@ pub async fn flag_off(
         )));
     };
     let name = format!("{actor} (incident {id})");
-    let via = via.map_or_else(|| format!("incident {id}"), str::to_string);
+    let via = format!("incident {id}");
     let (_, change_id) = crate::flags::ops::change_environment_via(
         state,
         &service,

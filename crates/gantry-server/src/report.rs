@@ -40,7 +40,12 @@ impl Scope {
             gantry_core::names::validate_name("service", s)?;
         }
         let until = until.unwrap_or_else(Utc::now);
-        let since = since.unwrap_or(until - Duration::days(90));
+        let since = match since {
+            Some(since) => since,
+            None => until
+                .checked_sub_signed(Duration::days(90))
+                .ok_or_else(|| ApiError::invalid("until is too far in the past"))?,
+        };
         if since >= until {
             return Err(ApiError::invalid("since must be before until"));
         }

@@ -837,3 +837,86 @@ async fn the_report_page_shows_the_figures_and_refuses_bad_periods() {
         .await;
     assert_eq!(status, StatusCode::OK);
 }
+
+#[tokio::test]
+async fn metrics_need_read_http2_posts_are_same_origin_and_a_confirmed_plan_is_what_starts() {
+    let env = env().await;
+    let build = env.shop("stage", 1).await;
+    // Metrics data needs read, as the Graphite API does: a write-only token gets none.
+    let writer = env.token("writer", "write").await;
+    let cookie = env.sign_in(&writer).await;
+    let (status, _, _) = env
+        .get("/ui/metrics/data?target=*&from=-1h&until=now", &cookie)
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, _, _) = env.get("/ui/metrics", &cookie).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+
+    // HTTP/2 sends the host as the URI's authority, without a Host header: a POST from
+    // this server's page is still same-origin.
+    let admin = env.token("admin", "admin").await;
+    let body: String = form_urlencoded::Serializer::new(String::new())
+        .append_pair("token", &admin)
+        .finish();
+    let request = Request::builder()
+        .method("POST")
+        .uri(format!("http://{HOST}/ui/sign-in"))
+        .header(header::ORIGIN, ORIGIN)
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body(Body::from(body))
+        .unwrap();
+    let (status, _, _) = env.send(request).await;
+    assert_eq!(status, StatusCode::SEE_OTHER, "sign-in over HTTP/2");
+
+    // A token narrowed to stage sees the service, but not its builds (the whole service's,
+    // as the API reads them); a service it may not read looks like one that does not exist.
+    let narrow = env.token("narrow", "read:shop@stage").await;
+    let cookie = env.sign_in(&narrow).await;
+    let (status, _, body) = env.get("/ui/services/shop", &cookie).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(
+        !body.contains("1.4.0"),
+        "no builds for a narrowed token: {body}"
+    );
+    let billing = env.token("billing", "read:billing").await;
+    let cookie = env.sign_in(&billing).await;
+    let (forbidden, _, a) = env.get("/ui/services/shop", &cookie).await;
+    let (missing, _, b) = env.get("/ui/services/nothing", &cookie).await;
+    assert_eq!(
+        (forbidden, missing),
+        (StatusCode::NOT_FOUND, StatusCode::NOT_FOUND)
+    );
+    assert_eq!(
+        a.replace("shop", "X").len(),
+        b.replace("nothing", "X").len(),
+        "the two answers differ only in the name"
+    );
+
+    // A confirmed plan is what starts: if the build changed since, 409 and nothing starts.
+    let cookie = env.sign_in(&admin).await;
+    let csrf = env.csrf(&cookie).await;
+    let id = build.id.to_string();
+    let form = [
+        ("_csrf", csrf.as_str()),
+        ("expect_build", "01JDQ4Y3V7W2J8X1B2C3D4E5F6"),
+        ("action", "deploy"),
+        ("environment", "stage"),
+        ("build", id.as_str()),
+    ];
+    let (status, _, body) = env
+        .post("/ui/services/shop/rollouts", &cookie, Some(ORIGIN), &form)
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert!(body.contains("review it again"), "{body}");
+    assert!(env.rollouts().await.is_empty());
+    let (_, _, page) = env
+        .get(
+            &format!("/ui/services/shop/confirm?action=deploy&environment=stage&build={id}"),
+            &cookie,
+        )
+        .await;
+    assert!(
+        page.contains(&format!("name=\"expect_build\" value=\"{id}\"")),
+        "{page}"
+    );
+}

@@ -97,10 +97,10 @@
     var url = self.url;
     var last = lastIds.get(self.url);
     if (last) {
-      url +=
-        (url.indexOf("?") >= 0 ? "&" : "?") +
-        "after=" +
-        encodeURIComponent(last);
+      // Resume after the last event seen (replacing the `after` the page started from).
+      var u = new URL(url, window.location.href);
+      u.searchParams.set("after", last);
+      url = u.pathname + u.search;
     }
     var es = new EventSource(url);
     self.es = es;
@@ -229,7 +229,11 @@
     return out;
   }
 
-  // Streamed rows: put each element with an id in place.
+  var MAX_ROWS = 500;
+
+  // Streamed rows: put each element with an id in place; a `created` row the page does not
+  // have yet goes on top where the container says `prepend` (an `updated` one only replaces:
+  // a change off this page stays off it).
   document.addEventListener("htmx:sseBeforeMessage", function (e) {
     var container = e.target;
     var mode = container.getAttribute("data-rows");
@@ -244,13 +248,17 @@
       var existing = document.getElementById(node.id);
       if (existing) {
         existing.replaceWith(node);
-      } else if (mode === "prepend") {
+      } else if (mode === "prepend" && e.detail.type !== "updated") {
         container.insertBefore(node, container.firstChild);
       } else {
         continue;
       }
       formatTimes(node);
       if (window.htmx) window.htmx.process(node);
+    }
+    // A tab left open on a busy log keeps the newest rows only.
+    if (mode === "prepend") {
+      while (container.children.length > MAX_ROWS) container.lastElementChild.remove();
     }
     markScrollers();
   });

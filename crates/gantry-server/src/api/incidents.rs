@@ -193,8 +193,7 @@ pub async fn act(
     Path((id, action)): Path<(String, String)>,
 ) -> ApiResult<axum::Json<ActionResult>> {
     let incident = readable(&state, &caller, &id).await?;
-    let (incident, change_id) =
-        incidents::act(&state, &caller.0, incident.id, &action, None).await?;
+    let (incident, change_id) = incidents::act(&state, &caller.0, incident.id, &action).await?;
     Ok(axum::Json(ActionResult {
         incident,
         change_id,

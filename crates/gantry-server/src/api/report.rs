@@ -57,12 +57,19 @@ pub async fn get_report(
     caller: Caller,
     Query(p): Query<ReportParams>,
 ) -> ApiResult<axum::Json<Report>> {
-    let scope =
-        crate::report::Scope::new(p.service, p.environment, p.since, p.until, p.by.as_deref())?;
-    caller.require(
-        ScopeName::Read,
-        scope.service.as_deref(),
-        Some(&scope.environment),
+    // As before the rule moved: names checked, then who may read it, then the period.
+    let environment = p.environment.unwrap_or_else(|| "prod".to_string());
+    gantry_core::names::validate_name("environment", &environment)?;
+    if let Some(s) = &p.service {
+        gantry_core::names::validate_name("service", s)?;
+    }
+    caller.require(ScopeName::Read, p.service.as_deref(), Some(&environment))?;
+    let scope = crate::report::Scope::new(
+        p.service,
+        Some(environment),
+        p.since,
+        p.until,
+        p.by.as_deref(),
     )?;
     Ok(axum::Json(crate::report::report(&state, &scope).await?))
 }

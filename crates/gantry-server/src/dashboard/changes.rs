@@ -109,6 +109,9 @@ pub async fn page(
     Query(f): Query<Filters>,
 ) -> UiResult {
     let query = f.params().into_query().map_err(UiError::from)?;
+    // Where the page's list ends: its stream starts there, so a change written between
+    // this read and the browser's connection still arrives.
+    let seq = state.store.last_event_seq().await?;
     let mut items = state.store.list_changes(&query).await?;
     items.retain(|c| {
         viewer.allows(
@@ -149,7 +152,7 @@ pub async fn page(
             button type="submit" { "Filter" }
             @if filtered { " " a href="/ui/changes" { "Clear" } }
         }
-        div hx-ext="sse" sse-connect=(format!("/ui/stream/changes?{}", f.stream_query())) {
+        div hx-ext="sse" sse-connect=(format!("/ui/stream/changes?after={seq}&{}", f.stream_query())) {
             @if items.is_empty() && !filtered {
                 (empty("No changes recorded yet.", html! {
                     "Record one with " code { "gantry change record --kind deploy --service shop --env prod --summary \"Deploy shop 1.4.0\"" }

@@ -306,7 +306,9 @@ pub async fn act(
 ) -> Result<Response, UiError> {
     check_post(&viewer, &headers, form.csrf.as_deref())?;
     let i = readable(&state, &viewer, &id).await?;
-    incidents::act(&state, &viewer.grant, i.id, &action, Some("dashboard")).await?;
+    // A remedy's change says `via: incident <id>` (what ties it to the incident), with the
+    // person as its actor.
+    incidents::act(&state, &viewer.grant, i.id, &action).await?;
     Ok(Redirect::to(&format!("/ui/incidents/{}", i.id)).into_response())
 }
 

@@ -151,12 +151,30 @@ async fn evaluate(
     Ok((series, markers))
 }
 
+/// Metrics are read with `read` held somewhere, as the Graphite API's readers need.
+fn may_read_metrics(viewer: &Viewer) -> Result<(), UiError> {
+    if viewer.grant.holds_somewhere(ScopeName::Read) {
+        return Ok(());
+    }
+    Err(UiError::forbidden(format!(
+        "token '{}' lacks the scope read needed to read metrics",
+        viewer.grant.token_name
+    )))
+}
+
 /// `GET /ui/metrics/data`: JSON for the graph.
 pub async fn data(
     State(state): State<AppState>,
     viewer: Viewer,
     Query(q): Query<GraphQuery>,
 ) -> Response {
+    if let Err(e) = may_read_metrics(&viewer) {
+        return (
+            e.status,
+            axum::Json(serde_json::json!({ "error": e.message })),
+        )
+            .into_response();
+    }
     match evaluate(&state, &viewer, &q).await {
         Ok((series, changes)) => {
             let (start, step, len) = series
@@ -205,13 +223,7 @@ pub async fn page(
     viewer: Viewer,
     Query(q): Query<GraphQuery>,
 ) -> UiResult {
-    viewer.require(ScopeName::Read, None, None).or_else(|e| {
-        if viewer.grant.holds_somewhere(ScopeName::Read) {
-            Ok(())
-        } else {
-            Err(e)
-        }
-    })?;
+    may_read_metrics(&viewer)?;
     let targets = q.targets();
     let result = if targets.is_empty() {
         None

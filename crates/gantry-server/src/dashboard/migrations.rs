@@ -167,7 +167,8 @@ async fn gates(state: &AppState, viewer: &Viewer) -> Result<Markup, UiError> {
         if !db
             .services
             .iter()
-            .all(|s| viewer.allows(ScopeName::Read, Some(s), Some(&db.environment)))
+            // The gate answers those who may migrate, as the API's gate does.
+            .all(|s| viewer.allows(ScopeName::Migrate, Some(s), Some(&db.environment)))
         {
             continue;
         }
@@ -176,7 +177,7 @@ async fn gates(state: &AppState, viewer: &Viewer) -> Result<Markup, UiError> {
     }
     Ok(html! {
         @if rows.is_empty() {
-            p.muted { "Your token reads none of the configured databases' services." }
+            p.muted { "Your token may migrate none of the configured databases' services, so no gate is shown." }
         } @else {
             div.scroll {
                 table.grid aria-labelledby="gate-h" {

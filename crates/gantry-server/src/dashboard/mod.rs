@@ -90,7 +90,23 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .route("/ui/stream/rollouts/{id}", get(streams::rollout))
         .layer(DefaultBodyLimit::max(1024));
     let files = Router::new().route("/assets/{file}", get(assets::serve));
-    pages.merge(streams).merge(files)
+    pages
+        .merge(streams)
+        .merge(files)
+        .layer(middleware::map_request(host_from_authority))
+}
+
+/// HTTP/2 carries the host as the URI's authority, not a `Host` header: copy it there, so
+/// the same-origin check of every POST sees it either way.
+async fn host_from_authority(mut request: Request) -> Request {
+    use axum::http::{header, HeaderValue};
+    if !request.headers().contains_key(header::HOST) {
+        let authority = request.uri().authority().map(|a| a.as_str().to_string());
+        if let Some(value) = authority.and_then(|a| HeaderValue::from_str(&a).ok()) {
+            request.headers_mut().insert(header::HOST, value);
+        }
+    }
+    request
 }
 
 /// The HTML 404 for unknown dashboard paths (`/ui/…`, `/assets/…`); API paths keep JSON.

@@ -274,6 +274,8 @@ fn cell_body(c: &Cell) -> Markup {
 
 /// `GET /`.
 pub async fn page(State(state): State<AppState>, viewer: Viewer) -> UiResult {
+    // The stream starts where this read did, so nothing written in between is missed.
+    let seq = state.store.last_event_seq().await?;
     let (table, title) = table_and_title(&state, &viewer).await?;
     Ok(view::page(
         Some(&viewer),
@@ -284,7 +286,7 @@ pub async fn page(State(state): State<AppState>, viewer: Viewer) -> UiResult {
                 h1 { "Overview" }
                 (view::live_badge())
             }
-            div hx-ext="sse" sse-connect="/ui/stream/changes" { (table) }
+            div hx-ext="sse" sse-connect=(format!("/ui/stream/changes?after={seq}")) { (table) }
         },
     ))
 }

@@ -44,7 +44,7 @@ fn ordered(tasks: &[Task]) -> Vec<&Task> {
 pub fn page_of(tasks: &[Task], page: usize) -> Vec<&Task> {
     ordered(tasks)
         .into_iter()
-        .skip(page * PAGE_SIZE)
+        .skip(page.saturating_mul(PAGE_SIZE))
         .take(PAGE_SIZE)
         .collect()
 }

@@ -26,18 +26,21 @@ async fn load(
     viewer: &Viewer,
     name: &str,
 ) -> Result<gantry_core::Service, UiError> {
-    let service = state.store.get_service(name).await?.ok_or_else(|| {
+    // A service the token may not read answers as one that does not exist: the page must
+    // not tell a narrowed token which services there are.
+    let missing = || {
         UiError::not_found(format!(
-            "no service named '{name}'; the overview lists every service"
+            "no service named '{name}' that this token may read; the overview lists them"
         ))
-    })?;
+    };
+    let service = state.store.get_service(name).await?.ok_or_else(missing)?;
     let readable = viewer.allows(ScopeName::Read, Some(name), None)
         || service
             .environments
             .iter()
             .any(|e| viewer.allows(ScopeName::Read, Some(name), Some(e)));
     if !readable {
-        viewer.require(ScopeName::Read, Some(name), None)?;
+        return Err(missing());
     }
     Ok(service)
 }
@@ -74,14 +77,21 @@ pub async fn page(
     for e in &envs {
         cells.push((e.clone(), cell(&state, &hosts, &name, e).await?));
     }
-    let builds = state
-        .store
-        .find_builds(&BuildQuery {
-            service: Some(name.clone()),
-            limit: 20,
-            ..Default::default()
-        })
-        .await?;
+    // Builds and the service file's key metrics are the whole service's, as the API reads
+    // them: a token narrowed to one environment sees neither.
+    let whole = viewer.allows(ScopeName::Read, Some(&name), None);
+    let builds = if !whole {
+        Vec::new()
+    } else {
+        state
+            .store
+            .find_builds(&BuildQuery {
+                service: Some(name.clone()),
+                limit: 20,
+                ..Default::default()
+            })
+            .await?
+    };
     let mut first_runs: Vec<BTreeMap<String, DateTime<Utc>>> = Vec::new();
     for b in &builds {
         let mut firsts = BTreeMap::new();
@@ -110,13 +120,11 @@ pub async fn page(
             c.environment.as_deref(),
         )
     });
-    let key_metrics = match state
-        .store
-        .list_detect_configs()
-        .await?
-        .into_iter()
-        .find(|c| c.service == name)
-    {
+    let detect = match whole {
+        true => state.store.list_detect_configs().await?,
+        false => Vec::new(),
+    };
+    let key_metrics = match detect.into_iter().find(|c| c.service == name) {
         Some(c) => gantry_core::detect::DetectConfig::parse(&c.text, &name)
             .map(|d| d.metrics)
             .unwrap_or_default(),
@@ -391,6 +399,7 @@ pub async fn confirm(
         }
         form.confirm method="post" action=(format!("/ui/services/{name}/rollouts")) {
             input type="hidden" name="_csrf" value=(viewer.csrf);
+            input type="hidden" name="expect_build" value=(plan.build.id);
             input type="hidden" name="action" value=(q.action);
             input type="hidden" name="environment" value=(q.environment);
             @if let Some(b) = &q.build { input type="hidden" name="build" value=(b); }
@@ -408,6 +417,8 @@ pub async fn confirm(
 pub struct StartForm {
     #[serde(rename = "_csrf")]
     csrf: Option<String>,
+    /// The build the confirmation showed: the rollout starts only if it is still the one.
+    expect_build: Option<String>,
     #[serde(flatten)]
     action: ActionQuery,
 }
@@ -428,6 +439,18 @@ pub async fn start(
         Some(&form.action.environment),
     )?;
     let new = form.action.new_rollout(&name)?;
-    let rollout = crate::ship::rollouts::start(&state, &viewer.actor(), new).await?;
+    let planned = crate::ship::rollouts::plan(&state, &viewer.actor(), new).await?;
+    if let Some(expected) = form.expect_build.as_deref() {
+        if planned.build.id.to_string() != expected {
+            return Err(UiError::new(
+                axum::http::StatusCode::CONFLICT,
+                format!(
+                    "the plan changed since it was shown: it would now install {} {} instead; go back and review it again",
+                    name, planned.build.version
+                ),
+            ));
+        }
+    }
+    let rollout = crate::ship::rollouts::start_plan(&state, planned).await?;
     Ok(Redirect::to(&format!("/ui/rollouts/{}", rollout.id)).into_response())
 }

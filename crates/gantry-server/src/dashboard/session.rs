@@ -124,8 +124,14 @@ pub enum NoViewer {
     Failed(UiError),
 }
 
-/// The viewer of a request, if it carries a live session whose token still holds.
-pub async fn viewer(state: &AppState, headers: &HeaderMap) -> Result<Viewer, NoViewer> {
+/// The viewer of a request, if it carries a live session whose token still holds. `touch`:
+/// the request is a person's (a page, a form), which moves the idle expiry on; a stream's
+/// re-check or a page's own refresh does not, or an open tab would never go idle.
+pub async fn viewer(
+    state: &AppState,
+    headers: &HeaderMap,
+    touch: bool,
+) -> Result<Viewer, NoViewer> {
     let Some(id) = cookie_value(headers, cookie_name(state)) else {
         return Err(NoViewer::SignedOut { expired: false });
     };
@@ -149,7 +155,7 @@ pub async fn viewer(state: &AppState, headers: &HeaderMap) -> Result<Viewer, NoV
             return Err(NoViewer::SignedOut { expired: true });
         }
     };
-    if now - session.last_seen_at > TOUCH_AFTER {
+    if touch && now - session.last_seen_at > TOUCH_AFTER {
         let idle = (now + IDLE).min(session.expires_at);
         let _ = state.store.touch_session(&digest, now, idle).await;
     }
@@ -168,7 +174,9 @@ impl FromRequestParts<AppState> for Viewer {
     type Rejection = Response;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Response> {
-        match viewer(state, &parts.headers).await {
+        // htmx's own GETs (live refreshes, polls) are the page's, not the person's.
+        let touch = !(is_htmx(&parts.headers) && parts.method == axum::http::Method::GET);
+        match viewer(state, &parts.headers, touch).await {
             Ok(v) => Ok(v),
             Err(NoViewer::Failed(e)) => Err(e.into_response()),
             Err(NoViewer::SignedOut { expired }) => {
@@ -250,7 +258,15 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 /// The path a sign-in returns to: a path on this server only.
 fn safe_next(next: Option<&str>) -> String {
     match next {
-        Some(n) if n.starts_with('/') && !n.starts_with("//") && !n.contains('\\') => n.to_string(),
+        // Browsers drop tabs and line breaks from URLs: "/\t/evil" would become "//evil".
+        Some(n)
+            if n.starts_with('/')
+                && !n.starts_with("//")
+                && !n.contains('\\')
+                && n.bytes().all(|b| b > 0x20 && b != 0x7f) =>
+        {
+            n.to_string()
+        }
         _ => "/".to_string(),
     }
 }
@@ -267,7 +283,7 @@ pub async fn sign_in_page(
     headers: HeaderMap,
     Query(q): Query<SignInQuery>,
 ) -> Response {
-    if viewer(&state, &headers).await.is_ok() {
+    if viewer(&state, &headers, true).await.is_ok() {
         return Redirect::to(&safe_next(q.next.as_deref())).into_response();
     }
     sign_in_form(
@@ -434,6 +450,12 @@ mod tests {
         assert_eq!(safe_next(Some("https://evil.example/")), "/");
         assert_eq!(safe_next(Some("/\\evil.example")), "/");
         assert_eq!(safe_next(None), "/");
+        assert_eq!(safe_next(Some("/\t/evil.example")), "/");
+        assert_eq!(safe_next(Some("/\n/evil.example")), "/");
+        assert_eq!(
+            safe_next(Some("/ui/changes?kind=flag")),
+            "/ui/changes?kind=flag"
+        );
     }
 
     #[test]

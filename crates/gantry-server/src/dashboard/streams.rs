@@ -24,7 +24,7 @@ use crate::state::AppState;
 /// The stream's viewer, or the status to answer: 401 when signed out (an EventSource gets
 /// no page to be redirected to).
 async fn stream_viewer(state: &AppState, headers: &HeaderMap) -> Result<Viewer, UiError> {
-    match session::viewer(state, headers).await {
+    match session::viewer(state, headers, false).await {
         Ok(v) => Ok(v),
         Err(NoViewer::Failed(e)) => Err(e),
         Err(NoViewer::SignedOut { .. }) => Err(UiError::new(
@@ -51,7 +51,7 @@ where
         let (state, headers, flag) = (state.clone(), headers.clone(), flag.clone());
         async move {
             let signed_out = matches!(
-                session::viewer(&state, &headers).await,
+                session::viewer(&state, &headers, false).await,
                 Err(NoViewer::SignedOut { .. })
             );
             flag.store(signed_out, Ordering::Relaxed);

@@ -102,12 +102,19 @@ pub struct Plan {
 /// Starts a deploy, rollback or promote for `actor`: one per service and environment at a
 /// time. The caller has checked that the actor may deploy there.
 pub async fn start(state: &AppState, actor: &Actor, new: NewRollout) -> Result<Rollout, ApiError> {
+    let planned = plan(state, actor, new).await?;
+    start_plan(state, planned).await
+}
+
+/// Starts a rollout [`plan`] worked out (one a person has seen and confirmed). Refused as
+/// [`start`] would be when another rollout took the service and environment since.
+pub async fn start_plan(state: &AppState, planned: Plan) -> Result<Rollout, ApiError> {
     let Plan {
         rollout,
         tasks,
         change,
         ..
-    } = plan(state, actor, new).await?;
+    } = planned;
     state.store.insert_change(&change).await?;
     if let Err(e) = state.store.insert_rollout(&rollout, &tasks).await {
         // Lost a race for the lock: the change records that this one never started.

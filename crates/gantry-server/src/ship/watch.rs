@@ -15,6 +15,10 @@ use crate::state::AppState;
 
 /// The most often an update is sent.
 pub const MIN_INTERVAL: Duration = Duration::from_secs(1);
+/// How far before `after` a resumed stream looks again: a task's `updated_at` is stamped
+/// before its write commits (and by whichever server took the report), so a write can
+/// become visible after one stamped later. Rows sent twice are harmless.
+const RESUME_SLACK_MS: i64 = 5_000;
 /// How long a watcher waits for a wake-up before it reads anyway.
 const POLL: Duration = Duration::from_secs(5);
 
@@ -47,7 +51,7 @@ fn seen(t: &Task) -> Seen {
 }
 
 /// Updates of rollout `id` from now on (or, with `after`, every task changed since that
-/// point first). Ends after the update that shows the rollout finished, when the rollout
+/// point first, and those changed in the few seconds before it again). Ends after the update that shows the rollout finished, when the rollout
 /// is deleted, or when the server shuts down.
 pub fn follow(state: AppState, id: Ulid, after: Option<i64>) -> impl Stream<Item = RolloutUpdate> {
     struct Follow {
@@ -96,7 +100,9 @@ pub fn follow(state: AppState, id: Ulid, after: Option<i64>) -> impl Stream<Item
                         for t in tasks {
                             let now = seen(&t);
                             let fresh = match (f.first, f.after) {
-                                (true, Some(after)) => now.updated_at >= after,
+                                (true, Some(after)) => {
+                                    now.updated_at >= after.saturating_sub(RESUME_SLACK_MS)
+                                }
                                 (true, None) => true,
                                 (false, _) => f.sent.get(&t.id) != Some(&now),
                             };
