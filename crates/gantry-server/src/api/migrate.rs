@@ -424,5 +424,11 @@ pub async fn job_log(
     })
     .flat_map(|events| futures::stream::iter(events.into_iter().map(Ok)))
     .take_until(state.shutdown.clone().cancelled_owned());
+    // A revoked token's stream ends within the re-check interval, as every stream's does.
+    let digest = caller.1.clone();
+    let events = crate::auth::until_revoked(events, move || {
+        let (state, digest) = (state.clone(), digest.clone());
+        async move { crate::auth::token_still_valid(&state, &digest).await }
+    });
     Ok(Sse::new(events).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
 }

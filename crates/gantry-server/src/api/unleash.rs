@@ -404,6 +404,17 @@ pub async fn client_stream(
         .id(start.to_string())
         .data(serde_json::json!({"revision": start, "etag": set.etag(b"")}).to_string());
     let events = futures::stream::once(std::future::ready(Ok(ready))).chain(updates);
+    // A revoked SDK token's stream ends within the re-check interval, as every stream's
+    // does (a database hiccup keeps it open).
+    let events = crate::auth::until_revoked(events, move || {
+        let (state, headers) = (state.clone(), headers.clone());
+        async move {
+            match sdk(&state, &headers, CLIENT).await {
+                Ok(_) => true,
+                Err(e) => e.status.is_server_error(),
+            }
+        }
+    });
     Ok(Sse::new(events).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
 }
 

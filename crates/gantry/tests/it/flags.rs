@@ -1118,3 +1118,25 @@ fn evaluations_counted_by_the_server_survive_a_restart() {
     let shown = server.http().get("/api/v1/flags/shop/checkout-v2");
     assert_eq!(shown.body["usage"]["prod"]["yes"], 5, "{}", shown.text);
 }
+
+/// Revoking an SDK token ends the streams it holds open within the 15 s re-check, as it
+/// ends every other stream.
+#[test]
+fn revoking_an_sdk_token_ends_its_flag_stream() {
+    let s = setup();
+    let url = s.server.url();
+    let token = s.client_token.clone();
+    let (send, ended) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut sse = crate::harness::Sse::open_at(&url, "/api/client/stream", &token, None);
+        let first = sse.next_event().map(|(event, _, _)| event);
+        while sse.next_event().is_some() {}
+        let _ = send.send(first);
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    s.server.ok(&["token", "revoke", "shop-prod-server"]);
+    let first = ended
+        .recv_timeout(Duration::from_secs(25))
+        .expect("the stream outlived its token by more than the re-check interval");
+    assert_eq!(first.as_deref(), Some("ready"));
+}
