@@ -317,9 +317,12 @@ pub async fn page(
     viewer: Viewer,
     Query(q): Query<FlagsQuery>,
 ) -> UiResult {
+    // The stream starts where this page's read did, so a flip in between still refreshes it.
+    let seq = state.store.last_event_seq().await?;
     let listing = readable(&state, &viewer, &q).await?;
     let envs = state.store.list_environments().await?;
     let mut stream = form_urlencoded::Serializer::new(String::new());
+    stream.append_pair("after", &seq.to_string());
     stream.append_pair("kind", ChangeKind::Flag.as_str());
     if let Some(s) = q.service() {
         stream.append_pair("service", s);

@@ -221,11 +221,14 @@ pub async fn page(
     viewer: Viewer,
     Query(q): Query<JobsQuery>,
 ) -> UiResult {
+    // The stream starts where this page's read did, so nothing in between is missed.
+    let seq = state.store.last_event_seq().await?;
     let found = readable(&state, &viewer, &q).await?;
     let gates = gates(&state, &viewer).await?;
     let databases: Vec<&String> = state.config.migrate.databases.keys().collect();
     let chosen_state = non_empty(&q.state);
     let stream = form_urlencoded::Serializer::new(String::new())
+        .append_pair("after", &seq.to_string())
         .append_pair("kind", ChangeKind::Migration.as_str())
         .finish();
     let body = html! {
