@@ -189,7 +189,10 @@ async fn flag_pages_render_for_an_admin() {
     assert_eq!(body.matches(">Turn off<").count(), 1, "{body}");
     assert_eq!(body.matches(">Turn on<").count(), 2, "{body}");
     // The stream starts after the last change the page read, and carries flag changes only.
-    assert!(body.contains("sse-connect=\"/ui/stream/changes?after="), "{body}");
+    assert!(
+        body.contains("sse-connect=\"/ui/stream/changes?after="),
+        "{body}"
+    );
     assert!(body.contains("&amp;kind=flag\""), "{body}");
     // Filters live in the URL.
     let (status, _, body) = env
