@@ -7,7 +7,9 @@ use maud::{html, Markup};
 use serde::Deserialize;
 
 use super::session::Viewer;
-use super::view::{self, badge, empty, short, time, time_or_dash, Nav, UiError, UiResult};
+use super::view::{
+    self, badge, empty, non_empty, short, time, time_or_dash, Nav, UiError, UiResult,
+};
 use crate::api::changes::ListParams;
 use crate::state::AppState;
 
@@ -23,21 +25,14 @@ pub struct Filters {
     pub until: Option<String>,
 }
 
-fn non_empty(v: &Option<String>) -> Option<String> {
-    v.as_deref()
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(str::to_string)
-}
-
 impl Filters {
     fn params(&self) -> ListParams {
         ListParams {
-            service: non_empty(&self.service),
-            environment: non_empty(&self.environment),
-            kind: non_empty(&self.kind),
-            since: non_empty(&self.since),
-            until: non_empty(&self.until),
+            service: non_empty(&self.service).map(str::to_string),
+            environment: non_empty(&self.environment).map(str::to_string),
+            kind: non_empty(&self.kind).map(str::to_string),
+            since: non_empty(&self.since).map(str::to_string),
+            until: non_empty(&self.until).map(str::to_string),
             limit: Some("200".into()),
             ..Default::default()
         }
@@ -53,7 +48,7 @@ impl Filters {
             ("actor", non_empty(&self.actor)),
         ] {
             if let Some(v) = v {
-                q.append_pair(k, &v);
+                q.append_pair(k, v);
             }
         }
         q.finish()
@@ -62,9 +57,7 @@ impl Filters {
     /// Whether a change passes the filters a stream can apply (not the time range: a live
     /// change is always "now").
     pub fn admits(&self, c: &Change) -> bool {
-        let eq = |f: &Option<String>, v: Option<&str>| {
-            non_empty(f).is_none_or(|f| v == Some(f.as_str()))
-        };
+        let eq = |f: &Option<String>, v: Option<&str>| non_empty(f).is_none_or(|f| v == Some(f));
         eq(&self.service, c.service.as_deref())
             && eq(&self.environment, c.environment.as_deref())
             && eq(&self.kind, Some(c.kind.as_str()))
@@ -142,7 +135,7 @@ pub async fn page(
                 select name="kind" {
                     option value="" { "any" }
                     @for k in ChangeKind::ALL {
-                        option value=(k.as_str()) selected[non_empty(&f.kind).as_deref() == Some(k.as_str())] { (k.as_str()) }
+                        option value=(k.as_str()) selected[non_empty(&f.kind) == Some(k.as_str())] { (k.as_str()) }
                     }
                 }
             }

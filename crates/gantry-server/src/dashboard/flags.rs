@@ -19,7 +19,7 @@ use maud::{html, Markup};
 use serde::Deserialize;
 
 use super::session::{check_post, Viewer};
-use super::view::{self, badge, empty, time, Nav, UiError, UiResult};
+use super::view::{self, badge, empty, non_empty, time, Nav, UiError, UiResult};
 use crate::flags::ops::{self, EnvChange};
 use crate::state::AppState;
 
@@ -31,10 +31,6 @@ const RECENT_CHANGES: usize = 20;
 pub struct FlagsQuery {
     pub service: Option<String>,
     pub environment: Option<String>,
-}
-
-fn non_empty(v: &Option<String>) -> Option<&str> {
-    v.as_deref().map(str::trim).filter(|s| !s.is_empty())
 }
 
 impl FlagsQuery {

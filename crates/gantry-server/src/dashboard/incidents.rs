@@ -11,8 +11,10 @@ use gantry_core::incident::Incident;
 use maud::{html, Markup};
 use serde::Deserialize;
 
-use super::session::{check_post, Viewer};
-use super::view::{self, badge, empty, short, time, time_or_dash, Nav, UiError, UiResult};
+use super::session::{check_post, CsrfForm, Viewer};
+use super::view::{
+    self, badge, empty, non_empty, short, time, time_or_dash, Nav, UiError, UiResult,
+};
 use crate::incidents;
 use crate::state::AppState;
 
@@ -95,8 +97,10 @@ pub async fn page(
         .store
         .list_incidents(Some(since), open_only, 5000)
         .await?;
-    let nonempty = |v: &Option<String>| v.as_deref().filter(|s| !s.is_empty()).map(str::to_string);
-    let (service, environment) = (nonempty(&q.service), nonempty(&q.environment));
+    let (service, environment) = (
+        non_empty(&q.service).map(str::to_string),
+        non_empty(&q.environment).map(str::to_string),
+    );
     list.retain(|i| {
         incidents::may_read(&viewer.grant, i)
             && service.as_ref().is_none_or(|s| i.services.contains(s))
@@ -288,12 +292,6 @@ pub async fn show(
         }
     };
     Ok(view::page(Some(&viewer), &i.title, Nav::Incidents, body))
-}
-
-#[derive(Debug, Deserialize)]
-pub struct CsrfForm {
-    #[serde(rename = "_csrf")]
-    csrf: Option<String>,
 }
 
 /// `POST /ui/incidents/{id}/{ack|mitigate|resolve|rollback|flag-off}`.

@@ -12,8 +12,10 @@ use gantry_core::{ChangeKind, ScopeName};
 use maud::{html, Markup};
 use serde::Deserialize;
 
-use super::session::{check_post, Viewer};
-use super::view::{self, badge, empty, short, time, time_or_dash, Nav, UiError, UiResult};
+use super::session::{check_post, CsrfForm, Viewer};
+use super::view::{
+    self, badge, empty, non_empty, short, time, time_or_dash, Nav, UiError, UiResult,
+};
 use crate::error::ApiError;
 use crate::migrate::jobs::{self, RetryOptions};
 use crate::state::AppState;
@@ -30,10 +32,6 @@ const POLL: &str = "every 5s";
 pub struct JobsQuery {
     pub database: Option<String>,
     pub state: Option<String>,
-}
-
-fn non_empty(v: &Option<String>) -> Option<&str> {
-    v.as_deref().map(str::trim).filter(|s| !s.is_empty())
 }
 
 impl JobsQuery {
@@ -431,12 +429,6 @@ pub async fn live_fragment(
     Ok(live(&viewer, &job, &log, cut))
 }
 
-#[derive(Debug, Default, Deserialize)]
-pub struct ControlForm {
-    #[serde(rename = "_csrf")]
-    csrf: Option<String>,
-}
-
 /// `POST /ui/migrations/{id}/{pause|resume|abort|retry}` (a retry runs the files the job
 /// holds again; to send fixed files, `gantry migrate retry JOB --dir DIR`).
 pub async fn control(
@@ -444,7 +436,7 @@ pub async fn control(
     viewer: Viewer,
     headers: HeaderMap,
     Path((id, action)): Path<(String, String)>,
-    axum::Form(form): axum::Form<ControlForm>,
+    axum::Form(form): axum::Form<CsrfForm>,
 ) -> Result<Response, UiError> {
     check_post(&viewer, &headers, form.csrf.as_deref())?;
     let job = load(&state, &viewer, &id).await?;

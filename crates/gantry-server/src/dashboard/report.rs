@@ -11,7 +11,7 @@ use serde::Deserialize;
 
 use super::service::span;
 use super::session::Viewer;
-use super::view::{self, time, Nav, UiError, UiResult};
+use super::view::{self, non_empty, time, Nav, UiError, UiResult};
 use crate::state::AppState;
 
 #[derive(Debug, Default, Deserialize)]
@@ -48,26 +48,20 @@ pub async fn page(
     viewer: Viewer,
     Query(q): Query<ReportQuery>,
 ) -> UiResult {
-    let nonempty = |v: &Option<String>| {
-        v.as_deref()
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-            .map(str::to_string)
-    };
     let now = Utc::now();
     let time_of =
         |field: &str, v: &Option<String>| -> Result<Option<chrono::DateTime<Utc>>, UiError> {
-            nonempty(v)
-                .map(|s| gantry_core::time::parse_api_time(field, &s, now))
+            non_empty(v)
+                .map(|s| gantry_core::time::parse_api_time(field, s, now))
                 .transpose()
                 .map_err(|e| UiError::new(axum::http::StatusCode::BAD_REQUEST, e.to_string()))
         };
     let scope = crate::report::Scope::new(
-        nonempty(&q.service),
-        nonempty(&q.environment),
+        non_empty(&q.service).map(str::to_string),
+        non_empty(&q.environment).map(str::to_string),
         time_of("since", &q.since)?,
         time_of("until", &q.until)?,
-        nonempty(&q.by).as_deref(),
+        non_empty(&q.by),
     )?;
     viewer.require(
         ScopeName::Read,
@@ -75,14 +69,14 @@ pub async fn page(
         Some(&scope.environment),
     )?;
     let r = crate::report::report(&state, &scope).await?;
-    let by = nonempty(&q.by).unwrap_or_else(|| "week".into());
+    let by = non_empty(&q.by).unwrap_or("week");
     let body = html! {
         h1 { "Report" }
         form.filters method="get" action="/ui/report" {
             label { "Service " input type="text" name="service" placeholder="every service" value=[scope.service.as_deref()]; }
             label { "Environment " input type="text" name="environment" value=(scope.environment); }
-            label { "Since " input type="text" name="since" placeholder="90d" value=[nonempty(&q.since)]; }
-            label { "Until " input type="text" name="until" placeholder="now" value=[nonempty(&q.until)]; }
+            label { "Since " input type="text" name="since" placeholder="90d" value=[non_empty(&q.since)]; }
+            label { "Until " input type="text" name="until" placeholder="now" value=[non_empty(&q.until)]; }
             label { "Buckets "
                 select name="by" {
                     @for b in ["day", "week", "month"] { option value=(b) selected[by == b] { (b) } }

@@ -11,7 +11,7 @@ use gantry_core::ScopeName;
 use maud::{html, Markup};
 use serde::Deserialize;
 
-use super::session::{check_post, Viewer};
+use super::session::{check_post, CsrfForm, Viewer};
 use super::view::{self, badge, short, time, time_or_dash, Nav, UiError, UiResult};
 use crate::ship::rollouts::RolloutAction;
 use crate::state::AppState;
@@ -253,19 +253,13 @@ fn verdict_summary(doc: &str) -> String {
         .unwrap_or_else(|_| "(unreadable verdict)".to_string())
 }
 
-#[derive(Debug, Default, Deserialize)]
-pub struct ControlForm {
-    #[serde(rename = "_csrf")]
-    csrf: Option<String>,
-}
-
 /// `POST /ui/rollouts/{id}/{pause|resume|abort}`.
 pub async fn control(
     State(state): State<AppState>,
     viewer: Viewer,
     headers: HeaderMap,
     Path((id, action)): Path<(String, String)>,
-    axum::Form(form): axum::Form<ControlForm>,
+    axum::Form(form): axum::Form<CsrfForm>,
 ) -> Result<Response, UiError> {
     check_post(&viewer, &headers, form.csrf.as_deref())?;
     let r = load(&state, &viewer, &id).await?;

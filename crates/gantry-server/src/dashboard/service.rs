@@ -18,7 +18,9 @@ use serde::Deserialize;
 use super::metrics::{graph, GraphQuery};
 use super::overview::cell;
 use super::session::{check_post, Viewer};
-use super::view::{self, badge, empty, short, time, time_or_dash, Nav, UiError, UiResult};
+use super::view::{
+    self, badge, empty, non_empty, short, time, time_or_dash, Nav, UiError, UiResult,
+};
 use crate::state::AppState;
 
 async fn load(
@@ -292,28 +294,22 @@ impl ActionQuery {
                 ))
             }
         };
-        let nonempty = |v: &Option<String>| {
-            v.as_deref()
-                .map(str::trim)
-                .filter(|s| !s.is_empty())
-                .map(str::to_string)
-        };
         Ok(NewRollout {
             kind: Some(kind),
             service: service.to_string(),
             environment: self.environment.clone(),
             build: if kind == RolloutKind::Deploy {
-                nonempty(&self.build)
+                non_empty(&self.build).map(str::to_string)
             } else {
                 None
             },
             from: if kind == RolloutKind::Promote {
-                nonempty(&self.from)
+                non_empty(&self.from).map(str::to_string)
             } else {
                 None
             },
-            waves: nonempty(&self.waves),
-            bake: nonempty(&self.bake),
+            waves: non_empty(&self.waves).map(str::to_string),
+            bake: non_empty(&self.bake).map(str::to_string),
             ..Default::default()
         })
     }

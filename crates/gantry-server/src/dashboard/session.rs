@@ -411,10 +411,12 @@ fn set_cookie(
     }
 }
 
+/// The body of a form whose only field is the session's CSRF value (its action is in the
+/// path).
 #[derive(Debug, Default, Deserialize)]
-pub struct CsrfOnly {
+pub struct CsrfForm {
     #[serde(rename = "_csrf")]
-    csrf: Option<String>,
+    pub csrf: Option<String>,
 }
 
 /// `POST /ui/sign-out`: ends the session everywhere at once.
@@ -422,7 +424,7 @@ pub async fn sign_out(
     State(state): State<AppState>,
     viewer: Viewer,
     headers: HeaderMap,
-    axum::Form(form): axum::Form<CsrfOnly>,
+    axum::Form(form): axum::Form<CsrfForm>,
 ) -> Response {
     if let Err(e) = check_post(&viewer, &headers, form.csrf.as_deref()) {
         return e.into_response();

@@ -9,7 +9,7 @@ use gantry_core::{NewToken, Scope, ScopeName};
 use maud::{html, Markup};
 use serde::Deserialize;
 
-use super::session::{check_post, Viewer};
+use super::session::{check_post, CsrfForm, Viewer};
 use super::view::{self, time, time_or_dash, Nav, UiError, UiResult};
 use crate::state::AppState;
 
@@ -139,12 +139,6 @@ pub async fn create(
         }
         Err(e) => Err(e.into()),
     }
-}
-
-#[derive(Debug, Deserialize)]
-pub struct CsrfForm {
-    #[serde(rename = "_csrf")]
-    csrf: Option<String>,
 }
 
 /// `POST /ui/tokens/{name}/revoke`: the token stops working, and its sessions end, on every

@@ -151,6 +151,11 @@ pub fn live_badge() -> Markup {
     html! { span.live data-live-status role="status" aria-live="polite" { "live" } }
 }
 
+/// A form or query value as given, trimmed; `None` when absent or blank.
+pub fn non_empty(v: &Option<String>) -> Option<&str> {
+    v.as_deref().map(str::trim).filter(|s| !s.is_empty())
+}
+
 /// Text from a terminal (hook output, a job's log) for a page: ANSI escape sequences
 /// (colours, cursor moves) and other control characters are dropped, tabs and line breaks
 /// kept. maud escapes the rest.

@@ -119,11 +119,12 @@ pub fn follow(state: AppState, id: Ulid, after: Option<i64>) -> impl Stream<Item
                         f.rollout_seen = Some(marker);
                         let first = std::mem::replace(&mut f.first, false);
                         if first || rollout_changed || !changed.is_empty() {
-                            let seq = changed
-                                .iter()
-                                .map(|t| t.updated_at.timestamp_millis())
+                            // `sent` holds every task as just read, the changed ones too.
+                            let seq = f
+                                .sent
+                                .values()
+                                .map(|s| s.updated_at)
                                 .chain(std::iter::once(rollout.updated_at.timestamp_millis()))
-                                .chain(f.sent.values().map(|s| s.updated_at))
                                 .max()
                                 .unwrap_or_default();
                             f.done = rollout.state.is_final();

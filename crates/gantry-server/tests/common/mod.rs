@@ -15,6 +15,17 @@ use tower::ServiceExt;
 pub const ORIGIN: &str = "http://127.0.0.1:7070";
 pub const HOST: &str = "127.0.0.1:7070";
 
+/// A page holds no inline script, no `style` attribute and no `hx-on`: what the
+/// Content-Security-Policy and htmx's configuration forbid.
+pub fn assert_html_is_policy_clean(body: &str) {
+    assert!(!body.contains("style="), "a style attribute: {body}");
+    for (i, _) in body.match_indices("<script") {
+        let tag: String = body[i..].chars().take_while(|c| *c != '>').collect();
+        assert!(tag.contains(" src=\"/assets/"), "an inline script: {tag}");
+    }
+    assert!(!body.contains("hx-on"), "hx-on is not allowed");
+}
+
 pub struct Env {
     pub state: AppState,
     pub router: Router,
@@ -106,6 +117,18 @@ impl Env {
             request = request.header(header::ORIGIN, o);
         }
         self.send(request.body(Body::from(body)).unwrap()).await
+    }
+
+    /// A POST from this server's page whose form holds only the CSRF value (the action is in
+    /// the path).
+    pub async fn act(
+        &self,
+        path: &str,
+        cookie: &str,
+        csrf: &str,
+    ) -> (StatusCode, axum::http::HeaderMap, String) {
+        self.post(path, cookie, Some(ORIGIN), &[("_csrf", csrf)])
+            .await
     }
 
     /// Signs in with `secret`; returns the cookie pair to send back.
