@@ -8,6 +8,7 @@
 pub mod change;
 pub mod deploy;
 pub mod detect;
+pub mod http;
 pub mod incident;
 pub mod migrate;
 pub mod migrate_job;

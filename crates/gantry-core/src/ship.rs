@@ -16,6 +16,7 @@ use ulid::Ulid;
 use utoipa::ToSchema;
 
 use crate::deploy::DeployConfig;
+use crate::names::validate_name;
 use crate::Invalid;
 
 macro_rules! str_enum {
@@ -437,6 +438,20 @@ pub struct Task {
 }
 
 impl Task {
+    /// Takes in an agent's report (checked with [`TaskReport::validate`]) at `now`: its
+    /// state, its step when it names one, the tail of its output when it sent any and of
+    /// its error when it has one, and the times [`Task::note_progress`] notes.
+    pub fn apply_report(&mut self, report: TaskReport, now: DateTime<Utc>) {
+        self.state = report.state;
+        self.step = report.step.or(self.step.take());
+        if !report.output.is_empty() {
+            self.output = output_tail(&report.output);
+        }
+        self.error = report.error.map(|e| output_tail(&e)).or(self.error.take());
+        self.updated_at = now;
+        self.note_progress(now);
+    }
+
     /// Notes when the host really changed, from a report of `step` in `state` at `now`:
     /// past `switch` it runs the new build; past `undrain` (or done) it serves again.
     pub fn note_progress(&mut self, now: DateTime<Utc>) {
@@ -484,6 +499,20 @@ pub struct AgentHello {
     /// Problems following log files (each said once), for the server's log.
     #[serde(default)]
     pub log_problems: Vec<String>,
+}
+
+impl AgentHello {
+    /// The rules of a poll body beyond its shape. Each log count names its service and its
+    /// log watch by valid names, as the watches the server sends are named: the two become
+    /// parts of a metric path ([`log_metric_name`]), where a space or a line break would
+    /// make a point for another metric in the store or a forward destination.
+    pub fn validate(&self) -> Result<(), Invalid> {
+        for (i, count) in self.log_counts.iter().enumerate() {
+            validate_name(&format!("log_counts[{i}].service"), &count.service)?;
+            validate_name(&format!("log_counts[{i}].name"), &count.name)?;
+        }
+        Ok(())
+    }
 }
 
 /// A service's `[[logs]]` entry as agents receive it (checked by the server; the agent
@@ -554,6 +583,32 @@ pub struct TaskReport {
     #[serde(default)]
     pub output: String,
     pub error: Option<String>,
+}
+
+impl TaskReport {
+    /// The rules of a report, whatever the task: an agent reports `running`, `succeeded`
+    /// or `failed` (the other states are the server's), and a step, when it names one, is
+    /// one of [`STEPS`].
+    pub fn validate(&self) -> Result<(), Invalid> {
+        if matches!(
+            self.state,
+            TaskState::Planned | TaskState::Pending | TaskState::Cancelled
+        ) {
+            return Err(Invalid::new(format!(
+                "an agent reports running, succeeded or failed, not {}",
+                self.state
+            )));
+        }
+        if let Some(step) = &self.step {
+            if !STEPS.contains(&step.as_str()) {
+                return Err(Invalid::new(format!(
+                    "step '{step}' is not one of {}",
+                    STEPS.join(", ")
+                )));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// The longest task output kept, in bytes (the tail).
@@ -1536,6 +1591,76 @@ mod tests {
         t.state = TaskState::Failed;
         t.note_progress(at(2));
         assert_eq!((t.switched_at, t.undrained_at), (Some(at(2)), None));
+    }
+
+    #[test]
+    fn log_counts_name_one_metric_each() {
+        let hello = |service: &str, name: &str| AgentHello {
+            log_counts: vec![LogCount {
+                service: service.into(),
+                name: name.into(),
+                count: 1,
+            }],
+            ..AgentHello::default()
+        };
+        assert!(hello("shop", "payment.errors").validate().is_ok());
+        assert!(AgentHello::default().validate().is_ok());
+        for (service, name, field) in [
+            ("x 1 1\nevil", "errors", "log_counts[0].service"),
+            ("shop", "a b", "log_counts[0].name"),
+            ("", "errors", "log_counts[0].service"),
+            ("shop", "../x", "log_counts[0].name"),
+        ] {
+            let e = hello(service, name).validate().unwrap_err();
+            assert!(e.0.starts_with(field), "{service:?} {name:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn reports_are_checked_and_applied() {
+        let report = |state, step: Option<&str>| TaskReport {
+            state,
+            step: step.map(str::to_string),
+            output: String::new(),
+            error: None,
+        };
+        for state in [TaskState::Planned, TaskState::Pending, TaskState::Cancelled] {
+            let e = report(state, None).validate().unwrap_err();
+            assert!(e.0.contains("running, succeeded or failed"), "{e}");
+        }
+        let e = report(TaskState::Running, Some("dance"))
+            .validate()
+            .unwrap_err();
+        assert!(e.0.starts_with("step 'dance' is not one of fetch, "), "{e}");
+        assert!(report(TaskState::Failed, Some("health")).validate().is_ok());
+
+        let r = rollout(&[1], 0, 0, 0);
+        let mut t = tasks(&r, 1).remove(0);
+        t.step = Some("fetch".into());
+        t.output = "kept".into();
+        t.apply_report(report(TaskState::Running, None), t0());
+        assert_eq!(
+            (t.state, t.step.as_deref(), t.output.as_str(), t.updated_at),
+            (TaskState::Running, Some("fetch"), "kept", t0())
+        );
+        t.apply_report(
+            TaskReport {
+                state: TaskState::Failed,
+                step: Some("health".into()),
+                output: "x".repeat(MAX_TASK_OUTPUT + 10),
+                error: Some("503".into()),
+            },
+            t0() + Duration::seconds(1),
+        );
+        assert_eq!(t.output.len(), MAX_TASK_OUTPUT);
+        assert_eq!(t.error.as_deref(), Some("503"));
+        assert_eq!(t.switched_at, Some(t0() + Duration::seconds(1)));
+        t.apply_report(report(TaskState::Failed, None), t0());
+        assert_eq!(
+            t.error.as_deref(),
+            Some("503"),
+            "an error stays until replaced"
+        );
     }
 
     #[test]

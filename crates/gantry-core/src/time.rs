@@ -160,7 +160,8 @@ fn parse_offset(s: &str) -> Option<Duration> {
         let unit = &rest[..unit_len];
         rest = &rest[unit_len..];
         let seconds = graphite_unit_seconds(unit)?;
-        total += Duration::seconds(sign * amount.checked_mul(seconds)?);
+        let step = Duration::try_seconds(sign * amount.checked_mul(seconds)?)?;
+        total = total.checked_add(&step)?;
     }
     Some(total)
 }
@@ -311,6 +312,9 @@ mod tests {
             "99:99_20261120",
             "20261340",
             "now-",
+            // Offsets beyond what a time can hold, alone and added up.
+            "now-100000000000000000s",
+            "-9000000000000000s-9000000000000000s",
         ] {
             let err = parse_graphite_time("from", bad, now()).unwrap_err();
             assert!(err.0.starts_with("from '"), "{bad}: {err}");

@@ -25,6 +25,8 @@ pub enum PickleError {
     Truncated,
     #[error("pickle expands to more than {0} values")]
     TooLarge(usize),
+    #[error("pickle nests lists and tuples more than {0} deep")]
+    TooDeep(u32),
     #[error("pickle is not a list of (path, (timestamp, value))")]
     NotAList,
 }
@@ -122,6 +124,15 @@ fn point(entry: Value, now: i64) -> Option<Point> {
 /// memory a hostile pickle can make us use with memo lookups.
 const CELLS_PER_BYTE: usize = 4;
 
+/// Deepest nesting of lists and tuples a pickle may have (carbon's needs 3: a list of
+/// tuples holding a tuple). Values are walked, cloned and dropped recursively, so without a
+/// bound a frame of `]]]…aaa` would overflow the stack.
+const MAX_DEPTH: u32 = 32;
+
+/// A value on the stack or in the memo, with how deeply lists and tuples nest in it (0 for
+/// a scalar, 1 for a container of scalars).
+type Entry = (Value, u32);
+
 struct Reader<'a> {
     data: &'a [u8],
     at: usize,
@@ -184,8 +195,15 @@ fn forbidden(opcode: u8) -> Option<&'static str> {
 
 fn unpickle(data: &[u8]) -> Result<Value, PickleError> {
     let mut r = Reader { data, at: 0 };
-    let mut stack: Vec<Value> = Vec::new();
-    let mut memo: HashMap<u32, Value> = HashMap::new();
+    let mut stack: Vec<Entry> = Vec::new();
+    let mut memo: HashMap<u32, Entry> = HashMap::new();
+    let nested = |depth: u32| {
+        if depth > MAX_DEPTH {
+            Err(PickleError::TooDeep(MAX_DEPTH))
+        } else {
+            Ok(depth)
+        }
+    };
     let budget = data.len().saturating_mul(CELLS_PER_BYTE).max(64);
     let mut cells = 0usize;
     loop {
@@ -204,41 +222,53 @@ fn unpickle(data: &[u8]) -> Result<Value, PickleError> {
                 r.take(8)?;
                 None
             }
-            b'.' => return stack.pop().ok_or(malformed("STOP with an empty stack")),
-            b'(' => Some(Value::Mark),
-            b']' => Some(Value::List(Vec::new())),
-            b')' => Some(Value::Tuple(Vec::new())),
-            b'N' => Some(Value::None),
-            0x88 => Some(Value::Bool(true)),
-            0x89 => Some(Value::Bool(false)),
+            b'.' => {
+                return stack
+                    .pop()
+                    .map(|(value, _)| value)
+                    .ok_or(malformed("STOP with an empty stack"))
+            }
+            b'(' => Some((Value::Mark, 0)),
+            b']' => Some((Value::List(Vec::new()), 1)),
+            b')' => Some((Value::Tuple(Vec::new()), 1)),
+            b'N' => Some((Value::None, 0)),
+            0x88 => Some((Value::Bool(true), 0)),
+            0x89 => Some((Value::Bool(false), 0)),
             b'l' | b't' => {
-                let items = pop_to_mark(&mut stack).ok_or(malformed("no MARK"))?;
+                let (items, depth) = pop_to_mark(&mut stack).ok_or(malformed("no MARK"))?;
+                let depth = nested(depth + 1)?;
                 Some(if opcode == b'l' {
-                    Value::List(items)
+                    (Value::List(items), depth)
                 } else {
-                    Value::Tuple(items)
+                    (Value::Tuple(items), depth)
                 })
             }
             0x85..=0x87 => {
                 let n = usize::from(opcode - 0x84);
-                if stack.len() < n || stack[stack.len() - n..].contains(&Value::Mark) {
+                if stack.len() < n || stack[stack.len() - n..].iter().any(|(v, _)| is_mark(v)) {
                     return Err(malformed("TUPLE with too few items"));
                 }
-                let items = stack.split_off(stack.len() - n);
-                Some(Value::Tuple(items))
+                let (items, depth) = unzip(stack.split_off(stack.len() - n));
+                Some((Value::Tuple(items), nested(depth + 1)?))
             }
             b'a' => {
-                let item = stack.pop().ok_or(malformed("APPEND with an empty stack"))?;
+                let (item, depth) = stack.pop().ok_or(malformed("APPEND with an empty stack"))?;
                 match stack.last_mut() {
-                    Some(Value::List(list)) => list.push(item),
+                    Some((Value::List(list), list_depth)) => {
+                        *list_depth = nested((*list_depth).max(depth + 1))?;
+                        list.push(item);
+                    }
                     _ => return Err(malformed("APPEND to something not a list")),
                 }
                 None
             }
             b'e' => {
-                let items = pop_to_mark(&mut stack).ok_or(malformed("no MARK"))?;
+                let (items, depth) = pop_to_mark(&mut stack).ok_or(malformed("no MARK"))?;
                 match stack.last_mut() {
-                    Some(Value::List(list)) => list.extend(items),
+                    Some((Value::List(list), list_depth)) => {
+                        *list_depth = nested((*list_depth).max(depth + 1))?;
+                        list.extend(items);
+                    }
                     _ => return Err(malformed("APPENDS to something not a list")),
                 }
                 None
@@ -255,7 +285,7 @@ fn unpickle(data: &[u8]) -> Result<Value, PickleError> {
                     _ => memo.len() as u32,
                 };
                 let top = stack.last().ok_or(malformed("PUT with an empty stack"))?;
-                cells += top.cells();
+                cells += top.0.cells();
                 memo.insert(index, top.clone());
                 None
             }
@@ -274,85 +304,11 @@ fn unpickle(data: &[u8]) -> Result<Value, PickleError> {
                     .ok_or(malformed("GET of an unknown memo entry"))?;
                 Some(value.clone())
             }
-            b'I' => {
-                let text = r.line()?.trim();
-                Some(match text {
-                    "01" => Value::Bool(true),
-                    "00" => Value::Bool(false),
-                    _ => Value::Int(text.parse().map_err(|_| malformed("bad INT"))?),
-                })
-            }
-            b'L' => {
-                let text = r.line()?.trim();
-                let text = text.strip_suffix('L').unwrap_or(text);
-                Some(Value::Int(
-                    text.parse().map_err(|_| malformed("LONG out of range"))?,
-                ))
-            }
-            b'J' => {
-                let b = r.take(4)?;
-                Some(Value::Int(i64::from(i32::from_le_bytes([
-                    b[0], b[1], b[2], b[3],
-                ]))))
-            }
-            b'K' => Some(Value::Int(i64::from(r.byte()?))),
-            b'M' => {
-                let b = r.take(2)?;
-                Some(Value::Int(i64::from(u16::from_le_bytes([b[0], b[1]]))))
-            }
-            0x8a => {
-                let n = usize::from(r.byte()?);
-                if n > 8 {
-                    return Err(malformed("LONG1 wider than 64 bits"));
-                }
-                let bytes = r.take(n)?;
-                let mut value: i64 = 0;
-                for (i, b) in bytes.iter().enumerate() {
-                    value |= i64::from(*b) << (8 * i);
-                }
-                if n > 0 && n < 8 && bytes[n - 1] & 0x80 != 0 {
-                    value -= 1i64 << (8 * n);
-                }
-                Some(Value::Int(value))
-            }
-            b'F' => Some(Value::Float(
-                r.line()?
-                    .trim()
-                    .parse()
-                    .map_err(|_| malformed("bad FLOAT"))?,
-            )),
-            b'G' => {
-                let b = r.take(8)?;
-                Some(Value::Float(f64::from_be_bytes([
-                    b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7],
-                ])))
-            }
-            b'S' => Some(Value::Str(
-                unquote(r.line()?.trim()).ok_or(malformed("bad STRING"))?,
-            )),
-            b'V' => Some(Value::Str(r.line()?.to_string())),
-            b'T' | b'B' | b'X' => {
-                let n = r.u32_le()? as usize;
-                Some(Value::Str(
-                    text(r.take(n)?).ok_or(malformed("string is not UTF-8"))?,
-                ))
-            }
-            b'U' | b'C' | 0x8c => {
-                let n = usize::from(r.byte()?);
-                Some(Value::Str(
-                    text(r.take(n)?).ok_or(malformed("string is not UTF-8"))?,
-                ))
-            }
-            other => {
-                return Err(PickleError::Unsupported {
-                    opcode: other,
-                    offset,
-                })
-            }
+            other => Some((scalar(other, &mut r, offset)?, 0)),
         };
-        if let Some(value) = pushed {
+        if let Some((value, depth)) = pushed {
             cells += value.cells();
-            stack.push(value);
+            stack.push((value, depth));
         }
         if cells > budget {
             return Err(PickleError::TooLarge(budget));
@@ -360,11 +316,102 @@ fn unpickle(data: &[u8]) -> Result<Value, PickleError> {
     }
 }
 
-fn pop_to_mark(stack: &mut Vec<Value>) -> Option<Vec<Value>> {
-    let mark = stack.iter().rposition(|v| *v == Value::Mark)?;
+/// A scalar opcode's value (its argument read from `r`), or why it cannot be one.
+fn scalar(opcode: u8, r: &mut Reader<'_>, offset: usize) -> Result<Value, PickleError> {
+    let malformed = |what| PickleError::Malformed { offset, what };
+    match opcode {
+        b'I' => {
+            let text = r.line()?.trim();
+            Ok(match text {
+                "01" => Value::Bool(true),
+                "00" => Value::Bool(false),
+                _ => Value::Int(text.parse().map_err(|_| malformed("bad INT"))?),
+            })
+        }
+        b'L' => {
+            let text = r.line()?.trim();
+            let text = text.strip_suffix('L').unwrap_or(text);
+            Ok(Value::Int(
+                text.parse().map_err(|_| malformed("LONG out of range"))?,
+            ))
+        }
+        b'J' => {
+            let b = r.take(4)?;
+            Ok(Value::Int(i64::from(i32::from_le_bytes([
+                b[0], b[1], b[2], b[3],
+            ]))))
+        }
+        b'K' => Ok(Value::Int(i64::from(r.byte()?))),
+        b'M' => {
+            let b = r.take(2)?;
+            Ok(Value::Int(i64::from(u16::from_le_bytes([b[0], b[1]]))))
+        }
+        0x8a => {
+            let n = usize::from(r.byte()?);
+            if n > 8 {
+                return Err(malformed("LONG1 wider than 64 bits"));
+            }
+            let bytes = r.take(n)?;
+            let mut value: i64 = 0;
+            for (i, b) in bytes.iter().enumerate() {
+                value |= i64::from(*b) << (8 * i);
+            }
+            if n > 0 && n < 8 && bytes[n - 1] & 0x80 != 0 {
+                value -= 1i64 << (8 * n);
+            }
+            Ok(Value::Int(value))
+        }
+        b'F' => Ok(Value::Float(
+            r.line()?
+                .trim()
+                .parse()
+                .map_err(|_| malformed("bad FLOAT"))?,
+        )),
+        b'G' => {
+            let b = r.take(8)?;
+            Ok(Value::Float(f64::from_be_bytes([
+                b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7],
+            ])))
+        }
+        b'S' => Ok(Value::Str(
+            unquote(r.line()?.trim()).ok_or(malformed("bad STRING"))?,
+        )),
+        b'V' => Ok(Value::Str(r.line()?.to_string())),
+        b'T' | b'B' | b'X' => {
+            let n = r.u32_le()? as usize;
+            Ok(Value::Str(
+                text(r.take(n)?).ok_or(malformed("string is not UTF-8"))?,
+            ))
+        }
+        b'U' | b'C' | 0x8c => {
+            let n = usize::from(r.byte()?);
+            Ok(Value::Str(
+                text(r.take(n)?).ok_or(malformed("string is not UTF-8"))?,
+            ))
+        }
+        other => Err(PickleError::Unsupported {
+            opcode: other,
+            offset,
+        }),
+    }
+}
+
+/// The values above the topmost mark (removed with it), and how deeply the deepest nests.
+fn pop_to_mark(stack: &mut Vec<Entry>) -> Option<(Vec<Value>, u32)> {
+    let mark = stack.iter().rposition(|(v, _)| is_mark(v))?;
     let items = stack.split_off(mark + 1);
     stack.pop();
-    Some(items)
+    Some(unzip(items))
+}
+
+fn is_mark(value: &Value) -> bool {
+    matches!(value, Value::Mark)
+}
+
+/// Values without their depths, and the deepest depth.
+fn unzip(entries: Vec<Entry>) -> (Vec<Value>, u32) {
+    let depth = entries.iter().map(|(_, d)| *d).max().unwrap_or(0);
+    (entries.into_iter().map(|(v, _)| v).collect(), depth)
 }
 
 fn text(bytes: &[u8]) -> Option<String> {
@@ -539,6 +586,19 @@ mod tests {
         let mut bomb = b"](K\x01K\x01K\x01K\x01K\x01K\x01K\x01K\x01eq\x00".to_vec();
         bomb.extend(std::iter::repeat_n(b"h\x00".as_slice(), 200).flatten());
         assert!(matches!(decode(&bomb, NOW), Err(PickleError::TooLarge(_))));
+        // Lists inside lists, far deeper than a stack could walk: refused, not followed.
+        let mut deep = vec![b']'; 1_000_000];
+        deep.extend(std::iter::repeat_n(b'a', 999_999));
+        deep.push(b'.');
+        assert_eq!(decode(&deep, NOW), Err(PickleError::TooDeep(MAX_DEPTH)));
+        let mut tuples = vec![b'K', 1];
+        tuples.extend(std::iter::repeat_n(0x85, 100));
+        tuples.push(b'.');
+        assert!(decode(&tuples, NOW).is_err());
+        let mut marked = vec![b'('; 100];
+        marked.extend(std::iter::repeat_n(b'l', 100));
+        marked.push(b'.');
+        assert!(decode(&marked, NOW).is_err());
     }
 
     #[test]

@@ -84,10 +84,11 @@ pub fn parse_line_borrowed(line: &[u8], now: i64) -> Result<PointRef<'_>, LineEr
     })
 }
 
-/// The common timestamp, whole epoch seconds (up to 18 digits), without the float parser;
-/// `None` for anything else (which the general rules then read).
+/// The common timestamp, whole epoch seconds that fit an `i64`, without the float parser
+/// (which would round 19-digit ones); `None` for anything else (which the general rules
+/// then read).
 fn parse_timestamp(text: &str) -> Option<i64> {
-    if text.is_empty() || text.len() > 18 || !text.bytes().all(|b| b.is_ascii_digit()) {
+    if text.is_empty() || text.len() > 19 || !text.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
     text.bytes().try_fold(0i64, |n, b| {
@@ -113,33 +114,45 @@ fn parse_float(text: &str) -> Option<f64> {
     text.parse().ok()
 }
 
+/// The lines of one datagram (or any bytes read at once): split at `\n`, each without a
+/// trailing `\r`. The last piece is a line too, even without a newline after it.
+pub fn split_lines(bytes: &[u8]) -> impl Iterator<Item = &[u8]> {
+    bytes.split(|&b| b == b'\n').map(trim_cr)
+}
+
+/// A TCP stream cut into lines, whatever the reads' boundaries: a line that spans reads is
+/// kept until its newline arrives. A line longer than the limit (counted before its `\n`,
+/// a `\r` included) is dropped and reported as [`Line::TooLong`] however it was cut, and
+/// nothing beyond the limit is ever held.
 #[derive(Debug, Default)]
 pub struct LineBuffer {
+    /// The start of a line whose newline has not come yet.
     partial: Vec<u8>,
+    /// The line being received is over the limit: the rest of it is skipped.
     overlong: bool,
 }
 
 /// What [`LineBuffer::push`] found in a chunk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Line<'a> {
+    /// A line, without its `\n` and any `\r` before it.
     Complete(&'a [u8]),
     /// A line that outgrew the limit and was dropped.
     TooLong,
 }
 
 impl LineBuffer {
-    /// Feeds a chunk; calls `each` for every complete line (without `\n` or `\r`).
+    /// Feeds a chunk; calls `each` for every line it completes, in order.
     pub fn push(&mut self, chunk: &[u8], max_line: usize, mut each: impl FnMut(Line<'_>)) {
         let mut rest = chunk;
         while let Some(end) = memchr::memchr(b'\n', rest) {
             let (head, tail) = rest.split_at(end);
             rest = &tail[1..];
-            if self.overlong {
+            if self.overlong || self.partial.len() + head.len() > max_line {
                 self.overlong = false;
                 self.partial.clear();
                 each(Line::TooLong);
-                continue;
-            }
-            if self.partial.is_empty() {
+            } else if self.partial.is_empty() {
                 each(Line::Complete(trim_cr(head)));
             } else {
                 self.partial.extend_from_slice(head);
@@ -147,18 +160,71 @@ impl LineBuffer {
                 each(Line::Complete(trim_cr(&line)));
             }
         }
-        if !self.overlong {
-            self.partial.extend_from_slice(rest);
-            if self.partial.len() > max_line {
-                self.overlong = true;
-                self.partial.clear();
-            }
+        if self.overlong {
+            return;
         }
+        if self.partial.len() + rest.len() > max_line {
+            self.overlong = true;
+            self.partial.clear();
+        } else {
+            self.partial.extend_from_slice(rest);
+        }
+    }
+
+    /// [`push`](Self::push), collecting the complete lines into `lines` (appended to what
+    /// it holds); returns how many lines were too long.
+    pub fn push_lines(&mut self, chunk: &[u8], max_line: usize, lines: &mut Lines) -> usize {
+        let mut too_long = 0;
+        self.push(chunk, max_line, |line| match line {
+            Line::Complete(l) => lines.push(l),
+            Line::TooLong => too_long += 1,
+        });
+        too_long
     }
 
     /// Whether a half line is waiting (a client that disconnects now sent a partial line).
     pub fn has_partial(&self) -> bool {
         !self.partial.is_empty() || self.overlong
+    }
+}
+
+/// Lines copied back to back into one buffer: a listener gathers the complete lines of a
+/// read here (a line may span reads, so they cannot all borrow the read) and parses them
+/// together.
+#[derive(Debug, Default, Clone)]
+pub struct Lines {
+    bytes: Vec<u8>,
+    /// Where each line ends in `bytes`.
+    ends: Vec<usize>,
+}
+
+impl Lines {
+    /// Forgets every line, keeping the memory.
+    pub fn clear(&mut self) {
+        self.bytes.clear();
+        self.ends.clear();
+    }
+
+    /// Adds a copy of `line`.
+    pub fn push(&mut self, line: &[u8]) {
+        self.bytes.extend_from_slice(line);
+        self.ends.push(self.bytes.len());
+    }
+
+    /// The lines, in the order pushed.
+    pub fn iter(&self) -> impl Iterator<Item = &[u8]> {
+        let starts = std::iter::once(0).chain(self.ends.iter().copied());
+        starts
+            .zip(self.ends.iter().copied())
+            .map(|(start, end)| &self.bytes[start..end])
+    }
+
+    pub fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ends.is_empty()
     }
 }
 
@@ -233,5 +299,43 @@ mod tests {
         buffer.push(b"yyy\nc 5 6\n", 64, &mut collect);
         assert!(!buffer.has_partial());
         assert_eq!(lines, vec!["a 1 2", "b 3 4", "<too long>", "c 5 6"]);
+    }
+
+    /// A line over the limit is dropped however the reads cut it, and one at the limit is
+    /// kept however they cut it.
+    #[test]
+    fn the_line_limit_does_not_depend_on_where_reads_end() {
+        let stream = b"12345678\n123456789\n1234\r\n";
+        let whole = |max: usize| {
+            let mut buffer = LineBuffer::default();
+            let mut lines = Lines::default();
+            let too_long = buffer.push_lines(stream, max, &mut lines);
+            (
+                lines.iter().map(<[u8]>::to_vec).collect::<Vec<_>>(),
+                too_long,
+            )
+        };
+        for max in [4, 5, 8, 9] {
+            for cut in 0..stream.len() {
+                let mut buffer = LineBuffer::default();
+                let mut lines = Lines::default();
+                let mut too_long = buffer.push_lines(&stream[..cut], max, &mut lines);
+                too_long += buffer.push_lines(&stream[cut..], max, &mut lines);
+                assert!(!buffer.has_partial());
+                let got = (
+                    lines.iter().map(<[u8]>::to_vec).collect::<Vec<_>>(),
+                    too_long,
+                );
+                assert_eq!(got, whole(max), "max {max}, cut at {cut}");
+            }
+        }
+        assert_eq!(whole(8).1, 1);
+        assert_eq!(whole(5).1, 2);
+    }
+
+    #[test]
+    fn datagram_lines() {
+        let lines: Vec<&[u8]> = split_lines(b"a 1 2\r\nb 3 4\n\nc").collect();
+        assert_eq!(lines, vec![&b"a 1 2"[..], b"b 3 4", b"", b"c"]);
     }
 }

@@ -42,6 +42,59 @@ impl Expr {
     }
 }
 
+/// Prints a target so that [`parse`] reads it back as the same tree (positions aside):
+/// calls as `name(arg, key=value)` (a pipe as the call it stands for), strings in single
+/// quotes with `\` and `'` escaped, numbers in their shortest exact form, and paths with a
+/// `\` before every character that would end a path or open a `{…}` group.
+impl fmt::Display for Expr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        use fmt::Write;
+        match self {
+            Expr::Path { path, .. } => {
+                for c in path.chars() {
+                    if ends_path(c) || matches!(c, '\\' | '{' | '}') {
+                        f.write_char('\\')?;
+                    }
+                    f.write_char(c)?;
+                }
+                Ok(())
+            }
+            Expr::String { value, .. } => {
+                f.write_char('\'')?;
+                for c in value.chars() {
+                    if matches!(c, '\'' | '\\') {
+                        f.write_char('\\')?;
+                    }
+                    f.write_char(c)?;
+                }
+                f.write_char('\'')
+            }
+            Expr::Number { value, .. } => write!(f, "{value:?}"),
+            Expr::Bool { value, .. } => write!(f, "{value}"),
+            Expr::None { .. } => f.write_str("None"),
+            Expr::Call(call) => {
+                write!(f, "{}(", call.name)?;
+                let mut first = true;
+                let mut separate = |f: &mut fmt::Formatter<'_>| {
+                    if !std::mem::take(&mut first) {
+                        f.write_str(", ")?;
+                    }
+                    Ok(())
+                };
+                for arg in &call.args {
+                    separate(f)?;
+                    write!(f, "{arg}")?;
+                }
+                for (key, value) in &call.kwargs {
+                    separate(f)?;
+                    write!(f, "{key}={value}")?;
+                }
+                f.write_char(')')
+            }
+        }
+    }
+}
+
 /// A target that is not valid, and where (0-based character offset).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ParseError {
@@ -57,17 +110,23 @@ impl fmt::Display for ParseError {
 
 impl std::error::Error for ParseError {}
 
+/// How deeply calls may nest in a target, pipes included (`a | f() | g()` is two deep):
+/// the parser, the evaluator and the printer all recurse once per level, so a deeper target
+/// is refused rather than allowed to exhaust a thread's stack.
+pub const MAX_DEPTH: usize = 50;
+
 /// Parses one target.
 pub fn parse(target: &str) -> Result<Expr, ParseError> {
     let mut p = Parser {
         chars: target.chars().collect(),
         at: 0,
+        open_calls: 0,
     };
     p.skip_space();
     if p.at == p.chars.len() {
         return Err(p.error("the target is empty", 0));
     }
-    let expr = p.piped()?;
+    let (expr, _) = p.piped()?;
     p.skip_space();
     match p.peek() {
         None => Ok(expr),
@@ -82,6 +141,16 @@ pub fn parse(target: &str) -> Result<Expr, ParseError> {
 struct Parser {
     chars: Vec<char>,
     at: usize,
+    /// Calls whose arguments are being read (the parser's own recursion).
+    open_calls: usize,
+}
+
+/// The error for a target nested deeper than [`MAX_DEPTH`], at the call that goes too deep.
+fn too_deep(position: usize) -> ParseError {
+    ParseError {
+        message: format!("the target nests calls more than {MAX_DEPTH} deep"),
+        position,
+    }
 }
 
 /// Characters that end a path (besides whitespace).
@@ -107,20 +176,24 @@ impl Parser {
         }
     }
 
-    /// `expr ('|' call)*`
-    fn piped(&mut self) -> Result<Expr, ParseError> {
-        let mut expr = self.expr()?;
+    /// `expr ('|' call)*`, and how deeply calls nest in it (0 for a literal or a path).
+    fn piped(&mut self) -> Result<(Expr, usize), ParseError> {
+        let (mut expr, mut depth) = self.expr()?;
         loop {
             self.skip_space();
             if self.peek() != Some('|') {
-                return Ok(expr);
+                return Ok((expr, depth));
             }
             let bar = self.at;
             self.at += 1;
             self.skip_space();
             let start = self.at;
             match self.expr()? {
-                Expr::Call(mut call) => {
+                (Expr::Call(mut call), call_depth) => {
+                    depth = call_depth.max(depth + 1);
+                    if depth > MAX_DEPTH {
+                        return Err(too_deep(call.pos));
+                    }
                     call.args.insert(0, expr);
                     expr = Expr::Call(call);
                 }
@@ -136,12 +209,12 @@ impl Parser {
         }
     }
 
-    fn expr(&mut self) -> Result<Expr, ParseError> {
+    fn expr(&mut self) -> Result<(Expr, usize), ParseError> {
         self.skip_space();
         let start = self.at;
         match self.peek() {
             None => Err(self.error("expected an expression, found the end of the target", start)),
-            Some(q @ ('\'' | '"')) => self.string(q),
+            Some(q @ ('\'' | '"')) => Ok((self.string(q)?, 0)),
             Some(c) if ends_path(c) => {
                 Err(self.error(&format!("expected an expression, found '{c}'"), start))
             }
@@ -154,7 +227,7 @@ impl Parser {
                     }
                     return self.call(token, start);
                 }
-                Ok(literal(token, start))
+                Ok((literal(token, start), 0))
             }
         }
     }
@@ -219,9 +292,25 @@ impl Parser {
     }
 
     /// `name(args)`, with the name already read; `self.at` is at `(`.
-    fn call(&mut self, name: String, pos: usize) -> Result<Expr, ParseError> {
+    fn call(&mut self, name: String, pos: usize) -> Result<(Expr, usize), ParseError> {
+        if self.open_calls >= MAX_DEPTH {
+            return Err(too_deep(pos));
+        }
+        self.open_calls += 1;
+        let call = self.call_arguments(name, pos);
+        self.open_calls -= 1;
+        let (call, depth) = call?;
+        if depth > MAX_DEPTH {
+            return Err(too_deep(pos));
+        }
+        Ok((Expr::Call(call), depth))
+    }
+
+    /// The arguments of a call, and how deeply calls nest in it (itself included).
+    fn call_arguments(&mut self, name: String, pos: usize) -> Result<(Call, usize), ParseError> {
         let open = self.at;
         self.at += 1;
+        let mut depth = 1;
         let mut call = Call {
             name,
             args: Vec::new(),
@@ -231,7 +320,7 @@ impl Parser {
         self.skip_space();
         if self.peek() == Some(')') {
             self.at += 1;
-            return Ok(Expr::Call(call));
+            return Ok((call, depth));
         }
         loop {
             self.skip_space();
@@ -240,7 +329,8 @@ impl Parser {
                 return Err(self.error(&format!("the '(' of {}( is never closed", call.name), open));
             }
             if let Some(key) = self.keyword() {
-                let value = self.piped()?;
+                let (value, value_depth) = self.piped()?;
+                depth = depth.max(value_depth + 1);
                 call.kwargs.push((key, value));
             } else {
                 if !call.kwargs.is_empty() {
@@ -248,14 +338,16 @@ impl Parser {
                         self.error("a positional argument after a keyword argument", arg_start)
                     );
                 }
-                call.args.push(self.piped()?);
+                let (value, value_depth) = self.piped()?;
+                depth = depth.max(value_depth + 1);
+                call.args.push(value);
             }
             self.skip_space();
             match self.peek() {
                 Some(',') => self.at += 1,
                 Some(')') => {
                     self.at += 1;
-                    return Ok(Expr::Call(call));
+                    return Ok((call, depth));
                 }
                 None => {
                     return Err(
@@ -445,6 +537,47 @@ mod tests {
         );
         check_error("a.b.(x)", "'a.b.' is not a function name", 0);
         check_error("alias(a,", "never closed", 5);
+    }
+
+    /// The printed form parses to the same tree, and prints the same again.
+    #[test]
+    fn printed_targets_parse_back() {
+        for target in [
+            "a.b.c",
+            "web*.cpu.{user,sys}",
+            r"a.b\(x\)\ y\,z\{w\}",
+            r"aliasSub(stats.timers.*.mean, '^stats\.timers\.(.*)\.mean$', '\1')",
+            r"alias(a, 'it\'s \\ \\')",
+            "alias(a, 'ends with \\\\')",
+            "movingAverage(a.b, windowSize = '5min', xFilesFactor=0.5)",
+            "a.b | sumSeries() | alias(\"x\")",
+            "scale(a, -0.5) | scale(1e300) | scale(-0) | scale(5e-324)",
+            "f(true, False, None, none, 1min.load, -x, 1_000)",
+            "f()",
+        ] {
+            let parsed = parse(target).unwrap_or_else(|e| panic!("{target}: {e}"));
+            let printed = parsed.to_string();
+            let again = parse(&printed).unwrap_or_else(|e| panic!("{printed}: {e}"));
+            assert_eq!(show(&again), show(&parsed), "{target} printed as {printed}");
+            assert_eq!(again.to_string(), printed, "{target}");
+        }
+    }
+
+    #[test]
+    fn nesting_is_bounded() {
+        let nested = |depth: usize| "f(".repeat(depth) + "a" + &")".repeat(depth);
+        assert!(parse(&nested(MAX_DEPTH)).is_ok());
+        check_error(
+            &nested(MAX_DEPTH + 1),
+            "nests calls more than",
+            2 * MAX_DEPTH,
+        );
+        // Far deeper than a thread's stack would allow if it were followed.
+        assert!(parse(&nested(1_000_000)).is_err());
+        let piped = |depth: usize| "a".to_string() + &" | f()".repeat(depth);
+        assert!(parse(&piped(MAX_DEPTH)).is_ok());
+        assert!(parse(&piped(MAX_DEPTH + 1)).is_err());
+        assert!(parse(&format!("g(x, k={})", piped(MAX_DEPTH))).is_err());
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! alerts and notifications:
 //! - [`file`](mod@file): the monitor file (`[[threshold]]`, `[[heartbeat]]`, `[[http]]`), its
 //!   checks, its canonical form and diffs between versions;
+//! - [`ping`]: what a heartbeat ping's URL and body say;
 //! - [`logs`]: a service file's `[[logs]]` entries (globs that must stay in the service's
 //!   directory, regular expressions under a size limit);
 //! - [`state`]: OK / WARNING / CRITICAL / UNKNOWN, the evaluation of each kind of check,
@@ -21,6 +22,7 @@ pub mod file;
 pub mod flapping;
 pub mod logs;
 pub mod pattern;
+pub mod ping;
 pub mod silence;
 pub mod state;
 
@@ -36,6 +38,7 @@ pub use file::{
 pub use flapping::{FlapChange, FlapDetector, FlapThresholds};
 pub use logs::{parse_logs, validate_logs, LogWatch, LogWatchSpec};
 pub use pattern::Pattern;
+pub use ping::{is_ping_key, ping_log, MAX_PING_BODY};
 pub use silence::{in_maintenance, is_held, MaintenanceWindow, Matcher, Silence};
 pub use state::{
     evaluate_heartbeat, evaluate_http, evaluate_threshold, Evaluation, HeartbeatLog, HttpResult,

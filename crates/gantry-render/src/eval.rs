@@ -2,35 +2,78 @@
 //! checks each call's arguments against its registry entry, and runs the function. Errors
 //! carry the function, the parameter and the position in the target.
 
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+
 use gantry_graphite::target::{parse, Call, Expr};
+use regex::Regex;
 
+use crate::glob::Glob;
 use crate::registry::{lookup, FunctionDef};
-use crate::{functions, Context, RenderError, Series, SeriesSource};
+use crate::{functions, Context, Limits, RenderError, Series, SeriesSource};
 
-/// Parses and evaluates one target.
+/// Parses and evaluates one target, within [`Limits::DEFAULT`].
 pub fn evaluate(target: &str, ctx: &Context<'_>) -> Result<Vec<Series>, RenderError> {
+    evaluate_with_limits(target, ctx, Limits::DEFAULT)
+}
+
+/// [`evaluate`] within other limits.
+pub fn evaluate_with_limits(
+    target: &str,
+    ctx: &Context<'_>,
+    limits: Limits,
+) -> Result<Vec<Series>, RenderError> {
     let expr = parse(target)?;
-    let ev = Evaluator {
-        from: ctx.from,
-        until: ctx.until,
-        now: ctx.now,
-        source: ctx.source,
-        text: Some(target),
-    };
-    ev.series(&expr)
+    let budget = Budget::new(limits);
+    Evaluator::new(ctx, Some(target), &budget).series(&expr)
 }
 
 /// Evaluates an already parsed target (names of `seriesByTag` results are rebuilt from the
-/// AST, since the original text is not at hand).
+/// AST, since the original text is not at hand), within [`Limits::DEFAULT`].
 pub fn evaluate_expr(expr: &Expr, ctx: &Context<'_>) -> Result<Vec<Series>, RenderError> {
-    let ev = Evaluator {
-        from: ctx.from,
-        until: ctx.until,
-        now: ctx.now,
-        source: ctx.source,
-        text: None,
-    };
-    ev.series(expr)
+    evaluate_expr_with_limits(expr, ctx, Limits::DEFAULT)
+}
+
+/// [`evaluate_expr`] within other limits.
+pub fn evaluate_expr_with_limits(
+    expr: &Expr,
+    ctx: &Context<'_>,
+    limits: Limits,
+) -> Result<Vec<Series>, RenderError> {
+    let budget = Budget::new(limits);
+    Evaluator::new(ctx, None, &budget).series(expr)
+}
+
+/// What one evaluation has used of its limits, and the regular expressions it compiled
+/// (a call that time-moving functions evaluate again compiles nothing again).
+pub(crate) struct Budget {
+    limits: Limits,
+    points: Cell<u64>,
+    series: Cell<u64>,
+    calls: Cell<u64>,
+    regexes: RefCell<HashMap<String, Regex>>,
+}
+
+impl Budget {
+    fn new(limits: Limits) -> Budget {
+        Budget {
+            limits,
+            points: Cell::new(0),
+            series: Cell::new(0),
+            calls: Cell::new(0),
+            regexes: RefCell::new(HashMap::new()),
+        }
+    }
+}
+
+/// The largest compiled form a pattern of `aliasSub` or `exclude` may have (the regex
+/// crate's own default is ten times this).
+const REGEX_SIZE_LIMIT: usize = 1024 * 1024;
+
+fn over_points(limit: u64) -> RenderError {
+    RenderError::OverLimit(format!(
+        "the target reads or makes more than {limit} points, the render limit: ask for a shorter time range or fewer series"
+    ))
 }
 
 #[derive(Clone, Copy)]
@@ -41,9 +84,72 @@ pub(crate) struct Evaluator<'a> {
     pub now: i64,
     pub source: &'a dyn SeriesSource,
     pub text: Option<&'a str>,
+    budget: &'a Budget,
 }
 
 impl<'a> Evaluator<'a> {
+    fn new(ctx: &Context<'a>, text: Option<&'a str>, budget: &'a Budget) -> Evaluator<'a> {
+        Evaluator {
+            from: ctx.from,
+            until: ctx.until,
+            now: ctx.now,
+            source: ctx.source,
+            text,
+            budget,
+        }
+    }
+
+    /// Counts series fetched or returned against the limits.
+    pub fn charge(&self, list: &[Series]) -> Result<(), RenderError> {
+        let limits = &self.budget.limits;
+        let series = self.budget.series.get().saturating_add(list.len() as u64);
+        self.budget.series.set(series);
+        if series > limits.max_series {
+            return Err(RenderError::OverLimit(format!(
+                "the target reads or makes more than {} series, the render limit: ask for fewer series",
+                limits.max_series
+            )));
+        }
+        let points = list.iter().fold(0u64, |sum, s| {
+            sum.saturating_add(s.values.len() as u64)
+                .saturating_add(s.name.len() as u64 / 16)
+        });
+        self.charge_points(points)
+    }
+
+    /// Counts points read (by a windowed function) against the limits.
+    pub fn charge_points(&self, points: u64) -> Result<(), RenderError> {
+        self.reserve(points)?;
+        let used = self.budget.points.get().saturating_add(points);
+        self.budget.points.set(used);
+        Ok(())
+    }
+
+    /// Checks that `points` more (about to be allocated, and charged with the function's
+    /// result) are within the limits.
+    pub fn reserve(&self, points: u64) -> Result<(), RenderError> {
+        let limit = self.budget.limits.max_points;
+        if self.budget.points.get().saturating_add(points) > limit {
+            return Err(over_points(limit));
+        }
+        Ok(())
+    }
+
+    /// `pattern` compiled (once per evaluation), or why it is not a regular expression.
+    pub fn regex(&self, pattern: &str) -> Result<Regex, regex::Error> {
+        if let Some(re) = self.budget.regexes.borrow().get(pattern) {
+            return Ok(re.clone());
+        }
+        let re = regex::RegexBuilder::new(pattern)
+            .size_limit(REGEX_SIZE_LIMIT)
+            .build()?;
+        self.budget
+            .regexes
+            .borrow_mut()
+            .insert(pattern.to_string(), re.clone());
+        Ok(re)
+    }
+
     /// The same evaluation over another time range (timeShift, movingAverage, …).
     pub fn with_range(&self, from: i64, until: i64) -> Evaluator<'a> {
         Evaluator {
@@ -74,7 +180,11 @@ impl<'a> Evaluator<'a> {
     }
 
     fn find(&self, pattern: &str) -> Result<Vec<Series>, RenderError> {
+        // A pattern whose braces expand beyond what a glob compiles would match nothing.
+        Glob::try_new(pattern)
+            .map_err(|e| RenderError::OverLimit(format!("{e}, the limit of a glob")))?;
         let mut found = self.source.find(pattern, self.from, self.until)?;
+        self.charge(&found)?;
         for s in &mut found {
             s.path_expression = pattern.to_string();
         }
@@ -83,6 +193,14 @@ impl<'a> Evaluator<'a> {
     }
 
     fn call(&self, call: &Call) -> Result<Vec<Series>, RenderError> {
+        let calls = self.budget.calls.get() + 1;
+        self.budget.calls.set(calls);
+        if calls > self.budget.limits.max_calls {
+            return Err(RenderError::OverLimit(format!(
+                "the target evaluates more than {} function calls, the render limit (time-moving functions such as timeStack evaluate their series again for each shift)",
+                self.budget.limits.max_calls
+            )));
+        }
         let def = lookup(&call.name).ok_or_else(|| RenderError::UnknownFunction {
             name: call.name.clone(),
             position: call.pos,
@@ -93,7 +211,9 @@ impl<'a> Evaluator<'a> {
             def,
         };
         args.check()?;
-        functions::run(&args)
+        let list = functions::run(&args)?;
+        self.charge(&list)?;
+        Ok(list)
     }
 
     /// The text of a call as written in the target (graphite-web names `seriesByTag`

@@ -9,7 +9,7 @@ use regex::Regex;
 use crate::eval::Args;
 use crate::series::{normalize, tags_from_name, Consolidation, Normalized};
 use crate::time::parse_time_offset;
-use crate::{RenderError, Series};
+use crate::{RenderError, Series, MAX_NAME_BYTES};
 
 type R = Result<Vec<Series>, RenderError>;
 
@@ -116,7 +116,7 @@ pub(crate) fn run(a: &Args<'_, '_>) -> R {
         }
         "exclude" => {
             let pattern = a.string(1)?;
-            let re = Regex::new(&pattern).map_err(|e| {
+            let re = a.ev.regex(&pattern).map_err(|e| {
                 a.error(1, format!("pattern is not a valid regular expression: {e}"))
             })?;
             Ok(a.series(0)?
@@ -386,13 +386,14 @@ fn check_agg(a: &Args<'_, '_>, i: usize, func: &str) -> Result<(), RenderError> 
 }
 
 fn format_path_expressions(list: &[&Series]) -> String {
-    let mut seen: Vec<&str> = Vec::new();
+    let mut seen: std::collections::HashSet<&str> = std::collections::HashSet::new();
+    let mut distinct: Vec<&str> = Vec::new();
     for s in list {
-        if !seen.contains(&s.path_expression.as_str()) {
-            seen.push(&s.path_expression);
+        if seen.insert(&s.path_expression) {
+            distinct.push(&s.path_expression);
         }
     }
-    seen.join(",")
+    distinct.join(",")
 }
 
 /// graphite-web's `aggregate`: one series over all, on their common step.
@@ -552,12 +553,43 @@ fn check_nodes<'c>(a: &Args<'_, 'c>, i: usize) -> Result<&'c [Expr], RenderError
 fn alias_sub(a: &Args<'_, '_>) -> R {
     let search = a.string(1)?;
     let replace = a.string(2)?;
-    let re = Regex::new(&search)
-        .map_err(|e| a.error(1, format!("search is not a valid regular expression: {e}")))?;
+    let re =
+        a.ev.regex(&search)
+            .map_err(|e| a.error(1, format!("search is not a valid regular expression: {e}")))?;
     let replace = python_replacement(&replace);
-    Ok(map_each(a.series(0)?, |s| {
-        s.name = re.replace_all(&s.name, replace.as_str()).into_owned();
-    }))
+    let mut list = a.series(0)?;
+    for s in &mut list {
+        s.name = replace_all_bounded(&re, &s.name, &replace).ok_or_else(|| {
+            a.error(
+                2,
+                format!("replace makes a series name longer than {MAX_NAME_BYTES} bytes"),
+            )
+        })?;
+    }
+    Ok(list)
+}
+
+/// `re.replace_all(name, replace)` (with `$` references), or `None` as soon as the result
+/// could grow beyond [`MAX_NAME_BYTES`]: each match may copy the whole name once per
+/// reference in `replace`, so the result is checked before every expansion.
+fn replace_all_bounded(re: &Regex, name: &str, replace: &str) -> Option<String> {
+    let references = replace.matches('$').count();
+    let most_per_match = replace
+        .len()
+        .saturating_add(references.saturating_mul(name.len()));
+    let mut out = String::new();
+    let mut last = 0;
+    for caps in re.captures_iter(name) {
+        let Some(whole) = caps.get(0) else { continue };
+        out.push_str(&name[last..whole.start()]);
+        if out.len().saturating_add(most_per_match) > MAX_NAME_BYTES {
+            return None;
+        }
+        caps.expand(replace, &mut out);
+        last = whole.end();
+    }
+    out.push_str(&name[last..]);
+    (out.len() <= MAX_NAME_BYTES).then_some(out)
 }
 
 /// Python's `\1` / `\g<name>` replacement syntax in the regex crate's (`${1}`, `$$`).
@@ -654,6 +686,8 @@ fn divide_series(a: &Args<'_, '_>) -> R {
         ));
     }
     let divisor = &divisors[0];
+    // Each quotient is as long as the longer of its dividend and the divisor.
+    a.ev.reserve((dividends.len() as u64).saturating_mul(divisor.values.len() as u64))?;
     Ok(dividends
         .iter()
         .filter_map(|d| {
@@ -726,6 +760,9 @@ fn as_percent(a: &Args<'_, '_>) -> R {
         }
         Some((e, n)) => {
             let total = a.series_expr(1, e, n)?;
+            // Each percentage is as long as the longer of its series and its total.
+            let longest = total.iter().map(|t| t.values.len()).max().unwrap_or(0);
+            a.ev.reserve((list.len() as u64).saturating_mul(longest as u64))?;
             if total.len() != 1 && total.len() != list.len() {
                 return Err(a.error(1, format!("total must be missing, a number, one series or as many series as seriesList ({}), got {}", list.len(), total.len())));
             }
@@ -991,18 +1028,25 @@ fn n_percentile(a: &Args<'_, '_>) -> R {
     if n <= 0.0 {
         return Err(a.error(1, "n must be greater than 0".into()));
     }
-    Ok(a.series(0)?
-        .into_iter()
-        .filter_map(|mut s| {
-            let p = get_percentile(&s.values, n, false)?;
-            s.set_tag("nPercentile", py_float(n));
-            let count = ((s.end - s.start) as f64 / s.step as f64).trunc().max(0.0) as usize;
-            Some(s.derive(
-                format!("nPercentile({}, {})", s.name, fmt_g(n)),
-                vec![Some(p); count],
-            ))
-        })
-        .collect())
+    let mut out = Vec::new();
+    for mut s in a.series(0)? {
+        let Some(p) = get_percentile(&s.values, n, false) else {
+            continue;
+        };
+        s.set_tag("nPercentile", py_float(n));
+        // As many points as the series' range holds at its step (none without a step).
+        let count = if s.step > 0 {
+            (s.end.saturating_sub(s.start) / s.step).max(0) as u64
+        } else {
+            0
+        };
+        a.ev.reserve(count)?;
+        out.push(s.derive(
+            format!("nPercentile({}, {})", s.name, fmt_g(n)),
+            vec![Some(p); count as usize],
+        ));
+    }
+    Ok(out)
 }
 
 fn non_negative(a: &Args<'_, '_>) -> R {
@@ -1052,6 +1096,18 @@ fn non_negative(a: &Args<'_, '_>) -> R {
         .collect())
 }
 
+/// The evaluation's range moved by `delta` seconds, or an error about parameter `i` when
+/// that leaves the times an `i64` holds.
+fn shifted_range(a: &Args<'_, '_>, i: usize, delta: i64) -> Result<(i64, i64), RenderError> {
+    match (a.ev.from.checked_add(delta), a.ev.until.checked_add(delta)) {
+        (Some(from), Some(until)) => Ok((from, until)),
+        _ => Err(a.error(
+            i,
+            format!("{} moves the time range too far", a.def.params[i].name),
+        )),
+    }
+}
+
 /// A time offset argument in seconds, or an error naming the parameter.
 fn interval(a: &Args<'_, '_>, i: usize, text: &str) -> Result<i64, RenderError> {
     parse_time_offset(text).map_err(|e| {
@@ -1085,11 +1141,30 @@ fn moving_average(a: &Args<'_, '_>) -> R {
     if list.is_empty() {
         return Ok(list);
     }
+    let too_large = || a.error(1, "windowSize reaches too far back".into());
     let preview = match &window {
         Ok(text) => interval(a, 1, text)?.abs(),
-        Err(points) => list.iter().map(|s| s.step).max().unwrap_or(0) * points,
+        Err(points) => list
+            .iter()
+            .map(|s| s.step)
+            .max()
+            .unwrap_or(0)
+            .checked_mul(*points)
+            .ok_or_else(too_large)?,
     };
-    let preview_list = a.series_over(0, a.ev.from - preview, a.ev.until)?;
+    let from = a.ev.from.checked_sub(preview).ok_or_else(too_large)?;
+    let preview_list = a.series_over(0, from, a.ev.until)?;
+    // Each value averages a window of points: the work is the windows' points.
+    let work = preview_list.iter().fold(0u64, |sum, s| {
+        let points = match &window {
+            Ok(_) if s.step > 0 => (preview / s.step) as u64,
+            Ok(_) => 0,
+            Err(p) => *p as u64,
+        };
+        let windows = (s.values.len() as u64).saturating_sub(points);
+        sum.saturating_add(windows.saturating_mul(points.max(1)))
+    });
+    a.ev.charge_points(work)?;
     Ok(preview_list
         .into_iter()
         .map(|mut s| {
@@ -1141,35 +1216,36 @@ fn summarize(a: &Args<'_, '_>) -> R {
     let func = a.opt_string(2)?.unwrap_or_else(|| "sum".into());
     check_agg(a, 2, &func)?;
     let align_to_from = a.boolean(3, false)?;
-    Ok(a.series(0)?
-        .into_iter()
-        .map(|mut s| {
-            let (start, mut end) = if align_to_from {
-                (s.start, s.end)
-            } else {
-                (
-                    s.start - s.start.rem_euclid(interval),
-                    s.end - s.end.rem_euclid(interval) + interval,
-                )
-            };
-            let (values, aligned_end) = summarize_values(&s, &func, interval, start, end);
-            if align_to_from {
-                end = aligned_end;
-            }
-            s.set_tag("summarize", text.clone());
-            s.set_tag("summarizeFunction", func.clone());
-            let name = format!(
-                "summarize({}, \"{text}\", \"{func}\"{})",
-                s.name,
-                if align_to_from { ", true" } else { "" }
-            );
-            let mut out = s.derive(name, values);
-            out.start = start;
-            out.end = end;
-            out.step = interval;
-            out
-        })
-        .collect())
+    let mut out = Vec::new();
+    for mut s in a.series(0)? {
+        let (start, mut end) = if align_to_from {
+            (s.start, s.end)
+        } else {
+            (
+                s.start - s.start.rem_euclid(interval),
+                s.end - s.end.rem_euclid(interval) + interval,
+            )
+        };
+        // One value per interval from start to end.
+        a.ev.reserve((end.saturating_sub(start) / interval).max(0) as u64 + 1)?;
+        let (values, aligned_end) = summarize_values(&s, &func, interval, start, end);
+        if align_to_from {
+            end = aligned_end;
+        }
+        s.set_tag("summarize", text.clone());
+        s.set_tag("summarizeFunction", func.clone());
+        let name = format!(
+            "summarize({}, \"{text}\", \"{func}\"{})",
+            s.name,
+            if align_to_from { ", true" } else { "" }
+        );
+        let mut summarized = s.derive(name, values);
+        summarized.start = start;
+        summarized.end = end;
+        summarized.step = interval;
+        out.push(summarized);
+    }
+    Ok(out)
 }
 
 /// graphite-web's `_summarizeValues`.
@@ -1241,11 +1317,13 @@ fn hitcount(a: &Args<'_, '_>) -> R {
             s.end = s.start + count * interval + interval;
         }
     }
-    Ok(list
-        .into_iter()
-        .map(|mut s| {
+    let mut out = Vec::new();
+    for mut s in list {
+        let buckets_n = ((s.end - s.start) as f64 / interval as f64).ceil().max(0.0) as u64;
+        a.ev.reserve(buckets_n)?;
+        out.push({
+            let buckets_n = buckets_n as usize;
             let step = s.step;
-            let buckets_n = ((s.end - s.start) as f64 / interval as f64).ceil().max(0.0) as usize;
             let mut buckets: Vec<Vec<f64>> = vec![Vec::new(); buckets_n];
             let new_start = s.end - buckets_n as i64 * interval;
             for (i, v) in s.values.iter().enumerate() {
@@ -1293,12 +1371,13 @@ fn hitcount(a: &Args<'_, '_>) -> R {
                 s.name,
                 if align { ", true" } else { "" }
             );
-            let mut out = s.derive(name, values);
-            out.start = new_start;
-            out.step = interval;
-            out
-        })
-        .collect())
+            let mut counted = s.derive(name, values);
+            counted.start = new_start;
+            counted.step = interval;
+            counted
+        });
+    }
+    Ok(out)
 }
 
 fn time_shift(a: &Args<'_, '_>) -> R {
@@ -1312,7 +1391,8 @@ fn time_shift(a: &Args<'_, '_>) -> R {
     let Some(first) = list.first() else {
         return Ok(Vec::new());
     };
-    let shifted = a.series_over(0, a.ev.from + delta, a.ev.until + delta)?;
+    let (from, until) = shifted_range(a, 1, delta)?;
+    let shifted = a.series_over(0, from, until)?;
     Ok(shifted
         .into_iter()
         .map(|mut s| {
@@ -1349,8 +1429,11 @@ fn time_stack(a: &Args<'_, '_>) -> R {
     };
     let mut out = Vec::new();
     for shift in start..end {
-        let d = delta * shift;
-        for mut s in a.series_over(0, a.ev.from + d, a.ev.until + d)? {
+        let d = delta
+            .checked_mul(shift)
+            .ok_or_else(|| a.error(1, "timeShiftUnit times the shift is too far".into()))?;
+        let (from, until) = shifted_range(a, 1, d)?;
+        for mut s in a.series_over(0, from, until)? {
             s.set_tag("timeShiftUnit", unit.clone());
             s.set_tag("timeShift", shift.to_string());
             let name = format!("timeShift({}, {unit}, {shift})", s.name);
@@ -1423,7 +1506,12 @@ fn transform_null(a: &Args<'_, '_>) -> R {
             })
             .collect()
     });
-    Ok(map_each(a.series(0)?, |s| {
+    let list = a.series(0)?;
+    if let Some(d) = &defaults {
+        // Each series is extended to the reference's length.
+        a.ev.reserve((list.len() as u64).saturating_mul(d.len() as u64))?;
+    }
+    Ok(map_each(list, |s| {
         s.set_tag("transformNull", default_tag.clone());
         match &defaults {
             Some(d) => {
@@ -1462,7 +1550,8 @@ fn holt_winters(a: &Args<'_, '_>, bands: bool) -> R {
     let season_text = a.opt_string(si)?.unwrap_or_else(|| "1d".into());
     let season = interval(a, si, &season_text)?;
     a.series(0)?;
-    let preview = a.series_over(0, a.ev.from - bootstrap, a.ev.until)?;
+    let (from, _) = shifted_range(a, bi, bootstrap.saturating_neg())?;
+    let preview = a.series_over(0, from, a.ev.until)?;
     let mut out = Vec::new();
     for mut s in preview {
         if s.step <= 0 {
@@ -1608,7 +1697,10 @@ fn events(a: &Args<'_, '_>) -> R {
         tags
     };
     let (start, end) = (a.ev.from, a.ev.until);
-    let points = (end - start).max(0) as usize;
+    let points = end.saturating_sub(start).max(0) as u64;
+    // One point a second over the whole range.
+    a.ev.reserve(points)?;
+    let points = points as usize;
     let mut values: Vec<Option<f64>> = vec![None; points];
     for when in a.ev.source.events(&query, start, end)? {
         let offset = when - start;

@@ -2,6 +2,28 @@
 //! split on `.` into nodes and must have as many; each node matches with `*` (any run of
 //! characters, never a `.`), `?` (one character), `[a-z0-9]` / `[!a-z]` (a class) and
 //! `{a,b,c}` (alternatives, each itself a glob).
+//!
+//! Braces are expanded when a glob is compiled, and expansion multiplies (`{a,b}{c,d}` is
+//! four alternatives): a node may expand to at most [`MAX_ALTERNATIVES`], and braces may
+//! nest at most [`MAX_BRACE_DEPTH`] deep. [`Glob::try_new`] says when a pattern goes
+//! beyond either; [`Glob::new`] then matches nothing.
+
+/// Most alternatives one node of a glob may expand to.
+pub const MAX_ALTERNATIVES: usize = 10_000;
+
+/// Deepest nesting of `{…}` groups in a glob.
+pub const MAX_BRACE_DEPTH: usize = 16;
+
+/// A glob beyond what is compiled.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum GlobError {
+    #[error(
+        "the glob '{pattern}' expands to more than {MAX_ALTERNATIVES} alternatives in one node"
+    )]
+    TooManyAlternatives { pattern: String },
+    #[error("the glob '{pattern}' nests '{{' more than {MAX_BRACE_DEPTH} deep")]
+    TooDeep { pattern: String },
+}
 
 /// Whether `path` matches the graphite glob `pattern` (`*` does not cross `.`). To test
 /// many paths against one pattern, compile it once with [`Glob::new`].
@@ -23,24 +45,40 @@ enum Alternative {
 }
 
 impl Glob {
+    /// The glob of `pattern`; one that [`Glob::try_new`] refuses matches nothing.
     pub fn new(pattern: &str) -> Glob {
-        Glob {
-            nodes: split_nodes(pattern)
-                .iter()
-                .map(|node| {
-                    expand_braces(node)
-                        .into_iter()
-                        .map(|p| {
-                            if p.contains(['*', '?', '[']) {
-                                Alternative::Wildcard(p.chars().collect())
-                            } else {
-                                Alternative::Literal(p)
-                            }
-                        })
-                        .collect()
-                })
-                .collect(),
+        Glob::try_new(pattern).unwrap_or(Glob {
+            // A node without alternatives matches no name.
+            nodes: vec![Vec::new()],
+        })
+    }
+
+    /// The glob of `pattern`, or why it is beyond what is compiled.
+    pub fn try_new(pattern: &str) -> Result<Glob, GlobError> {
+        let mut nodes = Vec::new();
+        for node in split_nodes(pattern) {
+            let alternatives = expand_braces(&node, 0).map_err(|e| match e {
+                Expansion::TooMany => GlobError::TooManyAlternatives {
+                    pattern: pattern.to_string(),
+                },
+                Expansion::TooDeep => GlobError::TooDeep {
+                    pattern: pattern.to_string(),
+                },
+            })?;
+            nodes.push(
+                alternatives
+                    .into_iter()
+                    .map(|p| {
+                        if p.contains(['*', '?', '[']) {
+                            Alternative::Wildcard(p.chars().collect())
+                        } else {
+                            Alternative::Literal(p)
+                        }
+                    })
+                    .collect(),
+            );
         }
+        Ok(Glob { nodes })
     }
 
     /// Whether `path` matches (as many nodes, each matching one of its alternatives).
@@ -96,41 +134,84 @@ fn split_nodes(pattern: &str) -> Vec<String> {
     nodes
 }
 
-/// `a{b,c}d{e,f}` → `abde`, `abdf`, `acde`, `acdf` (nested groups too).
-fn expand_braces(pattern: &str) -> Vec<String> {
-    let Some(open) = pattern.find('{') else {
-        return vec![pattern.to_string()];
-    };
+/// Why braces were not expanded.
+enum Expansion {
+    TooMany,
+    TooDeep,
+}
+
+/// `a{b,c}d{e,f}` → `abde`, `abdf`, `acde`, `acdf` (nested groups too; a `{` that is never
+/// closed is an ordinary character). Groups one after another are expanded in a loop and
+/// nested ones by recursion, `depth` deep so far.
+fn expand_braces(pattern: &str, depth: usize) -> Result<Vec<String>, Expansion> {
+    if depth > MAX_BRACE_DEPTH {
+        return Err(Expansion::TooDeep);
+    }
+    let mut out = vec![String::new()];
+    let mut rest = pattern;
+    while let Some((head, alternatives, tail)) = first_group(rest) {
+        let mut options = Vec::new();
+        for alternative in alternatives {
+            options.extend(expand_braces(alternative, depth + 1)?);
+            if options.len() > MAX_ALTERNATIVES {
+                return Err(Expansion::TooMany);
+            }
+        }
+        if let [only] = options.as_slice() {
+            // One alternative: every prefix grows in place (no copy of what came before).
+            for prefix in &mut out {
+                prefix.push_str(head);
+                prefix.push_str(only);
+            }
+            rest = tail;
+            continue;
+        }
+        if out.len().saturating_mul(options.len()) > MAX_ALTERNATIVES {
+            return Err(Expansion::TooMany);
+        }
+        out = out
+            .iter()
+            .flat_map(|prefix| {
+                options
+                    .iter()
+                    .map(move |option| format!("{prefix}{head}{option}"))
+            })
+            .collect();
+        rest = tail;
+    }
+    for prefix in &mut out {
+        prefix.push_str(rest);
+    }
+    Ok(out)
+}
+
+/// The text before the first closed `{…}` group of `pattern`, the group's alternatives (split
+/// at its own commas, not those of groups inside it) and the text after it; `None` when the
+/// first `{` is never closed (or there is none), which leaves the rest as it is.
+fn first_group(pattern: &str) -> Option<(&str, Vec<&str>, &str)> {
+    let open = pattern.find('{')?;
     let mut depth = 0usize;
-    let mut close = None;
-    let mut commas = Vec::new();
+    let mut start = open + 1;
+    let mut alternatives = Vec::new();
     for (i, c) in pattern[open..].char_indices() {
+        let at = open + i;
         match c {
             '{' => depth += 1,
             '}' => {
                 depth -= 1;
                 if depth == 0 {
-                    close = Some(open + i);
-                    break;
+                    alternatives.push(&pattern[start..at]);
+                    return Some((&pattern[..open], alternatives, &pattern[at + 1..]));
                 }
             }
-            ',' if depth == 1 => commas.push(open + i),
+            ',' if depth == 1 => {
+                alternatives.push(&pattern[start..at]);
+                start = at + 1;
+            }
             _ => {}
         }
     }
-    let Some(close) = close else {
-        return vec![pattern.to_string()];
-    };
-    let (head, tail) = (&pattern[..open], &pattern[close + 1..]);
-    let mut bounds = vec![open];
-    bounds.extend(commas);
-    bounds.push(close);
-    let mut out = Vec::new();
-    for w in bounds.windows(2) {
-        let alternative = &pattern[w[0] + 1..w[1]];
-        out.extend(expand_braces(&format!("{head}{alternative}{tail}")));
-    }
-    out
+    None
 }
 
 /// fnmatch over one node: `*`, `?`, `[…]`.
@@ -215,7 +296,7 @@ fn class(p: &[char], c: char) -> Option<(bool, usize)> {
 
 #[cfg(test)]
 mod tests {
-    use super::{glob_match, Glob};
+    use super::{glob_match, Glob, GlobError};
 
     #[test]
     fn one_compiled_glob_tests_many_paths() {
@@ -236,6 +317,28 @@ mod tests {
         for (path, want) in cases {
             assert_eq!(glob.matches(path), want, "{path}");
         }
+    }
+
+    /// Braces that would expand without bound are refused when compiled, and match nothing.
+    #[test]
+    fn expansion_is_bounded() {
+        let wide = "{a,b}".repeat(20);
+        assert!(matches!(
+            Glob::try_new(&wide),
+            Err(GlobError::TooManyAlternatives { .. })
+        ));
+        assert!(!glob_match(&wide, &"a".repeat(20)));
+        let deep = "{".repeat(100_000) + &"}".repeat(100_000);
+        assert!(matches!(
+            Glob::try_new(&deep),
+            Err(GlobError::TooDeep { .. })
+        ));
+        // Many groups one after another, each one alternative, are fine.
+        let long = "{x}".repeat(50_000);
+        assert!(glob_match(&long, &"x".repeat(50_000)));
+        let exactly = "{a,b,c,d,e,f,g,h,i,j}".repeat(4);
+        assert!(Glob::try_new(&exactly).is_ok());
+        assert!(Glob::try_new(&(exactly + "{a,b}")).is_err());
     }
 
     #[test]
@@ -260,6 +363,12 @@ mod tests {
             ("*.cpu.*", "web1.cpu.user", true),
             ("*e*", "web", true),
             ("a[", "a[", true),
+            ("a.{b,c", "a.{b,c", true),
+            ("a.{b,c}x{", "a.cx{", true),
+            ("a.{b,{c,d}e}f", "a.def", true),
+            ("a.{b,{c,d}e}f", "a.ce", false),
+            ("a.{}", "a.", true),
+            ("{a,b}.{c,d}", "b.c", true),
         ];
         for (pattern, path, want) in cases {
             assert_eq!(glob_match(pattern, path), want, "{pattern} vs {path}");

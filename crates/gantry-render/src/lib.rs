@@ -10,6 +10,10 @@
 //!
 //! Invariant: no I/O. The engine knows nothing of storage, HTTP or tokio; it only calls
 //! the [`SeriesSource`] it is given, and every error names what was wrong and where.
+//!
+//! One evaluation is held to [`Limits`] (points, series, function calls, name lengths): a
+//! target that would go beyond them fails with [`RenderError::OverLimit`] instead of
+//! holding a thread and its memory.
 
 mod eval;
 mod functions;
@@ -19,9 +23,9 @@ pub mod registry;
 pub mod series;
 pub mod time;
 
-pub use eval::{evaluate, evaluate_expr};
+pub use eval::{evaluate, evaluate_expr, evaluate_expr_with_limits, evaluate_with_limits};
 pub use functions::holt_winters_analysis;
-pub use glob::{glob_match, Glob};
+pub use glob::{glob_match, Glob, GlobError};
 pub use output::{consolidate, to_csv, to_json, to_json_datapoints, JsonSeries, RenderOptions};
 pub use series::{Consolidation, Series};
 
@@ -52,6 +56,44 @@ pub struct Context<'a> {
     pub source: &'a dyn SeriesSource,
 }
 
+/// What one evaluation of a target may use. The counts are cumulative over the whole
+/// evaluation, so they bound its work as well as its memory: a series a function returns
+/// counts again though it was fetched before, and a target that time-moving functions
+/// (`timeStack`, `timeShift`, `movingAverage`, …) evaluate again counts again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Points (null or not) of every series fetched or returned by a function, plus one
+    /// for every 16 bytes of each such series' name; the values a windowed function reads
+    /// (`movingAverage`) count as points too.
+    pub max_points: u64,
+    /// Series fetched or returned by a function.
+    pub max_series: u64,
+    /// Function calls evaluated.
+    pub max_calls: u64,
+}
+
+impl Limits {
+    /// The limits of [`evaluate`] and [`evaluate_expr`]: far above what a dashboard asks
+    /// (a week of a thousand series at one minute is ten million points), low enough that
+    /// one request cannot take a server's memory.
+    pub const DEFAULT: Limits = Limits {
+        max_points: 100_000_000,
+        max_series: 1_000_000,
+        max_calls: 10_000,
+    };
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits::DEFAULT
+    }
+}
+
+/// The longest series name a function may make from a pattern (`aliasSub`), in bytes: each
+/// substitution can repeat the whole name, so nested ones would otherwise grow without
+/// bound.
+pub const MAX_NAME_BYTES: usize = 64 * 1024;
+
 /// Why a target could not be evaluated.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum RenderError {
@@ -76,4 +118,8 @@ pub enum RenderError {
     },
     #[error("{0}")]
     Source(String),
+    /// The evaluation would go beyond one of its [`Limits`] (or [`MAX_NAME_BYTES`]); the
+    /// message names the limit.
+    #[error("{0}")]
+    OverLimit(String),
 }

@@ -214,11 +214,13 @@ fn gcd(a: i64, b: i64) -> i64 {
     }
 }
 
+/// The least common multiple, `i64::MAX` when it is larger (steps that far apart leave one
+/// point at most either way).
 pub(crate) fn lcm(a: i64, b: i64) -> i64 {
     if a == b || a == 0 || b == 0 {
         return a.max(b);
     }
-    a / gcd(a, b) * b
+    (a / gcd(a, b)).saturating_mul(b)
 }
 
 /// Series on one step: the least common multiple of theirs, each consolidated to it.

@@ -1,5 +1,10 @@
 //! graphite-web's time offsets (`5min`, `-1d`, `+2h30min`): units by prefix, `s`, `min`
-//! (also `m`), `h`, `d`, `w`, `mon` (30 days) and `y` (365 days).
+//! (also `m`), `h`, `d`, `w`, `mon` (30 days) and `y` (365 days), up to
+//! [`MAX_OFFSET_SECONDS`] either way.
+
+/// The largest offset accepted, in seconds (1,000 years): intervals and shifts are added
+/// to and multiplied with times, and this keeps every such sum far from `i64`'s limits.
+pub const MAX_OFFSET_SECONDS: i64 = 1000 * 365 * 86_400;
 
 /// Seconds in a time offset, signed, or what is wrong with it.
 pub fn parse_time_offset(offset: &str) -> Result<i64, String> {
@@ -37,7 +42,8 @@ pub fn parse_time_offset(offset: &str) -> Result<i64, String> {
         total = num
             .checked_mul(seconds)
             .and_then(|x| total.checked_add(x))
-            .ok_or_else(|| format!("'{offset}' is too large"))?;
+            .filter(|&t| t <= MAX_OFFSET_SECONDS)
+            .ok_or_else(|| format!("'{offset}' is too large (at most 1000 years)"))?;
     }
     Ok(sign * total)
 }
@@ -64,7 +70,7 @@ fn unit_seconds(unit: &str) -> Option<i64> {
 
 #[cfg(test)]
 mod tests {
-    use super::parse_time_offset;
+    use super::{parse_time_offset, MAX_OFFSET_SECONDS};
 
     #[test]
     fn offsets() {
@@ -84,7 +90,17 @@ mod tests {
         for (s, want) in ok {
             assert_eq!(parse_time_offset(s), Ok(want), "{s}");
         }
-        for bad in ["min", "5x", "-", "1h x", "abc"] {
+        assert_eq!(parse_time_offset("-1000y"), Ok(-MAX_OFFSET_SECONDS));
+        for bad in [
+            "min",
+            "5x",
+            "-",
+            "1h x",
+            "abc",
+            "1001y",
+            "-999y1y1s",
+            "99999999999999999999s",
+        ] {
             assert!(parse_time_offset(bad).is_err(), "{bad}");
         }
     }

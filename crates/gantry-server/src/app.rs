@@ -131,20 +131,145 @@ pub fn routes(state: &AppState) -> (Router<AppState>, OpenApiDoc) {
         }));
     // Metrics compaction: as long as the store's size makes it.
     let maintenance = api::metrics_admin::maintenance_router().layer(DefaultBodyLimit::max(1024));
-    short
+    let (router, mut doc) = short
         .merge(long)
         .merge(poll)
         .merge(transfer)
         .merge(jobs)
         .merge(pings)
         .merge(maintenance)
-        .split_for_parts()
+        .split_for_parts();
+    CommonResponses.modify(&mut doc);
+    (router, doc)
+}
+
+/// The error answers many operations share, added to each operation's `responses` where its
+/// own attribute does not list them (docs/api.md's error table):
+/// - an operation with a security requirement: `401` (no or no valid token), `403` (the token
+///   lacks the scope), `429` (too many refused credentials from the address) and `503` (the
+///   database is unavailable, or the request timed out);
+/// - an operation with parameters or a body: `400` (a malformed or unknown parameter, a rule
+///   broken);
+/// - an operation with a path parameter: `404` (nothing by that name or id);
+/// - an operation with a JSON body: `413` (over `max_body_bytes`) and `415` (not sent as
+///   `application/json`).
+///
+/// Each added answer has the operation's own error body (its `400`'s, so OFREP keeps its
+/// shape), or [`crate::error::ErrorBody`].
+struct CommonResponses;
+
+impl Modify for CommonResponses {
+    fn modify(&self, openapi: &mut OpenApiDoc) {
+        for item in openapi.paths.paths.values_mut() {
+            let operations = [
+                &mut item.get,
+                &mut item.put,
+                &mut item.post,
+                &mut item.delete,
+                &mut item.options,
+                &mut item.head,
+                &mut item.patch,
+                &mut item.trace,
+            ];
+            for operation in operations.into_iter().flatten() {
+                add_common_responses(operation);
+            }
+        }
+    }
+}
+
+fn add_common_responses(operation: &mut utoipa::openapi::path::Operation) {
+    use utoipa::openapi::path::ParameterIn;
+    use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
+
+    let secured = operation
+        .security
+        .as_ref()
+        .is_some_and(|requirements| !requirements.is_empty());
+    let parameters = operation.parameters.as_deref().unwrap_or_default();
+    let has_path_parameter = parameters
+        .iter()
+        .any(|p| p.parameter_in == ParameterIn::Path);
+    let json_body = operation
+        .request_body
+        .as_ref()
+        .is_some_and(|body| body.content.keys().any(|media| media.contains("json")));
+    let takes_input = !parameters.is_empty() || operation.request_body.is_some();
+
+    let mut wanted: Vec<(&str, &str)> = Vec::new();
+    if takes_input {
+        wanted.push((
+            "400",
+            "The request is malformed or breaks a rule; the message names what",
+        ));
+    }
+    if secured {
+        wanted.push(("401", "No token, or not a valid one"));
+        wanted.push((
+            "403",
+            "The token lacks the scope; the message names the scope needed",
+        ));
+    }
+    if has_path_parameter {
+        wanted.push(("404", "Nothing by that name or id"));
+    }
+    if json_body {
+        wanted.push(("413", "The body is larger than this endpoint accepts"));
+        wanted.push((
+            "415",
+            "The body was not sent as Content-Type: application/json",
+        ));
+    }
+    if secured {
+        wanted.push((
+            "429",
+            "Too many refused credentials from this address; Retry-After says when to try again",
+        ));
+        wanted.push((
+            "503",
+            "The database is unavailable, or the request took too long",
+        ));
+    }
+
+    let responses = &mut operation.responses.responses;
+    // The operation's own error shape: the content of its 400, else of any 4xx it lists.
+    let own_error = ["400", "401", "403", "404", "409"]
+        .iter()
+        .find_map(|status| match responses.get(*status) {
+            Some(RefOr::T(response)) if !response.content.is_empty() => {
+                Some(response.content.clone())
+            }
+            _ => None,
+        });
+    for (status, description) in wanted {
+        if responses.contains_key(status) {
+            continue;
+        }
+        let mut response = ResponseBuilder::new().description(description);
+        match &own_error {
+            Some(content) => {
+                for (media, body) in content {
+                    response = response.content(media.clone(), body.clone());
+                }
+            }
+            None => {
+                response = response.content(
+                    "application/json",
+                    ContentBuilder::new()
+                        .schema(Some(Ref::from_schema_name("ErrorBody")))
+                        .build(),
+                );
+            }
+        }
+        responses.insert(status.to_string(), RefOr::T(response.build()));
+    }
 }
 
 /// The application, ready to serve.
 pub fn app(state: AppState) -> Router {
     let (router, doc) = routes(&state);
-    let doc_json = doc.to_json().unwrap_or_else(|_| "{}".to_string());
+    // With the input rules the types alone do not state (crate::openapi_rules).
+    let doc_json = crate::openapi_rules::document_json(&doc);
     // The dashboard's HTML routes: outside the OpenAPI document, which describes the API.
     #[cfg(feature = "dashboard")]
     let router = router.merge(crate::dashboard::router(&state));
@@ -152,6 +277,10 @@ pub fn app(state: AppState) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(Extension(OpenApiJson(Arc::new(doc_json))))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            crate::auth_failures::limit,
+        ))
         .layer(middleware::from_fn_with_state(state.clone(), track))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(|_| {
             tracing::error!("a request handler panicked");

@@ -4,7 +4,6 @@
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
-use base64::Engine as _;
 use chrono::Utc;
 use gantry_core::{Grant, Scope, ScopeName, TokenInfo};
 
@@ -80,34 +79,9 @@ pub fn bearer_secret(parts: &Parts) -> Result<Option<String>, ApiError> {
     let value = value
         .to_str()
         .map_err(|_| ApiError::unauthorized("the Authorization header is not readable text"))?;
-    if let Some(token) = value
-        .strip_prefix("Bearer ")
-        .or_else(|| value.strip_prefix("bearer "))
-    {
-        return Ok(Some(token.trim().to_string()));
-    }
-    if let Some(encoded) = value
-        .strip_prefix("Basic ")
-        .or_else(|| value.strip_prefix("basic "))
-    {
-        let decoded = base64::engine::general_purpose::STANDARD
-            .decode(encoded.trim())
-            .ok()
-            .and_then(|bytes| String::from_utf8(bytes).ok())
-            .ok_or_else(|| {
-                ApiError::unauthorized("the basic auth credentials are not valid base64")
-            })?;
-        let password = decoded.split_once(':').map_or("", |(_, p)| p);
-        if password.is_empty() {
-            return Err(ApiError::unauthorized(
-                "basic auth needs the token as password (any user name)",
-            ));
-        }
-        return Ok(Some(password.to_string()));
-    }
-    Err(ApiError::unauthorized(
-        "the Authorization header must be `Bearer <token>` (or basic auth with the token as password)",
-    ))
+    gantry_core::http::bearer_secret(value)
+        .map(Some)
+        .map_err(|e| ApiError::unauthorized(e.0))
 }
 
 impl FromRequestParts<AppState> for Caller {

@@ -162,12 +162,24 @@ pub struct MetricsConfig {
 }
 
 /// The `[auth]` section.
-#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct AuthConfig {
     /// Serve the Graphite read endpoints (`/render`, `/metrics/*`, `/tags*`, `/functions`,
     /// `/events/get_data`) without a token, for a trusted network.
     pub anonymous_read: bool,
+    /// Answer 429 to an address past 20 refused credentials a minute (`auth_failures`).
+    /// Off only for a test that sends bad credentials on purpose (scripts/check-api).
+    pub limit_failed_auth: bool,
+}
+
+impl Default for AuthConfig {
+    fn default() -> AuthConfig {
+        AuthConfig {
+            anonymous_read: false,
+            limit_failed_auth: true,
+        }
+    }
 }
 
 /// A listener address, or `off`.

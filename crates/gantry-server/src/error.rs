@@ -13,8 +13,8 @@ use utoipa::ToSchema;
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ErrorBody {
     /// Stable, machine-readable: `invalid_request`, `unauthorized`, `forbidden`,
-    /// `not_found`, `conflict`, `precondition_failed`, `payload_too_large`, `timeout`,
-    /// `unavailable`, `internal`.
+    /// `not_found`, `conflict`, `precondition_failed`, `payload_too_large`,
+    /// `too_many_requests`, `timeout`, `unavailable`, `internal`.
     pub code: &'static str,
     /// For people: what was wrong and what to do.
     pub message: String,

@@ -5,7 +5,9 @@
 //! Each destination has its own task and a bounded on-disk queue: while the destination is
 //! down or slow, batches go to the queue (`<data-dir>/forward/<host_port>/`, segment files);
 //! when it is back, the queue drains oldest first, then live batches flow again. Nothing is
-//! lost within `queue_bytes`; beyond it new batches are dropped and counted.
+//! lost within `queue_bytes`; beyond it new batches are dropped and counted. A segment is
+//! read back through `gantry_graphite::queue`, which sends only its intact lines: what a
+//! crash or a bad disk damaged is skipped and counted as dropped.
 
 use std::collections::VecDeque;
 use std::io::Write;
@@ -110,11 +112,7 @@ impl Forwarders {
             return;
         }
         let mut text = Vec::new();
-        let mut count = 0;
-        for (name, timestamp, value) in points {
-            let _ = writeln!(text, "{name} {value} {timestamp}");
-            count += 1;
-        }
+        let count = gantry_graphite::queue::encode(points, &mut text);
         if count == 0 {
             return;
         }
@@ -193,12 +191,20 @@ async fn write(stream: &mut TcpStream, bytes: &[u8]) -> bool {
 
 /// Sends queued segments oldest first; stops (returning false) at the first failure.
 async fn drain(stream: &mut TcpStream, queue: &mut DiskQueue, stats: &ForwardStats) -> bool {
-    while let Some((path, text, points)) = queue.oldest() {
-        if !write(stream, &text).await {
+    while let Some((path, bytes)) = queue.oldest() {
+        let segment = gantry_graphite::queue::decode(&bytes);
+        if segment.skipped > 0 || segment.torn {
+            let lost = segment.skipped + u64::from(segment.torn);
+            stats.points_dropped.fetch_add(lost, Ordering::Relaxed);
+            tracing::warn!(path = %path.display(), lines = lost, "skipping damaged lines of a forward queue segment");
+        }
+        if !write(stream, &segment.text).await {
             return false;
         }
-        stats.points_sent.fetch_add(points, Ordering::Relaxed);
-        queue.remove(&path, text.len() as u64, stats);
+        stats
+            .points_sent
+            .fetch_add(segment.points, Ordering::Relaxed);
+        queue.remove(&path, bytes.len() as u64, stats);
     }
     true
 }
@@ -210,6 +216,9 @@ struct DiskQueue {
     bytes: u64,
     segments: VecDeque<PathBuf>,
     next: u64,
+    /// Whether the newest segment may be appended to: not one found at open, which an
+    /// earlier process may have left ending in half a line.
+    append_to_newest: bool,
 }
 
 impl DiskQueue {
@@ -227,7 +236,7 @@ impl DiskQueue {
             }
         }
         found.sort();
-        let next = found.last().map_or(0, |(n, _, _)| n + 1);
+        let next = found.last().map_or(0, |(n, _, _)| n.saturating_add(1));
         let bytes = found.iter().map(|(_, _, len)| len).sum();
         Ok(DiskQueue {
             dir: dir.to_path_buf(),
@@ -235,6 +244,7 @@ impl DiskQueue {
             bytes,
             segments: found.into_iter().map(|(_, p, _)| p).collect(),
             next,
+            append_to_newest: false,
         })
     }
 
@@ -248,11 +258,17 @@ impl DiskQueue {
             return;
         }
         let current = match self.segments.back() {
-            Some(p) if std::fs::metadata(p).map_or(0, |m| m.len()) < SEGMENT_BYTES => p.clone(),
+            Some(p)
+                if self.append_to_newest
+                    && std::fs::metadata(p).map_or(0, |m| m.len()) < SEGMENT_BYTES =>
+            {
+                p.clone()
+            }
             _ => {
                 let path = self.dir.join(format!("{:020}.queue", self.next));
-                self.next += 1;
+                self.next = self.next.saturating_add(1);
                 self.segments.push_back(path.clone());
+                self.append_to_newest = true;
                 path
             }
         };
@@ -275,12 +291,11 @@ impl DiskQueue {
         }
     }
 
-    /// The oldest segment: its path, its bytes and how many points (lines) it holds.
-    fn oldest(&self) -> Option<(PathBuf, Vec<u8>, u64)> {
+    /// The oldest segment: its path and its bytes (none when it cannot be read).
+    fn oldest(&self) -> Option<(PathBuf, Vec<u8>)> {
         let path = self.segments.front()?.clone();
-        let text = std::fs::read(&path).unwrap_or_default();
-        let points = text.iter().filter(|&&b| b == b'\n').count() as u64;
-        Some((path, text, points))
+        let bytes = std::fs::read(&path).unwrap_or_default();
+        Some((path, bytes))
     }
 
     fn remove(&mut self, path: &Path, len: u64, stats: &ForwardStats) {
@@ -291,5 +306,47 @@ impl DiskQueue {
             len.min(stats.bytes_queued.load(Ordering::Relaxed)),
             Ordering::Relaxed,
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A segment an earlier process left ending in half a line is never appended to, and
+    /// reading it back sends its whole lines and counts the cut one as dropped.
+    #[test]
+    fn a_segment_left_by_a_crash_is_not_appended_to() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(format!("{:020}.queue", 7)), b"a 1 1\nb 2 ").unwrap();
+        let stats = ForwardStats::default();
+        let mut queue = DiskQueue::open(dir.path(), 1 << 20).unwrap();
+        queue.push(b"c 3 3\n", 1, &stats);
+        assert_eq!(
+            queue.segments.len(),
+            2,
+            "the new batch went to a segment of its own"
+        );
+        let (path, bytes) = queue.oldest().unwrap();
+        let segment = gantry_graphite::queue::decode(&bytes);
+        assert_eq!(&segment.text[..], b"a 1 1\n");
+        assert!(segment.torn);
+        queue.remove(&path, bytes.len() as u64, &stats);
+        let (_, bytes) = queue.oldest().unwrap();
+        assert_eq!(bytes, b"c 3 3\n");
+        // Later batches of this process share its segment.
+        queue.push(b"d 4 4\n", 1, &stats);
+        assert_eq!(queue.segments.len(), 1);
+    }
+
+    #[test]
+    fn the_largest_segment_number_does_not_overflow() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(format!("{}.queue", u64::MAX)), b"a 1 1\n").unwrap();
+        let stats = ForwardStats::default();
+        let mut queue = DiskQueue::open(dir.path(), 1 << 20).unwrap();
+        queue.push(b"b 2 2\n", 1, &stats);
+        queue.push(b"c 3 3\n", 1, &stats);
+        assert_eq!(stats.points_dropped.load(Ordering::Relaxed), 0);
     }
 }

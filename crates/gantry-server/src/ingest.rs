@@ -234,32 +234,6 @@ fn write_plaintext<'a>(lines: impl Iterator<Item = &'a [u8]>, sink: &Sink, stats
     sink.write(&points);
 }
 
-/// Complete lines of one read, copied once into one buffer (a line may span reads).
-#[derive(Default)]
-struct Lines {
-    bytes: Vec<u8>,
-    ends: Vec<usize>,
-}
-
-impl Lines {
-    fn clear(&mut self) {
-        self.bytes.clear();
-        self.ends.clear();
-    }
-
-    fn push(&mut self, line: &[u8]) {
-        self.bytes.extend_from_slice(line);
-        self.ends.push(self.bytes.len());
-    }
-
-    fn iter(&self) -> impl Iterator<Item = &[u8]> {
-        let starts = std::iter::once(0).chain(self.ends.iter().copied());
-        starts
-            .zip(self.ends.iter().copied())
-            .map(|(start, end)| &self.bytes[start..end])
-    }
-}
-
 async fn start_graphite(
     addr: SocketAddr,
     sink: Sink,
@@ -277,7 +251,7 @@ async fn start_graphite(
                 tokio::select! {
                     _ = shutdown.cancelled() => return,
                     received = udp.recv_from(&mut buffer) => if let Ok((n, _)) = received {
-                        write_plaintext(buffer[..n].split(|&b| b == b'\n').map(|l| l.strip_suffix(b"\r").unwrap_or(l)), &sink, &stats);
+                        write_plaintext(gantry_graphite::plaintext::split_lines(&buffer[..n]), &sink, &stats);
                     }
                 }
             }
@@ -289,15 +263,13 @@ async fn start_graphite(
         async move {
             let mut buffer = gantry_graphite::plaintext::LineBuffer::default();
             let mut chunk = vec![0u8; 64 * 1024];
-            let mut lines = Lines::default();
+            let mut lines = gantry_graphite::plaintext::Lines::default();
             while let Some(n) = next_chunk(&mut stream, &mut chunk, &shutdown).await {
                 lines.clear();
-                buffer.push(&chunk[..n], MAX_LINE, |line| match line {
-                    gantry_graphite::plaintext::Line::Complete(l) => lines.push(l),
-                    gantry_graphite::plaintext::Line::TooLong => {
-                        stats.graphite_bad_lines.fetch_add(1, Ordering::Relaxed);
-                    }
-                });
+                let too_long = buffer.push_lines(&chunk[..n], MAX_LINE, &mut lines);
+                stats
+                    .graphite_bad_lines
+                    .fetch_add(too_long as u64, Ordering::Relaxed);
                 write_plaintext(lines.iter(), &sink, &stats);
                 wait_for_room(&sink, &shutdown).await;
             }

@@ -11,6 +11,7 @@
 pub mod api;
 pub mod app;
 pub mod auth;
+pub mod auth_failures;
 pub mod config;
 #[cfg(feature = "dashboard")]
 pub mod dashboard;
@@ -25,6 +26,7 @@ pub mod metrics;
 pub mod migrate;
 pub mod monitors;
 pub mod notify;
+pub mod openapi_rules;
 pub mod remote_read;
 pub mod report;
 pub mod serve;

@@ -41,6 +41,8 @@ pub struct Metrics {
     pub store_seconds: Family<StoreLabels, Histogram>,
     pub store_errors: Family<StoreLabels, Counter>,
     pub notify_attempts: Family<NotifyLabels, Counter>,
+    /// Credentials refused (unknown, expired or revoked), whatever the route.
+    pub auth_failures: Counter,
 }
 
 fn latency_histogram() -> Histogram {
@@ -91,7 +93,14 @@ impl Default for Metrics {
             "Notification delivery attempts by outcome",
             notify_attempts.clone(),
         );
+        let auth_failures = Counter::default();
+        registry.register(
+            "auth_failures",
+            "Refused credentials (unknown, expired or revoked tokens), counted per request",
+            auth_failures.clone(),
+        );
         Metrics {
+            auth_failures,
             notify_attempts,
             registry,
             requests,

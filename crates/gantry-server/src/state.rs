@@ -45,6 +45,8 @@ pub struct Inner {
     pub flag_usage: Arc<crate::flags::usage::Usage>,
     /// Log-watch counts agents reported, written once per flush interval.
     pub log_counts: crate::monitors::logs::LogCounts,
+    /// Failed authentications per client address (`auth_failures`).
+    pub auth_failures: crate::auth_failures::AuthFailures,
 }
 
 impl AppState {
@@ -65,6 +67,7 @@ impl AppState {
             flag_sets: Arc::new(crate::flags::FlagSets::new(store.clone())),
             flag_usage: Arc::default(),
             log_counts: Default::default(),
+            auth_failures: Default::default(),
             remote,
             store,
             tsdb,

@@ -879,3 +879,42 @@ async fn metrics_need_read_http2_posts_are_same_origin_and_a_confirmed_plan_is_w
         "{page}"
     );
 }
+
+/// A token pasted into the sign-in counts as a credential: past 20 wrong ones a minute from
+/// one address, its sign-ins are refused with 429, while a valid token still signs in.
+#[tokio::test]
+async fn wrong_tokens_pasted_into_the_sign_in_are_counted() {
+    let env = env().await;
+    let admin = env.token("root", "admin").await;
+    let from: std::net::SocketAddr = "192.0.2.9:50000".parse().unwrap();
+    let sign_in = |token: &str| {
+        let body: String = form_urlencoded::Serializer::new(String::new())
+            .extend_pairs([("token", token), ("next", "/")])
+            .finish();
+        let mut request = Request::builder()
+            .method("POST")
+            .uri("/ui/sign-in")
+            .header(header::HOST, HOST)
+            .header(header::ORIGIN, ORIGIN)
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body(Body::from(body))
+            .unwrap();
+        request
+            .extensions_mut()
+            .insert(axum::extract::ConnectInfo(from));
+        request
+    };
+    for n in 0..20 {
+        let (status, _, _) = env.send(sign_in("gantry_wrong")).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "attempt {n}");
+    }
+    let (status, headers, body) = env.send(sign_in("gantry_wrong")).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
+    assert!(headers.contains_key(header::RETRY_AFTER));
+    let (status, _, body) = env.send(sign_in(&admin)).await;
+    assert_eq!(
+        status,
+        StatusCode::SEE_OTHER,
+        "a valid token still signs in: {body}"
+    );
+}

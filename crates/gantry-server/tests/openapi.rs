@@ -235,3 +235,97 @@ fn the_dashboard_only_reads_the_store() {
         offenders.join("\n")
     );
 }
+
+/// What an `x-gantry-scope` value may say: a scope name, several joined by `|` (any one of
+/// them will do), or one of the credentials that are not scopes.
+const SCOPE_WORDS: &[&str] = &[
+    "public", "token", "ping-key", "loopback", "read", "write", "deploy", "flags", "migrate",
+    "admin", "agent", "client", "frontend",
+];
+
+/// Every operation of the OpenAPI document, as `(METHOD, path, x-gantry-scope)`.
+async fn operation_scopes() -> Vec<(String, String, Option<String>)> {
+    let (state, _dir) = state().await;
+    let (_, doc) = gantry_server::app::routes(&state);
+    let doc = serde_json::to_value(&doc).unwrap();
+    let mut operations = Vec::new();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, operation) in item.as_object().unwrap() {
+            if !["get", "post", "put", "patch", "delete", "options", "head"]
+                .contains(&method.as_str())
+            {
+                continue;
+            }
+            let scope = operation["x-gantry-scope"].as_str().map(str::to_string);
+            operations.push((method.to_uppercase(), path.clone(), scope));
+        }
+    }
+    operations.sort();
+    operations
+}
+
+/// Every operation says which scope it needs (`x-gantry-scope`), in words the table of
+/// docs/api.md uses, and that table lists exactly the document's operations with exactly
+/// those scopes. The rules themselves are held by `tests/scopes.rs`, which calls every
+/// operation with tokens that lack them.
+#[tokio::test]
+async fn every_operation_names_its_scope_as_docs_api_md_does() {
+    let operations = operation_scopes().await;
+    let mut problems = Vec::new();
+    for (method, path, scope) in &operations {
+        match scope {
+            None => problems.push(format!("{method} {path} has no x-gantry-scope")),
+            Some(scope) => {
+                for word in scope.split('|') {
+                    if !SCOPE_WORDS.contains(&word) {
+                        problems.push(format!(
+                            "{method} {path}: unknown scope word '{word}' in '{scope}'"
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+
+    let doc = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/api.md"),
+    )
+    .unwrap();
+    let section = doc
+        .split("### Scope of each operation")
+        .nth(1)
+        .expect("docs/api.md has a section '### Scope of each operation'");
+    let mut documented: Vec<(String, String, Option<String>)> = section
+        .lines()
+        .skip_while(|line| !line.starts_with("| `"))
+        .take_while(|line| line.starts_with("| `"))
+        .filter_map(|line| {
+            // | `METHOD /path` | `scope` |  (a scope may itself hold `|`)
+            let (operation, scope) = line.strip_prefix("| `")?.split_once("` | `")?;
+            let scope = scope.strip_suffix("` |")?;
+            let (method, path) = operation.split_once(' ')?;
+            Some((
+                method.to_string(),
+                path.to_string(),
+                Some(scope.to_string()),
+            ))
+        })
+        .collect();
+    documented.sort();
+    if documented != operations {
+        let table: Vec<String> = operations
+            .iter()
+            .map(|(method, path, scope)| {
+                format!(
+                    "| `{method} {path}` | `{}` |",
+                    scope.as_deref().unwrap_or("?")
+                )
+            })
+            .collect();
+        panic!(
+            "the table under '### Scope of each operation' in docs/api.md differs from the OpenAPI document; it should read:\n\n| operation | x-gantry-scope |\n|---|---|\n{}\n",
+            table.join("\n")
+        );
+    }
+}

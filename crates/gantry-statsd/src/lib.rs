@@ -20,3 +20,5 @@ mod table;
 pub use aggregate::{Aggregator, Flushed, Point, Shard};
 pub use config::{HistogramBins, StatsdConfig};
 pub use parse::{parse, BadLine, Kind, ParseCounts, Sample};
+#[doc(hidden)]
+pub use parse::{parse_line_fast, parse_line_general};

@@ -84,6 +84,26 @@ pub fn parse<'a>(
     counts
 }
 
+/// The one-pass reader of common lines alone (`None`: the line goes to the general rules).
+/// Not part of the API: the `statsd_datagram` fuzz target checks it against
+/// [`parse_line_general`].
+#[doc(hidden)]
+pub fn parse_line_fast<'a>(line: &'a [u8], config: &StatsdConfig) -> Option<Sample<'a>> {
+    simple_line(line, config)
+}
+
+/// The general rules alone, for one line without its newline: its samples go to `samples`,
+/// and the number of bad values is returned. Not part of the API (see [`parse_line_fast`]).
+#[doc(hidden)]
+pub fn parse_line_general<'a>(
+    line: &'a str,
+    config: &StatsdConfig,
+    samples: &mut Vec<Sample<'a>>,
+    bad_lines: &mut Vec<BadLine>,
+) -> u64 {
+    parse_general(line, config, samples, bad_lines)
+}
+
 fn into_owned<'b>(sample: Sample<'_>) -> Sample<'b> {
     Sample {
         key: Cow::Owned(sample.key.into_owned()),
@@ -177,6 +197,8 @@ fn simple_line<'a>(line: &'a [u8], config: &StatsdConfig) -> Option<Sample<'a>> 
     }
     let (number, after) = (&rest[..bar], &rest[bar + 1..]);
     let (kind, mut tail) = match after.iter().position(|&b| b == b'|') {
+        // An empty field after the type is a bad sample rate to Etsy (`key:1|c|`).
+        Some(at) if at + 1 == after.len() => return None,
         Some(at) => (&after[..at], &after[at + 1..]),
         None => (after, &[][..]),
     };
@@ -632,6 +654,9 @@ mod tests {
             "|#é:v",
             "|#a b:v",
             "|@0.5|x|#a:b",
+            "|",
+            "|@0.5|",
+            "|#a:b|",
         ];
         let mut checked = 0;
         let mut simple = 0;

@@ -427,6 +427,46 @@ impl RollupWindow {
 
 /// What the process runs to hand freed heap memory back to the OS after a checkpoint or
 /// maintenance; see [`set_memory_release`].
+/// What [`replay_flush_log`] found.
+#[doc(hidden)]
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct FlushLogReplay {
+    /// Intact records above the checkpoint.
+    pub records: usize,
+    /// Records whose checksum failed (skipped).
+    pub corrupt: usize,
+    /// Segments that ended in a record cut short.
+    pub torn: usize,
+    /// Intact records whose payload is not a flush record (an open skips them too).
+    pub undecodable: usize,
+    /// Points in the records that decoded.
+    pub points: usize,
+    /// The sequence the next append would get.
+    pub next_seq: u64,
+}
+
+/// Reads the flush log in `dir` as an open does after a crash (segments in order, records
+/// above `checkpoint` decoded as flush records) without a store to apply them to. Not part
+/// of the API: the `tsdb_flush_log` fuzz target runs the crash recovery's reading through
+/// it.
+#[doc(hidden)]
+pub fn replay_flush_log(dir: &Path, checkpoint: u64) -> Result<FlushLogReplay> {
+    let mut wal = Wal::open(dir)?;
+    let mut out = FlushLogReplay::default();
+    let found = wal.replay(checkpoint, |_, bytes| {
+        match decode_log(bytes) {
+            Ok((_, points)) => out.points += points.len(),
+            Err(_) => out.undecodable += 1,
+        }
+        Ok(())
+    })?;
+    out.records = found.records;
+    out.corrupt = found.corrupt;
+    out.torn = found.torn;
+    out.next_seq = wal.last_seq().saturating_add(1);
+    Ok(out)
+}
+
 static MEMORY_RELEASE: OnceLock<fn()> = OnceLock::new();
 
 /// Sets what the store calls after it freed a lot of memory (the flush queue, a

@@ -5,7 +5,8 @@
 //! A record is `[payload length: u32][sequence: u64][payload][crc32 of sequence and
 //! payload: u32]`, little-endian. Segments are named by the sequence of their first record
 //! and read in that order. A record cut short (a crash in the middle of an append) ends its
-//! segment; a record whose checksum fails is skipped and counted, and the next one is read.
+//! segment, and so does a length beyond what is left of the file (nothing is allocated for
+//! it); a record whose checksum fails is skipped and counted, and the next one is read.
 //! A checkpoint stores the last sequence it covered with the last batch of blocks it wrote,
 //! then deletes the segments: records at or below that sequence are never replayed, so a
 //! crash between the two cannot bring old values back over newer ones (and a crash between
@@ -78,16 +79,22 @@ impl Wal {
         checkpoint: u64,
         mut apply: impl FnMut(u64, &[u8]) -> Result<()>,
     ) -> Result<Replayed> {
-        self.next_seq = self.next_seq.max(checkpoint + 1);
+        self.next_seq = self.next_seq.max(checkpoint.saturating_add(1));
         let mut found = Replayed::default();
         let mut payload = Vec::new();
         for path in self.segments()? {
             // A new segment must never take an old one's name (appending after a torn
             // record would hide what follows it).
             if let Some(first) = segment_seq(&path) {
-                self.next_seq = self.next_seq.max(first + 1);
+                self.next_seq = self.next_seq.max(first.saturating_add(1));
             }
             let file = File::open(&path).map_err(|e| io_error(&path, "open", e))?;
+            // What is left to read: a length beyond it is a record cut short, found without
+            // allocating what it claims.
+            let mut left = file
+                .metadata()
+                .map_err(|e| io_error(&path, "read", e))?
+                .len();
             let mut reader = BufReader::with_capacity(256 * 1024, file);
             loop {
                 let mut header = [0u8; 12];
@@ -100,15 +107,18 @@ impl Wal {
                     }
                     Err(e) => return Err(io_error(&path, "read", e)),
                 }
+                left = left.saturating_sub(12);
                 let length = u32::from_le_bytes([header[0], header[1], header[2], header[3]]);
                 let mut seq_bytes = [0u8; 8];
                 seq_bytes.copy_from_slice(&header[4..]);
                 let seq = u64::from_le_bytes(seq_bytes);
-                if length > MAX_PAYLOAD {
-                    // Not a length this log writes: nothing after it can be found.
+                if length > MAX_PAYLOAD || u64::from(length) + 4 > left {
+                    // Not a length this log writes, or more than the file holds: nothing
+                    // after it can be found.
                     found.torn += 1;
                     break;
                 }
+                left -= u64::from(length) + 4;
                 payload.resize(length as usize + 4, 0);
                 match read_full(&mut reader, &mut payload) {
                     Ok(n) if n == payload.len() => {}
@@ -126,7 +136,7 @@ impl Wal {
                     found.corrupt += 1;
                     continue;
                 }
-                self.next_seq = self.next_seq.max(seq + 1);
+                self.next_seq = self.next_seq.max(seq.saturating_add(1));
                 if seq > checkpoint {
                     apply(seq, body)?;
                     found.records += 1;
@@ -151,10 +161,13 @@ impl Wal {
                 TsdbError::Storage(format!("a flush log record of {length} bytes is too long"))
             })?;
         let seq = self.next_seq;
+        let next = seq.checked_add(1).ok_or_else(|| {
+            TsdbError::Storage("the flush log's sequence numbers are used up".into())
+        })?;
         let written = self.write_record(seq, length32, length, write);
         // The sequence is used up either way: after a failure, whatever reached the file
         // ends its segment, and the next append starts another, named after its own.
-        self.next_seq += 1;
+        self.next_seq = next;
         if written.is_err() {
             self.current = None;
         }
@@ -419,6 +432,35 @@ mod tests {
         let mut again = Wal::open(dir.path()).unwrap();
         let (got, _) = replay(&mut again, 0);
         assert_eq!(got, vec![(2, b"kept".to_vec())]);
+    }
+
+    #[test]
+    fn a_length_beyond_the_file_is_a_torn_record_and_nothing_is_allocated_for_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut wal = Wal::open(dir.path()).unwrap();
+        append(&mut wal, b"kept");
+        drop(wal);
+        let segment = segment_files(dir.path()).remove(0);
+        let mut bytes = std::fs::read(&segment).unwrap();
+        // A header announcing almost a gigabyte, and nothing after it.
+        bytes.extend_from_slice(&(MAX_PAYLOAD - 1).to_le_bytes());
+        bytes.extend_from_slice(&2u64.to_le_bytes());
+        std::fs::write(&segment, &bytes).unwrap();
+        let mut wal = Wal::open(dir.path()).unwrap();
+        let (got, found) = replay(&mut wal, 0);
+        assert_eq!(got, vec![(1, b"kept".to_vec())]);
+        assert_eq!(found.torn, 1);
+    }
+
+    #[test]
+    fn the_largest_sequences_neither_overflow_nor_repeat() {
+        let dir = tempfile::tempdir().unwrap();
+        // A segment named after the last sequence there is.
+        std::fs::write(dir.path().join(format!("{}.log", u64::MAX)), b"").unwrap();
+        let mut wal = Wal::open(dir.path()).unwrap();
+        let (got, _) = replay(&mut wal, u64::MAX);
+        assert!(got.is_empty());
+        assert!(wal.append(1, |out| out.write_all(b"x")).is_err());
     }
 
     #[test]

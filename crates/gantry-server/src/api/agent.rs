@@ -9,8 +9,7 @@ use axum::extract::{Path, State};
 use chrono::Utc;
 use gantry_core::deploy::DeployConfig;
 use gantry_core::ship::{
-    host_of_token, output_tail, AgentHello, AgentTask, AgentWork, Host, Task, TaskPurpose,
-    TaskReport, TaskState,
+    host_of_token, AgentHello, AgentTask, AgentWork, Host, Task, TaskPurpose, TaskReport, TaskState,
 };
 use gantry_core::ScopeName;
 use serde::Deserialize;
@@ -65,7 +64,8 @@ pub struct PollParams {
     params(PollParams),
     request_body = AgentHello,
     responses((status = 200, body = AgentWork), (status = 403, body = ErrorBody)),
-    security(("bearer" = []))
+    security(("bearer" = [])),
+    extensions(("x-gantry-scope" = json!("agent"))),
 )]
 pub async fn poll(
     State(state): State<AppState>,
@@ -74,6 +74,7 @@ pub async fn poll(
     Json(hello): Json<AgentHello>,
 ) -> ApiResult<axum::Json<AgentWork>> {
     let host = host_of(&state, &caller).await?;
+    hello.validate()?;
     let heartbeat = state.config.ship.heartbeat_secs.max(1);
     let wait = Duration::from_secs(p.wait.unwrap_or(heartbeat).min(heartbeat));
     let now = Utc::now();
@@ -256,7 +257,8 @@ async fn converge(state: &AppState, host: &Host, hello: &AgentHello) -> ApiResul
         (status = 404, body = ErrorBody),
         (status = 409, description = "The task is no longer open (finished or cancelled)", body = ErrorBody),
     ),
-    security(("bearer" = []))
+    security(("bearer" = [])),
+    extensions(("x-gantry-scope" = json!("agent"))),
 )]
 pub async fn report(
     State(state): State<AppState>,
@@ -274,31 +276,8 @@ pub async fn report(
         .await?
         .filter(|t| t.host == host.name)
         .ok_or_else(|| ApiError::not_found(format!("host {} has no task {id}", host.name)))?;
-    if matches!(
-        r.state,
-        TaskState::Planned | TaskState::Pending | TaskState::Cancelled
-    ) {
-        return Err(ApiError::invalid(format!(
-            "an agent reports running, succeeded or failed, not {}",
-            r.state
-        )));
-    }
-    if let Some(step) = &r.step {
-        if !gantry_core::ship::STEPS.contains(&step.as_str()) {
-            return Err(ApiError::invalid(format!(
-                "step '{step}' is not one of {}",
-                gantry_core::ship::STEPS.join(", ")
-            )));
-        }
-    }
-    task.state = r.state;
-    task.step = r.step.or(task.step);
-    if !r.output.is_empty() {
-        task.output = output_tail(&r.output);
-    }
-    task.error = r.error.map(|e| output_tail(&e)).or(task.error);
-    task.updated_at = Utc::now();
-    task.note_progress(task.updated_at);
+    r.validate()?;
+    task.apply_report(r, Utc::now());
     if !state.store.report_task(&task).await? {
         return Err(ApiError::new(
             axum::http::StatusCode::CONFLICT,

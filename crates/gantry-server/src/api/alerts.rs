@@ -83,6 +83,8 @@ pub struct AlertParams {
     /// Deliveries in this state only: `pending`, `delivered` or `failed`.
     state: Option<String>,
     /// At most this many deliveries (default 50, at most 1000).
+    /// (Any unsigned 32-bit number is taken; the server clamps it.)
+    #[param(value_type = Option<u64>, maximum = 4294967295_u64)]
     limit: Option<u32>,
 }
 
@@ -94,7 +96,8 @@ pub struct AlertParams {
     tag = "monitors",
     params(AlertParams),
     responses((status = 200, body = AlertsAnswer), (status = 400, body = ErrorBody)),
-    security(("bearer" = []))
+    security(("bearer" = [])),
+    extensions(("x-gantry-scope" = json!("read"))),
 )]
 pub async fn list_alerts(
     State(state): State<AppState>,
@@ -196,7 +199,8 @@ fn may_read(caller: &Caller, reach: &Reach) -> bool {
     tag = "monitors",
     request_body = NewSilence,
     responses((status = 201, body = SilenceView), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody)),
-    security(("bearer" = []))
+    security(("bearer" = [])),
+    extensions(("x-gantry-scope" = json!("deploy"))),
 )]
 pub async fn create_silence(
     State(state): State<AppState>,
@@ -226,7 +230,8 @@ pub struct SilenceParams {
     tag = "monitors",
     params(SilenceParams),
     responses((status = 200, body = Vec<SilenceView>), (status = 400, body = ErrorBody)),
-    security(("bearer" = []))
+    security(("bearer" = [])),
+    extensions(("x-gantry-scope" = json!("read"))),
 )]
 pub async fn list_silences(
     State(state): State<AppState>,
@@ -251,7 +256,8 @@ pub async fn list_silences(
     tag = "monitors",
     request_body = NewWindow,
     responses((status = 201, body = SilenceView), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody)),
-    security(("bearer" = []))
+    security(("bearer" = [])),
+    extensions(("x-gantry-scope" = json!("deploy"))),
 )]
 pub async fn create_window(
     State(state): State<AppState>,
@@ -271,7 +277,8 @@ pub async fn create_window(
     tag = "monitors",
     params(("id" = String, Path)),
     responses((status = 200, body = SilenceView), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
-    security(("bearer" = []))
+    security(("bearer" = [])),
+    extensions(("x-gantry-scope" = json!("deploy"))),
 )]
 pub async fn expire_silence(
     State(state): State<AppState>,

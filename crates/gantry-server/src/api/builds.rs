@@ -6,6 +6,7 @@ use axum::extract::{Path, Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use chrono::Utc;
+use gantry_core::http::parse_range;
 use gantry_core::names::validate_name;
 use gantry_core::ship::{validate_sha256, validate_version, Build};
 use gantry_core::ScopeName;
@@ -61,14 +62,15 @@ pub struct PushParams {
     path = "/api/v1/builds",
     tag = "builds",
     params(PushParams),
-    request_body(content = Vec<u8>, content_type = "application/octet-stream"),
+    request_body(content = inline(super::Binary), content_type = "application/octet-stream"),
     responses(
         (status = 201, body = Build),
         (status = 400, body = ErrorBody),
         (status = 409, description = "The service has this version already", body = ErrorBody),
         (status = 413, description = "Over [ship] max_artifact_bytes", body = ErrorBody),
     ),
-    security(("bearer" = []))
+    security(("bearer" = [])),
+    extensions(("x-gantry-scope" = json!("deploy"))),
 )]
 pub async fn push_build(
     State(state): State<AppState>,
@@ -258,6 +260,8 @@ async fn apply_retention(state: &AppState, service: &str) {
 pub struct ListParams {
     pub service: Option<String>,
     /// At most this many, newest first (default 50).
+    /// (Any unsigned 32-bit number is taken; the server clamps it.)
+    #[param(value_type = Option<u64>, maximum = 4294967295_u64)]
     pub limit: Option<u32>,
 }
 
@@ -268,7 +272,8 @@ pub struct ListParams {
     tag = "builds",
     params(ListParams),
     responses((status = 200, body = Vec<Build>)),
-    security(("bearer" = []))
+    security(("bearer" = [])),
+    extensions(("x-gantry-scope" = json!("read"))),
 )]
 pub async fn list_builds(
     State(state): State<AppState>,
@@ -306,7 +311,8 @@ pub struct ShowParams {
     tag = "builds",
     params(("build" = String, Path), ShowParams),
     responses((status = 200, body = BuildView), (status = 404, body = ErrorBody), (status = 409, description = "The prefix matches several builds", body = ErrorBody)),
-    security(("bearer" = []))
+    security(("bearer" = [])),
+    extensions(("x-gantry-scope" = json!("read"))),
 )]
 pub async fn get_build(
     State(state): State<AppState>,
@@ -407,12 +413,13 @@ pub async fn resolve(state: &AppState, service: Option<&str>, reference: &str) -
     tag = "builds",
     params(("id" = String, Path)),
     responses(
-        (status = 200, content_type = "application/octet-stream", body = Vec<u8>),
+        (status = 200, content_type = "application/octet-stream", body = inline(super::Binary)),
         (status = 206, description = "The rest, from the requested offset"),
         (status = 404, body = ErrorBody),
         (status = 416, description = "The offset is past the end", body = ErrorBody),
     ),
-    security(("bearer" = []))
+    security(("bearer" = [])),
+    extensions(("x-gantry-scope" = json!("agent|read|deploy"))),
 )]
 pub async fn download_artifact(
     State(state): State<AppState>,
@@ -499,16 +506,6 @@ pub async fn download_artifact(
         *response.status_mut() = StatusCode::PARTIAL_CONTENT;
     }
     Ok(response.into_response())
-}
-
-/// `bytes=N-` (the only form a resuming download needs).
-fn parse_range(s: &str) -> Option<u64> {
-    let spec = s.trim().strip_prefix("bytes=")?;
-    let (start, end) = spec.split_once('-')?;
-    if !end.trim().is_empty() {
-        return None;
-    }
-    start.trim().parse().ok()
 }
 
 #[cfg(test)]

@@ -50,7 +50,8 @@ pub fn stream_router() -> OpenApiRouter<AppState> {
         (status = 401, body = ErrorBody),
         (status = 403, description = "Token lacks write for this service/environment", body = ErrorBody),
     ),
-    security(("bearer" = []))
+    security(("bearer" = [])),
+    extensions(("x-gantry-scope" = json!("write"))),
 )]
 pub async fn record_change(
     State(state): State<AppState>,
@@ -185,7 +186,8 @@ impl ListParams {
         (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody),
     ),
-    security(("bearer" = []))
+    security(("bearer" = [])),
+    extensions(("x-gantry-scope" = json!("read"))),
 )]
 pub async fn list_changes(
     State(state): State<AppState>,
@@ -223,7 +225,8 @@ pub async fn list_changes(
         (status = 400, body = ErrorBody),
         (status = 404, body = ErrorBody),
     ),
-    security(("bearer" = []))
+    security(("bearer" = [])),
+    extensions(("x-gantry-scope" = json!("read"))),
 )]
 pub async fn get_change(
     State(state): State<AppState>,
@@ -250,7 +253,8 @@ pub async fn get_change(
         (status = 400, body = ErrorBody),
         (status = 404, body = ErrorBody),
     ),
-    security(("bearer" = []))
+    security(("bearer" = [])),
+    extensions(("x-gantry-scope" = json!("write"))),
 )]
 pub async fn update_change(
     State(state): State<AppState>,
@@ -321,10 +325,11 @@ const STREAM_BATCH: u32 = 500;
     tag = "changes",
     params(StreamParams),
     responses(
-        (status = 200, description = "First `event: ready` with `id: <start seq>`; then `event: created|updated`, `id: <seq>`, `data: <change JSON>`", content_type = "text/event-stream", body = ChangeEvent),
+        (status = 200, description = "First `event: ready` with `id: <start seq>`; then `event: created|updated`, `id: <seq>`, `data: <change JSON>`", content_type = "text/event-stream", body = Change),
         (status = 400, body = ErrorBody),
     ),
-    security(("bearer" = []))
+    security(("bearer" = [])),
+    extensions(("x-gantry-scope" = json!("read"))),
 )]
 pub async fn stream_changes(
     State(state): State<AppState>,

@@ -138,7 +138,8 @@ fn parse_get_data(raw: Option<&str>, now: DateTime<Utc>) -> Result<GetDataParams
         (status = 200, body = Vec<GraphiteEvent>),
         (status = 400, body = ErrorBody),
     ),
-    security(("bearer" = []), ("basic" = []))
+    security(("bearer" = []), ("basic" = [])),
+    extensions(("x-gantry-scope" = json!("read"))),
 )]
 pub async fn get_data(
     State(state): State<AppState>,
@@ -280,7 +281,8 @@ impl NewGraphiteEvent {
         (status = 200, body = PostedEvent),
         (status = 400, body = ErrorBody),
     ),
-    security(("bearer" = []), ("basic" = []))
+    security(("bearer" = []), ("basic" = [])),
+    extensions(("x-gantry-scope" = json!("write"))),
 )]
 pub async fn post_event(
     State(state): State<AppState>,

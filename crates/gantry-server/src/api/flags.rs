@@ -159,7 +159,8 @@ pub struct NewFlag {
         (status = 404, description = "Unknown service", body = ErrorBody),
         (status = 409, description = "The service has a flag of that name", body = ErrorBody),
     ),
-    security(("bearer" = []))
+    security(("bearer" = [])),
+    extensions(("x-gantry-scope" = json!("flags"))),
 )]
 pub async fn create_flag(
     State(state): State<AppState>,
@@ -238,7 +239,8 @@ pub struct ListParams {
     tag = "flags",
     params(ListParams),
     responses((status = 200, body = Vec<FlagView>)),
-    security(("bearer" = []))
+    security(("bearer" = [])),
+    extensions(("x-gantry-scope" = json!("read|flags"))),
 )]
 pub async fn list_flags(
     State(state): State<AppState>,
@@ -309,7 +311,8 @@ pub struct SdkView {
     tag = "flags",
     params(("service" = String, Path), ("name" = String, Path)),
     responses((status = 200, body = FlagDetail, headers(("ETag" = String))), (status = 404, body = ErrorBody)),
-    security(("bearer" = []))
+    security(("bearer" = [])),
+    extensions(("x-gantry-scope" = json!("read|flags"))),
 )]
 pub async fn get_flag(
     State(state): State<AppState>,
@@ -375,7 +378,8 @@ pub struct FlagPatch {
     params(("service" = String, Path), ("name" = String, Path), ("If-Match" = Option<String>, Header)),
     request_body = FlagPatch,
     responses((status = 200, body = FlagView), (status = 404, body = ErrorBody), (status = 412, body = ErrorBody)),
-    security(("bearer" = []))
+    security(("bearer" = [])),
+    extensions(("x-gantry-scope" = json!("flags"))),
 )]
 pub async fn patch_flag(
     State(state): State<AppState>,
@@ -469,7 +473,8 @@ async fn change_env(
     params(("service" = String, Path), ("name" = String, Path), ("env" = String, Path), ("If-Match" = Option<String>, Header)),
     request_body(content = Object, description = "enabled, strategies, variants, dependencies (Unleash's model)"),
     responses((status = 200, body = FlagWritten), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 412, body = ErrorBody)),
-    security(("bearer" = []))
+    security(("bearer" = [])),
+    extensions(("x-gantry-scope" = json!("flags"))),
 )]
 pub async fn put_environment(
     State(state): State<AppState>,
@@ -499,7 +504,8 @@ pub async fn put_environment(
     tag = "flags",
     params(("service" = String, Path), ("name" = String, Path), ("env" = String, Path), ("If-Match" = Option<String>, Header)),
     responses((status = 200, body = FlagWritten), (status = 404, body = ErrorBody), (status = 412, body = ErrorBody)),
-    security(("bearer" = []))
+    security(("bearer" = [])),
+    extensions(("x-gantry-scope" = json!("flags"))),
 )]
 pub async fn enable_flag(
     State(state): State<AppState>,
@@ -526,7 +532,8 @@ pub async fn enable_flag(
     tag = "flags",
     params(("service" = String, Path), ("name" = String, Path), ("env" = String, Path), ("If-Match" = Option<String>, Header)),
     responses((status = 200, body = FlagWritten), (status = 404, body = ErrorBody), (status = 412, body = ErrorBody)),
-    security(("bearer" = []))
+    security(("bearer" = [])),
+    extensions(("x-gantry-scope" = json!("flags"))),
 )]
 pub async fn disable_flag(
     State(state): State<AppState>,
@@ -546,11 +553,14 @@ pub async fn disable_flag(
     .await
 }
 
-/// A percentage rollout.
+/// A percentage rollout. Named `FlagRollout` in the document: the rollouts' `Rollout` would
+/// otherwise replace it there.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = FlagRollout)]
 pub struct Rollout {
     /// 0 to 100.
+    #[schema(maximum = 100)]
     pub percent: u32,
     /// `default` (userId, then sessionId, then random), `userId`, `sessionId`, `random` or
     /// any context field; kept when left out.
@@ -565,7 +575,8 @@ pub struct Rollout {
     params(("service" = String, Path), ("name" = String, Path), ("env" = String, Path), ("If-Match" = Option<String>, Header)),
     request_body = Rollout,
     responses((status = 200, body = FlagWritten), (status = 400, body = ErrorBody), (status = 409, description = "Several unconstrained rollouts", body = ErrorBody), (status = 412, body = ErrorBody)),
-    security(("bearer" = []))
+    security(("bearer" = [])),
+    extensions(("x-gantry-scope" = json!("flags"))),
 )]
 pub async fn set_rollout(
     State(state): State<AppState>,
@@ -619,7 +630,8 @@ pub struct TargetBody {
     params(("service" = String, Path), ("name" = String, Path), ("env" = String, Path), ("If-Match" = Option<String>, Header)),
     request_body = TargetBody,
     responses((status = 200, body = FlagWritten), (status = 400, body = ErrorBody), (status = 412, body = ErrorBody)),
-    security(("bearer" = []))
+    security(("bearer" = [])),
+    extensions(("x-gantry-scope" = json!("flags"))),
 )]
 pub async fn add_target(
     State(state): State<AppState>,
@@ -672,7 +684,8 @@ pub struct VariantBody {
     params(("service" = String, Path), ("name" = String, Path), ("env" = String, Path), ("If-Match" = Option<String>, Header)),
     request_body = VariantBody,
     responses((status = 200, body = FlagWritten), (status = 400, body = ErrorBody), (status = 412, body = ErrorBody)),
-    security(("bearer" = []))
+    security(("bearer" = [])),
+    extensions(("x-gantry-scope" = json!("flags"))),
 )]
 pub async fn set_variant(
     State(state): State<AppState>,
@@ -770,7 +783,8 @@ async fn archive_or_restore(
     tag = "flags",
     params(("service" = String, Path), ("name" = String, Path), ("If-Match" = Option<String>, Header)),
     responses((status = 200, body = FlagWritten), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
-    security(("bearer" = []))
+    security(("bearer" = [])),
+    extensions(("x-gantry-scope" = json!("flags"))),
 )]
 pub async fn archive_flag(
     State(state): State<AppState>,
@@ -788,7 +802,8 @@ pub async fn archive_flag(
     tag = "flags",
     params(("service" = String, Path), ("name" = String, Path), ("If-Match" = Option<String>, Header)),
     responses((status = 200, body = FlagWritten), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
-    security(("bearer" = []))
+    security(("bearer" = [])),
+    extensions(("x-gantry-scope" = json!("flags"))),
 )]
 pub async fn restore_flag(
     State(state): State<AppState>,
@@ -856,7 +871,8 @@ impl ScheduleView {
     params(("service" = String, Path), ("name" = String, Path)),
     request_body = NewSchedule,
     responses((status = 201, body = ScheduleView), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)),
-    security(("bearer" = []))
+    security(("bearer" = [])),
+    extensions(("x-gantry-scope" = json!("flags"))),
 )]
 pub async fn create_schedule(
     State(state): State<AppState>,
@@ -911,7 +927,8 @@ pub async fn create_schedule(
     tag = "flags",
     params(("service" = String, Path), ("name" = String, Path)),
     responses((status = 200, body = Vec<ScheduleView>)),
-    security(("bearer" = []))
+    security(("bearer" = [])),
+    extensions(("x-gantry-scope" = json!("read|flags"))),
 )]
 pub async fn list_schedules(
     State(state): State<AppState>,
@@ -933,7 +950,8 @@ pub async fn list_schedules(
     tag = "flags",
     params(("service" = String, Path), ("name" = String, Path), ("id" = String, Path)),
     responses((status = 204), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
-    security(("bearer" = []))
+    security(("bearer" = [])),
+    extensions(("x-gantry-scope" = json!("flags"))),
 )]
 pub async fn cancel_schedule(
     State(state): State<AppState>,
@@ -1041,7 +1059,8 @@ fn segment_record(
     params(("service" = String, Path)),
     request_body = SegmentBody,
     responses((status = 201, body = SegmentView), (status = 400, body = ErrorBody), (status = 409, body = ErrorBody)),
-    security(("bearer" = []))
+    security(("bearer" = [])),
+    extensions(("x-gantry-scope" = json!("flags"))),
 )]
 pub async fn create_segment(
     State(state): State<AppState>,
@@ -1072,7 +1091,8 @@ pub async fn create_segment(
     tag = "flags",
     params(("service" = String, Path)),
     responses((status = 200, body = Vec<SegmentView>)),
-    security(("bearer" = []))
+    security(("bearer" = [])),
+    extensions(("x-gantry-scope" = json!("read|flags"))),
 )]
 pub async fn list_segments(
     State(state): State<AppState>,
@@ -1092,7 +1112,8 @@ pub async fn list_segments(
     params(("service" = String, Path), ("name" = String, Path), ("If-Match" = String, Header)),
     request_body = SegmentBody,
     responses((status = 200, body = SegmentView), (status = 400, body = ErrorBody), (status = 412, body = ErrorBody)),
-    security(("bearer" = []))
+    security(("bearer" = [])),
+    extensions(("x-gantry-scope" = json!("flags"))),
 )]
 pub async fn put_segment(
     State(state): State<AppState>,
@@ -1132,7 +1153,8 @@ pub async fn put_segment(
     tag = "flags",
     params(("service" = String, Path), ("name" = String, Path)),
     responses((status = 204), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
-    security(("bearer" = []))
+    security(("bearer" = [])),
+    extensions(("x-gantry-scope" = json!("flags"))),
 )]
 pub async fn delete_segment(
     State(state): State<AppState>,
@@ -1174,7 +1196,8 @@ pub struct StaleFlag {
     tag = "flags",
     params(StaleParams),
     responses((status = 200, body = Vec<StaleFlag>)),
-    security(("bearer" = []))
+    security(("bearer" = [])),
+    extensions(("x-gantry-scope" = json!("read|flags"))),
 )]
 pub async fn stale_flags(
     State(state): State<AppState>,
@@ -1183,6 +1206,13 @@ pub async fn stale_flags(
 ) -> ApiResult<axum::Json<Vec<StaleFlag>>> {
     if let Some(service) = &params.service {
         require_read(&caller, service)?;
+    } else if !caller.0.holds_somewhere(ScopeName::Read)
+        && !caller.0.holds_somewhere(ScopeName::Flags)
+    {
+        return Err(ApiError::forbidden(format!(
+            "token '{}' lacks the scope read or flags needed to list stale flags",
+            caller.name()
+        )));
     }
     let days = params.days.unwrap_or(30);
     if days == 0 || days > 3650 {

@@ -297,13 +297,14 @@ impl TagExpr {
         ("until" = Option<String>, Query, description = "Graphite time, default now"),
         ("format" = Option<String>, Query, description = "json (default) or csv"),
         ("maxDataPoints" = Option<u32>, Query),
-        ("noNullPoints" = Option<bool>, Query),
+        ("noNullPoints" = Option<String>, Query, description = "graphite-web accepts any value here: 1, true, True or on mean yes, anything else (or none) no"),
     ),
     responses(
         (status = 200, description = "`[{target, tags, datapoints: [[value, ts], …]}]`"),
         (status = 400, description = "A bad target, naming the function and position", body = ErrorBody),
     ),
-    security(("bearer" = []), ("basic" = []))
+    security(("bearer" = []), ("basic" = [])),
+    extensions(("x-gantry-scope" = json!("read"))),
 )]
 pub async fn render(
     State(state): State<AppState>,
@@ -477,7 +478,8 @@ struct TreeNode {
     tag = "graphite",
     params(("query" = String, Query), ("format" = Option<String>, Query, description = "treejson or completer")),
     responses((status = 200, description = "Nodes matching the query"), (status = 400, body = ErrorBody)),
-    security(("bearer" = []), ("basic" = []))
+    security(("bearer" = []), ("basic" = [])),
+    extensions(("x-gantry-scope" = json!("read"))),
 )]
 pub async fn find(
     State(state): State<AppState>,
@@ -524,9 +526,10 @@ pub async fn find(
     method(get, post),
     path = "/metrics/expand",
     tag = "graphite",
-    params(("query" = Vec<String>, Query), ("leavesOnly" = Option<bool>, Query), ("groupByExpr" = Option<bool>, Query)),
+    params(("query" = Vec<String>, Query), ("leavesOnly" = Option<String>, Query, description = "graphite-web accepts any value here: 1, true, True or on mean yes, anything else (or none) no"), ("groupByExpr" = Option<String>, Query, description = "graphite-web accepts any value here: 1, true, True or on mean yes, anything else (or none) no")),
     responses((status = 200, description = "`{\"results\": …}`")),
-    security(("bearer" = []), ("basic" = []))
+    security(("bearer" = []), ("basic" = [])),
+    extensions(("x-gantry-scope" = json!("read"))),
 )]
 pub async fn expand(
     State(state): State<AppState>,
@@ -552,7 +555,7 @@ pub async fn expand(
 }
 
 /// Every metric name (leaves), sorted.
-#[utoipa::path(get, path = "/metrics/index.json", tag = "graphite", responses((status = 200, body = Vec<String>)), security(("bearer" = []), ("basic" = [])))]
+#[utoipa::path(get, path = "/metrics/index.json", tag = "graphite", responses((status = 200, body = Vec<String>)), security(("bearer" = []), ("basic" = [])), extensions(("x-gantry-scope" = json!("read"))))]
 pub async fn index_json(
     State(state): State<AppState>,
     _reader: MetricsReader,
@@ -571,7 +574,7 @@ fn tag_index(names: &[String]) -> BTreeMap<String, BTreeSet<String>> {
 }
 
 /// Tags of tagged series (`filter` a regex on tag names).
-#[utoipa::path(get, path = "/tags", tag = "graphite", params(("filter" = Option<String>, Query)), responses((status = 200, description = "`[{\"tag\": …}]`")), security(("bearer" = []), ("basic" = [])))]
+#[utoipa::path(get, path = "/tags", tag = "graphite", params(("filter" = Option<String>, Query)), responses((status = 200, description = "`[{\"tag\": …}]`")), security(("bearer" = []), ("basic" = [])), extensions(("x-gantry-scope" = json!("read"))))]
 pub async fn tags(
     State(state): State<AppState>,
     _reader: MetricsReader,
@@ -614,7 +617,7 @@ fn series_matching(names: &[String], exprs: &[&str]) -> Result<Vec<String>, ApiE
 }
 
 /// Tag names for autocompletion (`tagPrefix`, `expr` repeatable, `limit`).
-#[utoipa::path(get, path = "/tags/autoComplete/tags", tag = "graphite", params(("tagPrefix" = Option<String>, Query), ("expr" = Option<Vec<String>>, Query), ("limit" = Option<usize>, Query)), responses((status = 200, body = Vec<String>)), security(("bearer" = []), ("basic" = [])))]
+#[utoipa::path(get, path = "/tags/autoComplete/tags", tag = "graphite", params(("tagPrefix" = Option<String>, Query), ("expr" = Option<Vec<String>>, Query), ("limit" = Option<usize>, Query)), responses((status = 200, body = Vec<String>)), security(("bearer" = []), ("basic" = [])), extensions(("x-gantry-scope" = json!("read"))))]
 pub async fn autocomplete_tags(
     State(state): State<AppState>,
     _reader: MetricsReader,
@@ -635,7 +638,7 @@ pub async fn autocomplete_tags(
 }
 
 /// Values of one tag for autocompletion (`tag`, `valuePrefix`, `expr` repeatable, `limit`).
-#[utoipa::path(get, path = "/tags/autoComplete/values", tag = "graphite", params(("tag" = String, Query), ("valuePrefix" = Option<String>, Query), ("expr" = Option<Vec<String>>, Query), ("limit" = Option<usize>, Query)), responses((status = 200, body = Vec<String>), (status = 400, body = ErrorBody)), security(("bearer" = []), ("basic" = [])))]
+#[utoipa::path(get, path = "/tags/autoComplete/values", tag = "graphite", params(("tag" = String, Query), ("valuePrefix" = Option<String>, Query), ("expr" = Option<Vec<String>>, Query), ("limit" = Option<usize>, Query)), responses((status = 200, body = Vec<String>), (status = 400, body = ErrorBody)), security(("bearer" = []), ("basic" = [])), extensions(("x-gantry-scope" = json!("read"))))]
 pub async fn autocomplete_values(
     State(state): State<AppState>,
     _reader: MetricsReader,
@@ -658,7 +661,7 @@ pub async fn autocomplete_values(
 }
 
 /// Series names matching every `expr` (seriesByTag expressions).
-#[utoipa::path(method(get, post), path = "/tags/findSeries", tag = "graphite", params(("expr" = Vec<String>, Query)), responses((status = 200, body = Vec<String>), (status = 400, body = ErrorBody)), security(("bearer" = []), ("basic" = [])))]
+#[utoipa::path(method(get, post), path = "/tags/findSeries", tag = "graphite", params(("expr" = Vec<String>, Query)), responses((status = 200, body = Vec<String>), (status = 400, body = ErrorBody)), security(("bearer" = []), ("basic" = [])), extensions(("x-gantry-scope" = json!("read"))))]
 pub async fn find_series(
     State(state): State<AppState>,
     _reader: MetricsReader,
@@ -672,13 +675,13 @@ pub async fn find_series(
 }
 
 /// The render functions this server implements, in graphite-web's shape.
-#[utoipa::path(get, path = "/functions", tag = "graphite", responses((status = 200, description = "An object keyed by function name")), security(("bearer" = []), ("basic" = [])))]
+#[utoipa::path(get, path = "/functions", tag = "graphite", responses((status = 200, description = "An object keyed by function name")), security(("bearer" = []), ("basic" = [])), extensions(("x-gantry-scope" = json!("read"))))]
 pub async fn functions(_reader: MetricsReader) -> axum::Json<serde_json::Value> {
     axum::Json(gantry_render::registry::functions_json())
 }
 
 /// The graphite-web version whose API this server speaks (Grafana picks features by it).
-#[utoipa::path(get, path = "/version", tag = "graphite", responses((status = 200, description = "A version string")))]
+#[utoipa::path(get, path = "/version", tag = "graphite", responses((status = 200, description = "A version string")), extensions(("x-gantry-scope" = json!("public"))))]
 pub async fn version() -> &'static str {
     "1.1.10"
 }

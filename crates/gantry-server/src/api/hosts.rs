@@ -33,7 +33,8 @@ pub fn router() -> OpenApiRouter<AppState> {
     tag = "hosts",
     request_body = Enrollment,
     responses((status = 201, body = Enrolled), (status = 400, body = ErrorBody)),
-    security(("bearer" = []))
+    security(("bearer" = [])),
+    extensions(("x-gantry-scope" = json!("admin"))),
 )]
 pub async fn enroll_host(
     State(state): State<AppState>,
@@ -114,7 +115,8 @@ pub struct ListParams {
     tag = "hosts",
     params(ListParams),
     responses((status = 200, body = Vec<Host>)),
-    security(("bearer" = []))
+    security(("bearer" = [])),
+    extensions(("x-gantry-scope" = json!("read"))),
 )]
 pub async fn list_hosts(
     State(state): State<AppState>,
@@ -136,7 +138,8 @@ pub async fn list_hosts(
     tag = "hosts",
     params(("name" = String, Path)),
     responses((status = 200, body = HostView), (status = 404, body = ErrorBody)),
-    security(("bearer" = []))
+    security(("bearer" = [])),
+    extensions(("x-gantry-scope" = json!("read"))),
 )]
 pub async fn get_host(
     State(state): State<AppState>,
@@ -156,7 +159,8 @@ pub async fn get_host(
     tag = "hosts",
     params(("name" = String, Path)),
     responses((status = 204), (status = 404, body = ErrorBody)),
-    security(("bearer" = []))
+    security(("bearer" = [])),
+    extensions(("x-gantry-scope" = json!("admin"))),
 )]
 pub async fn delete_host(
     State(state): State<AppState>,
@@ -185,7 +189,8 @@ pub async fn delete_host(
     params(("name" = String, Path)),
     request_body = Maintenance,
     responses((status = 200, body = Host), (status = 404, body = ErrorBody)),
-    security(("bearer" = []))
+    security(("bearer" = [])),
+    extensions(("x-gantry-scope" = json!("deploy"))),
 )]
 pub async fn set_maintenance(
     State(state): State<AppState>,

@@ -62,7 +62,8 @@ async fn readable(state: &AppState, caller: &Caller, id: &str) -> ApiResult<Inci
     tag = "incidents",
     request_body = NewIncident,
     responses((status = 201, body = Incident), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody)),
-    security(("bearer" = []))
+    security(("bearer" = [])),
+    extensions(("x-gantry-scope" = json!("deploy|flags"))),
 )]
 pub async fn open_incident(
     State(state): State<AppState>,
@@ -95,6 +96,8 @@ pub struct ListParams {
     #[param(value_type = Option<String>)]
     since: Option<DateTime<Utc>>,
     /// At most this many, newest first (default 50, at most 1000).
+    /// (Any unsigned 32-bit number is taken; the server clamps it.)
+    #[param(value_type = Option<u64>, maximum = 4294967295_u64)]
     limit: Option<u32>,
 }
 
@@ -105,7 +108,8 @@ pub struct ListParams {
     tag = "incidents",
     params(ListParams),
     responses((status = 200, body = Vec<Incident>), (status = 400, body = ErrorBody)),
-    security(("bearer" = []))
+    security(("bearer" = [])),
+    extensions(("x-gantry-scope" = json!("read"))),
 )]
 pub async fn list_incidents(
     State(state): State<AppState>,
@@ -136,7 +140,8 @@ pub async fn list_incidents(
     tag = "incidents",
     params(("id" = String, Path)),
     responses((status = 200, body = IncidentView), (status = 404, body = ErrorBody)),
-    security(("bearer" = []))
+    security(("bearer" = [])),
+    extensions(("x-gantry-scope" = json!("read"))),
 )]
 pub async fn get_incident(
     State(state): State<AppState>,
@@ -156,7 +161,8 @@ pub async fn get_incident(
     params(("id" = String, Path)),
     request_body = IncidentEdit,
     responses((status = 200, body = Incident), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)),
-    security(("bearer" = []))
+    security(("bearer" = [])),
+    extensions(("x-gantry-scope" = json!("deploy|flags"))),
 )]
 pub async fn edit_incident(
     State(state): State<AppState>,
@@ -185,7 +191,8 @@ pub async fn edit_incident(
         (status = 404, body = ErrorBody),
         (status = 409, description = "Resolved, or the remedy has nothing to act on", body = ErrorBody),
     ),
-    security(("bearer" = []))
+    security(("bearer" = [])),
+    extensions(("x-gantry-scope" = json!("deploy|flags"))),
 )]
 pub async fn act(
     State(state): State<AppState>,
@@ -215,7 +222,8 @@ pub struct NewNote {
     params(("id" = String, Path)),
     request_body = NewNote,
     responses((status = 200, body = Incident), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)),
-    security(("bearer" = []))
+    security(("bearer" = [])),
+    extensions(("x-gantry-scope" = json!("deploy|flags"))),
 )]
 pub async fn add_note(
     State(state): State<AppState>,
@@ -239,7 +247,8 @@ pub async fn add_note(
     params(("id" = String, Path)),
     request_body = Cause,
     responses((status = 200, body = Incident), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)),
-    security(("bearer" = []))
+    security(("bearer" = [])),
+    extensions(("x-gantry-scope" = json!("deploy|flags"))),
 )]
 pub async fn set_cause(
     State(state): State<AppState>,

@@ -54,7 +54,8 @@ fn matching(state: &AppState, pattern: Option<&str>) -> Vec<String> {
     tag = "metrics",
     params(PatternParams),
     responses((status = 200, body = SeriesList)),
-    security(("bearer" = []))
+    security(("bearer" = [])),
+    extensions(("x-gantry-scope" = json!("read"))),
 )]
 pub async fn list_series(
     State(state): State<AppState>,
@@ -74,7 +75,8 @@ pub async fn list_series(
     tag = "metrics",
     params(PatternParams),
     responses((status = 200, description = "The series deleted", body = SeriesList), (status = 400, body = ErrorBody)),
-    security(("bearer" = []))
+    security(("bearer" = [])),
+    extensions(("x-gantry-scope" = json!("admin"))),
 )]
 pub async fn delete_series(
     State(state): State<AppState>,
@@ -119,7 +121,8 @@ pub struct Compacted {
     path = "/api/v1/metrics/compact",
     tag = "metrics",
     responses((status = 200, body = Compacted)),
-    security(("bearer" = []))
+    security(("bearer" = [])),
+    extensions(("x-gantry-scope" = json!("admin"))),
 )]
 pub async fn compact(
     State(state): State<AppState>,

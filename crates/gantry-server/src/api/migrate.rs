@@ -69,7 +69,8 @@ pub struct GateRequest {
     tag = "migrate",
     request_body = GateRequest,
     responses((status = 200, body = GateDecision), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody)),
-    security(("bearer" = []))
+    security(("bearer" = [])),
+    extensions(("x-gantry-scope" = json!("migrate"))),
 )]
 pub async fn gate(
     State(state): State<AppState>,
@@ -84,6 +85,22 @@ pub async fn gate(
         gantry_core::names::validate_name("services", service)?;
     }
     jobs::require_migrate(&caller, &request.services, &request.environment)?;
+    // Without a service, `migrate` for some service in the environment still has to be held.
+    let in_environment = caller.0.scopes.iter().any(|s| {
+        s.allows(
+            ScopeName::Migrate,
+            s.service.as_deref(),
+            Some(&request.environment),
+        )
+    });
+    if request.services.is_empty() && !in_environment {
+        return Err(ApiError::forbidden(format!(
+            "token '{}' lacks the scope migrate@{} needed here (it has {})",
+            caller.name(),
+            request.environment,
+            gantry_core::Scope::format_list(&caller.0.scopes)
+        )));
+    }
     Ok(axum::Json(
         jobs::gate(
             state.store.as_ref(),
@@ -120,7 +137,8 @@ pub struct MigrationRecord {
     tag = "migrate",
     request_body = MigrationRecord,
     responses((status = 201, body = Change), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody)),
-    security(("bearer" = []))
+    security(("bearer" = [])),
+    extensions(("x-gantry-scope" = json!("migrate"))),
 )]
 pub async fn record_migration(
     State(state): State<AppState>,
@@ -172,7 +190,8 @@ fn without_files(mut job: Job) -> Job {
         (status = 403, body = ErrorBody),
         (status = 404, description = "No such database in `[migrate.databases]`", body = ErrorBody),
     ),
-    security(("bearer" = []))
+    security(("bearer" = [])),
+    extensions(("x-gantry-scope" = json!("migrate"))),
 )]
 pub async fn submit_job(
     State(state): State<AppState>,
@@ -192,6 +211,8 @@ pub struct JobListParams {
     /// Comma-separated states, e.g. `queued,running,paused`.
     state: Option<String>,
     /// At most this many, newest first (default 50, at most 1000).
+    /// (Any unsigned 32-bit number is taken; the server clamps it.)
+    #[param(value_type = Option<u64>, maximum = 4294967295_u64)]
     limit: Option<u32>,
 }
 
@@ -203,7 +224,8 @@ pub struct JobListParams {
     tag = "migrate",
     params(JobListParams),
     responses((status = 200, body = Vec<Job>), (status = 400, body = ErrorBody)),
-    security(("bearer" = []))
+    security(("bearer" = [])),
+    extensions(("x-gantry-scope" = json!("read"))),
 )]
 pub async fn list_jobs(
     State(state): State<AppState>,
@@ -248,7 +270,8 @@ pub struct JobParams {
     tag = "migrate",
     params(("id" = String, Path), JobParams),
     responses((status = 200, body = Job), (status = 404, body = ErrorBody)),
-    security(("bearer" = []))
+    security(("bearer" = [])),
+    extensions(("x-gantry-scope" = json!("read"))),
 )]
 pub async fn get_job(
     State(state): State<AppState>,
@@ -298,7 +321,8 @@ async fn readable_job(state: &AppState, caller: &Caller, id: &str) -> ApiResult<
         (status = 403, body = ErrorBody),
         (status = 404, body = ErrorBody),
     ),
-    security(("bearer" = []))
+    security(("bearer" = [])),
+    extensions(("x-gantry-scope" = json!("migrate"))),
 )]
 pub async fn control_job(
     State(state): State<AppState>,
@@ -354,7 +378,8 @@ const LOG_POLL: Duration = Duration::from_millis(250);
         (status = 200, description = "`event: line` per log line, then `event: end` with the job", content_type = "text/event-stream", body = JobLogLine),
         (status = 404, body = ErrorBody),
     ),
-    security(("bearer" = []))
+    security(("bearer" = [])),
+    extensions(("x-gantry-scope" = json!("read"))),
 )]
 pub async fn job_log(
     State(state): State<AppState>,

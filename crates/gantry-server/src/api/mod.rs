@@ -23,6 +23,11 @@ pub mod verdicts;
 
 use crate::error::ApiError;
 
+/// Raw bytes (a build's artifact), which the document describes as a binary string.
+#[derive(utoipa::ToSchema)]
+#[schema(value_type = String, format = Binary)]
+pub struct Binary(pub Vec<u8>);
+
 /// Parses a path or query id as a ULID.
 pub(crate) fn parse_id(what: &str, raw: &str) -> Result<ulid::Ulid, ApiError> {
     raw.parse().map_err(|_| {

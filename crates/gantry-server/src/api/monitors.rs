@@ -8,7 +8,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
 use gantry_core::ScopeName;
-use gantry_monitors::MonitorState;
+use gantry_monitors::{MonitorState, PingKind};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
@@ -55,9 +55,14 @@ pub struct ApplyParams {
     path = "/api/v1/monitors/files/{source}",
     tag = "monitors",
     params(("source" = String, Path), ApplyParams),
-    request_body(content = String, content_type = "application/toml"),
+    request_body(
+        content = Option<String>,
+        content_type = "application/toml",
+        description = "The monitor file; an empty or absent body is an empty file, which removes every monitor of the source"
+    ),
     responses((status = 200, body = Applied), (status = 400, description = "The file is wrong (file, line, monitor, key)", body = ErrorBody)),
-    security(("bearer" = []))
+    security(("bearer" = [])),
+    extensions(("x-gantry-scope" = json!("admin"))),
 )]
 pub async fn apply_file(
     State(state): State<AppState>,
@@ -194,7 +199,8 @@ pub async fn views(state: &AppState, grant: &gantry_core::Grant) -> ApiResult<Ve
     path = "/api/v1/monitors",
     tag = "monitors",
     responses((status = 200, body = Vec<MonitorView>)),
-    security(("bearer" = []))
+    security(("bearer" = [])),
+    extensions(("x-gantry-scope" = json!("read"))),
 )]
 pub async fn list_monitors(
     State(state): State<AppState>,
@@ -211,7 +217,8 @@ pub async fn list_monitors(
     tag = "monitors",
     params(("name" = String, Path)),
     responses((status = 200, body = MonitorView), (status = 404, body = ErrorBody)),
-    security(("bearer" = []))
+    security(("bearer" = [])),
+    extensions(("x-gantry-scope" = json!("read"))),
 )]
 pub async fn get_monitor(
     State(state): State<AppState>,
@@ -260,7 +267,8 @@ pub struct NewKey {
     tag = "monitors",
     params(("name" = String, Path)),
     responses((status = 200, body = NewKey), (status = 404, body = ErrorBody)),
-    security(("bearer" = []))
+    security(("bearer" = [])),
+    extensions(("x-gantry-scope" = json!("admin"))),
 )]
 pub async fn rotate_key(
     State(state): State<AppState>,
@@ -277,32 +285,26 @@ fn unknown() -> ApiError {
     ApiError::not_found("no such ping URL")
 }
 
-fn valid_key(key: &str) -> bool {
-    key.len() == 64 && key.bytes().all(|b| b.is_ascii_hexdigit())
-}
-
 async fn record(
     state: &AppState,
     key: &str,
-    kind: &str,
-    code: Option<i32>,
+    kind: PingKind,
     body: &Bytes,
 ) -> ApiResult<&'static str> {
-    if !valid_key(key) {
+    if !gantry_monitors::is_ping_key(key) {
         return Err(unknown());
     }
-    if body.len() > monitors::MAX_PING_BODY {
-        return Err(ApiError::new(
+    let text = gantry_monitors::ping_log(body).map_err(|len| {
+        ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             "payload_too_large",
             format!(
-                "a ping's body is at most {} bytes (this one: {}); send the end of the log",
-                monitors::MAX_PING_BODY,
-                body.len()
+                "a ping's body is at most {} bytes (this one: {len}); send the end of the log",
+                gantry_monitors::MAX_PING_BODY,
             ),
-        ));
-    }
-    let text = String::from_utf8_lossy(body);
+        )
+    })?;
+    let (kind, code) = kind.to_stored();
     match monitors::ping(state.store.as_ref(), key, kind, code, &text).await? {
         Some(_) => Ok("OK\n"),
         None => Err(unknown()),
@@ -317,13 +319,14 @@ async fn record(
     tag = "monitors",
     params(("key" = String, Path)),
     responses((status = 200, description = "Recorded"), (status = 404, body = ErrorBody), (status = 413, body = ErrorBody)),
+    extensions(("x-gantry-scope" = json!("ping-key"))),
 )]
 pub async fn ping(
     State(state): State<AppState>,
     Path(key): Path<String>,
     body: Bytes,
 ) -> ApiResult<&'static str> {
-    record(&state, &key, "success", None, &body).await
+    record(&state, &key, PingKind::Success, &body).await
 }
 
 /// `start` (a run began: timed against `max_runtime`), `fail`, or an exit code 0–255 (0 is
@@ -334,21 +337,15 @@ pub async fn ping(
     tag = "monitors",
     params(("key" = String, Path), ("what" = String, Path, description = "start, fail, or an exit code 0-255")),
     responses((status = 200, description = "Recorded"), (status = 404, body = ErrorBody), (status = 413, body = ErrorBody)),
+    extensions(("x-gantry-scope" = json!("ping-key"))),
 )]
 pub async fn ping_with(
     State(state): State<AppState>,
     Path((key, what)): Path<(String, String)>,
     body: Bytes,
 ) -> ApiResult<&'static str> {
-    let (kind, code) = match what.as_str() {
-        "start" => ("start", None),
-        "fail" => ("fail", None),
-        code => match code.parse::<u16>() {
-            Ok(c) if c <= 255 && !code.starts_with('+') => ("exit", Some(i32::from(c))),
-            _ => return Err(unknown()),
-        },
-    };
-    record(&state, &key, kind, code, &body).await
+    let kind = PingKind::from_path_segment(&what).ok_or_else(unknown)?;
+    record(&state, &key, kind, &body).await
 }
 
 /// Any deeper path under `/ping/`: the same 404 as an unknown key, whatever the method.
@@ -358,6 +355,7 @@ pub async fn ping_with(
     tag = "monitors",
     params(("key" = String, Path), ("what" = String, Path), ("rest" = String, Path)),
     responses((status = 404, body = ErrorBody)),
+    extensions(("x-gantry-scope" = json!("ping-key"))),
 )]
 pub async fn ping_other() -> ApiError {
     unknown()

@@ -50,7 +50,8 @@ pub struct ReportParams {
     tag = "incidents",
     params(ReportParams),
     responses((status = 200, body = Report), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody)),
-    security(("bearer" = []))
+    security(("bearer" = [])),
+    extensions(("x-gantry-scope" = json!("read"))),
 )]
 pub async fn get_report(
     State(state): State<AppState>,

@@ -45,7 +45,8 @@ pub fn router() -> OpenApiRouter<AppState> {
         (status = 404, body = ErrorBody),
         (status = 409, description = "Another rollout holds the service and environment, or promote/rollback has nothing to use", body = ErrorBody),
     ),
-    security(("bearer" = []))
+    security(("bearer" = [])),
+    extensions(("x-gantry-scope" = json!("deploy"))),
 )]
 pub async fn create_rollout(
     State(state): State<AppState>,
@@ -71,6 +72,8 @@ pub struct ListParams {
     pub environment: Option<String>,
     /// Only rollouts in progress.
     pub active: Option<bool>,
+    /// (Any unsigned 32-bit number is taken; the server clamps it.)
+    #[param(value_type = Option<u64>, maximum = 4294967295_u64)]
     pub limit: Option<u32>,
 }
 
@@ -81,7 +84,8 @@ pub struct ListParams {
     tag = "rollouts",
     params(ListParams),
     responses((status = 200, body = Vec<Rollout>)),
-    security(("bearer" = []))
+    security(("bearer" = [])),
+    extensions(("x-gantry-scope" = json!("read"))),
 )]
 pub async fn list_rollouts(
     State(state): State<AppState>,
@@ -126,7 +130,8 @@ async fn load(state: &AppState, caller: &Caller, id: &str) -> ApiResult<Rollout>
     tag = "rollouts",
     params(("id" = String, Path)),
     responses((status = 200, body = RolloutView), (status = 404, body = ErrorBody)),
-    security(("bearer" = []))
+    security(("bearer" = [])),
+    extensions(("x-gantry-scope" = json!("read"))),
 )]
 pub async fn get_rollout(
     State(state): State<AppState>,
@@ -147,7 +152,8 @@ pub async fn get_rollout(
     tag = "rollouts",
     params(("id" = String, Path), ("action" = String, Path, description = "pause, resume or abort")),
     responses((status = 202, body = Rollout), (status = 404, body = ErrorBody), (status = 409, description = "Finished", body = ErrorBody)),
-    security(("bearer" = []))
+    security(("bearer" = [])),
+    extensions(("x-gantry-scope" = json!("deploy"))),
 )]
 pub async fn control_rollout(
     State(state): State<AppState>,
@@ -173,7 +179,8 @@ pub async fn control_rollout(
     tag = "services",
     params(("name" = String, Path)),
     responses((status = 200, body = DeployConfigView), (status = 404, body = ErrorBody)),
-    security(("bearer" = []))
+    security(("bearer" = [])),
+    extensions(("x-gantry-scope" = json!("read"))),
 )]
 pub async fn get_deploy_config(
     State(state): State<AppState>,
@@ -206,7 +213,8 @@ pub async fn get_deploy_config(
     params(("name" = String, Path)),
     request_body(content = String, content_type = "application/toml"),
     responses((status = 200, body = DeployConfigView), (status = 400, body = ErrorBody)),
-    security(("bearer" = []))
+    security(("bearer" = [])),
+    extensions(("x-gantry-scope" = json!("admin"))),
 )]
 pub async fn apply_deploy_config(
     State(state): State<AppState>,
@@ -363,7 +371,8 @@ pub struct StreamParams {
         (status = 400, body = ErrorBody),
         (status = 404, body = ErrorBody),
     ),
-    security(("bearer" = []))
+    security(("bearer" = [])),
+    extensions(("x-gantry-scope" = json!("read"))),
 )]
 pub async fn stream_rollout(
     State(state): State<AppState>,

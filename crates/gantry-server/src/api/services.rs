@@ -33,7 +33,8 @@ pub fn router() -> OpenApiRouter<AppState> {
         (status = 400, body = ErrorBody),
         (status = 409, description = "Service exists", body = ErrorBody),
     ),
-    security(("bearer" = []))
+    security(("bearer" = [])),
+    extensions(("x-gantry-scope" = json!("admin"))),
 )]
 pub async fn create_service(
     State(state): State<AppState>,
@@ -58,7 +59,8 @@ pub async fn create_service(
     path = "/api/v1/services",
     tag = "services",
     responses((status = 200, body = Vec<Service>)),
-    security(("bearer" = []))
+    security(("bearer" = [])),
+    extensions(("x-gantry-scope" = json!("read"))),
 )]
 pub async fn list_services(
     State(state): State<AppState>,
@@ -88,7 +90,8 @@ fn may_read_service(caller: &Caller, name: &str) -> bool {
     tag = "services",
     params(("name" = String, Path)),
     responses((status = 200, body = Service), (status = 404, body = ErrorBody)),
-    security(("bearer" = []))
+    security(("bearer" = [])),
+    extensions(("x-gantry-scope" = json!("read"))),
 )]
 pub async fn get_service(
     State(state): State<AppState>,
@@ -129,7 +132,8 @@ pub struct DeleteParams {
         (status = 404, body = ErrorBody),
         (status = 409, description = "The service has changes", body = ErrorBody),
     ),
-    security(("bearer" = []))
+    security(("bearer" = [])),
+    extensions(("x-gantry-scope" = json!("admin"))),
 )]
 pub async fn delete_service(
     State(state): State<AppState>,
@@ -156,7 +160,8 @@ pub async fn delete_service(
     path = "/api/v1/environments",
     tag = "services",
     responses((status = 200, body = Vec<String>)),
-    security(("bearer" = []))
+    security(("bearer" = [])),
+    extensions(("x-gantry-scope" = json!("read"))),
 )]
 pub async fn list_environments(
     State(state): State<AppState>,

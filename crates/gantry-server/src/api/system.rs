@@ -37,7 +37,7 @@ pub struct Health {
 }
 
 /// The process is alive. Public.
-#[utoipa::path(get, path = "/healthz", tag = "system", responses((status = 200, body = Health)))]
+#[utoipa::path(get, path = "/healthz", tag = "system", responses((status = 200, body = Health)), extensions(("x-gantry-scope" = json!("public"))))]
 pub async fn healthz() -> axum::Json<Health> {
     axum::Json(Health { status: "ok" })
 }
@@ -47,7 +47,8 @@ pub async fn healthz() -> axum::Json<Health> {
     get,
     path = "/readyz",
     tag = "system",
-    responses((status = 200, body = Health), (status = 503, body = ErrorBody))
+    responses((status = 200, body = Health), (status = 503, body = ErrorBody)),
+    extensions(("x-gantry-scope" = json!("public"))),
 )]
 pub async fn readyz(State(state): State<AppState>) -> ApiResult<axum::Json<Health>> {
     if state.shutdown.is_cancelled() {
@@ -75,7 +76,8 @@ pub async fn readyz(State(state): State<AppState>) -> ApiResult<axum::Json<Healt
     get,
     path = "/api/v1/openapi.json",
     tag = "system",
-    responses((status = 200, description = "OpenAPI 3.1 document", content_type = "application/json"))
+    responses((status = 200, description = "OpenAPI 3.1 document", content_type = "application/json")),
+    extensions(("x-gantry-scope" = json!("public"))),
 )]
 pub async fn openapi_json(Extension(doc): Extension<OpenApiJson>) -> Response {
     (
@@ -94,7 +96,8 @@ pub async fn openapi_json(Extension(doc): Extension<OpenApiJson>) -> Response {
     responses(
         (status = 200, description = "Prometheus text exposition", content_type = "text/plain"),
         (status = 401, body = ErrorBody),
-    )
+    ),
+    extensions(("x-gantry-scope" = json!("loopback|read"))),
 )]
 pub async fn metrics(State(state): State<AppState>, request: Request) -> ApiResult<Response> {
     let loopback = request
@@ -240,7 +243,8 @@ pub struct Status {
     path = "/api/v1/status",
     tag = "system",
     responses((status = 200, body = Status), (status = 401, body = ErrorBody)),
-    security(("bearer" = []))
+    security(("bearer" = [])),
+    extensions(("x-gantry-scope" = json!("read"))),
 )]
 pub async fn status(
     State(state): State<AppState>,

@@ -33,7 +33,8 @@ pub fn router() -> OpenApiRouter<AppState> {
         (status = 400, body = ErrorBody),
         (status = 409, description = "An active token has this name", body = ErrorBody),
     ),
-    security(("bearer" = []))
+    security(("bearer" = [])),
+    extensions(("x-gantry-scope" = json!("admin"))),
 )]
 pub async fn create_token(
     State(state): State<AppState>,
@@ -99,7 +100,8 @@ pub async fn create(state: &AppState, by: &str, new: NewToken) -> ApiResult<Crea
     path = "/api/v1/tokens",
     tag = "tokens",
     responses((status = 200, body = Vec<TokenInfo>)),
-    security(("bearer" = []))
+    security(("bearer" = [])),
+    extensions(("x-gantry-scope" = json!("admin"))),
 )]
 pub async fn list_tokens(
     State(state): State<AppState>,
@@ -120,7 +122,8 @@ pub async fn list_tokens(
     tag = "tokens",
     params(("name" = String, Path)),
     responses((status = 204, description = "Revoked"), (status = 404, body = ErrorBody)),
-    security(("bearer" = []))
+    security(("bearer" = [])),
+    extensions(("x-gantry-scope" = json!("admin"))),
 )]
 pub async fn revoke_token(
     State(state): State<AppState>,
@@ -149,7 +152,8 @@ pub async fn revoke(state: &AppState, by: &str, name: &str) -> ApiResult<()> {
     path = "/api/v1/whoami",
     tag = "tokens",
     responses((status = 200, body = Whoami), (status = 401, body = ErrorBody)),
-    security(("bearer" = []))
+    security(("bearer" = [])),
+    extensions(("x-gantry-scope" = json!("token"))),
 )]
 pub async fn whoami(caller: Caller) -> axum::Json<Whoami> {
     axum::Json(Whoami {

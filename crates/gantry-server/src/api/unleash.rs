@@ -138,7 +138,8 @@ fn supports_segments(headers: &HeaderMap) -> bool {
         (status = 401, body = ErrorBody),
         (status = 403, description = "Not a client token", body = ErrorBody),
     ),
-    security(("sdk" = []))
+    security(("sdk" = [])),
+    extensions(("x-gantry-scope" = json!("client"))),
 )]
 pub async fn client_features(
     State(state): State<AppState>,
@@ -196,8 +197,10 @@ pub struct Registration {
     pub sdk_version: Option<String>,
     #[serde(default)]
     pub strategies: Vec<String>,
-    pub started: Option<DateTime<Utc>>,
+    /// When the SDK started (RFC 3339); a time in another form is ignored, as SDKs differ.
+    pub started: Option<String>,
     /// Milliseconds between metrics reports.
+    #[serde(default, deserialize_with = "optional_count")]
     pub interval: Option<i64>,
 }
 
@@ -235,7 +238,11 @@ async fn register(state: &AppState, caller: &SdkCaller, body: &Bytes) -> ApiResu
                 .into_iter()
                 .map(|s| s.chars().take(100).collect())
                 .collect(),
-            started_at: r.started,
+            started_at: r
+                .started
+                .as_deref()
+                .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+                .map(|t| t.with_timezone(&Utc)),
             interval_ms: r.interval,
             first_seen_at: now,
             last_seen_at: now,
@@ -251,7 +258,8 @@ async fn register(state: &AppState, caller: &SdkCaller, body: &Bytes) -> ApiResu
     tag = "flag-sdks",
     request_body = Registration,
     responses((status = 202), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody)),
-    security(("sdk" = []))
+    security(("sdk" = [])),
+    extensions(("x-gantry-scope" = json!("client"))),
 )]
 pub async fn client_register(
     State(state): State<AppState>,
@@ -265,18 +273,70 @@ pub async fn client_register(
 /// One flag's counts in a metrics report.
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct ToggleCounts {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "count")]
+    #[schema(minimum = 0)]
     pub yes: i64,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "count")]
+    #[schema(minimum = 0)]
     pub no: i64,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "variant_counts")]
     pub variants: BTreeMap<String, i64>,
+}
+
+/// A count: a whole number, written `3` or `3.0` (JSON does not tell them apart).
+fn count<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<i64, D::Error> {
+    let n = serde_json::Number::deserialize(deserializer)?;
+    whole(&n).ok_or_else(|| serde::de::Error::custom(format!("{n} is not a whole number")))
+}
+
+fn optional_count<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<i64>, D::Error> {
+    match Option::<serde_json::Number>::deserialize(deserializer)? {
+        None => Ok(None),
+        Some(n) => whole(&n)
+            .map(Some)
+            .ok_or_else(|| serde::de::Error::custom(format!("{n} is not a whole number"))),
+    }
+}
+
+fn whole(n: &serde_json::Number) -> Option<i64> {
+    n.as_i64().or_else(|| {
+        n.as_f64()
+            .filter(|f| f.fract() == 0.0 && f.abs() < 9.0e15)
+            .map(|f| f as i64)
+    })
+}
+
+fn variant_counts<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<BTreeMap<String, i64>, D::Error> {
+    BTreeMap::<String, serde_json::Number>::deserialize(deserializer)?
+        .into_iter()
+        .map(|(name, n)| match whole(&n) {
+            Some(v) => Ok((name, v)),
+            None => Err(serde::de::Error::custom(format!(
+                "variants.{name}: {n} is not a whole number"
+            ))),
+        })
+        .collect()
+}
+
+/// A metrics bucket is a JSON object; serde would also read a struct from an array
+/// (`[start, stop, toggles]`), which no SDK sends.
+fn bucket_object<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Bucket, D::Error> {
+    let value = serde_json::Value::deserialize(deserializer)?;
+    if !value.is_object() {
+        return Err(serde::de::Error::custom("bucket must be a JSON object"));
+    }
+    Bucket::deserialize(value).map_err(serde::de::Error::custom)
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct Bucket {
-    pub start: Option<DateTime<Utc>>,
-    pub stop: Option<DateTime<Utc>>,
+    /// When the period counted began (RFC 3339); a time in another form counts as now.
+    pub start: Option<String>,
+    pub stop: Option<String>,
     #[serde(default)]
     pub toggles: BTreeMap<String, ToggleCounts>,
 }
@@ -287,6 +347,7 @@ pub struct Bucket {
 pub struct MetricsReport {
     pub app_name: Option<String>,
     pub instance_id: Option<String>,
+    #[serde(deserialize_with = "bucket_object")]
     pub bucket: Bucket,
 }
 
@@ -301,7 +362,13 @@ async fn metrics(state: &AppState, caller: &SdkCaller, body: &Bytes) -> ApiResul
             report.bucket.toggles.len()
         )));
     }
-    let hour = crate::flags::usage::hour_of(report.bucket.start.unwrap_or_else(Utc::now));
+    let start = report
+        .bucket
+        .start
+        .as_deref()
+        .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+        .map_or_else(Utc::now, |t| t.with_timezone(&Utc));
+    let hour = crate::flags::usage::hour_of(start);
     let mut usage = Vec::with_capacity(report.bucket.toggles.len());
     for (name, counts) in report.bucket.toggles {
         if counts.yes < 0 || counts.no < 0 {
@@ -335,7 +402,8 @@ async fn metrics(state: &AppState, caller: &SdkCaller, body: &Bytes) -> ApiResul
     tag = "flag-sdks",
     request_body = MetricsReport,
     responses((status = 202), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 413, body = ErrorBody)),
-    security(("sdk" = []))
+    security(("sdk" = [])),
+    extensions(("x-gantry-scope" = json!("client"))),
 )]
 pub async fn client_metrics(
     State(state): State<AppState>,
@@ -353,7 +421,8 @@ pub async fn client_metrics(
     path = "/api/client/stream",
     tag = "flag-sdks",
     responses((status = 200, description = "text/event-stream"), (status = 403, body = ErrorBody)),
-    security(("sdk" = []))
+    security(("sdk" = [])),
+    extensions(("x-gantry-scope" = json!("client"))),
 )]
 pub async fn client_stream(
     State(state): State<AppState>,
@@ -570,7 +639,8 @@ fn set_field(ctx: &mut Context, key: &str, value: String) {
     path = "/api/frontend",
     tag = "flag-sdks",
     responses((status = 200, description = "{toggles: [...]}: the flags on for the context", body = Object), (status = 403, body = ErrorBody)),
-    security(("sdk" = []))
+    security(("sdk" = [])),
+    extensions(("x-gantry-scope" = json!("frontend"))),
 )]
 pub async fn frontend_get(
     State(state): State<AppState>,
@@ -593,9 +663,10 @@ pub async fn frontend_get(
     post,
     path = "/api/frontend",
     tag = "flag-sdks",
-    request_body = Object,
+    request_body(content = Option<Object>, description = "`{\"context\": {...}}`; no body is an empty context"),
     responses((status = 200, body = Object), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody)),
-    security(("sdk" = []))
+    security(("sdk" = [])),
+    extensions(("x-gantry-scope" = json!("frontend"))),
 )]
 pub async fn frontend_post(
     State(state): State<AppState>,
@@ -628,7 +699,7 @@ pub async fn frontend_post(
     result.unwrap_or_else(|e| cors(&state, &headers, e.into_response()))
 }
 
-#[utoipa::path(options, path = "/api/frontend", tag = "flag-sdks", responses((status = 204)))]
+#[utoipa::path(options, path = "/api/frontend", tag = "flag-sdks", responses((status = 204)), extensions(("x-gantry-scope" = json!("public"))))]
 pub async fn frontend_options(State(state): State<AppState>, headers: HeaderMap) -> Response {
     preflight(&state, &headers)
 }
@@ -640,7 +711,8 @@ pub async fn frontend_options(State(state): State<AppState>, headers: HeaderMap)
     tag = "flag-sdks",
     request_body = MetricsReport,
     responses((status = 202), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody)),
-    security(("sdk" = []))
+    security(("sdk" = [])),
+    extensions(("x-gantry-scope" = json!("frontend"))),
 )]
 pub async fn frontend_metrics(
     State(state): State<AppState>,
@@ -655,7 +727,7 @@ pub async fn frontend_metrics(
     cors(&state, &headers, result.into_response())
 }
 
-#[utoipa::path(options, path = "/api/frontend/client/metrics", tag = "flag-sdks", responses((status = 204)))]
+#[utoipa::path(options, path = "/api/frontend/client/metrics", tag = "flag-sdks", responses((status = 204)), extensions(("x-gantry-scope" = json!("public"))))]
 pub async fn frontend_metrics_options(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -670,7 +742,8 @@ pub async fn frontend_metrics_options(
     tag = "flag-sdks",
     request_body = Registration,
     responses((status = 202), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody)),
-    security(("sdk" = []))
+    security(("sdk" = [])),
+    extensions(("x-gantry-scope" = json!("frontend"))),
 )]
 pub async fn frontend_register(
     State(state): State<AppState>,
@@ -685,7 +758,7 @@ pub async fn frontend_register(
     cors(&state, &headers, result.into_response())
 }
 
-#[utoipa::path(options, path = "/api/frontend/client/register", tag = "flag-sdks", responses((status = 204)))]
+#[utoipa::path(options, path = "/api/frontend/client/register", tag = "flag-sdks", responses((status = 204)), extensions(("x-gantry-scope" = json!("public"))))]
 pub async fn frontend_register_options(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -872,13 +945,14 @@ fn bad_key(key: &str) -> Option<Response> {
     path = "/ofrep/v1/evaluate/flags/{key}",
     tag = "flag-sdks",
     params(("key" = String, Path)),
-    request_body = Object,
+    request_body(content = Option<Object>, description = "`{\"context\": {...}}`; no body is an empty context"),
     responses(
         (status = 200, description = "{key, reason, variant, value, metadata}", body = Object),
         (status = 400, body = OfrepError),
         (status = 404, description = "FLAG_NOT_FOUND", body = OfrepError),
     ),
-    security(("sdk" = []))
+    security(("sdk" = [])),
+    extensions(("x-gantry-scope" = json!("client|frontend"))),
 )]
 pub async fn ofrep_one(
     State(state): State<AppState>,
@@ -926,7 +1000,7 @@ pub async fn ofrep_one(
     cors(&state, &headers, response)
 }
 
-#[utoipa::path(options, path = "/ofrep/v1/evaluate/flags/{key}", tag = "flag-sdks", params(("key" = String, Path)), responses((status = 204)))]
+#[utoipa::path(options, path = "/ofrep/v1/evaluate/flags/{key}", tag = "flag-sdks", params(("key" = String, Path)), responses((status = 204)), extensions(("x-gantry-scope" = json!("public"))))]
 pub async fn ofrep_one_options(State(state): State<AppState>, headers: HeaderMap) -> Response {
     preflight(&state, &headers)
 }
@@ -936,13 +1010,14 @@ pub async fn ofrep_one_options(State(state): State<AppState>, headers: HeaderMap
     post,
     path = "/ofrep/v1/evaluate/flags",
     tag = "flag-sdks",
-    request_body = Object,
+    request_body(content = Option<Object>, description = "`{\"context\": {...}}`; no body is an empty context"),
     responses(
         (status = 200, description = "{flags: [...]}", body = Object, headers(("ETag" = String))),
         (status = 304, description = "Unchanged"),
         (status = 400, body = OfrepError),
     ),
-    security(("sdk" = []))
+    security(("sdk" = [])),
+    extensions(("x-gantry-scope" = json!("client|frontend"))),
 )]
 pub async fn ofrep_bulk(
     State(state): State<AppState>,
@@ -992,7 +1067,7 @@ pub async fn ofrep_bulk(
     cors(&state, &headers, response)
 }
 
-#[utoipa::path(options, path = "/ofrep/v1/evaluate/flags", tag = "flag-sdks", responses((status = 204)))]
+#[utoipa::path(options, path = "/ofrep/v1/evaluate/flags", tag = "flag-sdks", responses((status = 204)), extensions(("x-gantry-scope" = json!("public"))))]
 pub async fn ofrep_bulk_options(State(state): State<AppState>, headers: HeaderMap) -> Response {
     preflight(&state, &headers)
 }

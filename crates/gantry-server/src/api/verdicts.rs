@@ -31,6 +31,8 @@ pub struct VerdictParams {
     #[param(value_type = Option<String>)]
     since: Option<DateTime<Utc>>,
     /// At most this many (default 50, at most 1000).
+    /// (Any unsigned 32-bit number is taken; the server clamps it.)
+    #[param(value_type = Option<u64>, maximum = 4294967295_u64)]
     limit: Option<u32>,
 }
 
@@ -43,7 +45,8 @@ pub struct VerdictParams {
     tag = "incidents",
     params(VerdictParams),
     responses((status = 200, body = Vec<Verdict>), (status = 400, body = ErrorBody)),
-    security(("bearer" = []))
+    security(("bearer" = [])),
+    extensions(("x-gantry-scope" = json!("read"))),
 )]
 pub async fn list_verdicts(
     State(state): State<AppState>,

@@ -12,6 +12,7 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use base64::Engine as _;
 use chrono::{DateTime, Duration, Utc};
+use gantry_core::http::safe_next;
 use gantry_core::{Grant, ScopeName};
 use gantry_store::SessionRecord;
 use maud::html;
@@ -99,14 +100,13 @@ fn secure(state: &AppState) -> bool {
 
 /// The session cookie's value in a request, if any.
 fn cookie_value<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(k, _)| *k == name)
-        .map(|(_, v)| v.trim())
+    gantry_core::http::cookie_value(
+        headers
+            .get_all(header::COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok()),
+        name,
+    )
 }
 
 fn random_token() -> String {
@@ -213,17 +213,12 @@ pub fn is_htmx(headers: &HeaderMap) -> bool {
 /// Whether a POST comes from a page of this server: its `Origin` names this host, or,
 /// without one, `Sec-Fetch-Site` says `same-origin`. A request with neither is refused.
 pub fn same_origin(headers: &HeaderMap) -> bool {
-    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
-    if let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) {
-        let authority = origin
-            .strip_prefix("https://")
-            .or_else(|| origin.strip_prefix("http://"));
-        return matches!((authority, host), (Some(a), Some(h)) if a.eq_ignore_ascii_case(h));
-    }
-    headers
-        .get("Sec-Fetch-Site")
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v == "same-origin")
+    let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    gantry_core::http::same_origin(
+        text(header::ORIGIN.as_str()),
+        text(header::HOST.as_str()),
+        text("Sec-Fetch-Site"),
+    )
 }
 
 /// Checks a POST: same origin, and the session's CSRF value in `X-CSRF-Token` or the
@@ -242,33 +237,12 @@ pub fn check_post(
         .get("X-CSRF-Token")
         .and_then(|v| v.to_str().ok())
         .or(form_csrf);
-    let ok = sent.is_some_and(|s| constant_time_eq(s.as_bytes(), viewer.csrf.as_bytes()));
-    if !ok {
+    if !gantry_core::http::csrf_matches(sent, &viewer.csrf) {
         return Err(UiError::forbidden(
             "the form's CSRF value is missing or stale; reload the page and try again",
         ));
     }
     Ok(())
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
-/// The path a sign-in returns to: a path on this server only.
-fn safe_next(next: Option<&str>) -> String {
-    match next {
-        // Browsers drop tabs and line breaks from URLs: "/\t/evil" would become "//evil".
-        Some(n)
-            if n.starts_with('/')
-                && !n.starts_with("//")
-                && !n.contains('\\')
-                && n.bytes().all(|b| b > 0x20 && b != 0x7f) =>
-        {
-            n.to_string()
-        }
-        _ => "/".to_string(),
-    }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -342,8 +316,7 @@ pub async fn sign_in(
         )
         .into_response();
     }
-    let secret = form.token.trim();
-    let digest = gantry_core::token::digest(secret);
+    let digest = gantry_core::http::sign_in_digest(&form.token);
     let info = match crate::auth::valid_token(&state, &digest).await {
         Ok(info) => info,
         Err(e) if e.status.is_server_error() => return UiError::from(e).into_response(),

@@ -141,15 +141,6 @@ fn sdk_secret(headers: &HeaderMap) -> Result<String, ApiError> {
             )
         })?
         .to_str()
-        .map_err(|_| ApiError::unauthorized("the Authorization header is not readable text"))?
-        .trim();
-    let secret = value
-        .strip_prefix("Bearer ")
-        .or_else(|| value.strip_prefix("bearer "))
-        .unwrap_or(value)
-        .trim();
-    if secret.is_empty() {
-        return Err(ApiError::unauthorized("the Authorization header is empty"));
-    }
-    Ok(secret.to_string())
+        .map_err(|_| ApiError::unauthorized("the Authorization header is not readable text"))?;
+    gantry_core::http::sdk_secret(value).map_err(|e| ApiError::unauthorized(e.0))
 }

@@ -358,12 +358,7 @@ async fn evaluate(
                 .map_err(|e| e.to_string())?;
             let mut log = HeartbeatLog::default();
             for p in pings.iter().rev() {
-                let kind = match (p.kind.as_str(), p.exit_code) {
-                    ("start", _) => PingKind::Start,
-                    ("fail", _) => PingKind::Fail,
-                    ("exit", Some(code)) => PingKind::Exit(code),
-                    _ => PingKind::Success,
-                };
+                let kind = PingKind::from_stored(&p.kind, p.exit_code);
                 log.record(&Ping { kind, at: p.at });
             }
             let e = evaluate_heartbeat(check, &log, now);

@@ -86,6 +86,7 @@ pub struct Applied {
     #[schema(value_type = Option<String>)]
     pub change_id: Option<ulid::Ulid>,
     /// New heartbeats' ping keys, shown this once: `[name, key]`.
+    #[schema(value_type = Vec<Vec<String>>)]
     pub ping_keys: Vec<(String, String)>,
 }
 
@@ -235,9 +236,6 @@ pub async fn rotate_key(state: &AppState, name: &str) -> Result<String, ApiError
         .await?;
     Ok(key)
 }
-
-/// Most bytes of a ping's body kept as the run's log.
-pub const MAX_PING_BODY: usize = 10 * 1024;
 
 /// Records a ping for the heartbeat whose key this is; `None` when no heartbeat has it.
 pub async fn ping(

@@ -32,8 +32,12 @@ pub struct Env {
     pub _dir: tempfile::TempDir,
 }
 
-pub async fn env_with(config: ServerConfig) -> Env {
+pub async fn env_with(mut config: ServerConfig) -> Env {
     let dir = tempfile::tempdir().unwrap();
+    // Artifacts and the rest of the data directory in the temp dir, never in the crate's.
+    if config.data_dir == ServerConfig::default().data_dir {
+        config.data_dir = dir.path().to_path_buf();
+    }
     let store = gantry_store::SqliteStore::open(&dir.path().join("gantry.db"), Default::default())
         .await
         .unwrap();

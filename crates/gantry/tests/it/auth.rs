@@ -186,6 +186,61 @@ fn missing_bad_expired_and_revoked_tokens_are_refused() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown scope 'raed'"));
 }
 
+/// Past 20 refused credentials a minute, an address's requests without a valid token get
+/// 429 with `Retry-After` (never a held connection), while a valid token is still served.
+/// Missing credentials and unknown ping keys are not counted; refusals are.
+#[test]
+fn repeated_bad_tokens_from_one_address_get_429_while_valid_ones_are_served() {
+    let server = Server::start();
+    let anonymous = Http::new(&server.url(), None);
+    // Neither a missing credential nor an unknown ping key counts.
+    for _ in 0..30 {
+        assert_eq!(anonymous.get("/api/v1/changes").status, 401);
+        assert_eq!(anonymous.get("/ping/not-a-key").status, 404);
+    }
+    let guesser = anonymous.with_token(Some("gantry_guess"));
+    for n in 0..20 {
+        let reply = guesser.get("/api/v1/changes");
+        assert_eq!(reply.status, 401, "guess {n}: {}", reply.text);
+    }
+    let started = std::time::Instant::now();
+    let reply = guesser.get("/api/v1/services");
+    assert_eq!(reply.status, 429, "{}", reply.text);
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(2),
+        "answered at once"
+    );
+    assert_eq!(reply.body["code"], "too_many_requests");
+    let wait: u64 = reply.headers["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=60).contains(&wait), "{wait}");
+    // Basic auth (Grafana's way) and the SDKs' bare header are refused the same way, and so
+    // is a request without any credential now.
+    assert_eq!(anonymous.get("/api/v1/changes").status, 429);
+    let basic = reqwest::blocking::Client::new()
+        .get(format!("{}/render?target=x", server.url()))
+        .basic_auth("grafana", Some("gantry_guess"))
+        .send()
+        .unwrap();
+    assert_eq!(basic.status().as_u16(), 429);
+    // A valid token is served as ever, through the API and the CLI.
+    assert_eq!(server.http().get("/api/v1/changes").status, 200);
+    server.ok(&["whoami"]);
+    // Counted in the server's own metrics (public to loopback).
+    let metrics = anonymous.get("/metrics").text;
+    let counted: f64 = metrics
+        .lines()
+        .find_map(|line| line.strip_prefix("gantry_auth_failures_total "))
+        .expect("gantry_auth_failures_total")
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(counted >= 22.0, "{counted}");
+}
+
 #[test]
 fn public_endpoints_need_no_token() {
     let server = Server::start();

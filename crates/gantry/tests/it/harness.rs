@@ -74,9 +74,15 @@ impl Server {
         let log = Arc::new(Mutex::new(Vec::new()));
         let (tx, rx) = std::sync::mpsc::channel();
         let log_writer = log.clone();
+        if let Some(url) = &options.database_url {
+            crate::logs_check::database_url(url);
+        }
+        let (mut log_file, _) = crate::logs_check::file("server");
         std::thread::spawn(move || {
+            use std::io::Write as _;
             let mut sent = false;
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let _ = writeln!(log_file, "{line}");
                 if !sent {
                     if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) {
                         if v["message"] == "listening" {
@@ -113,10 +119,12 @@ impl Server {
     }
 
     pub fn admin_token(&self) -> String {
-        std::fs::read_to_string(self.data_dir.join("admin.token"))
+        let token = std::fs::read_to_string(self.data_dir.join("admin.token"))
             .expect("admin.token")
             .trim()
-            .to_string()
+            .to_string();
+        crate::logs_check::secret(&token);
+        token
     }
 
     /// Runs the CLI against this server with the admin token file.
@@ -161,9 +169,16 @@ impl Server {
 }
 
 impl Drop for Server {
+    /// Stops the server, then checks that no log of this test holds a secret.
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        if let Ok(token) = std::fs::read_to_string(self.data_dir.join("admin.token")) {
+            crate::logs_check::secret(&token);
+        }
+        // The log thread writes the last lines once the pipe closes.
+        std::thread::sleep(Duration::from_millis(20));
+        crate::logs_check::check_all();
     }
 }
 
@@ -212,8 +227,22 @@ pub fn cli(url: &str, token_file: Option<&Path>, args: &[&str]) -> Output {
         .current_dir(home.path());
     if let Some(file) = token_file {
         command.env("GANTRY_TOKEN_FILE", file);
+        if let Ok(token) = std::fs::read_to_string(file) {
+            crate::logs_check::secret(&token);
+        }
     }
-    command.output().expect("run gantry")
+    let output = command.output().expect("run gantry");
+    // The CLI's stderr is its log; stdout is its answer (a token it created is shown there).
+    let (mut log, path) = crate::logs_check::file("cli");
+    let _ = std::io::Write::write_all(&mut log, &output.stderr);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let leaks = crate::logs_check::leaks(&stderr);
+    assert!(
+        leaks.is_empty() || std::thread::panicking(),
+        "gantry {args:?} wrote secrets to stderr ({}): {leaks:?}",
+        path.display()
+    );
+    output
 }
 
 /// A blocking HTTP client with a token.
@@ -232,6 +261,9 @@ pub struct Reply {
 
 impl Http {
     pub fn new(base: &str, token: Option<String>) -> Http {
+        if let Some(token) = &token {
+            crate::logs_check::secret(token);
+        }
         Http {
             base: base.to_string(),
             token,
@@ -296,6 +328,7 @@ pub enum RawBody {
 /// Creates a token through the CLI and writes it to a file; returns the file.
 pub fn token_file(server: &Server, name: &str, scopes: &str) -> PathBuf {
     let secret = server.ok(&["token", "create", name, "--scopes", scopes]);
+    crate::logs_check::secret(&secret);
     let path = server.data_dir.join(format!("{name}.token"));
     std::fs::write(&path, secret.trim()).unwrap();
     path

@@ -2,6 +2,7 @@
 //! dir, driven through its CLI and over HTTP. One test binary, so it links once.
 
 mod harness;
+mod logs_check;
 
 mod auth;
 mod bad_input;

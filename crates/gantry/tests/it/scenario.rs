@@ -102,7 +102,7 @@ impl Host {
             .args(["--url", &server.url(), "--token-file"])
             .arg(&token_file)
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(crate::logs_check::file("agent").0)
             .spawn()
             .unwrap();
         Host {

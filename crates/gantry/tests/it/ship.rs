@@ -162,7 +162,7 @@ impl Host {
             .arg(&self.token_file)
             .env("GANTRY_LOG", "info")
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(crate::logs_check::file("agent").0)
             .spawn()
             .unwrap();
         self.agent = Some(child);
