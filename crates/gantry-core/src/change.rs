@@ -274,6 +274,29 @@ pub struct ValidNewChange {
     pub metadata: serde_json::Map<String, serde_json::Value>,
 }
 
+impl ValidNewChange {
+    /// The change as recorded by `actor` under `id`.
+    pub fn into_change(self, id: ulid::Ulid, actor: &str) -> Change {
+        Change {
+            id,
+            kind: self.kind,
+            service: self.service,
+            environment: self.environment,
+            actor: actor.to_string(),
+            summary: self.summary,
+            description: self.description,
+            status: self.status,
+            started_at: self.started_at,
+            finished_at: self.finished_at,
+            size: self.size,
+            commit_range: self.commit_range,
+            links: self.links,
+            metadata: self.metadata,
+            history: None,
+        }
+    }
+}
+
 impl NewChange {
     /// Applies every rule of a new change. `now` is the server's clock, the default start.
     ///

@@ -84,15 +84,17 @@ pub fn cookie_value<'a>(values: impl IntoIterator<Item = &'a str>, name: &str) -
 
 /// Where a sign-in sends the person back: `next` when it is a path on this server, else
 /// `/`. Refused: anything not starting with one `/` (a scheme, `//host`), a backslash
-/// (browsers read `/\host` as `//host`), and spaces, tabs, line breaks and other control
-/// bytes (browsers drop tabs and line breaks, so `/\t/host` would become `//host`).
+/// (browsers read `/\host` as `//host`), spaces, tabs, line breaks and other control bytes
+/// (browsers drop tabs and line breaks, so `/\t/host` would become `//host`), and anything
+/// not ASCII (a `Location` header holds visible ASCII only; the server's own links to
+/// `next` are percent-encoded).
 pub fn safe_next(next: Option<&str>) -> String {
     match next {
         Some(n)
             if n.starts_with('/')
                 && !n.starts_with("//")
                 && !n.contains('\\')
-                && n.bytes().all(|b| b > 0x20 && b != 0x7f) =>
+                && n.bytes().all(|b| b.is_ascii_graphic()) =>
         {
             n.to_string()
         }
@@ -214,12 +216,18 @@ mod tests {
             "/\\evil.example",
             "/\t/evil.example",
             "/\n/evil.example",
+            "/caf\u{e9}",
+            "/\u{7f}",
             "",
             "ui",
         ] {
             assert_eq!(safe_next(Some(bad)), "/", "{bad:?}");
         }
         assert_eq!(safe_next(None), "/");
+        assert_eq!(
+            safe_next(Some("/ui/services/caf%C3%A9")),
+            "/ui/services/caf%C3%A9"
+        );
     }
 
     #[test]

@@ -86,23 +86,7 @@ pub(crate) async fn record(state: &AppState, caller: &Caller, new: NewChange) ->
 
 /// A change as recorded now by `actor`, with a new id.
 pub(crate) fn from_valid(valid: ValidNewChange, actor: &str) -> Change {
-    Change {
-        id: Ulid::new(),
-        kind: valid.kind,
-        service: valid.service,
-        environment: valid.environment,
-        actor: actor.to_string(),
-        summary: valid.summary,
-        description: valid.description,
-        status: valid.status,
-        started_at: valid.started_at,
-        finished_at: valid.finished_at,
-        size: valid.size,
-        commit_range: valid.commit_range,
-        links: valid.links,
-        metadata: valid.metadata,
-        history: None,
-    }
+    valid.into_change(Ulid::new(), actor)
 }
 
 /// Filters of `GET /api/v1/changes`.

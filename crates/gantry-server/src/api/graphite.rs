@@ -186,7 +186,8 @@ impl SeriesSource for Source {
                 .find(['*', '?', '[', '{'])
                 .map_or(pattern, |glob| &pattern[..glob]);
             let mut names = self.state.tsdb.names_with_prefix(literal);
-            let glob = gantry_render::Glob::new(pattern);
+            let glob = gantry_render::Glob::try_new(pattern)
+                .map_err(|e| RenderError::OverLimit(e.to_string()))?;
             names.retain(|name| glob.matches(name));
             out = self.fetch_all(&names, from, until)?;
         }

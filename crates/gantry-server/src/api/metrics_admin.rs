@@ -90,17 +90,16 @@ pub async fn delete_series(
         .ok_or_else(|| {
             ApiError::invalid("pattern is required to delete, e.g. pattern=stats.old.*")
         })?;
+    let glob =
+        gantry_render::Glob::try_new(&pattern).map_err(|e| ApiError::invalid(e.to_string()))?;
     let tsdb = state.tsdb.clone();
-    let deleted = tokio::task::spawn_blocking(move || {
-        let glob = gantry_render::Glob::new(&pattern);
-        tsdb.delete_where(|name| glob.matches(name))
-    })
-    .await
-    .map_err(|_| ApiError::internal())?
-    .map_err(|e| {
-        tracing::error!(error = %e, "cannot delete series");
-        ApiError::internal()
-    })?;
+    let deleted = tokio::task::spawn_blocking(move || tsdb.delete_where(|name| glob.matches(name)))
+        .await
+        .map_err(|_| ApiError::internal())?
+        .map_err(|e| {
+            tracing::error!(error = %e, "cannot delete series");
+            ApiError::internal()
+        })?;
     tracing::info!(series = deleted.len(), by = %caller.name(), "deleted metric series");
     Ok(axum::Json(SeriesList { series: deleted }))
 }
