@@ -4,7 +4,6 @@
 use std::fmt;
 use std::str::FromStr;
 
-use base64::Engine as _;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use ulid::Ulid;
@@ -396,6 +395,21 @@ impl ChangePatch {
         self.status.is_none() && self.finished_at.is_none() && self.description.is_none()
     }
 
+    /// What can be told of the patch alone: it changes something, and its description is
+    /// one a change may have. What [`ChangePatch::apply`] refuses beyond this depends on the
+    /// change as stored (its status, when it started).
+    pub fn check(&self) -> Result<(), Invalid> {
+        if self.is_empty() {
+            return Err(Invalid::new(
+                "nothing to update: give status, finished_at or description",
+            ));
+        }
+        if let Some(description) = &self.description {
+            validate_description(description)?;
+        }
+        Ok(())
+    }
+
     /// Applies the patch to `change` in place, returning the fields as they were set (the
     /// history entry). Moving to a finished status without `finished_at` finishes it `now`.
     pub fn apply(
@@ -403,14 +417,9 @@ impl ChangePatch {
         change: &mut Change,
         now: DateTime<Utc>,
     ) -> Result<serde_json::Map<String, serde_json::Value>, Invalid> {
-        if self.is_empty() {
-            return Err(Invalid::new(
-                "nothing to update: give status, finished_at or description",
-            ));
-        }
+        self.check()?;
         let mut fields = serde_json::Map::new();
         if let Some(description) = &self.description {
-            validate_description(description)?;
             change.description = Some(description.clone());
             fields.insert("description".into(), description.clone().into());
         }
@@ -565,19 +574,20 @@ impl Cursor {
         }
     }
 
-    /// An opaque token: callers pass back what they were given.
+    /// A token for the next page: callers pass back what they were given. Its form,
+    /// `MICROS.ULID` (the last change's start in epoch microseconds, then its id), is
+    /// stated in the OpenAPI document so that a client can tell a cursor from garbage.
     pub fn encode(&self) -> String {
-        base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .encode(format!("{}:{}", self.started_at_micros, self.id))
+        format!("{}.{}", self.started_at_micros, self.id)
     }
 
     pub fn decode(s: &str) -> Result<Cursor, Invalid> {
         let bad = || Invalid::new(format!("cursor '{s}' is not one this server gave out"));
-        let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .decode(s)
-            .map_err(|_| bad())?;
-        let raw = String::from_utf8(raw).map_err(|_| bad())?;
-        let (micros, id) = raw.split_once(':').ok_or_else(bad)?;
+        let (micros, id) = s.split_once('.').ok_or_else(bad)?;
+        let digits = micros.strip_prefix('-').unwrap_or(micros);
+        if digits.is_empty() || digits.len() > 18 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(bad());
+        }
         Ok(Cursor {
             started_at_micros: micros.parse().map_err(|_| bad())?,
             id: id.parse().map_err(|_| bad())?,
@@ -848,7 +858,11 @@ mod tests {
             "",
             "abc",
             "!!!",
-            &base64::engine::general_purpose::URL_SAFE_NO_PAD.encode("1:x"),
+            "1.x",
+            "+1.01ARZ3NDEKTSV4RRFFQ69G5FAV",
+            "1234567890123456789.01ARZ3NDEKTSV4RRFFQ69G5FAV",
+            // The form of earlier versions.
+            "MTcwMDAwMDAwMDEyMzQ1NjowMUFSWjNOREVLVFNWNFJSRkZRNjlHNUZBVg",
         ] {
             assert!(Cursor::decode(garbage).is_err(), "{garbage}");
         }

@@ -436,7 +436,12 @@ macro_rules! queries {
                 return Err(StoreError::NotFound(format!("no change with id {id}")));
             };
             let mut change = change_from_row(&row)?;
-            let fields = patch.apply(&mut change, now)?;
+            patch.check()?;
+            // The patch is well formed: what apply refuses now collides with the change as
+            // stored (a finished status left, a finish before the start).
+            let fields = patch
+                .apply(&mut change, now)
+                .map_err(|e| StoreError::Conflict(e.0))?;
             sqlx::query(
                 "UPDATE changes SET status = $1, finished_at = $2, description = $3, updated_at = $4 WHERE id = $5",
             )

@@ -236,6 +236,7 @@ pub async fn get_change(
         (status = 200, body = Change),
         (status = 400, body = ErrorBody),
         (status = 404, body = ErrorBody),
+        (status = 409, description = "The patch collides with the change as stored: a finished change moved back to in_progress, a finish before its start", body = ErrorBody),
     ),
     security(("bearer" = [])),
     extensions(("x-gantry-scope" = json!("write"))),
