@@ -13,18 +13,43 @@
       environment (path parameters, query, or the body's `service`/`environment`/`env`),
     * the operation needs `admin` (which a narrowed token never holds).
   scripts/check-api counts its failures as `scope_violations`.
+- The format `etag` (the document's `If-Match`): schemathesis builds header values from
+  letters and digits only unless a format says otherwise, and an ETag is quoted. The format
+  `rust-regex` (`/tags?filter=`): regular expressions in the regex crate's syntax, which
+  JSON Schema's `regex` (ECMA-262) is not.
+- `map_case`, on positive cases only: the rules the document states in words because JSON
+  Schema cannot state them, applied the way a client applies them. Each is a rule about the
+  clock or between two values; without them, a schema-valid case is refused for a reason no
+  schema can carry, and the check would report the server for keeping its rule:
+    * `If-Match` holds the ETag of the last read: the current one is read first, as a
+      client does (a stale ETag answers 412);
+    * times that must be in the future (a silence's end, a schedule's `at`), or not in the
+      future (when an incident's impact started), and periods whose start comes before
+      their end (`since`/`until`, Graphite's `from`/`until`, a silence's `starts_at`, a
+      change's `started_at` and `finished_at`);
+    * an uploaded build's declared `sha256` is the digest of the bytes sent, and a build
+      registered by URL declares one.
+  Negative cases are left as generated.
 """
 
+import collections.abc
+import datetime
+import hashlib
 import json
 import os
+import re
+import urllib.parse
+import urllib.request
 
 import schemathesis
+from hypothesis import strategies as st
 
 TARGET = os.environ.get("GANTRY_CHECK_API_TARGET", "")
 SERVICE = os.environ.get("GANTRY_CHECK_API_SERVICE", "shop")
 ENVIRONMENT = os.environ.get("GANTRY_CHECK_API_ENVIRONMENT", "stage")
 OTHER_SERVICE = os.environ.get("GANTRY_CHECK_API_OTHER_SERVICE", "cart")
 TOKEN = os.environ.get("GANTRY_CHECK_API_TOKEN", "")
+BASE = os.environ.get("GANTRY_CHECK_API_BASE", "")
 
 # Operations that need `admin` (docs/api.md): a 2xx to a narrowed token is a violation.
 ADMIN_ONLY = {
@@ -117,3 +142,196 @@ def scope_violation(ctx, response, case):
         return None
     _walk(body, "body")
     return None
+
+
+schemathesis.openapi.format("etag", st.from_regex(r'\A(W/)?"[0-9]{1,18}"\Z', fullmatch=True))
+# A regular expression in the regex crate's syntax (`/tags?filter=`): a prefix, a class and a
+# wildcard, which that syntax and every other reads alike.
+schemathesis.openapi.format(
+    "rust-regex", st.from_regex(r"\A\^?[A-Za-z0-9_]{0,12}(\[[a-z0-9]{1,4}\])?(\.\*)?\$?\Z", fullmatch=True)
+)
+
+
+# --- Positive cases: rules the document states in words -------------------------------
+
+UTC = datetime.timezone.utc
+_AGO = re.compile(r"^-?([1-9][0-9]{0,3})([smhd])$")
+_UNIT = {"s": 1, "m": 60, "min": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def _now():
+    return datetime.datetime.now(UTC)
+
+
+def _api_time(value):
+    """A time as `parse_api_time` reads the forms the document states; None when unread."""
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, (int, float)):
+        try:
+            return datetime.datetime.fromtimestamp(float(value), UTC)
+        except (OverflowError, OSError, ValueError):
+            return None
+    text = str(value)
+    m = _AGO.match(text)
+    if m:
+        return _now() - datetime.timedelta(seconds=int(m.group(1)) * _UNIT[m.group(2)])
+    if re.fullmatch(r"[0-9]{1,11}(\.[0-9]{1,6})?", text):
+        return _api_time(float(text))
+    try:
+        return datetime.datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(UTC)
+    except ValueError:
+        return None
+
+
+def _graphite_time(value):
+    """A Graphite time in the forms the document's pattern states; None when unread."""
+    text = str(value).strip().lower()
+    now = _now()
+    today = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    if re.fullmatch(r"[0-9]+", text) and len(text) != 8:
+        try:
+            return datetime.datetime.fromtimestamp(int(text), UTC)
+        except (OverflowError, OSError, ValueError):
+            return None
+    if re.fullmatch(r"[0-9]{8}", text):
+        return datetime.datetime.strptime(text, "%Y%m%d").replace(tzinfo=UTC)
+    m = re.fullmatch(r"([0-9]{2}):([0-9]{2})_([0-9]{8})", text)
+    if m:
+        day = datetime.datetime.strptime(m.group(3), "%Y%m%d").replace(tzinfo=UTC)
+        return day.replace(hour=int(m.group(1)), minute=int(m.group(2)))
+    m = re.fullmatch(r"(now)?([-+])([0-9]+)(s|min|h|d|w)", text)
+    if m:
+        delta = datetime.timedelta(seconds=int(m.group(3)) * _UNIT[m.group(4)])
+        return now + delta if m.group(2) == "+" else now - delta
+    return {"now": now, "today": today, "yesterday": today - datetime.timedelta(days=1)}.get(text)
+
+
+def _iso(t):
+    return t.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _get(path):
+    request = urllib.request.Request(BASE + path, headers={"Authorization": f"Bearer {TOKEN}"})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            return answer.headers.get("ETag"), json.loads(answer.read() or b"null")
+    except (OSError, ValueError):  # URLError and timeouts are OSErrors
+        return None, None
+
+
+def _current_etag(case):
+    """The ETag a client would have read last for the resource the case writes."""
+    params = case.path_parameters or {}
+    quote = lambda v: urllib.parse.quote(str(v), safe="")
+    if case.path.startswith("/api/v1/flags/{service}/{name}"):
+        etag, _ = _get(f"/api/v1/flags/{quote(params.get('service'))}/{quote(params.get('name'))}")
+        return etag
+    if case.path == "/api/v1/services/{service}/segments/{name}":
+        _, segments = _get(f"/api/v1/services/{quote(params.get('service'))}/segments")
+        for segment in segments or []:
+            if isinstance(segment, dict) and segment.get("name") == params.get("name"):
+                return f'"{segment.get("version")}"'
+    return None
+
+
+def _period(query, since, until, parse, longest=None, default=None, default_from_now=False):
+    """Makes `since` come before `until` (and the period at most `longest`) in a query; a
+    missing start is `default` before the end (or before now, as Graphite's `from`)."""
+    start = parse(query[since]) if since in query else None
+    end = parse(query[until]) if until in query else _now()
+    if end is None:
+        return
+    if start is None and since not in query and default is not None:
+        start = (_now() if default_from_now else end) - default
+    if start is None:
+        return
+    if start >= end - datetime.timedelta(seconds=1) or (longest is not None and end - start > longest):
+        query.pop(since, None)
+        query.pop(until, None)
+
+
+def _body_times(case):
+    body = case.body if isinstance(case.body, collections.abc.MutableMapping) else {}
+    label = f"{case.method.upper()} {case.path}"
+    now = _now()
+    if label == "POST /api/v1/silences":
+        ends = _api_time(body.get("ends_at"))
+        if ends is None or ends <= now + datetime.timedelta(minutes=1):
+            body["ends_at"] = _iso(now + datetime.timedelta(hours=2))
+            ends = now + datetime.timedelta(hours=2)
+        starts = _api_time(body.get("starts_at"))
+        if starts is not None and starts >= ends:
+            body["starts_at"] = None
+    elif label == "POST /api/v1/flags/{service}/{name}/schedules":
+        at = body.get("at")
+        if isinstance(at, str) and not at.startswith("+"):
+            when = _api_time(at)
+            if when is None or when <= now + datetime.timedelta(minutes=1):
+                body["at"] = "+2h"
+    elif label == "POST /api/v1/changes":
+        started = _api_time(body.get("started_at")) if body.get("started_at") is not None else now
+        finished = _api_time(body.get("finished_at"))
+        # Within a second, the two are one instant read twice (`12h` ago, read field by field).
+        if started is not None and finished is not None and finished < started + datetime.timedelta(seconds=1):
+            body.pop("finished_at", None)
+    elif label in ("POST /api/v1/incidents", "PATCH /api/v1/incidents/{id}"):
+        started = _api_time(body.get("impact_started_at"))
+        if started is not None and started > now:
+            body["impact_started_at"] = "1h"
+
+
+@schemathesis.hook
+def map_case(ctx, case):
+    meta = case.meta
+    if meta is None or meta.generation.mode.value != "positive":
+        return case
+    query = case.query if isinstance(case.query, collections.abc.MutableMapping) else None
+    if query is not None:
+        if case.path == "/api/v1/report":
+            _period(query, "since", "until", _api_time, datetime.timedelta(days=3 * 366),
+                    datetime.timedelta(days=90))
+        elif case.path in ("/render", "/events/get_data"):
+            _period(query, "from", "until", _graphite_time, None, datetime.timedelta(days=1), True)
+        elif case.path in ("/api/v1/changes", "/api/v1/incidents", "/api/v1/verdicts"):
+            _period(query, "since", "until", _api_time)
+    _body_times(case)
+    if case.method.upper() == "POST" and case.path == "/api/v1/builds" and query is not None:
+        # A build registered by URL declares the digest of what the URL serves.
+        if "url" in query and "sha256" not in query:
+            query["sha256"] = hashlib.sha256(b"").hexdigest()
+    if (
+        case.method.upper() == "POST"
+        and case.path == "/api/v1/builds"
+        and query is not None
+        and "sha256" in query
+        and "url" not in query
+    ):
+        body = case.body
+        # Binary bodies come wrapped (a str subclass holding the bytes in `data`).
+        body = getattr(body, "data", body)
+        if isinstance(body, str):
+            body = body.encode("utf-8")
+        if isinstance(body, (bytes, bytearray)):
+            query["sha256"] = hashlib.sha256(bytes(body)).hexdigest()
+        elif body is None or type(body).__name__ == "NotSet":
+            query["sha256"] = hashlib.sha256(b"").hexdigest()
+    return case
+
+
+@schemathesis.hook
+def before_call(ctx, case, kwargs):
+    """The ETag is read just before the write, as a client does: a case may wait while others
+    (which change the resource) go first."""
+    meta = case.meta
+    if meta is None or meta.generation.mode.value != "positive":
+        return
+    headers = case.headers if isinstance(case.headers, collections.abc.MutableMapping) else None
+    if headers is None or "If-Match" not in headers:
+        return
+    etag = _current_etag(case)
+    if etag:
+        headers["If-Match"] = etag
+        sent = kwargs.get("headers")
+        if isinstance(sent, collections.abc.MutableMapping):
+            sent["If-Match"] = etag

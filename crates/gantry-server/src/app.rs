@@ -269,7 +269,7 @@ fn add_common_responses(operation: &mut utoipa::openapi::path::Operation) {
 pub fn app(state: AppState) -> Router {
     let (router, doc) = routes(&state);
     // With the input rules the types alone do not state (crate::openapi_rules).
-    let doc_json = crate::openapi_rules::document_json(&doc);
+    let doc_json = crate::openapi_rules::document_json(&doc, state.config.ship.max_artifact_bytes);
     // The dashboard's HTML routes: outside the OpenAPI document, which describes the API.
     #[cfg(feature = "dashboard")]
     let router = router.merge(crate::dashboard::router(&state));

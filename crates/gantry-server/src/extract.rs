@@ -55,8 +55,48 @@ where
         }
         match axum::Json::<T>::from_bytes(&bytes) {
             Ok(axum::Json(value)) => Ok(Json(value)),
-            Err(rejection) => Err(json_rejection(rejection)),
+            Err(rejection) => match whole_numbers_as_integers(&bytes, &rejection) {
+                Some(value) => Ok(Json(value)),
+                None => Err(json_rejection(rejection)),
+            },
         }
+    }
+}
+
+/// JSON does not tell `5` from `5.0`, and neither does JSON Schema's `integer` (which the
+/// OpenAPI document uses for counts): a body that serde refused only because an integer
+/// field holds a whole number written with a fraction is read again with those numbers as
+/// integers. Anything else keeps the first refusal, which names the field.
+fn whole_numbers_as_integers<T: DeserializeOwned>(
+    bytes: &[u8],
+    rejection: &JsonRejection,
+) -> Option<T> {
+    if !rejection
+        .body_text()
+        .contains("invalid type: floating point")
+    {
+        return None;
+    }
+    let mut value: serde_json::Value = serde_json::from_slice(bytes).ok()?;
+    integers_for_whole_floats(&mut value);
+    serde_json::from_value(value).ok()
+}
+
+fn integers_for_whole_floats(value: &mut serde_json::Value) {
+    use serde_json::Value;
+    match value {
+        Value::Number(n) if n.is_f64() => {
+            if let Some(f) = n.as_f64().filter(|f| f.fract() == 0.0) {
+                // Within ±2^53 a float holds every whole number exactly.
+                const EXACT: f64 = 9_007_199_254_740_992.0;
+                if (-EXACT..=EXACT).contains(&f) {
+                    *value = Value::from(f as i64);
+                }
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(integers_for_whole_floats),
+        Value::Object(fields) => fields.values_mut().for_each(integers_for_whole_floats),
+        _ => {}
     }
 }
 
@@ -131,5 +171,44 @@ mod tests {
             ),
             "summary: invalid type"
         );
+    }
+
+    #[derive(Debug, serde::Deserialize, PartialEq)]
+    struct Counts {
+        batch: u64,
+        ratio: f64,
+        nested: Vec<u32>,
+    }
+
+    async fn read(body: &str) -> Result<Counts, String> {
+        let request = axum::http::Request::builder()
+            .header("content-type", "application/json")
+            .body(axum::body::Body::from(body.to_string()))
+            .unwrap();
+        <super::Json<Counts> as axum::extract::FromRequest<()>>::from_request(request, &())
+            .await
+            .map(|super::Json(c)| c)
+            .map_err(|e| e.message)
+    }
+
+    #[tokio::test]
+    async fn whole_floats_are_integers_and_fractions_are_refused() {
+        let want = Counts {
+            batch: 5000,
+            ratio: 2.0,
+            nested: vec![1, 2],
+        };
+        assert_eq!(
+            read(r#"{"batch": 5000.0, "ratio": 2, "nested": [1.0, 2]}"#).await,
+            Ok(want)
+        );
+        let err = read(r#"{"batch": 5000.5, "ratio": 2, "nested": []}"#)
+            .await
+            .unwrap_err();
+        assert!(err.contains("batch") && err.contains("5000.5"), "{err}");
+        let err = read(r#"{"batch": -1.0, "ratio": 2, "nested": []}"#)
+            .await
+            .unwrap_err();
+        assert!(err.contains("batch"), "{err}");
     }
 }

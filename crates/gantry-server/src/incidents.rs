@@ -165,7 +165,8 @@ pub async fn step(
         Step::Resolve => "resolved",
     };
     write(state.store.as_ref(), id, |incident| {
-        advance_incident(incident, step.clone(), Utc::now())?;
+        // The step is one of three words; what advance refuses is the incident's state.
+        advance_incident(incident, step.clone(), Utc::now()).map_err(|e| conflict(e.0))?;
         Ok(vec![entry("action", actor, what.to_string(), None)])
     })
     .await
@@ -179,8 +180,8 @@ pub async fn note(
     text: &str,
 ) -> Result<Incident, ApiError> {
     let text = text.trim();
-    if text.is_empty() || text.len() > 10_000 {
-        return Err(ApiError::invalid("note: 1 to 10000 bytes of text"));
+    if text.is_empty() || text.chars().count() > 10_000 {
+        return Err(ApiError::invalid("note: 1 to 10000 characters"));
     }
     write(state.store.as_ref(), id, |_| {
         Ok(vec![entry("note", actor, text.to_string(), None)])
@@ -243,7 +244,9 @@ pub async fn edit(
     edit: IncidentEdit,
 ) -> Result<Incident, ApiError> {
     if let Some(url) = &edit.postmortem {
-        if !(url.starts_with("https://") || url.starts_with("http://")) || url.len() > 2000 {
+        if !(url.starts_with("https://") || url.starts_with("http://"))
+            || url.chars().count() > 2000
+        {
             return Err(ApiError::invalid("postmortem: an http(s) URL"));
         }
     }
@@ -575,7 +578,7 @@ pub async fn flag_off(
     let text = format!("turned flag {service}/{flag} off in {environment}");
     let incident = write(state.store.as_ref(), id, |incident| {
         if incident.mitigated_at.is_none() {
-            advance_incident(incident, Step::Mitigate, Utc::now())?;
+            advance_incident(incident, Step::Mitigate, Utc::now()).map_err(|e| conflict(e.0))?;
         }
         Ok(vec![entry("action", actor, text.clone(), Some(change_id))])
     })
@@ -651,7 +654,7 @@ pub async fn remedy_finished(
     let text = format!("rollout {} ended {}", rollout.id, rollout.state);
     let result = write(store, incident, |i| {
         if ok && i.mitigated_at.is_none() && i.resolved_at.is_none() {
-            advance_incident(i, Step::Mitigate, Utc::now())?;
+            advance_incident(i, Step::Mitigate, Utc::now()).map_err(|e| conflict(e.0))?;
         }
         Ok(vec![entry(
             "action",

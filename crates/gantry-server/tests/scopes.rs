@@ -32,6 +32,10 @@ const NOT_CALLED: &[(&str, &str)] = &[
         "POST /api/v1/migrate/jobs/{id}/{action}",
         "no job exists without a configured database",
     ),
+    (
+        "POST /api/v1/migrate/jobs/{id}/retry",
+        "no job exists without a configured database",
+    ),
 ];
 
 struct Fixture {

@@ -198,7 +198,7 @@ fn may_read(caller: &Caller, reach: &Reach) -> bool {
     path = "/api/v1/silences",
     tag = "monitors",
     request_body = NewSilence,
-    responses((status = 201, body = SilenceView), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody)),
+    responses((status = 201, body = SilenceView), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, description = "The matcher names a monitor or host that does not exist", body = ErrorBody)),
     security(("bearer" = [])),
     extensions(("x-gantry-scope" = json!("deploy"))),
 )]
@@ -255,7 +255,7 @@ pub async fn list_silences(
     path = "/api/v1/maintenance-windows",
     tag = "monitors",
     request_body = NewWindow,
-    responses((status = 201, body = SilenceView), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody)),
+    responses((status = 201, body = SilenceView), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, description = "The matcher names a monitor or host that does not exist", body = ErrorBody)),
     security(("bearer" = [])),
     extensions(("x-gantry-scope" = json!("deploy"))),
 )]

@@ -358,7 +358,8 @@ pub async fn resolve(state: &AppState, service: Option<&str>, reference: &str) -
     if let Ok(id) = reference.parse::<Ulid>() {
         if let Some(b) = state.store.get_build(id).await? {
             if service.is_some_and(|s| s != b.service) {
-                return Err(ApiError::invalid(format!(
+                // Within the service asked about, there is no such build.
+                return Err(ApiError::not_found(format!(
                     "build {} is a build of {}, not of {}",
                     b.id,
                     b.service,

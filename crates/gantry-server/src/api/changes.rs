@@ -145,6 +145,12 @@ impl ListParams {
                 }
             },
         };
+        if let Some(s) = &self.service {
+            gantry_core::names::validate_name("service", s)?;
+        }
+        if let Some(e) = &self.environment {
+            gantry_core::names::validate_name("environment", e)?;
+        }
         Ok(ChangeQuery {
             service: self.service,
             environment: self.environment,
@@ -325,6 +331,12 @@ pub async fn stream_changes(
     caller.require_somewhere(ScopeName::Read)?;
     let kind: Option<gantry_core::ChangeKind> =
         params.kind.as_deref().map(str::parse).transpose()?;
+    if let Some(s) = &params.service {
+        gantry_core::names::validate_name("service", s)?;
+    }
+    if let Some(e) = &params.environment {
+        gantry_core::names::validate_name("environment", e)?;
+    }
     let last_event_id = super::last_event_id(&headers, "an event sequence number")?;
     let start = match last_event_id.or(params.after) {
         Some(seq) => seq,

@@ -259,7 +259,8 @@ impl NewGraphiteEvent {
         }
         if let Some(when) = self.when {
             let micros = (when * 1e6).round();
-            let started = (when.is_finite() && when >= 0.0 && micros < i64::MAX as f64)
+            // Up to the end of year 9999, as RFC 3339 writes times.
+            let started = (when.is_finite() && (0.0..=253_402_300_799.0).contains(&when))
                 .then(|| DateTime::from_timestamp_micros(micros as i64))
                 .flatten()
                 .ok_or_else(|| {

@@ -121,12 +121,21 @@ fn if_match(headers: &HeaderMap) -> ApiResult<Option<i64>> {
         return Ok(None);
     };
     let text = value.to_str().unwrap_or("").trim();
-    let bare = text.trim_start_matches("W/").trim_matches('"');
-    bare.parse().map(Some).map_err(|_| {
-        ApiError::invalid(format!(
+    // `"N"` or `W/"N"`, as the ETags this API gives out (the OpenAPI document's pattern).
+    let digits = text
+        .strip_prefix("W/")
+        .unwrap_or(text)
+        .strip_prefix('"')
+        .and_then(|t| t.strip_suffix('"'))
+        .filter(|d| (1..=18).contains(&d.len()) && d.bytes().all(|b| b.is_ascii_digit()));
+    digits
+        .and_then(|d| d.parse().ok())
+        .map(Some)
+        .ok_or_else(|| {
+            ApiError::invalid(format!(
             "If-Match '{text}' is not an ETag this API gave out; send the ETag of the last read"
         ))
-    })
+        })
 }
 
 /// Whether the caller may read the flags of `service`: `read` or `flags` covering it.
@@ -472,7 +481,7 @@ async fn change_env(
     tag = "flags",
     params(("service" = String, Path), ("name" = String, Path), ("env" = String, Path), ("If-Match" = Option<String>, Header)),
     request_body(content = Object, description = "enabled, strategies, variants, dependencies (Unleash's model)"),
-    responses((status = 200, body = FlagWritten), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 412, body = ErrorBody)),
+    responses((status = 200, body = FlagWritten), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, description = "The flag is archived", body = ErrorBody), (status = 412, body = ErrorBody)),
     security(("bearer" = [])),
     extensions(("x-gantry-scope" = json!("flags"))),
 )]
@@ -503,7 +512,7 @@ pub async fn put_environment(
     path = "/api/v1/flags/{service}/{name}/environments/{env}/enable",
     tag = "flags",
     params(("service" = String, Path), ("name" = String, Path), ("env" = String, Path), ("If-Match" = Option<String>, Header)),
-    responses((status = 200, body = FlagWritten), (status = 404, body = ErrorBody), (status = 412, body = ErrorBody)),
+    responses((status = 200, body = FlagWritten), (status = 404, body = ErrorBody), (status = 409, description = "The flag is archived", body = ErrorBody), (status = 412, body = ErrorBody)),
     security(("bearer" = [])),
     extensions(("x-gantry-scope" = json!("flags"))),
 )]
@@ -531,7 +540,7 @@ pub async fn enable_flag(
     path = "/api/v1/flags/{service}/{name}/environments/{env}/disable",
     tag = "flags",
     params(("service" = String, Path), ("name" = String, Path), ("env" = String, Path), ("If-Match" = Option<String>, Header)),
-    responses((status = 200, body = FlagWritten), (status = 404, body = ErrorBody), (status = 412, body = ErrorBody)),
+    responses((status = 200, body = FlagWritten), (status = 404, body = ErrorBody), (status = 409, description = "The flag is archived", body = ErrorBody), (status = 412, body = ErrorBody)),
     security(("bearer" = [])),
     extensions(("x-gantry-scope" = json!("flags"))),
 )]
@@ -629,7 +638,7 @@ pub struct TargetBody {
     tag = "flags",
     params(("service" = String, Path), ("name" = String, Path), ("env" = String, Path), ("If-Match" = Option<String>, Header)),
     request_body = TargetBody,
-    responses((status = 200, body = FlagWritten), (status = 400, body = ErrorBody), (status = 412, body = ErrorBody)),
+    responses((status = 200, body = FlagWritten), (status = 400, body = ErrorBody), (status = 409, description = "The flag is archived", body = ErrorBody), (status = 412, body = ErrorBody)),
     security(("bearer" = [])),
     extensions(("x-gantry-scope" = json!("flags"))),
 )]
@@ -683,7 +692,7 @@ pub struct VariantBody {
     tag = "flags",
     params(("service" = String, Path), ("name" = String, Path), ("env" = String, Path), ("If-Match" = Option<String>, Header)),
     request_body = VariantBody,
-    responses((status = 200, body = FlagWritten), (status = 400, body = ErrorBody), (status = 412, body = ErrorBody)),
+    responses((status = 200, body = FlagWritten), (status = 400, body = ErrorBody), (status = 409, description = "The flag is archived", body = ErrorBody), (status = 412, body = ErrorBody)),
     security(("bearer" = [])),
     extensions(("x-gantry-scope" = json!("flags"))),
 )]
@@ -782,7 +791,7 @@ async fn archive_or_restore(
     path = "/api/v1/flags/{service}/{name}/archive",
     tag = "flags",
     params(("service" = String, Path), ("name" = String, Path), ("If-Match" = Option<String>, Header)),
-    responses((status = 200, body = FlagWritten), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
+    responses((status = 200, body = FlagWritten), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 412, body = ErrorBody)),
     security(("bearer" = [])),
     extensions(("x-gantry-scope" = json!("flags"))),
 )]
@@ -801,7 +810,7 @@ pub async fn archive_flag(
     path = "/api/v1/flags/{service}/{name}/restore",
     tag = "flags",
     params(("service" = String, Path), ("name" = String, Path), ("If-Match" = Option<String>, Header)),
-    responses((status = 200, body = FlagWritten), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
+    responses((status = 200, body = FlagWritten), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 412, body = ErrorBody)),
     security(("bearer" = [])),
     extensions(("x-gantry-scope" = json!("flags"))),
 )]
@@ -926,7 +935,7 @@ pub async fn create_schedule(
     path = "/api/v1/flags/{service}/{name}/schedules",
     tag = "flags",
     params(("service" = String, Path), ("name" = String, Path)),
-    responses((status = 200, body = Vec<ScheduleView>)),
+    responses((status = 200, body = Vec<ScheduleView>), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("bearer" = [])),
     extensions(("x-gantry-scope" = json!("read|flags"))),
 )]
@@ -935,7 +944,10 @@ pub async fn list_schedules(
     caller: Caller,
     Path((service, name)): Path<(String, String)>,
 ) -> ApiResult<axum::Json<Vec<ScheduleView>>> {
+    gantry_core::names::validate_name("service", &service)?;
+    gantry_flags::validate::validate_flag_name(&name)?;
     require_read(&caller, &service)?;
+    ops::read_flag(state.store.as_ref(), &service, &name).await?;
     let schedules = state
         .store
         .list_flag_schedules(&service, Some(&name))
@@ -1020,7 +1032,8 @@ impl SegmentView {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SegmentBody {
-    /// Only when creating (`POST`); the path names it otherwise.
+    /// Only when creating (`POST`), where it is required; a `PUT` names the segment in its
+    /// path and does not read this.
     pub name: Option<String>,
     pub description: Option<String>,
     #[schema(value_type = Vec<Object>)]
@@ -1090,7 +1103,7 @@ pub async fn create_segment(
     path = "/api/v1/services/{service}/segments",
     tag = "flags",
     params(("service" = String, Path)),
-    responses((status = 200, body = Vec<SegmentView>)),
+    responses((status = 200, body = Vec<SegmentView>), (status = 400, body = ErrorBody)),
     security(("bearer" = [])),
     extensions(("x-gantry-scope" = json!("read|flags"))),
 )]
@@ -1099,6 +1112,7 @@ pub async fn list_segments(
     caller: Caller,
     Path(service): Path<String>,
 ) -> ApiResult<axum::Json<Vec<SegmentView>>> {
+    gantry_core::names::validate_name("service", &service)?;
     require_read(&caller, &service)?;
     let segments = state.store.list_segments(&service).await?;
     Ok(axum::Json(segments.iter().map(SegmentView::of).collect()))
@@ -1109,7 +1123,7 @@ pub async fn list_segments(
     put,
     path = "/api/v1/services/{service}/segments/{name}",
     tag = "flags",
-    params(("service" = String, Path), ("name" = String, Path), ("If-Match" = String, Header)),
+    params(("service" = String, Path), ("name" = String, Path), ("If-Match" = Option<String>, Header)),
     request_body = SegmentBody,
     responses((status = 200, body = SegmentView), (status = 400, body = ErrorBody), (status = 412, body = ErrorBody)),
     security(("bearer" = [])),

@@ -339,11 +339,11 @@ pub async fn render(
         Some(n) => Some(
             n.parse::<f64>()
                 .ok()
-                .filter(|v| *v >= 1.0)
+                .filter(|v| (1.0..=2_147_483_647.0).contains(v))
                 .map(|v| v as usize)
                 .ok_or_else(|| {
                     ApiError::invalid(format!(
-                        "maxDataPoints '{n}' must be a number of at least 1"
+                        "maxDataPoints '{n}' must be a number from 1 to 2147483647"
                     ))
                 })?,
         ),
@@ -575,7 +575,7 @@ fn tag_index(names: &[String]) -> BTreeMap<String, BTreeSet<String>> {
 }
 
 /// Tags of tagged series (`filter` a regex on tag names).
-#[utoipa::path(get, path = "/tags", tag = "graphite", params(("filter" = Option<String>, Query)), responses((status = 200, description = "`[{\"tag\": …}]`")), security(("bearer" = []), ("basic" = [])), extensions(("x-gantry-scope" = json!("read"))))]
+#[utoipa::path(get, path = "/tags", tag = "graphite", params(("filter" = Option<String>, Query, description = "A regular expression tag names must match")), responses((status = 200, description = "`[{\"tag\": …}]`"), (status = 400, body = ErrorBody)), security(("bearer" = []), ("basic" = [])), extensions(("x-gantry-scope" = json!("read"))))]
 pub async fn tags(
     State(state): State<AppState>,
     _reader: MetricsReader,
@@ -618,7 +618,7 @@ fn series_matching(names: &[String], exprs: &[&str]) -> Result<Vec<String>, ApiE
 }
 
 /// Tag names for autocompletion (`tagPrefix`, `expr` repeatable, `limit`).
-#[utoipa::path(get, path = "/tags/autoComplete/tags", tag = "graphite", params(("tagPrefix" = Option<String>, Query), ("expr" = Option<Vec<String>>, Query), ("limit" = Option<usize>, Query)), responses((status = 200, body = Vec<String>)), security(("bearer" = []), ("basic" = [])), extensions(("x-gantry-scope" = json!("read"))))]
+#[utoipa::path(get, path = "/tags/autoComplete/tags", tag = "graphite", params(("tagPrefix" = Option<String>, Query), ("expr" = Option<Vec<String>>, Query), ("limit" = Option<usize>, Query)), responses((status = 200, body = Vec<String>), (status = 400, body = ErrorBody)), security(("bearer" = []), ("basic" = [])), extensions(("x-gantry-scope" = json!("read"))))]
 pub async fn autocomplete_tags(
     State(state): State<AppState>,
     _reader: MetricsReader,
@@ -626,9 +626,7 @@ pub async fn autocomplete_tags(
 ) -> ApiResult<axum::Json<Vec<String>>> {
     let names = series_matching(&state.tsdb.names(), &all(&params, "expr"))?;
     let prefix = first(&params, "tagPrefix").unwrap_or("");
-    let limit = first(&params, "limit")
-        .and_then(|l| l.parse().ok())
-        .unwrap_or(100);
+    let limit = autocomplete_limit(&params)?;
     Ok(axum::Json(
         tag_index(&names)
             .into_keys()
@@ -636,6 +634,19 @@ pub async fn autocomplete_tags(
             .take(limit)
             .collect(),
     ))
+}
+
+/// `limit` of the autocompletion endpoints: a count, 100 when absent (graphite-web fails
+/// on anything else; this names it).
+fn autocomplete_limit(params: &[(String, String)]) -> Result<usize, ApiError> {
+    match first(params, "limit") {
+        None => Ok(100),
+        Some(l) => l.parse().map_err(|_| {
+            ApiError::invalid(format!(
+                "limit '{l}' is not a count (a whole number, 0 or more)"
+            ))
+        }),
+    }
 }
 
 /// Values of one tag for autocompletion (`tag`, `valuePrefix`, `expr` repeatable, `limit`).
@@ -648,9 +659,7 @@ pub async fn autocomplete_values(
     let tag = first(&params, "tag").ok_or_else(|| ApiError::invalid("tag is required"))?;
     let names = series_matching(&state.tsdb.names(), &all(&params, "expr"))?;
     let prefix = first(&params, "valuePrefix").unwrap_or("");
-    let limit = first(&params, "limit")
-        .and_then(|l| l.parse().ok())
-        .unwrap_or(100);
+    let limit = autocomplete_limit(&params)?;
     let values = tag_index(&names).remove(tag).unwrap_or_default();
     Ok(axum::Json(
         values

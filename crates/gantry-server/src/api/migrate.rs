@@ -44,6 +44,7 @@ pub fn jobs_router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(submit_job))
         .routes(routes!(control_job))
+        .routes(routes!(retry_job))
 }
 
 /// A job's log as a stream: as long as the job runs.
@@ -313,8 +314,7 @@ async fn readable_job(state: &AppState, caller: &Caller, id: &str) -> ApiResult<
     post,
     path = "/api/v1/migrate/jobs/{id}/{action}",
     tag = "migrate",
-    params(("id" = String, Path), ("action" = String, Path, description = "pause, resume, abort or retry")),
-    request_body(content = Option<RetryOptions>, description = "For retry only; may be empty"),
+    params(("id" = String, Path), ("action" = String, Path, description = "pause, resume or abort (retry has its own operation)")),
     responses(
         (status = 200, body = Job),
         (status = 400, description = "Not possible in the job's state (the message says why)", body = ErrorBody),
@@ -330,12 +330,49 @@ pub async fn control_job(
     Path((id, action)): Path<(String, String)>,
     body: axum::body::Bytes,
 ) -> ApiResult<axum::Json<Job>> {
-    let id = parse_id("job", &id)?;
+    control(&state, &caller, &id, &action, &body).await
+}
+
+/// Retry a failed or interrupted job, optionally with the files again (a failed statement
+/// fixed) and how to treat a MariaDB statement found started. The same rules as the other
+/// actions; its own operation because only it takes a body.
+#[utoipa::path(
+    post,
+    path = "/api/v1/migrate/jobs/{id}/retry",
+    tag = "migrate",
+    params(("id" = String, Path)),
+    request_body(content = Option<RetryOptions>, description = "May be empty"),
+    responses(
+        (status = 200, body = Job),
+        (status = 400, description = "Not possible in the job's state (the message says why)", body = ErrorBody),
+        (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody),
+    ),
+    security(("bearer" = [])),
+    extensions(("x-gantry-scope" = json!("migrate"))),
+)]
+pub async fn retry_job(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    body: axum::body::Bytes,
+) -> ApiResult<axum::Json<Job>> {
+    control(&state, &caller, &id, "retry", &body).await
+}
+
+async fn control(
+    state: &AppState,
+    caller: &Caller,
+    id: &str,
+    action: &str,
+    body: &[u8],
+) -> ApiResult<axum::Json<Job>> {
+    let id = parse_id("job", id)?;
     let action: JobAction = action.parse()?;
     let retry: RetryOptions = if body.iter().all(u8::is_ascii_whitespace) {
         RetryOptions::default()
     } else {
-        serde_json::from_slice(&body).map_err(|e| {
+        serde_json::from_slice(body).map_err(|e| {
             ApiError::invalid(format!("the request body is not valid retry options: {e}"))
         })?
     };
@@ -350,7 +387,7 @@ pub async fn control_job(
             "assume_done and rerun exclude each other",
         ));
     }
-    let job = jobs::control(&state, &caller, id, action, retry).await?;
+    let job = jobs::control(state, caller, id, action, retry).await?;
     Ok(axum::Json(without_files(job)))
 }
 

@@ -147,7 +147,7 @@ async fn write_environment(
     if !registered.environments.is_empty()
         && !registered.environments.iter().any(|e| e == environment)
     {
-        return Err(ApiError::invalid(format!(
+        return Err(ApiError::not_found(format!(
             "environment '{environment}' is not in service '{service}''s pipeline ({})",
             registered.environments.join(", ")
         )));

@@ -186,7 +186,7 @@ pub async fn reach(state: &AppState, matcher: &Matcher) -> Result<Reach, ApiErro
                     .into_iter()
                     .find(|h| h.name == host)
                     .map(|h| Reach::Environment(h.environment))
-                    .ok_or_else(|| ApiError::invalid(format!("no host named '{host}'")));
+                    .ok_or_else(|| ApiError::not_found(format!("no host named '{host}'")));
             }
             let monitors = crate::monitors::all(state.store.as_ref()).await?;
             monitors
@@ -194,7 +194,7 @@ pub async fn reach(state: &AppState, matcher: &Matcher) -> Result<Reach, ApiErro
                 .find(|m| m.name == *name)
                 .map(|m| Reach::Service(m.service, Some(m.environment)))
                 .ok_or_else(|| {
-                    ApiError::invalid(format!(
+                    ApiError::not_found(format!(
                         "no monitor named '{name}' (`gantry monitor list` shows them)"
                     ))
                 })

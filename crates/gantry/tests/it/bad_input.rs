@@ -276,8 +276,53 @@ fn bad_changes_are_refused_and_nothing_is_stored() {
             "PATCH",
             &format!("/api/v1/changes/{id}"),
             Some(json!({"status": "in_progress"}).to_string()),
-            400,
+            409,
             "cannot go from succeeded back to in_progress",
+        ),
+        case(
+            "PATCH",
+            &format!("/api/v1/changes/{id}"),
+            Some(json!({"finished_at": "2000-01-01T00:00:00Z"}).to_string()),
+            409,
+            "is before started_at",
+        ),
+        case(
+            "GET",
+            "/api/v1/changes?service=bad%20name",
+            None,
+            400,
+            "service 'bad name' is not a valid name",
+        ),
+        case(
+            "POST",
+            "/events/",
+            Some(json!({"what": "far away", "when": 253_402_300_800u64}).to_string()),
+            400,
+            "is not a time in epoch seconds",
+        ),
+        case(
+            "GET",
+            "/tags/autoComplete/tags?limit=-1",
+            None,
+            400,
+            "limit '-1' is not a count",
+        ),
+        case(
+            "POST",
+            "/api/v1/silences",
+            Some(
+                json!({"matcher": {"monitor": {"name": "nope"}}, "ends_at": "2099-01-01T00:00:00Z", "reason": "x"})
+                    .to_string(),
+            ),
+            404,
+            "no monitor named 'nope'",
+        ),
+        case(
+            "GET",
+            "/api/v1/flags/shop/nope/schedules",
+            None,
+            404,
+            "has no flag named 'nope'",
         ),
         case(
             "PATCH",
@@ -364,7 +409,20 @@ fn bad_changes_are_refused_and_nothing_is_stored() {
     assert_eq!(reply.status().as_u16(), 415);
 
     // Nothing but the one good change was stored, and it is unchanged.
-    let listed = http.get("/api/v1/changes");
+    // An action the incident's state forbids is a conflict, not a malformed request.
+    let opened = http.post(
+        "/api/v1/incidents",
+        json!({"service": "shop", "environment": "prod", "title": "checkout errors"}),
+    );
+    assert_eq!(opened.status, 201, "{}", opened.text);
+    let incident = opened.body["id"].as_str().unwrap().to_string();
+    let resolved = http.post(&format!("/api/v1/incidents/{incident}/resolve"), json!({}));
+    assert_eq!(resolved.status, 200, "{}", resolved.text);
+    let again = http.post(&format!("/api/v1/incidents/{incident}/ack"), json!({}));
+    assert_eq!(again.status, 409, "{}", again.text);
+    assert!(again.text.contains("is resolved"), "{}", again.text);
+
+    let listed = http.get("/api/v1/changes?kind=deploy");
     assert_eq!(listed.body["items"].as_array().unwrap().len(), 1);
     let change = http.get(&format!("/api/v1/changes/{id}")).body;
     assert_eq!(change["status"], "succeeded");
