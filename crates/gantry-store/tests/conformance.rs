@@ -479,7 +479,8 @@ conformance!(
             .update_change(c.id, &reopen, "eve", at(7))
             .await
             .unwrap_err();
-        assert!(matches!(err, StoreError::Invalid(_)), "{err}");
+        // Well formed, but it collides with the change as stored.
+        assert!(matches!(err, StoreError::Conflict(_)), "{err}");
         assert_eq!(
             store.get_change(c.id).await.unwrap().unwrap(),
             again,
