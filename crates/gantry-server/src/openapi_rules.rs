@@ -225,14 +225,14 @@ const PARAMETERS: &[ParameterRule] = &[
         &["/render"],
         || json!({"type": "number", "format": "double", "minimum": 1, "maximum": 2_147_483_647}),
     ),
-    // A render target: stated for metric paths and globs (the function grammar is not a
-    // regular language; docs/api.md lists the functions). A blank target is skipped.
-    (
-        "target",
-        "query",
-        &["/render"],
-        || json!({"items": {"type": "string", "pattern": "^([A-Za-z_*][A-Za-z0-9_*-]*([.][A-Za-z0-9_*-]+)*)?$"}}),
-    ),
+    // A render target: the pattern states metric paths and globs; the function grammar is
+    // not a regular language, so the description names it. A blank target is skipped.
+    ("target", "query", &["/render"], || {
+        json!({
+            "description": "A metric path or glob, as the pattern states, or any expression of the render grammar (functions as `GET /functions` lists them), which no pattern can state",
+            "items": {"type": "string", "pattern": "^([A-Za-z_*][A-Za-z0-9_*-]*([.][A-Za-z0-9_*-]+)*)?$"},
+        })
+    }),
     // The regex crate's syntax, which is not JSON Schema's (ECMA-262) `regex`.
     (
         "filter",
