@@ -17,12 +17,13 @@
   letters and digits only unless a format says otherwise, and an ETag is quoted. The format
   `rust-regex` (`/tags?filter=`): regular expressions in the regex crate's syntax, which
   JSON Schema's `regex` (ECMA-262) is not.
-- `map_case`, on positive cases only: the rules the document states in words because JSON
-  Schema cannot state them, applied the way a client applies them. Each is a rule about the
-  clock or between two values; without them, a schema-valid case is refused for a reason no
-  schema can carry, and the check would report the server for keeping its rule:
-    * `If-Match` holds the ETag of the last read: the current one is read first, as a
-      client does (a stale ETag answers 412);
+- `map_case` and `before_call`, on positive cases only: the rules the document states in
+  words because JSON Schema cannot state them, applied the way a client applies them. Each is
+  a rule about the clock or between two values; without them, a schema-valid case is refused
+  for a reason no schema can carry, and the check would report the server for keeping its
+  rule:
+    * `If-Match` holds the ETag of the last read: the current one is read just before the
+      request (`before_call`), as a client does (a stale ETag answers 412);
     * times that must be in the future (a silence's end, a schedule's `at`), or not in the
       future (when an incident's impact started), and periods whose start comes before
       their end (`since`/`until`, Graphite's `from`/`until`, a silence's `starts_at`, a
