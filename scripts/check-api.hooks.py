@@ -1,7 +1,8 @@
 """Schemathesis hooks for scripts/check-api (loaded through SCHEMATHESIS_HOOKS).
 
-- A serializer for `application/toml`: the monitor files and deploy configs are TOML text,
-  which the document describes as a string; it goes on the wire as that text.
+- A serializer for `application/toml`: the monitor files and service files are TOML, which
+  the document states as tables (the schemas MonitorFile and ServiceFile); a generated table
+  goes on the wire written as TOML, tables as `[name]` and arrays of tables as `[[name]]`.
 - The check `scope_violation`, active in the `narrowed` run only (GANTRY_CHECK_API_TARGET).
   The narrowed token holds its scopes for one service in one environment
   (GANTRY_CHECK_API_SERVICE, GANTRY_CHECK_API_ENVIRONMENT); the server also holds another
@@ -15,8 +16,10 @@
   scripts/check-api counts its failures as `scope_violations`.
 - The format `etag` (the document's `If-Match`): schemathesis builds header values from
   letters and digits only unless a format says otherwise, and an ETag is quoted. The format
-  `rust-regex` (`/tags?filter=`): regular expressions in the regex crate's syntax, which
-  JSON Schema's `regex` (ECMA-262) is not.
+  `rust-regex` (`/tags?filter=`, monitor and log watch patterns): regular expressions in the
+  regex crate's syntax, which JSON Schema's `regex` (ECMA-262) is not. The format
+  `graphite-target` (a monitor's `target`): render targets that select series, a grammar no
+  pattern states.
 - `map_case` and `before_call`, on positive cases only: the rules the document states in
   words because JSON Schema cannot state them, applied the way a client applies them. Each is
   a rule about the clock or between two values; without them, a schema-valid case is refused
@@ -29,11 +32,16 @@
       their end (`since`/`until`, Graphite's `from`/`until`, a silence's `starts_at`, a
       change's `started_at` and `finished_at`);
     * an uploaded build's declared `sha256` is the digest of the bytes sent, and a build
-      registered by URL declares one.
+      registered by URL declares one;
+    * in a service file, `name` is the service in the path, and `shared` entries, metric
+      names and log watch names each appear once; in a monitor file, names are unique
+      across the kinds, a threshold's `critical` is on the bad side of `warning`, and an
+      HTTP check's `timeout` is at most its `interval`.
   Negative cases are left as generated.
 """
 
 import collections.abc
+import copy
 import datetime
 import hashlib
 import json
@@ -43,6 +51,7 @@ import urllib.parse
 import urllib.request
 
 import schemathesis
+import tomli_w
 from hypothesis import strategies as st
 
 TARGET = os.environ.get("GANTRY_CHECK_API_TARGET", "")
@@ -77,12 +86,58 @@ SERVICE_PATHS = ("/api/v1/services/{name}",)
 WRITES = {"POST", "PUT", "PATCH", "DELETE"}
 
 
+def _toml_key(key):
+    if re.fullmatch(r"[A-Za-z0-9_-]+", key):
+        return key
+    return tomli_w.dumps({key: 0}).rsplit(" = ", 1)[0]
+
+
+def _has_null(value):
+    if value is None:
+        return True
+    if isinstance(value, dict):
+        return any(_has_null(v) for v in value.values())
+    if isinstance(value, list):
+        return any(_has_null(v) for v in value)
+    return False
+
+
+def _toml_table(table, path, out):
+    """Writes `table` as TOML the way people write these files: plain keys first, then each
+    table as `[path]` and each array of tables as `[[path]]` (the service file's [detect] and
+    [[logs]] must be written so)."""
+    tables = []
+    for key, value in table.items():
+        if isinstance(value, dict) or (
+            isinstance(value, list) and value and all(isinstance(v, dict) for v in value)
+        ):
+            tables.append((key, value))
+        else:
+            out.append(tomli_w.dumps({key: value}))
+    for key, value in tables:
+        inner = path + [_toml_key(key)]
+        items = value if isinstance(value, list) else [value]
+        for item in items:
+            header = ".".join(inner)
+            out.append(f"\n[[{header}]]\n" if isinstance(value, list) else f"\n[{header}]\n")
+            _toml_table(item, inner, out)
+
+
 @schemathesis.serializer("application/toml")
 def toml_text(ctx, value):
+    """A table goes on the wire as TOML. What TOML cannot hold (a body that is not a table, a
+    null anywhere) is sent as JSON text, which is not TOML either: the server must refuse it."""
     if isinstance(value, bytes):
         return value
     if isinstance(value, str):
         return value.encode("utf-8")
+    if isinstance(value, dict) and not _has_null(value):
+        out = []
+        try:
+            _toml_table(value, [], out)
+            return "".join(out).encode("utf-8")
+        except (TypeError, ValueError):
+            pass
     return json.dumps(value).encode("utf-8")
 
 
@@ -145,6 +200,18 @@ def scope_violation(ctx, response, case):
     return None
 
 
+# A render target that selects series (a monitor's `target`): the grammar is not a regular
+# language; paths of two to four components, bare or in a function the grammar lists.
+_GRAPHITE_PATH = st.from_regex(r"\A[a-z][a-z0-9_]{0,8}(\.([a-z0-9_]{1,8}|\*)){1,3}\Z", fullmatch=True)
+schemathesis.openapi.format(
+    "graphite-target",
+    st.one_of(
+        _GRAPHITE_PATH,
+        st.tuples(st.sampled_from(["sumSeries", "averageSeries", "maxSeries", "absolute"]), _GRAPHITE_PATH).map(
+            lambda t: f"{t[0]}({t[1]})"
+        ),
+    ),
+)
 schemathesis.openapi.format("etag", st.from_regex(r'\A(W/)?"[0-9]{1,18}"\Z', fullmatch=True))
 # A regular expression in the regex crate's syntax (`/tags?filter=`): a prefix, a class and a
 # wildcard, which that syntax and every other reads alike.
@@ -252,7 +319,7 @@ def _period(query, since, until, parse, longest=None, default=None, default_from
         query.pop(until, None)
 
 
-def _body_times(case):
+def _body_rules(case):
     body = case.body if isinstance(case.body, collections.abc.MutableMapping) else {}
     label = f"{case.method.upper()} {case.path}"
     now = _now()
@@ -280,6 +347,64 @@ def _body_times(case):
         started = _api_time(body.get("impact_started_at"))
         if started is not None and started > now:
             body["impact_started_at"] = "1h"
+    elif label == "PUT /api/v1/services/{name}/deploy-config":
+        _service_file(body, (case.path_parameters or {}).get("name"))
+    elif label == "PUT /api/v1/monitors/files/{source}":
+        _monitor_file(body)
+
+
+def _unique(items, key):
+    """The items whose `key` comes first among them (a name used twice is refused)."""
+    seen = set()
+    kept = []
+    for item in items:
+        if key(item) not in seen:
+            seen.add(key(item))
+            kept.append(item)
+    return kept
+
+
+def _service_file(body, name):
+    """The file configures the service in the path; `shared` entries, metric and log watch
+    names each appear once."""
+    if name is not None:
+        body["name"] = name
+    if isinstance(body.get("shared"), list):
+        bare = {}
+        for entry in body["shared"]:
+            bare.setdefault(str(entry).rstrip("/"), entry)
+        body["shared"] = list(bare.values())
+    detect = body.get("detect")
+    if isinstance(detect, dict) and isinstance(detect.get("metric"), list):
+        detect["metric"] = _unique([m for m in detect["metric"] if isinstance(m, dict)], lambda m: m.get("name"))
+    if isinstance(body.get("logs"), list):
+        body["logs"] = _unique([w for w in body["logs"] if isinstance(w, dict)], lambda w: w.get("name"))
+
+
+_DURATION = re.compile(r"^([0-9]+)([smhd])$")
+
+
+def _seconds(text, default):
+    m = _DURATION.match(str(text)) if text is not None else None
+    return int(m.group(1)) * _UNIT[m.group(2)] if m else default
+
+
+def _monitor_file(body):
+    """Names are unique across the file's kinds; `critical` is on the bad side of `warning`;
+    an HTTP check's timeout is at most its interval."""
+    kinds = [kind for kind in ("threshold", "heartbeat", "http") if isinstance(body.get(kind), list)]
+    kept = _unique([(kind, m) for kind in kinds for m in body[kind] if isinstance(m, dict)],
+                   lambda pair: pair[1].get("name"))
+    for kind in kinds:
+        body[kind] = [m for k, m in kept if k == kind]
+        for monitor in body[kind]:
+            if kind == "threshold" and "warning" in monitor and "critical" in monitor:
+                low, high = sorted([monitor["warning"], monitor["critical"]])
+                below = monitor.get("direction") == "below"
+                monitor["warning"], monitor["critical"] = (high, low) if below else (low, high)
+            if kind == "http" and "timeout" in monitor:
+                if _seconds(monitor["timeout"], 0) > _seconds(monitor.get("interval"), 60):
+                    del monitor["timeout"]
 
 
 @schemathesis.hook
@@ -287,6 +412,12 @@ def map_case(ctx, case):
     meta = case.meta
     if meta is None or meta.generation.mode.value != "positive":
         return case
+    # Generated cases may share their body and query objects (the coverage phase varies one
+    # part at a time): the rules below change copies, never another case's values.
+    if isinstance(case.body, collections.abc.MutableMapping):
+        case.body = copy.deepcopy(case.body)
+    if isinstance(case.query, collections.abc.MutableMapping):
+        case.query = copy.deepcopy(case.query)
     query = case.query if isinstance(case.query, collections.abc.MutableMapping) else None
     if query is not None:
         if case.path == "/api/v1/report":
@@ -296,7 +427,7 @@ def map_case(ctx, case):
             _period(query, "from", "until", _graphite_time, None, datetime.timedelta(days=1), True)
         elif case.path in ("/api/v1/changes", "/api/v1/incidents", "/api/v1/verdicts"):
             _period(query, "since", "until", _api_time)
-    _body_times(case)
+    _body_rules(case)
     if case.method.upper() == "POST" and case.path == "/api/v1/builds" and query is not None:
         # A build registered by URL declares the digest of what the URL serves.
         if "url" in query and "sha256" not in query:

@@ -27,6 +27,7 @@ pub mod migrate;
 pub mod monitors;
 pub mod notify;
 pub mod openapi_rules;
+mod openapi_toml;
 pub mod remote_read;
 pub mod report;
 pub mod serve;

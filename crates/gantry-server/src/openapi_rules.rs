@@ -44,14 +44,14 @@ pub const CURSOR_PATTERN: &str = "^-?[0-9]{1,18}[.][0-7][0-9A-HJKMNP-TV-Za-hjkmn
 pub const VERSION_PATTERN: &str = "^[!-.0-\\[\\]-~]+$";
 /// The characters Rust's `char::is_whitespace` (and so `str::trim`) counts as space, as a
 /// regular expression class body; written out because `\s` differs between regex dialects.
-const SPACE: &str =
+pub(crate) const SPACE: &str =
     "\\t\\n\\x0b\\x0c\\r \\x85\\xa0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000";
 
 /// One seriesByTag expression: `tag=value`, `tag!=value`, `tag=~regex`, `tag!=~regex` (the
 /// pattern states the literal forms; a regex after `=~` is read as graphite-web reads it).
 pub const TAG_EXPRESSION_PATTERN: &str = "^[A-Za-z0-9_.-]+!?=[A-Za-z0-9_.-]*$";
 
-fn name() -> Value {
+pub(crate) fn name() -> Value {
     json!({"minLength": 1, "maxLength": 64, "pattern": NAME_PATTERN})
 }
 
@@ -76,7 +76,19 @@ fn body_time() -> Value {
 
 /// Text that is not only space (the handlers trim it), of at most `max` characters.
 fn text(max: usize) -> Value {
-    json!({"minLength": 1, "maxLength": max, "pattern": format!("[^{SPACE}]")})
+    let mut schema = not_blank();
+    merge(&mut schema, json!({"minLength": 1, "maxLength": max}));
+    schema
+}
+
+/// Text that holds something other than space.
+pub(crate) fn not_blank() -> Value {
+    json!({"pattern": not_blank_pattern()})
+}
+
+/// The pattern of [`not_blank`]: one character that is not space, anywhere.
+fn not_blank_pattern() -> String {
+    format!("[^{SPACE}]")
 }
 
 /// One word without space (a commit id, a role).
@@ -170,6 +182,7 @@ const PARAMETERS: &[ParameterRule] = &[
         ],
         name,
     ),
+    ("source", "path", &["/api/v1/monitors/files/{source}"], name),
     ("status", "query", &["/api/v1/changes"], || {
         one_of(CHANGE_STATUSES)
     }),
@@ -336,7 +349,7 @@ const PROPERTIES: &[PropertyRule] = &[
     }),
     (
         "VariantBody/name",
-        || json!({"minLength": 1, "pattern": format!("[^{SPACE}]")}),
+        || json!({"minLength": 1, "pattern": not_blank_pattern()}),
     ),
     ("VariantBody/weight", || json!({"maximum": 1000})),
     ("VariantBody/payload", payload),
@@ -455,15 +468,11 @@ const SCHEMAS: &[PropertyRule] = &[
     }),
     // An edit changes something.
     ("IncidentEdit", || {
-        let given =
-            |f: &str| json!({"required": [f], "properties": {f: {"not": {"type": "null"}}}});
-        json!({"anyOf": [given("title"), given("severity"), given("impact_started_at"), given("postmortem")]})
+        any_given(&["title", "severity", "impact_started_at", "postmortem"])
     }),
     // A patch changes something: one of its fields is given (a null is no change).
     ("ChangePatch", || {
-        let given =
-            |f: &str| json!({"required": [f], "properties": {f: {"not": {"type": "null"}}}});
-        json!({"anyOf": [given("status"), given("finished_at"), given("description")]})
+        any_given(&["status", "finished_at", "description"])
     }),
     // Exactly one of the three.
     ("TargetBody", || {
@@ -519,6 +528,12 @@ const SCHEMAS: &[PropertyRule] = &[
     }),
 ];
 
+/// At least one of `fields` is given, and not as `null` (which reads as absent).
+fn any_given(fields: &[&str]) -> Value {
+    let given = |f: &&str| json!({"required": [f], "properties": {*f: {"not": {"type": "null"}}}});
+    json!({"anyOf": fields.iter().map(given).collect::<Vec<_>>()})
+}
+
 /// A flag's or segment's name (`gantry_flags::validate::validate_flag_name`).
 fn flag_name() -> Value {
     json!({"minLength": 1, "maxLength": 64, "pattern": "^[A-Za-z0-9._-]+$"})
@@ -550,7 +565,7 @@ fn constraint() -> Value {
         "type": "object",
         "required": ["contextName", "operator"],
         "properties": {
-            "contextName": {"type": "string", "minLength": 1, "pattern": format!("[^{SPACE}]")},
+            "contextName": {"type": "string", "minLength": 1, "pattern": not_blank_pattern()},
             "operator": {"enum": [
                 "IN", "NOT_IN", "STR_CONTAINS", "STR_STARTS_WITH", "STR_ENDS_WITH",
                 "NUM_EQ", "NUM_GT", "NUM_GTE", "NUM_LT", "NUM_LTE", "DATE_AFTER", "DATE_BEFORE",
@@ -674,6 +689,24 @@ fn matcher() -> Value {
     })
 }
 
+/// The document a server on default settings serves, with an artifact limit of 1 MiB.
+#[cfg(test)]
+pub(crate) async fn served_document_for_tests() -> Value {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let store = gantry_store::SqliteStore::open(&dir.path().join("gantry.db"), Default::default())
+        .await
+        .expect("a store");
+    let tsdb = gantry_tsdb::Tsdb::open(&dir.path().join("metrics"), Default::default())
+        .expect("a metrics store");
+    let state = crate::AppState::new(
+        std::sync::Arc::new(store),
+        tsdb,
+        crate::ServerConfig::default(),
+    );
+    let (_, generated) = crate::app::routes(&state);
+    serde_json::from_str(&document_json(&generated, 1 << 20)).expect("the document is JSON")
+}
+
 /// States the rules above in `doc`, the document as JSON (as served: some keywords used
 /// here, `not` and `contentSchema`, have no place in utoipa's types).
 pub fn apply(doc: &mut Value) {
@@ -686,6 +719,7 @@ pub fn apply(doc: &mut Value) {
     new_segment(doc);
     stream_events(doc);
     object_bodies(doc);
+    crate::openapi_toml::apply(doc);
 }
 
 /// The document as served at `/api/v1/openapi.json`: utoipa's, with the rules above and this
@@ -699,17 +733,8 @@ pub fn document_json(doc: &OpenApiDoc, max_artifact_bytes: u64) -> String {
     ) {
         merge(body, json!({"minLength": 1}));
     }
-    if let Some(Value::Array(parameters)) =
-        value.pointer_mut("/paths/~1api~1v1~1builds/post/parameters")
-    {
-        for parameter in parameters {
-            if parameter.get("name").and_then(Value::as_str) == Some("size") {
-                merge(
-                    &mut parameter["schema"],
-                    json!({"maximum": max_artifact_bytes}),
-                );
-            }
-        }
+    if let Some(size) = parameter_mut(&mut value, "POST /api/v1/builds", "size") {
+        merge(&mut size["schema"], json!({"maximum": max_artifact_bytes}));
     }
     value.to_string()
 }
@@ -777,22 +802,24 @@ const REQUIRED_PARAMETERS: &[(&str, &str)] = &[("DELETE /api/v1/metrics", "patte
 
 fn required_parameters(doc: &mut Value) {
     for (operation, name) in REQUIRED_PARAMETERS {
-        let Some((method, path)) = operation.split_once(' ') else {
-            continue;
-        };
-        let pointer = format!(
-            "/paths/{}/{}/parameters",
-            path.replace('~', "~0").replace('/', "~1"),
-            method.to_lowercase()
-        );
-        if let Some(Value::Array(parameters)) = doc.pointer_mut(&pointer) {
-            for parameter in parameters {
-                if parameter.get("name").and_then(Value::as_str) == Some(name) {
-                    parameter["required"] = json!(true);
-                }
-            }
+        if let Some(parameter) = parameter_mut(doc, operation, name) {
+            parameter["required"] = json!(true);
         }
     }
+}
+
+/// The parameter `name` of `operation` (`METHOD /path`) in `doc`.
+fn parameter_mut<'a>(doc: &'a mut Value, operation: &str, name: &str) -> Option<&'a mut Value> {
+    let (method, path) = operation.split_once(' ')?;
+    let pointer = format!(
+        "/paths/{}/{}/parameters",
+        path.replace('~', "~0").replace('/', "~1"),
+        method.to_lowercase()
+    );
+    doc.pointer_mut(&pointer)?
+        .as_array_mut()?
+        .iter_mut()
+        .find(|p| p.get("name").and_then(Value::as_str) == Some(name))
 }
 
 fn apply_properties(doc: &mut Value) {
@@ -835,12 +862,11 @@ fn cause(doc: &mut Value) {
         for kind in kinds {
             if let Some(change) = kind.pointer_mut("/properties/change") {
                 merge(change, ulid());
-                change["pattern"] = json!(ULID_PATTERN);
             }
             if let Some(what) = kind.pointer_mut("/properties/what") {
                 merge(
                     what,
-                    json!({"minLength": 1, "pattern": format!("[^{SPACE}]")}),
+                    json!({"minLength": 1, "pattern": not_blank_pattern()}),
                 );
             }
         }
@@ -1062,20 +1088,7 @@ mod tests {
 
     #[tokio::test]
     async fn the_served_document_states_the_rules() {
-        let dir = tempfile::tempdir().unwrap();
-        let store =
-            gantry_store::SqliteStore::open(&dir.path().join("gantry.db"), Default::default())
-                .await
-                .unwrap();
-        let tsdb =
-            gantry_tsdb::Tsdb::open(&dir.path().join("metrics"), Default::default()).unwrap();
-        let state = crate::AppState::new(
-            std::sync::Arc::new(store),
-            tsdb,
-            crate::ServerConfig::default(),
-        );
-        let (_, generated) = crate::app::routes(&state);
-        let doc: Value = serde_json::from_str(&document_json(&generated, 1 << 20)).unwrap();
+        let doc = served_document_for_tests().await;
         let size = doc
             .pointer("/paths/~1api~1v1~1builds/post/parameters")
             .and_then(Value::as_array)

@@ -58,9 +58,13 @@ pub struct ApplyParams {
     request_body(
         content = Option<String>,
         content_type = "application/toml",
-        description = "The monitor file; an empty or absent body is an empty file, which removes every monitor of the source"
+        description = "The monitor file (TOML; its schema, MonitorFile, states its tables and keys); an empty or absent body is an empty file, which removes every monitor of the source"
     ),
-    responses((status = 200, body = Applied), (status = 400, description = "The file is wrong (file, line, monitor, key)", body = ErrorBody)),
+    responses(
+        (status = 200, body = Applied),
+        (status = 400, description = "The file is wrong (file, line, monitor, key)", body = ErrorBody),
+        (status = 409, description = "A monitor's name is already used by another source's file", body = ErrorBody),
+    ),
     security(("bearer" = [])),
     extensions(("x-gantry-scope" = json!("admin"))),
 )]

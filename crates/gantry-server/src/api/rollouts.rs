@@ -211,7 +211,11 @@ pub async fn get_deploy_config(
     path = "/api/v1/services/{name}/deploy-config",
     tag = "services",
     params(("name" = String, Path)),
-    request_body(content = String, content_type = "application/toml"),
+    request_body(
+        content = String,
+        content_type = "application/toml",
+        description = "The service file (TOML; its schema, ServiceFile, states its tables and keys): the deploy configuration, and optionally a [detect] table and [[logs]] tables, which the server keeps apart"
+    ),
     responses((status = 200, body = DeployConfigView), (status = 400, body = ErrorBody)),
     security(("bearer" = [])),
     extensions(("x-gantry-scope" = json!("admin"))),

@@ -153,10 +153,15 @@ pub async fn apply(
         .collect();
     for m in file.monitors() {
         if let Some(other) = elsewhere.get(m.name.as_str()) {
-            return Err(ApiError::invalid(format!(
-                "{file_name}: monitor '{}' is already defined by the monitor file '{other}'; names are unique across files",
-                m.name
-            )));
+            // The file is well formed; it collides with what another file holds.
+            return Err(ApiError::new(
+                axum::http::StatusCode::CONFLICT,
+                "conflict",
+                format!(
+                    "{file_name}: monitor '{}' is already defined by the monitor file '{other}'; names are unique across files",
+                    m.name
+                ),
+            ));
         }
     }
     let changes = diff(&old, &file);
