@@ -277,6 +277,11 @@ pub fn app(state: AppState) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(Extension(OpenApiJson(Arc::new(doc_json))))
+        .layer(tower::util::MapRequestLayer::new(
+            crate::limits::stall_body(std::time::Duration::from_secs(
+                state.config.limits.body_read_timeout_secs,
+            )),
+        ))
         .layer(middleware::from_fn_with_state(
             state.clone(),
             crate::auth_failures::limit,

@@ -57,6 +57,8 @@ pub struct ServerConfig {
     pub notify: crate::notify::config::NotifyConfig,
     /// The web dashboard: `[dashboard]`.
     pub dashboard: DashboardConfig,
+    /// Connections and slow clients: `[limits]`.
+    pub limits: crate::limits::LimitsConfig,
 }
 
 /// The `[dashboard]` section.
@@ -259,6 +261,7 @@ impl Default for ServerConfig {
             migrate: MigrateConfig::default(),
             notify: Default::default(),
             dashboard: DashboardConfig::default(),
+            limits: crate::limits::LimitsConfig::default(),
         }
     }
 }
@@ -388,6 +391,7 @@ impl ServerConfig {
             )));
         }
         self.notify.validate().map_err(ConfigError::Invalid)?;
+        self.limits.validate().map_err(ConfigError::Invalid)?;
         let grafana = &self.dashboard.grafana_url;
         let is_http = grafana.starts_with("http://") || grafana.starts_with("https://");
         if !grafana.is_empty() && !is_http {

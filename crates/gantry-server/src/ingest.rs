@@ -25,6 +25,8 @@ use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Listen;
+use crate::limits::{LimitsConfig, MetricsLimit};
+use crate::metrics::ConnectionsClosed;
 
 /// Counters of what the listeners received, shown at `/metrics`.
 #[derive(Debug, Default)]
@@ -121,10 +123,15 @@ fn udp_socket(addr: SocketAddr, reuse_port: bool, flag: &str) -> anyhow::Result<
     Ok(UdpSocket::from_std(socket.into())?)
 }
 
-/// Accepts connections until shutdown, running `handle` for each on its own task.
-fn spawn_accept_loop<F, Fut>(listener: TcpListener, shutdown: CancellationToken, handle: F)
-where
-    F: Fn(TcpStream, SocketAddr) -> Fut + Send + Sync + 'static,
+/// Accepts connections until shutdown, running `handle` for each on its own task while it
+/// holds one of the port's permits; a connection past `limit` is closed at once.
+fn spawn_accept_loop<F, Fut>(
+    listener: TcpListener,
+    shutdown: CancellationToken,
+    limit: MetricsLimit,
+    handle: F,
+) where
+    F: Fn(TcpStream, SocketAddr, MetricsLimit) -> Fut + Send + Sync + 'static,
     Fut: std::future::Future<Output = ()> + Send + 'static,
 {
     tokio::spawn(async move {
@@ -136,23 +143,53 @@ where
                     Err(_) => continue,
                 },
             };
-            tokio::spawn(handle(stream, peer));
+            let Some(permit) = limit.admit() else {
+                drop(stream);
+                continue;
+            };
+            let connection = handle(stream, peer, limit.clone());
+            tokio::spawn(async move {
+                connection.await;
+                drop(permit);
+            });
         }
     });
 }
 
-/// The next read from a connection; `None` when the peer closed, the read failed, or the
-/// server is shutting down.
+/// Bytes read from a metrics connection at a time.
+const CHUNK: usize = 64 * 1024;
+
+/// The next read from a connection into `chunk` (given its room on the first read, so an
+/// idle connection holds no buffer); `None` when the peer closed, the read failed, it sent
+/// nothing for the idle timeout, or the server is shutting down.
 async fn next_chunk(
     stream: &mut TcpStream,
-    chunk: &mut [u8],
+    chunk: &mut Vec<u8>,
     shutdown: &CancellationToken,
+    limit: &MetricsLimit,
 ) -> Option<usize> {
+    if chunk.is_empty() {
+        tokio::select! {
+            _ = shutdown.cancelled() => return None,
+            ready = tokio::time::timeout(limit.idle, stream.readable()) => match ready {
+                Ok(Ok(())) => chunk.resize(CHUNK, 0),
+                Ok(Err(_)) => return None,
+                Err(_) => {
+                    limit.idle_closed();
+                    return None;
+                }
+            },
+        }
+    }
     tokio::select! {
         _ = shutdown.cancelled() => None,
-        read = stream.read(chunk) => match read {
-            Ok(0) | Err(_) => None,
-            Ok(n) => Some(n),
+        read = tokio::time::timeout(limit.idle, stream.read(chunk)) => match read {
+            Ok(Ok(0)) | Ok(Err(_)) => None,
+            Ok(Ok(n)) => Some(n),
+            Err(_) => {
+                limit.idle_closed();
+                None
+            }
         },
     }
 }
@@ -177,6 +214,7 @@ async fn tcp_listener(addr: SocketAddr, flag: &str) -> anyhow::Result<TcpListene
 
 /// Starts every configured listener; returns where they listen, and the StatsD aggregator
 /// task (await it after shutdown so its last flush reaches the store).
+#[allow(clippy::too_many_arguments)]
 pub async fn start(
     statsd_listen: Listen,
     graphite_listen: Listen,
@@ -184,22 +222,40 @@ pub async fn start(
     statsd: StatsdConfig,
     sink: Sink,
     stats: Arc<IngestStats>,
+    limits: (&LimitsConfig, ConnectionsClosed),
     shutdown: CancellationToken,
 ) -> anyhow::Result<(Bound, Option<tokio::task::JoinHandle<()>>)> {
+    let (limits, closed) = limits;
+    let limit = |listener| MetricsLimit::new(listener, limits, closed.clone());
     let mut bound = Bound::default();
     let mut aggregator = None;
     if let Listen::On(addr) = statsd_listen {
-        let (local, task) =
-            statsd::start(addr, statsd, sink.clone(), stats.clone(), shutdown.clone()).await?;
+        let (local, task) = statsd::start(
+            addr,
+            statsd,
+            sink.clone(),
+            stats.clone(),
+            limit("statsd"),
+            shutdown.clone(),
+        )
+        .await?;
         bound.statsd = Some(local);
         aggregator = Some(task);
     }
     if let Listen::On(addr) = graphite_listen {
-        bound.graphite =
-            Some(start_graphite(addr, sink.clone(), stats.clone(), shutdown.clone()).await?);
+        bound.graphite = Some(
+            start_graphite(
+                addr,
+                sink.clone(),
+                stats.clone(),
+                limit("graphite"),
+                shutdown.clone(),
+            )
+            .await?,
+        );
     }
     if let Listen::On(addr) = pickle_listen {
-        bound.pickle = Some(start_pickle(addr, sink, stats, shutdown).await?);
+        bound.pickle = Some(start_pickle(addr, sink, stats, limit("pickle"), shutdown).await?);
     }
     Ok((bound, aggregator))
 }
@@ -238,6 +294,7 @@ async fn start_graphite(
     addr: SocketAddr,
     sink: Sink,
     stats: Arc<IngestStats>,
+    limit: MetricsLimit,
     shutdown: CancellationToken,
 ) -> anyhow::Result<SocketAddr> {
     let tcp = tcp_listener(addr, "--graphite-listen").await?;
@@ -258,13 +315,13 @@ async fn start_graphite(
         });
     }
     let reads = shutdown.clone();
-    spawn_accept_loop(tcp, shutdown, move |mut stream, _| {
+    spawn_accept_loop(tcp, shutdown, limit, move |mut stream, _, limit| {
         let (sink, stats, shutdown) = (sink.clone(), stats.clone(), reads.clone());
         async move {
             let mut buffer = gantry_graphite::plaintext::LineBuffer::default();
-            let mut chunk = vec![0u8; 64 * 1024];
+            let mut chunk = Vec::new();
             let mut lines = gantry_graphite::plaintext::Lines::default();
-            while let Some(n) = next_chunk(&mut stream, &mut chunk, &shutdown).await {
+            while let Some(n) = next_chunk(&mut stream, &mut chunk, &shutdown, &limit).await {
                 lines.clear();
                 let too_long = buffer.push_lines(&chunk[..n], MAX_LINE, &mut lines);
                 stats
@@ -286,17 +343,18 @@ async fn start_pickle(
     addr: SocketAddr,
     sink: Sink,
     stats: Arc<IngestStats>,
+    limit: MetricsLimit,
     shutdown: CancellationToken,
 ) -> anyhow::Result<SocketAddr> {
     let tcp = tcp_listener(addr, "--pickle-listen").await?;
     let local = tcp.local_addr()?;
     let reads = shutdown.clone();
-    spawn_accept_loop(tcp, shutdown, move |mut stream, peer| {
+    spawn_accept_loop(tcp, shutdown, limit, move |mut stream, peer, limit| {
         let (sink, stats, shutdown) = (sink.clone(), stats.clone(), reads.clone());
         async move {
             let mut frames = gantry_graphite::pickle::FrameBuffer::default();
-            let mut chunk = vec![0u8; 64 * 1024];
-            while let Some(n) = next_chunk(&mut stream, &mut chunk, &shutdown).await {
+            let mut chunk = Vec::new();
+            while let Some(n) = next_chunk(&mut stream, &mut chunk, &shutdown, &limit).await {
                 let mut refused = None;
                 let framed = frames.push(&chunk[..n], MAX_PICKLE_FRAME, |payload| {
                     if refused.is_some() {

@@ -22,6 +22,7 @@ pub mod flags;
 pub mod forward;
 pub mod incidents;
 pub mod ingest;
+pub mod limits;
 pub mod metrics;
 pub mod migrate;
 pub mod monitors;

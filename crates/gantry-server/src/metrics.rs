@@ -29,6 +29,28 @@ pub struct NotifyLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ConnectionLabels {
+    /// `http`, `statsd`, `graphite` or `pickle`.
+    pub listener: String,
+    /// `limit` (the listener's connections were all taken), `stalled` (the client stopped
+    /// reading) or `idle` (it sent nothing).
+    pub reason: String,
+}
+
+/// Connections closed by a `[limits]` key (crate::limits).
+pub type ConnectionsClosed = Family<ConnectionLabels, Counter>;
+
+/// Counts one connection closed by a limit.
+pub fn connection_closed(family: &ConnectionsClosed, listener: &str, reason: &str) {
+    family
+        .get_or_create(&ConnectionLabels {
+            listener: listener.to_string(),
+            reason: reason.to_string(),
+        })
+        .inc();
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct StoreLabels {
     pub operation: String,
 }
@@ -43,6 +65,7 @@ pub struct Metrics {
     pub notify_attempts: Family<NotifyLabels, Counter>,
     /// Credentials refused (unknown, expired or revoked), whatever the route.
     pub auth_failures: Counter,
+    pub connections_closed: ConnectionsClosed,
 }
 
 fn latency_histogram() -> Histogram {
@@ -99,8 +122,15 @@ impl Default for Metrics {
             "Refused credentials (unknown, expired or revoked tokens), counted per request",
             auth_failures.clone(),
         );
+        let connections_closed = ConnectionsClosed::default();
+        registry.register(
+            "connections_closed",
+            "Connections closed by a [limits] key, by listener and reason (limit, stalled, idle)",
+            connections_closed.clone(),
+        );
         Metrics {
             auth_failures,
+            connections_closed,
             notify_attempts,
             registry,
             requests,

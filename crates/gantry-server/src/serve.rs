@@ -74,6 +74,11 @@ pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
     let tsdb = gantry_tsdb::Tsdb::open(&metrics_dir, config.storage.clone())
         .with_context(|| format!("cannot open the metrics store in {}", metrics_dir.display()))?;
 
+    // Each connection holds a descriptor.
+    match crate::limits::raise_open_files() {
+        Ok(limit) => tracing::info!(open_files = limit, "open-files limit"),
+        Err(e) => tracing::warn!(error = %e, "cannot raise the open-files limit"),
+    }
     let listener = std::net::TcpListener::bind(config.listen).with_context(|| {
         format!(
             "cannot listen on {} (set another address with --listen or GANTRY_LISTEN)",
@@ -124,6 +129,10 @@ pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
         statsd,
         sink,
         state.ingest.clone(),
+        (
+            &state.config.limits,
+            state.metrics.connections_closed.clone(),
+        ),
         state.shutdown.clone(),
     )
     .await?;
@@ -162,19 +171,34 @@ pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
     }
     // Evaluations counted since the last write go to the store before it closes.
     let flag_usage = state.flag_usage.clone();
+    let limits = state.config.limits.clone();
+    let closed = state.metrics.connections_closed.clone();
     let service = app(state).into_make_service_with_connect_info::<SocketAddr>();
+    // Idle keep-alive connections and slow heads are closed after the header timeout.
+    let http1 = |builder: &mut hyper_util::server::conn::auto::Builder<_>| {
+        builder
+            .http1()
+            .timer(hyper_util::rt::TokioTimer::new())
+            .header_read_timeout(Duration::from_secs(limits.header_read_timeout_secs));
+    };
     let served = match tls {
         Some(tls) => {
-            axum_server::from_tcp_rustls(listener, tls)
-                .handle(handle)
-                .serve(service)
-                .await
+            let mut server = axum_server::from_tcp_rustls(listener, tls)
+                .map(|tls| crate::limits::Acceptor::new(tls, &limits, closed))
+                .handle(handle);
+            http1(server.http_builder());
+            server.serve(service).await
         }
         None => {
-            axum_server::from_tcp(listener)
-                .handle(handle)
-                .serve(service)
-                .await
+            let mut server = axum_server::from_tcp(listener)
+                .acceptor(crate::limits::Acceptor::new(
+                    axum_server::accept::DefaultAcceptor,
+                    &limits,
+                    closed,
+                ))
+                .handle(handle);
+            http1(server.http_builder());
+            server.serve(service).await
         }
     };
     flag_usage.flush(store.as_ref()).await;

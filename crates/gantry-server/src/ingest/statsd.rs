@@ -25,6 +25,8 @@ use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use crate::limits::MetricsLimit;
+
 use super::{
     next_chunk, spawn_accept_loop, tcp_listener, unix_now, IngestStats, RateLimitedLog, Sink,
     MAX_DATAGRAM, MAX_LINE, UDP_RECEIVE_BUFFER,
@@ -267,6 +269,7 @@ pub(super) async fn start(
     config: StatsdConfig,
     sink: Sink,
     stats: Arc<IngestStats>,
+    limit: MetricsLimit,
     shutdown: CancellationToken,
 ) -> anyhow::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
     // The TCP listener first: with port 0 it picks the port the UDP sockets then share.
@@ -307,7 +310,7 @@ pub(super) async fn start(
     }
     drop(handed);
     let (lines, tcp_lines) = mpsc::channel::<Vec<u8>>(1024);
-    serve_tcp(tcp, lines, shutdown.clone());
+    serve_tcp(tcp, lines, limit, shutdown.clone());
     let flusher = tokio::spawn(
         Flusher {
             aggregator: Aggregator::new(config),
@@ -468,14 +471,19 @@ fn fold<'a>(
 }
 
 /// StatsD over TCP: complete lines, a read's worth at a time, go to the flusher.
-fn serve_tcp(listener: TcpListener, lines: mpsc::Sender<Vec<u8>>, shutdown: CancellationToken) {
+fn serve_tcp(
+    listener: TcpListener,
+    lines: mpsc::Sender<Vec<u8>>,
+    limit: MetricsLimit,
+    shutdown: CancellationToken,
+) {
     let reads = shutdown.clone();
-    spawn_accept_loop(listener, shutdown, move |mut stream, _| {
+    spawn_accept_loop(listener, shutdown, limit, move |mut stream, _, limit| {
         let (lines, shutdown) = (lines.clone(), reads.clone());
         async move {
             let mut buffer = gantry_graphite::plaintext::LineBuffer::default();
-            let mut chunk = vec![0u8; 64 * 1024];
-            while let Some(n) = next_chunk(&mut stream, &mut chunk, &shutdown).await {
+            let mut chunk = Vec::new();
+            while let Some(n) = next_chunk(&mut stream, &mut chunk, &shutdown, &limit).await {
                 let mut complete = Vec::new();
                 buffer.push(&chunk[..n], MAX_LINE, |line| {
                     if let gantry_graphite::plaintext::Line::Complete(l) = line {

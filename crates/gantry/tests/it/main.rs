@@ -14,6 +14,7 @@ mod flags;
 mod graphite_web;
 mod incidents;
 mod lifecycle;
+mod limits;
 mod logs;
 mod metrics;
 mod migrate;
