@@ -207,9 +207,10 @@ async fn wait_for_room(sink: &Sink, shutdown: &CancellationToken) {
 }
 
 async fn tcp_listener(addr: SocketAddr, flag: &str) -> anyhow::Result<TcpListener> {
-    TcpListener::bind(addr).await.with_context(|| {
+    let listener = crate::limits::tcp_listener(addr).with_context(|| {
         format!("cannot listen on TCP {addr} (set another address with {flag}, or off)")
-    })
+    })?;
+    Ok(TcpListener::from_std(listener)?)
 }
 
 /// Starts every configured listener; returns where they listen, and the StatsD aggregator

@@ -339,6 +339,23 @@ impl MetricsLimit {
     }
 }
 
+/// Connections the kernel queues for a listener before the server accepts them. The
+/// standard library's 128 overflows when many clients connect at once (agents after a
+/// restart): the ones past it wait for the handshake to be retried, seconds later.
+pub const LISTEN_BACKLOG: i32 = 4096;
+
+/// A non-blocking TCP listener on `addr` with [`LISTEN_BACKLOG`].
+pub fn tcp_listener(addr: std::net::SocketAddr) -> io::Result<std::net::TcpListener> {
+    use socket2::{Domain, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    #[cfg(unix)]
+    socket.set_reuse_address(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(LISTEN_BACKLOG)?;
+    socket.set_nonblocking(true)?;
+    Ok(socket.into())
+}
+
 /// Raises the soft limit on open files to the hard one (each connection holds a
 /// descriptor); returns the limit now in force.
 pub fn raise_open_files() -> io::Result<libc::rlim_t> {

@@ -79,13 +79,12 @@ pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
         Ok(limit) => tracing::info!(open_files = limit, "open-files limit"),
         Err(e) => tracing::warn!(error = %e, "cannot raise the open-files limit"),
     }
-    let listener = std::net::TcpListener::bind(config.listen).with_context(|| {
+    let listener = crate::limits::tcp_listener(config.listen).with_context(|| {
         format!(
             "cannot listen on {} (set another address with --listen or GANTRY_LISTEN)",
             config.listen
         )
     })?;
-    listener.set_nonblocking(true)?;
     let addr = listener.local_addr()?;
     let tls = match &config.tls {
         Some(tls) => Some(
