@@ -337,11 +337,11 @@ def _body_rules(case):
             when = _api_time(at)
             if when is None or when <= now + datetime.timedelta(minutes=1):
                 body["at"] = "+2h"
-    elif label == "POST /api/v1/changes":
+    elif label in ("POST /api/v1/changes", "POST /api/v1/migrate/changes"):
         started = _api_time(body.get("started_at")) if body.get("started_at") is not None else now
         finished = _api_time(body.get("finished_at"))
         # Within a second, the two are one instant read twice (`12h` ago, read field by field).
-        if started is not None and finished is not None and finished < started + datetime.timedelta(seconds=1):
+        if started is not None and finished is not None and finished.timestamp() < started.timestamp() + 1:
             body.pop("finished_at", None)
     elif label in ("POST /api/v1/incidents", "PATCH /api/v1/incidents/{id}"):
         started = _api_time(body.get("impact_started_at"))

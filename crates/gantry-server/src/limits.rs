@@ -24,7 +24,6 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::Request;
-use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
@@ -269,27 +268,62 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Guarded<T> {
 /// it answers 400 naming the limit) instead of holding its task forever.
 pub fn stall_body(stall: Duration) -> impl Fn(Request) -> Request + Clone {
     move |request: Request| {
-        request.map(|body| {
-            let chunks = body.into_data_stream();
-            let guarded = futures::stream::unfold(Some(chunks), move |chunks| async move {
-                let mut chunks = chunks?;
-                match tokio::time::timeout(stall, chunks.next()).await {
-                    Ok(Some(chunk)) => Some((chunk, Some(chunks))),
-                    Ok(None) => None,
-                    Err(_) => Some((
-                        Err(axum::Error::new(io::Error::new(
-                            io::ErrorKind::TimedOut,
-                            format!(
-                                "the request body stopped arriving for {} s (limits.body_read_timeout_secs)",
-                                stall.as_secs()
-                            ),
-                        ))),
-                        None,
-                    )),
-                }
-            });
-            Body::from_stream(guarded)
+        request.map(|inner| {
+            Body::new(StallBody {
+                inner,
+                stall,
+                waiting: None,
+            })
         })
+    }
+}
+
+/// A request body whose frames may not pause longer than `stall`.
+struct StallBody {
+    inner: Body,
+    stall: Duration,
+    waiting: Option<Pin<Box<Sleep>>>,
+}
+
+impl http_body::Body for StallBody {
+    type Data = axum::body::Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        match Pin::new(&mut self.inner).poll_frame(cx) {
+            Poll::Pending => {
+                let stall = self.stall;
+                let waiting = self
+                    .waiting
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep(stall)));
+                if waiting.as_mut().poll(cx).is_pending() {
+                    return Poll::Pending;
+                }
+                self.waiting = None;
+                Poll::Ready(Some(Err(axum::Error::new(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!(
+                        "the request body stopped arriving for {} s (limits.body_read_timeout_secs)",
+                        stall.as_secs()
+                    ),
+                )))))
+            }
+            ready => {
+                self.waiting = None;
+                ready
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
     }
 }
 
@@ -384,6 +418,7 @@ pub fn raise_open_files() -> io::Result<libc::rlim_t> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use http_body::Body as _;
 
     #[test]
     fn a_zero_limit_is_refused() {
@@ -412,6 +447,20 @@ mod tests {
         );
         assert_eq!(limit.rlim_cur, limit.rlim_max);
         assert_eq!(now, limit.rlim_cur);
+    }
+
+    #[tokio::test]
+    async fn an_empty_body_reads_as_empty_however_often_it_is_polled() {
+        let request = stall_body(Duration::from_secs(1))(Request::new(Body::empty()));
+        let mut body = request.into_body();
+        assert!(http_body::Body::is_end_stream(&body));
+        for _ in 0..3 {
+            assert!(
+                futures::future::poll_fn(|cx| Pin::new(&mut body).poll_frame(cx))
+                    .await
+                    .is_none()
+            );
+        }
     }
 
     #[tokio::test]
